@@ -101,6 +101,14 @@ impl Driver {
         }
     }
 
+    pub(crate) fn description(&self) -> String {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::Uring(d) => format!("uring ({})", d.setup_description()),
+            Driver::Readiness(_) => format!("fallback ({})", ringloop_fallback::backend_name()),
+        }
+    }
+
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<()> {
         match self {
             #[cfg(target_os = "linux")]
