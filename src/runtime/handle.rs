@@ -5,7 +5,10 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::time::TimerSlot;
+use std::rc::Weak;
+
+use super::LoopInner;
+use crate::time::TimerId;
 
 /// A scheduled callback shared by the ready queue / timer heap and its handle.
 pub(crate) struct CallbackCell {
@@ -64,17 +67,22 @@ impl fmt::Debug for Handle {
 /// [`call_at`](crate::EventLoop::call_at) callback.
 pub struct TimerHandle {
     cell: Rc<CallbackCell>,
-    slot: Rc<TimerSlot>,
+    id: TimerId,
+    when: Instant,
+    lp: Weak<LoopInner>,
 }
 
 impl TimerHandle {
-    pub(crate) fn new(cell: Rc<CallbackCell>, slot: Rc<TimerSlot>) -> TimerHandle {
-        TimerHandle { cell, slot }
+    pub(crate) fn new(cell: Rc<CallbackCell>, id: TimerId, when: Instant, lp: Weak<LoopInner>) -> TimerHandle {
+        TimerHandle { cell, id, when, lp }
     }
     /// Cancels the timer (idempotent, O(1)).
     pub fn cancel(&self) {
-        self.slot.cancel();
         self.cell.cancel();
+        if let Some(lp) = self.lp.upgrade() {
+            let action = lp.timers.try_borrow_mut().ok().and_then(|mut t| t.cancel(self.id));
+            drop(action);
+        }
     }
     /// Whether `cancel()` was called.
     pub fn cancelled(&self) -> bool {
@@ -82,7 +90,7 @@ impl TimerHandle {
     }
     /// The absolute deadline on the loop clock.
     pub fn when(&self) -> Instant {
-        self.slot.when()
+        self.when
     }
 }
 

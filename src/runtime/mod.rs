@@ -17,7 +17,7 @@ use slab::Slab;
 use crate::blocking::{BlockingPool, BlockingTask, PoolConfig};
 use crate::driver::{Driver, DriverChoice, DriverKind, UringConfig};
 use crate::task::{self, OkWrap, RawTask, Task, TaskError, TaskRef};
-use crate::time::{Clock, TimerAction, TimerQueue, TimerSlot};
+use crate::time::{Clock, TimerAction, TimerId, TimerQueue};
 
 mod handle;
 mod shared;
@@ -170,7 +170,24 @@ pub(crate) fn push_local_task(shared: &Arc<Shared>, key: usize, id: u64) -> bool
         .unwrap_or(false)
 }
 
+/// Cancels a timer of the loop identified by `loop_id` if that loop is the
+/// current one on this thread (otherwise the timer simply fires later and
+/// wakes a stale waker, which is harmless).
+pub(crate) fn cancel_timer(loop_id: usize, id: TimerId) {
+    if let Some(lp) = current_inner() {
+        if lp.id() == loop_id {
+            let action = lp.timers.try_borrow_mut().ok().and_then(|mut t| t.cancel(id));
+            drop(action);
+        }
+    }
+}
+
 impl LoopInner {
+    /// Identity of this loop (address of its shared state).
+    pub(crate) fn id(&self) -> usize {
+        Arc::as_ptr(&self.shared) as usize
+    }
+
     pub(crate) fn check_open(&self) -> Result<(), LoopError> {
         if self.closed.get() {
             Err(LoopError::Closed)
@@ -270,7 +287,6 @@ impl LoopInner {
                 None => break,
                 Some(TimerAction::Callback(cb)) => self.ready.borrow_mut().push_back(Runnable::Callback(cb)),
                 Some(TimerAction::Wake(w)) => w.wake(),
-                Some(TimerAction::None) => {}
             }
         }
 
@@ -589,8 +605,8 @@ impl EventLoop {
     pub fn call_at(&self, when: Instant, f: impl FnOnce() + 'static) -> Result<TimerHandle, LoopError> {
         self.inner.check_open()?;
         let cb = CallbackCell::new(Box::new(f));
-        let slot: Rc<TimerSlot> = crate::time::schedule_timer(&self.inner, when, cb.clone());
-        Ok(TimerHandle::new(cb, slot))
+        let id = crate::time::schedule_timer(&self.inner, when, cb.clone());
+        Ok(TimerHandle::new(cb, id, when, Rc::downgrade(&self.inner)))
     }
 
     /// Spawns `fut` as a task on this loop.

@@ -182,6 +182,12 @@ pub struct RemoteTask<T> {
     state: Arc<Mutex<RemoteState<T>>>,
 }
 
+impl<T> fmt::Debug for RemoteTask<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteTask").finish_non_exhaustive()
+    }
+}
+
 impl<T> RemoteTask<T> {
     /// Blocks the calling thread until the task finishes.
     pub fn join(self) -> Result<T, TaskError> {

@@ -1,13 +1,14 @@
 //! Time: the loop clock, the timer queue, `sleep`, `timeout`, `interval`.
 //!
 //! One timer structure serves both backends: a binary heap ordered by
-//! `(deadline, sequence)` with lazy cancellation (cancel = O(1) flag, the
-//! entry is skipped or purged later, asyncio-style: the heap is rebuilt when
-//! more than half of more than 100 entries are cancelled). Equal deadlines
+//! `(deadline, sequence)` plus a slab of live timers. Cancelling removes the
+//! slab entry (O(1)); the heap entry goes stale and is skipped or purged
+//! later, asyncio-style (the heap is rebuilt when more than half of more
+//! than 100 entries are stale). Equal deadlines
 //! fire in scheduling order. Timers never fire early: an entry is due only
 //! when `deadline <= now`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::fmt;
@@ -16,6 +17,8 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+
+use slab::Slab;
 
 use crate::runtime::{self, CallbackCell, LoopInner};
 
@@ -54,55 +57,28 @@ impl Clock {
 }
 
 pub(crate) enum TimerAction {
-    None,
     Callback(Rc<CallbackCell>),
     Wake(Waker),
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum SlotState {
-    Armed,
-    Fired,
-    Cancelled,
+/// Identifies one scheduled timer: its slab key and its unique sequence
+/// number (so a reused key never matches a stale id). Plain integers, so
+/// futures holding one stay `Send`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TimerId {
+    key: usize,
+    seq: u64,
 }
 
-/// One scheduled timer. Shared between the heap and its owner (a `Sleep` or
-/// a `TimerHandle`).
-pub(crate) struct TimerSlot {
-    when: Instant,
-    state: Cell<SlotState>,
-    action: RefCell<TimerAction>,
-    cancelled_count: Rc<Cell<usize>>,
-}
-
-impl TimerSlot {
-    pub(crate) fn when(&self) -> Instant {
-        self.when
-    }
-    pub(crate) fn cancel(&self) {
-        if self.state.get() == SlotState::Armed {
-            self.state.set(SlotState::Cancelled);
-            self.cancelled_count.set(self.cancelled_count.get() + 1);
-            let old = std::mem::replace(&mut *self.action.borrow_mut(), TimerAction::None);
-            drop(old);
-        }
-    }
-    fn fired(&self) -> bool {
-        self.state.get() == SlotState::Fired
-    }
-    fn set_waker(&self, w: &Waker) {
-        let mut a = self.action.borrow_mut();
-        match &*a {
-            TimerAction::Wake(old) if old.will_wake(w) => {}
-            _ => *a = TimerAction::Wake(w.clone()),
-        }
-    }
+struct Live {
+    seq: u64,
+    action: TimerAction,
 }
 
 struct Entry {
     when: Instant,
     seq: u64,
-    slot: Rc<TimerSlot>,
+    key: usize,
 }
 
 impl PartialEq for Entry {
@@ -123,87 +99,99 @@ impl Ord for Entry {
     }
 }
 
+/// Heap of deadlines + slab of live timers. A cancelled timer leaves the slab
+/// at once (O(1)); its heap entry goes stale and is skipped or purged.
 #[derive(Default)]
 pub(crate) struct TimerQueue {
     heap: BinaryHeap<Entry>,
+    live: Slab<Live>,
     seq: u64,
-    cancelled: Rc<Cell<usize>>,
 }
 
 impl TimerQueue {
-    pub(crate) fn insert(&mut self, when: Instant, action: TimerAction) -> Rc<TimerSlot> {
-        let slot = Rc::new(TimerSlot {
-            when,
-            state: Cell::new(SlotState::Armed),
-            action: RefCell::new(action),
-            cancelled_count: self.cancelled.clone(),
-        });
+    pub(crate) fn insert(&mut self, when: Instant, action: TimerAction) -> TimerId {
         self.seq += 1;
-        self.heap.push(Entry {
-            when,
-            seq: self.seq,
-            slot: slot.clone(),
-        });
-        slot
+        let seq = self.seq;
+        let key = self.live.insert(Live { seq, action });
+        self.heap.push(Entry { when, seq, key });
+        TimerId { key, seq }
     }
 
-    /// asyncio's purge: rebuild when mostly cancelled, else pop cancelled heads.
-    pub(crate) fn purge(&mut self) {
-        let cancelled = self.cancelled.get();
-        if self.heap.len() > 100 && cancelled * 2 > self.heap.len() {
-            let old = std::mem::take(&mut self.heap);
-            self.heap = old
-                .into_iter()
-                .filter(|e| e.slot.state.get() == SlotState::Armed)
-                .collect();
-            self.cancelled.set(0);
+    fn is_live(&self, id: TimerId) -> bool {
+        self.live.get(id.key).is_some_and(|l| l.seq == id.seq)
+    }
+
+    /// Cancels a timer; returns its action (to be dropped by the caller
+    /// outside any borrow). Unknown or fired ids are ignored.
+    pub(crate) fn cancel(&mut self, id: TimerId) -> Option<TimerAction> {
+        if self.is_live(id) {
+            Some(self.live.remove(id.key).action)
         } else {
-            self.pop_cancelled_heads();
+            None
         }
     }
 
-    fn pop_cancelled_heads(&mut self) {
+    /// Whether the timer already fired (or was cancelled).
+    pub(crate) fn is_gone(&self, id: TimerId) -> bool {
+        !self.is_live(id)
+    }
+
+    pub(crate) fn set_waker(&mut self, id: TimerId, w: &Waker) {
+        if let Some(l) = self.live.get_mut(id.key).filter(|l| l.seq == id.seq) {
+            match &l.action {
+                TimerAction::Wake(old) if old.will_wake(w) => {}
+                _ => l.action = TimerAction::Wake(w.clone()),
+            }
+        }
+    }
+
+    fn stale(&self) -> usize {
+        self.heap.len() - self.live.len()
+    }
+
+    /// asyncio's purge: rebuild when mostly cancelled, else pop stale heads.
+    pub(crate) fn purge(&mut self) {
+        if self.heap.len() > 100 && self.stale() * 2 > self.heap.len() {
+            let old = std::mem::take(&mut self.heap);
+            let live = &self.live;
+            self.heap = old
+                .into_iter()
+                .filter(|e| live.get(e.key).is_some_and(|l| l.seq == e.seq))
+                .collect();
+        } else {
+            self.pop_stale_heads();
+        }
+    }
+
+    fn pop_stale_heads(&mut self) {
         while let Some(top) = self.heap.peek() {
-            if top.slot.state.get() == SlotState::Cancelled {
-                self.heap.pop();
-                self.cancelled.set(self.cancelled.get() - 1);
-            } else {
+            if self.live.get(top.key).is_some_and(|l| l.seq == top.seq) {
                 break;
             }
+            self.heap.pop();
         }
     }
 
     pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
-        self.pop_cancelled_heads();
+        self.pop_stale_heads();
         self.heap.peek().map(|e| e.when)
     }
 
-    /// Pops the earliest timer due at `now` (deadline <= now), marking it fired.
+    /// Pops the earliest timer due at `now` (deadline <= now).
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<TimerAction> {
-        loop {
-            self.pop_cancelled_heads();
-            let top = self.heap.peek()?;
-            if top.when > now {
-                return None;
-            }
-            let e = self.heap.pop().expect("peeked");
-            e.slot.state.set(SlotState::Fired);
-            let action = std::mem::replace(&mut *e.slot.action.borrow_mut(), TimerAction::None);
-            return Some(action);
+        self.pop_stale_heads();
+        let top = self.heap.peek()?;
+        if top.when > now {
+            return None;
         }
+        let e = self.heap.pop()?;
+        Some(self.live.remove(e.key).action)
     }
 
-    /// Drops every timer (loop close).
+    /// Drops every timer (loop close); the caller drops the actions.
     pub(crate) fn clear(&mut self) -> Vec<TimerAction> {
-        let mut out = Vec::new();
-        for e in self.heap.drain() {
-            if e.slot.state.get() == SlotState::Armed {
-                e.slot.state.set(SlotState::Cancelled);
-                out.push(std::mem::replace(&mut *e.slot.action.borrow_mut(), TimerAction::None));
-            }
-        }
-        self.cancelled.set(0);
-        out
+        self.heap.clear();
+        self.live.drain().map(|l| l.action).collect()
     }
 }
 
@@ -213,7 +201,7 @@ pub fn sleep(duration: Duration) -> Sleep {
     if duration.is_zero() {
         return Sleep {
             deadline: None,
-            slot: None,
+            timer: None,
             yielded: false,
         };
     }
@@ -225,7 +213,7 @@ pub fn sleep(duration: Duration) -> Sleep {
             now.checked_add(duration)
                 .unwrap_or(now + Duration::from_secs(86400 * 365 * 30)),
         ),
-        slot: None,
+        timer: None,
         yielded: false,
     }
 }
@@ -234,7 +222,7 @@ pub fn sleep(duration: Duration) -> Sleep {
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
         deadline: Some(deadline),
-        slot: None,
+        timer: None,
         yielded: false,
     }
 }
@@ -245,10 +233,11 @@ pub fn yield_now() -> Sleep {
 }
 
 /// Future returned by [`sleep`], [`sleep_until`] and [`yield_now`].
-/// Dropping it cancels its timer.
+/// Dropping it cancels its timer. It is `Send` (it holds only a timer id),
+/// so `Send` futures that sleep can be spawned from other threads.
 pub struct Sleep {
     deadline: Option<Instant>,
-    slot: Option<Rc<TimerSlot>>,
+    timer: Option<(TimerId, usize)>,
     yielded: bool,
 }
 
@@ -276,33 +265,38 @@ impl Future for Sleep {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         };
-        if let Some(slot) = &self.slot {
-            if slot.fired() {
-                return Poll::Ready(());
-            }
-            slot.set_waker(cx.waker());
-            return Poll::Pending;
-        }
         let Some(lp) = runtime::current_inner() else {
             // Polled outside any ringloop loop: nothing could ever wake us.
             panic!("ringloop::sleep polled outside a ringloop event loop");
         };
+        let loop_id = lp.id();
+        if let Some((id, owner)) = self.timer {
+            if owner == loop_id {
+                let mut timers = lp.timers.borrow_mut();
+                if timers.is_gone(id) {
+                    self.timer = None;
+                    return Poll::Ready(());
+                }
+                timers.set_waker(id, cx.waker());
+                return Poll::Pending;
+            }
+        }
         if lp.clock.now() >= deadline {
             return Poll::Ready(());
         }
-        let slot = lp
+        let id = lp
             .timers
             .borrow_mut()
             .insert(deadline, TimerAction::Wake(cx.waker().clone()));
-        self.slot = Some(slot);
+        self.timer = Some((id, loop_id));
         Poll::Pending
     }
 }
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        if let Some(slot) = &self.slot {
-            slot.cancel();
+        if let Some((id, owner)) = self.timer.take() {
+            runtime::cancel_timer(owner, id);
         }
     }
 }
@@ -473,6 +467,6 @@ impl futures_core::Stream for Interval {
     }
 }
 
-pub(crate) fn schedule_timer(lp: &LoopInner, when: Instant, cb: Rc<CallbackCell>) -> Rc<TimerSlot> {
+pub(crate) fn schedule_timer(lp: &LoopInner, when: Instant, cb: Rc<CallbackCell>) -> TimerId {
     lp.timers.borrow_mut().insert(when, TimerAction::Callback(cb))
 }
