@@ -883,9 +883,11 @@ impl Drop for Core {
             // into it is in flight any more.
             drop(unsafe { Box::from_raw(self.eventfd_buf.as_ptr()) });
         }
-        if self.legacy.outstanding > 0 {
-            // The kernel copies the timespec when it consumes the SQE; leak it
-            // anyway in case a Timeout SQE was never submitted.
+        let unsubmitted = !self.backlog.is_empty() || !self.ring.submission().is_empty();
+        if self.legacy.outstanding > 0 && unsubmitted {
+            // The kernel copies a Timeout's timespec when it consumes the SQE,
+            // so only a Timeout SQE still queued could read it later: leak it
+            // then rather than free it.
             mem::forget(mem::replace(
                 &mut self.legacy.ts,
                 Box::new(types::Timespec::new()),
