@@ -298,6 +298,12 @@ impl UringDriver {
         } else {
             &[0]
         };
+        Self::with_attempts(cfg, attempts)
+    }
+
+    /// `new` with the flag sets to try, in order (tests use it to exercise
+    /// the fall-through an older kernel takes).
+    fn with_attempts(cfg: &UringConfig, attempts: &[u32]) -> io::Result<Self> {
         let mut refused = Vec::new();
         let mut built = None;
         for (i, &flags) in attempts.iter().enumerate() {

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use io_uring::{opcode, types};
 
-use super::{Op, UringDriver, WakeMode, timespec};
+use super::{
+    COOP_TASKRUN, DEFER_TASKRUN, Op, SUBMIT_ALL, TASKRUN_FLAG, UringDriver, WakeMode, timespec,
+};
 use crate::driver::UringConfig;
 
 fn try_driver(cfg: UringConfig) -> Option<UringDriver> {
@@ -638,4 +640,24 @@ fn wakers_may_reenter_the_driver() {
     let (res, ()) = block_on(&d, op);
     res.unwrap();
     drain_slots(&d, Duration::from_secs(2));
+}
+
+#[test]
+fn refused_flag_sets_fall_through_to_the_next() {
+    // DEFER_TASKRUN without SINGLE_ISSUER is refused with EINVAL by every
+    // kernel, like an unknown flag on an older one.
+    let attempts = [DEFER_TASKRUN, COOP_TASKRUN | TASKRUN_FLAG | SUBMIT_ALL, 0];
+    let d = match UringDriver::with_attempts(&UringConfig::default(), &attempts) {
+        Ok(d) => d,
+        Err(e) => {
+            println!("skipped: io_uring is not usable here: {e}");
+            return;
+        }
+    };
+    let desc = d.setup_description();
+    assert!(desc.contains("refused: DEFER_TASKRUN"), "{desc}");
+    let accepted = desc.contains("flags COOP_TASKRUN|TASKRUN_FLAG|SUBMIT_ALL");
+    assert!(accepted || desc.contains("flags none"), "{desc}");
+    let (res, ()) = block_on(&d, d.nop());
+    res.unwrap();
 }
