@@ -23,7 +23,10 @@
 //!
 //! * A slot stays allocated until the CQE without `IORING_CQE_F_MORE` for its
 //!   key has been reaped, so a key (user_data) is never reused while the
-//!   kernel may still post a completion for it.
+//!   kernel may still post a completion for it. An AsyncCancel for a key is
+//!   queued before any SQE of a later operation that could reuse the key,
+//!   and the kernel runs a user_data cancel inline when it is submitted, so
+//!   a late cancel cannot hit the reuser.
 //! * Memory an SQE points at is owned by the operation's resources (in the
 //!   `Op` while it is alive, in the slot's `Ignored` state after), or by
 //!   `Core` for the driver's own SQEs, and outlives the final CQE. If the
@@ -39,7 +42,8 @@
 //!   the kernel dereferences the SQE's pointers; see the contract of
 //!   `Core::push`.
 //! * `libc::eventfd`, `libc::write`, `libc::read` on the eventfd: plain FFI on
-//!   an fd this module owns, with valid local buffers.
+//!   an fd this module owns, with valid local buffers; `OwnedFd::from_raw_fd`
+//!   takes ownership of the fresh eventfd.
 //! * `Box::from_raw` of the eventfd read buffer in `Drop`, only when no read
 //!   is in flight.
 //! * [`UringDriver::submit`] / [`UringDriver::submit_multishot`] are
