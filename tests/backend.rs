@@ -133,3 +133,55 @@ fn the_readiness_backend_uses_the_configured_os_mechanism() {
         assert_eq!(desc, "fallback (epoll)");
     }
 }
+
+/// The loop on io_uring without EXT_ARG (wait timeouts through a Timeout SQE)
+/// and with default ring flags still honours timers and cross-thread wakes.
+#[test]
+fn uring_loop_without_ext_arg_and_with_untuned_flags_keeps_time() {
+    for (no_ext_arg, tuned) in [(true, true), (false, false), (true, false)] {
+        let lp = match EventLoop::builder()
+            .driver(DriverChoice::Uring)
+            .uring_disable_ext_arg(no_ext_arg)
+            .uring_tuned_flags(tuned)
+            .build()
+        {
+            Ok(lp) => lp,
+            Err(e) => {
+                assert!(!common::require_uring(), "io_uring required but unavailable: {e}");
+                eprintln!("SKIP: {e}");
+                return;
+            }
+        };
+        eprintln!("{}", lp.driver_description());
+        let t0 = std::time::Instant::now();
+        let order = lp
+            .run_until_complete(async {
+                let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+                let mut ts = Vec::new();
+                for ms in [30u64, 10, 20] {
+                    let l = log.clone();
+                    ts.push(ringloop::spawn(async move {
+                        ringloop::sleep(std::time::Duration::from_millis(ms)).await;
+                        l.borrow_mut().push(ms);
+                    }));
+                }
+                for t in ts {
+                    t.await.unwrap();
+                }
+                log.borrow().clone()
+            })
+            .unwrap();
+        assert_eq!(order, [10, 20, 30]);
+        assert!(t0.elapsed() >= std::time::Duration::from_millis(30));
+        let h = lp.handle();
+        let th = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            h.stop().unwrap();
+        });
+        lp.call_later(std::time::Duration::from_secs(10), || {}).unwrap();
+        let w = std::time::Instant::now();
+        lp.run_forever().unwrap();
+        th.join().unwrap();
+        assert!(w.elapsed() < std::time::Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,459 @@
+//! Operation slots and the futures that own an operation's resources.
+//!
+//! An operation is an SQE built from the stable addresses of its resources
+//! (buffers, timespecs, fds, ...) plus the resources themselves. The future
+//! ([`Op`] for one result, [`MultiOp`] for a stream of them) keeps the
+//! resources while the operation is in flight and hands them back with the
+//! result. If the future is dropped first, the resources move (boxed, the
+//! only allocation on that path) into the slot's `Ignored` state, an
+//! AsyncCancel is queued, and they are dropped when the operation's final
+//! CQE (the first one without `IORING_CQE_F_MORE`) is reaped.
+//!
+//! Slot states:
+//!
+//! ```text
+//! Submitted ──poll──> Waiting(waker) ──CQE──> Completed(res, flags) ──poll──> (freed)
+//!     │  └──────────────CQE─────────────────────────┘
+//!     ├── CQE with F_MORE ──> Streaming(queue) ── final CQE ──> finished ──> (freed)
+//!     └── future dropped ──> Ignored(resources) ── final CQE ──> (freed, resources dropped)
+//! ```
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::mem;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use io_uring::{cqueue, opcode, squeue, types};
+use slab::Slab;
+
+use super::{Inner, UringDriver};
+
+/// Called, under the driver's borrow, for every CQE of an operation whose
+/// result will never be collected (future dropped, or completed and then
+/// dropped unpolled): e.g. closes an fd an accept produced late. Must not
+/// touch the driver.
+pub(crate) type OrphanFn = fn(res: i32, flags: u32);
+
+/// State of one operation slot.
+pub(crate) enum Lifecycle {
+    /// In flight; the future has not registered a waker yet.
+    Submitted,
+    /// In flight; wake this on the next CQE.
+    Waiting(Waker),
+    /// The operation's only CQE arrived: `(res, flags)`.
+    Completed(i32, u32),
+    /// CQEs with `IORING_CQE_F_MORE` arrived (multishot operations, or the
+    /// two-CQE zero-copy sends); boxed to keep the common slot small.
+    Streaming(Box<Stream>),
+    /// The future was dropped while the kernel may still use the resources;
+    /// an AsyncCancel was queued. Freed on the final CQE.
+    Ignored {
+        resources: Box<dyn Any>,
+        orphan: Option<OrphanFn>,
+    },
+}
+
+/// Completions of a multi-CQE operation not yet taken by its future.
+pub(crate) struct Stream {
+    queue: VecDeque<(i32, u32)>,
+    waker: Option<Waker>,
+    /// The final CQE (without `F_MORE`) is in `queue` (or was taken).
+    finished: bool,
+}
+
+/// Maps a CQE result to `io::Result`.
+fn cvt(res: i32) -> io::Result<u32> {
+    if res < 0 {
+        Err(io::Error::from_raw_os_error(-res))
+    } else {
+        Ok(res as u32)
+    }
+}
+
+/// Records one CQE for operation `key`. Wakers to wake and resources to drop
+/// are pushed to `to_wake` / `graveyard`, handled after the borrow ends.
+pub(super) fn dispatch(
+    slots: &mut Slab<Lifecycle>,
+    to_wake: &mut Vec<Waker>,
+    graveyard: &mut Vec<Box<dyn Any>>,
+    key: usize,
+    res: i32,
+    flags: u32,
+) {
+    let more = cqueue::more(flags);
+    let Some(slot) = slots.get_mut(key) else {
+        debug_assert!(false, "io_uring CQE for unknown slot {key}");
+        return;
+    };
+    match slot {
+        Lifecycle::Submitted | Lifecycle::Waiting(_) => {
+            let next = if more {
+                Lifecycle::Streaming(Box::new(Stream {
+                    queue: VecDeque::from([(res, flags)]),
+                    waker: None,
+                    finished: false,
+                }))
+            } else {
+                Lifecycle::Completed(res, flags)
+            };
+            if let Lifecycle::Waiting(waker) = mem::replace(slot, next) {
+                to_wake.push(waker);
+            }
+        }
+        Lifecycle::Streaming(stream) => {
+            stream.queue.push_back((res, flags));
+            stream.finished = !more;
+            if let Some(waker) = stream.waker.take() {
+                to_wake.push(waker);
+            }
+        }
+        Lifecycle::Ignored { orphan, .. } => {
+            if let Some(orphan) = orphan {
+                orphan(res, flags);
+            }
+            if !more && let Lifecycle::Ignored { resources, .. } = slots.remove(key) {
+                graveyard.push(resources);
+            }
+        }
+        Lifecycle::Completed(..) => {
+            debug_assert!(false, "io_uring CQE after the final one for slot {key}");
+        }
+    }
+}
+
+/// Stores `cx`'s waker in `slot`, returning the waker it replaces (to be
+/// dropped after the driver's borrow ends).
+fn register(slot: &mut Option<Waker>, cx: &Context<'_>) -> Option<Waker> {
+    match slot {
+        Some(waker) if waker.will_wake(cx.waker()) => None,
+        _ => slot.replace(cx.waker().clone()),
+    }
+}
+
+/// What `Op` and `MultiOp` share: the slot key, the resources, and the
+/// cancel-on-drop logic.
+struct RawOp<T: 'static> {
+    driver: Rc<Inner>,
+    key: usize,
+    /// The slot is still allocated (false once the final result was taken).
+    live: bool,
+    /// `Some` while live; the kernel may access memory they own.
+    resources: Option<T>,
+    orphan: Option<OrphanFn>,
+}
+
+impl<T: 'static> Drop for RawOp<T> {
+    fn drop(&mut self) {
+        if !self.live {
+            return;
+        }
+        self.live = false;
+        let resources = self.resources.take();
+        let Ok(mut core) = self.driver.core.try_borrow_mut() else {
+            // Not reachable: the driver never drops operations while it is
+            // borrowed. Were it reached, the kernel might still use the
+            // resources, so leaking them is the only sound choice.
+            mem::forget(resources);
+            return;
+        };
+        let Some(slot) = core.slots.get_mut(self.key) else {
+            debug_assert!(false, "live op without a slot");
+            return;
+        };
+        let done = match slot {
+            Lifecycle::Completed(..) => true,
+            Lifecycle::Streaming(stream) => stream.finished,
+            _ => false,
+        };
+        let old = if done {
+            core.slots.remove(self.key)
+        } else {
+            let old = mem::replace(
+                slot,
+                Lifecycle::Ignored {
+                    resources: Box::new(resources),
+                    orphan: self.orphan,
+                },
+            );
+            core.push_cancel(self.key as u64);
+            old
+        };
+        drop(core);
+        // Results that arrived but will never be collected.
+        if let Some(orphan) = self.orphan {
+            match &old {
+                Lifecycle::Completed(res, flags) => orphan(*res, *flags),
+                Lifecycle::Streaming(stream) => {
+                    for &(res, flags) in &stream.queue {
+                        orphan(res, flags);
+                    }
+                }
+                _ => {}
+            }
+        }
+        // The old waker, and (if the operation had finished) the resources,
+        // are dropped here, outside the borrow.
+    }
+}
+
+/// A submitted single-result operation; resolves to `(result, resources)`.
+///
+/// The result is that of the operation's first CQE; the future resolves when
+/// its final CQE has arrived (the same one for ordinary operations). Dropping
+/// it before then cancels the operation and parks the resources in the
+/// driver until the kernel is done with them.
+#[must_use = "dropping an Op cancels the operation"]
+pub(crate) struct Op<T: 'static> {
+    raw: RawOp<T>,
+}
+
+// `Op` never pins its resources: the kernel only sees heap addresses inside
+// them, which do not move with the `Op`.
+impl<T: 'static> Unpin for Op<T> {}
+
+impl<T: 'static> Op<T> {
+    /// Sets the hook called for CQEs whose result will never be collected
+    /// (e.g. close an fd produced after the future was dropped).
+    #[allow(dead_code)] // For accept/open in the next issue.
+    pub(crate) fn on_orphan_cqe(mut self, orphan: OrphanFn) -> Self {
+        self.raw.orphan = Some(orphan);
+        self
+    }
+
+    /// Like `poll`, also returning the CQE flags (buffer ids, socket state).
+    ///
+    /// # Panics
+    ///
+    /// If polled again after it returned `Ready`.
+    pub(crate) fn poll_with_flags(&mut self, cx: &mut Context<'_>) -> Poll<(io::Result<u32>, u32, T)> {
+        let raw = &mut self.raw;
+        assert!(raw.live, "io_uring Op polled after completion");
+        let mut core = raw.driver.core.borrow_mut();
+        let slot = &mut core.slots[raw.key];
+        let (res, flags) = match slot {
+            Lifecycle::Completed(res, flags) => (*res, *flags),
+            Lifecycle::Streaming(stream) if stream.finished => {
+                *stream.queue.front().expect("finished stream has its CQEs")
+            }
+            Lifecycle::Streaming(stream) => {
+                let old = register(&mut stream.waker, cx);
+                drop(core);
+                drop(old);
+                return Poll::Pending;
+            }
+            Lifecycle::Submitted => {
+                *slot = Lifecycle::Waiting(cx.waker().clone());
+                return Poll::Pending;
+            }
+            Lifecycle::Waiting(waker) => {
+                if waker.will_wake(cx.waker()) {
+                    return Poll::Pending;
+                }
+                let old = mem::replace(waker, cx.waker().clone());
+                drop(core);
+                drop(old);
+                return Poll::Pending;
+            }
+            Lifecycle::Ignored { .. } => unreachable!("a live Op's slot is never Ignored"),
+        };
+        let old = core.slots.remove(raw.key);
+        drop(core);
+        drop(old);
+        raw.live = false;
+        let resources = raw.resources.take().expect("a live Op owns its resources");
+        Poll::Ready((cvt(res), flags, resources))
+    }
+}
+
+impl<T: 'static> Future for Op<T> {
+    type Output = (io::Result<u32>, T);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut()
+            .poll_with_flags(cx)
+            .map(|(res, _flags, resources)| (res, resources))
+    }
+}
+
+/// A submitted multishot operation: a stream of `(result, flags)`, one per
+/// CQE, ending after the CQE without `IORING_CQE_F_MORE`. Dropping it before
+/// the end cancels the operation.
+#[must_use = "dropping a MultiOp cancels the operation"]
+#[allow(dead_code)] // Used by tests now, by multishot accept/recv next.
+pub(crate) struct MultiOp<T: 'static> {
+    raw: RawOp<T>,
+}
+
+impl<T: 'static> Unpin for MultiOp<T> {}
+
+#[allow(dead_code)]
+impl<T: 'static> MultiOp<T> {
+    /// See [`Op::on_orphan_cqe`].
+    pub(crate) fn on_orphan_cqe(mut self, orphan: OrphanFn) -> Self {
+        self.raw.orphan = Some(orphan);
+        self
+    }
+
+    /// The next completion, or `None` once the final one has been taken.
+    pub(crate) fn poll_next_cqe(&mut self, cx: &mut Context<'_>) -> Poll<Option<(io::Result<u32>, u32)>> {
+        let raw = &mut self.raw;
+        if !raw.live {
+            return Poll::Ready(None);
+        }
+        let mut core = raw.driver.core.borrow_mut();
+        let slot = &mut core.slots[raw.key];
+        let (res, flags, last) = match slot {
+            Lifecycle::Completed(res, flags) => (*res, *flags, true),
+            Lifecycle::Streaming(stream) => match stream.queue.pop_front() {
+                Some((res, flags)) => (res, flags, stream.finished && stream.queue.is_empty()),
+                None => {
+                    let old = register(&mut stream.waker, cx);
+                    drop(core);
+                    drop(old);
+                    return Poll::Pending;
+                }
+            },
+            Lifecycle::Submitted => {
+                *slot = Lifecycle::Waiting(cx.waker().clone());
+                return Poll::Pending;
+            }
+            Lifecycle::Waiting(waker) => {
+                if waker.will_wake(cx.waker()) {
+                    return Poll::Pending;
+                }
+                let old = mem::replace(waker, cx.waker().clone());
+                drop(core);
+                drop(old);
+                return Poll::Pending;
+            }
+            Lifecycle::Ignored { .. } => unreachable!("a live MultiOp's slot is never Ignored"),
+        };
+        if last {
+            let old = core.slots.remove(raw.key);
+            drop(core);
+            drop(old);
+            raw.live = false;
+        }
+        Poll::Ready(Some((cvt(res), flags)))
+    }
+
+    /// Whether the final completion has been taken.
+    pub(crate) fn is_finished(&self) -> bool {
+        !self.raw.live
+    }
+
+    /// The resources, once the final completion has been taken.
+    pub(crate) fn take_resources(&mut self) -> Option<T> {
+        if self.raw.live { None } else { self.raw.resources.take() }
+    }
+}
+
+impl<T: 'static> futures_core::Stream for MultiOp<T> {
+    type Item = (io::Result<u32>, u32);
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_next_cqe(cx)
+    }
+}
+
+/// `IORING_OP_TIMEOUT` as a future: `Ok(())` when the time has passed.
+#[must_use = "dropping a Timeout cancels it"]
+pub(crate) struct Timeout {
+    op: Op<Box<types::Timespec>>,
+}
+
+impl Future for Timeout {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.get_mut().op).poll(cx).map(|(res, _ts)| match res {
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(()),
+            Err(e) => Err(e),
+            Ok(_) => Ok(()),
+        })
+    }
+}
+
+impl UringDriver {
+    /// Submits an operation: `build` gets the resources and returns the SQE
+    /// (its user_data is overwritten). The SQE is queued now and handed to
+    /// the kernel by the next `wait` (or sooner, if the SQ fills up).
+    ///
+    /// # Safety
+    ///
+    /// Every pointer in the SQE must point into memory owned by `resources`
+    /// through a heap allocation (or into `'static` memory), so that it stays
+    /// valid and at the same address when `resources` is moved (into the
+    /// returned `Op`, and into the driver if the `Op` is dropped early), and
+    /// nothing may access that memory in a way that conflicts with the
+    /// kernel's access until the operation completes (`resources` is only
+    /// handed back then). Any fd in the SQE must stay open as long, or be
+    /// owned by `resources`.
+    pub(crate) unsafe fn submit<T: 'static>(
+        &self,
+        mut resources: T,
+        build: impl FnOnce(&mut T) -> squeue::Entry,
+    ) -> Op<T> {
+        let entry = build(&mut resources);
+        // SAFETY: the caller upholds `submit`'s contract, which is
+        // `submit_entry`'s.
+        let key = unsafe { self.submit_entry(entry) };
+        Op {
+            raw: RawOp {
+                driver: self.inner.clone(),
+                key,
+                live: true,
+                resources: Some(resources),
+                orphan: None,
+            },
+        }
+    }
+
+    /// Like [`submit`](Self::submit), for operations that post several CQEs.
+    ///
+    /// # Safety
+    ///
+    /// As for [`submit`](Self::submit), until the final CQE.
+    #[allow(dead_code)] // Used by tests now, by multishot accept/recv next.
+    pub(crate) unsafe fn submit_multishot<T: 'static>(
+        &self,
+        mut resources: T,
+        build: impl FnOnce(&mut T) -> squeue::Entry,
+    ) -> MultiOp<T> {
+        let entry = build(&mut resources);
+        // SAFETY: forwarded from this function's contract.
+        let key = unsafe { self.submit_entry(entry) };
+        MultiOp {
+            raw: RawOp {
+                driver: self.inner.clone(),
+                key,
+                live: true,
+                resources: Some(resources),
+                orphan: None,
+            },
+        }
+    }
+
+    /// `IORING_OP_NOP`: completes with 0 as soon as the kernel sees it.
+    #[allow(dead_code)] // Tests and the loop's yield path.
+    pub(crate) fn nop(&self) -> Op<()> {
+        // SAFETY: a NOP references no memory.
+        unsafe { self.submit((), |_| opcode::Nop::new().build()) }
+    }
+
+    /// `IORING_OP_TIMEOUT`: completes once `duration` has passed (counted
+    /// from when the kernel receives the SQE, so never early).
+    #[allow(dead_code)] // Tests; the loop's timers use `wait`'s timeout.
+    pub(crate) fn timeout(&self, duration: Duration) -> Timeout {
+        let ts = Box::new(super::timespec(duration));
+        // SAFETY: the SQE points at the boxed timespec, whose heap address
+        // does not change when the Box moves, and which the kernel only reads.
+        let op = unsafe { self.submit(ts, |ts| opcode::Timeout::new(&**ts as *const types::Timespec).build()) };
+        Timeout { op }
+    }
+}
