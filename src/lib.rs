@@ -3,5 +3,6 @@
 
 mod driver;
 pub mod runtime;
+pub mod sync;
 
 pub use driver::{DriverChoice, DriverKind};
