@@ -218,12 +218,7 @@ impl Reactor {
     /// waker is woken by a later [`Reactor::wait`] once the source is ready.
     /// Always returns `Pending` unless the key is unknown (then an error):
     /// the caller retries its syscall when woken.
-    pub fn poll_ready(
-        &self,
-        key: usize,
-        dir: Direction,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<()>> {
+    pub fn poll_ready(&self, key: usize, dir: Direction, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut sources = self.sources.borrow_mut();
         let Some(src) = sources.get_mut(key) else {
             return Poll::Ready(Err(io::Error::new(

@@ -13,10 +13,7 @@ pub(crate) struct UringDriver {
 
 impl UringDriver {
     pub(crate) fn new(_cfg: &UringConfig) -> io::Result<Self> {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "io_uring driver not built yet",
-        ))
+        Err(io::Error::new(io::ErrorKind::Unsupported, "io_uring driver not built yet"))
     }
     pub(crate) fn wait(&self, _timeout: Option<Duration>) -> io::Result<()> {
         Ok(())
