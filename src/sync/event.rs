@@ -97,7 +97,7 @@ enum WaitState {
 
 /// Future returned by [`Event::wait`].
 ///
-/// Polling it again after it has completed returns `Pending`.
+/// Polling it again after it has completed returns `Ready` again.
 #[must_use = "futures do nothing unless polled"]
 pub struct EventWait<'a> {
     event: &'a Event,
@@ -130,7 +130,7 @@ impl Future for EventWait<'_> {
                     Poll::Pending
                 }
             }
-            WaitState::Done => Poll::Pending,
+            WaitState::Done => Poll::Ready(()),
         }
     }
 }

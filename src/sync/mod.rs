@@ -21,7 +21,9 @@
 //!   the line. If it had already been woken (and so holds a reservation),
 //!   the wakeup passes on to the next waiter, so nothing is lost.
 //! * **No panics on misuse**: misuse is reported with the small error types
-//!   re-exported here; polling a completed future returns `Pending`.
+//!   re-exported here. Polling a completed future does not panic either:
+//!   futures that hand out a guard, permit or item return `Pending`, the
+//!   others `Ready(())` again.
 //!
 //! Differences from asyncio, and why:
 //!

@@ -12,6 +12,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use futures_core::Stream;
+use futures_core::stream::FusedStream;
 
 use super::error::{QueueEmpty, QueueFull, TaskDoneError};
 use super::wait_list::{WaitList, Waiter, wake_all};
@@ -720,6 +721,13 @@ impl<T, K: Discipline<T>> Stream for QueueStream<T, K> {
             this.state = GetState::Init;
         }
         this.queue.inner.poll_get(&mut this.state, cx).map(Some)
+    }
+}
+
+impl<T, K: Discipline<T>> FusedStream for QueueStream<T, K> {
+    /// Always `false`: a queue stream never ends.
+    fn is_terminated(&self) -> bool {
+        false
     }
 }
 
