@@ -1,8 +1,44 @@
 //! ringloop: an asyncio-shaped event loop for Rust.
+//!
+//! On Linux the loop drives io_uring directly; everywhere else (and where
+//! io_uring is unavailable or forbidden) a readiness backend
+//! (`ringloop-fallback`: epoll / kqueue / poll via `polling`) runs the same
+//! task, timer, gather and wait APIs.
+//!
+//! ```
+//! use ringloop::{EventLoop, gather, sleep};
+//! use std::time::Duration;
+//!
+//! let lp = EventLoop::new().unwrap();
+//! let results = lp
+//!     .run_until_complete(async {
+//!         let jobs = (1..=3u64).map(|i| async move {
+//!             sleep(Duration::from_millis(10 * i)).await;
+//!             i * 10
+//!         });
+//!         gather(jobs).await.unwrap()
+//!     })
+//!     .unwrap();
+//! assert_eq!(results, vec![10, 20, 30]);
+//! println!("ran on the {} backend", lp.driver_kind());
+//! ```
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
 
+pub mod blocking;
+pub mod combinators;
 mod driver;
 pub mod runtime;
 pub mod sync;
+pub mod task;
+pub mod time;
 
+pub use blocking::{BlockingTask, spawn_blocking};
+pub use combinators::{ReturnWhen, WaitError, gather, gather_settled, gather_tasks, gather_tasks_settled, wait};
 pub use driver::{DriverChoice, DriverKind};
+pub use runtime::{
+    Builder, EventLoop, ExceptionContext, ExceptionKind, Handle, LoopError, LoopHandle, RemoteTask, TimerHandle,
+    current, default_exception_handler,
+};
+pub use task::{CancelOnDrop, Task, TaskError, TaskRef, all_tasks, current_task, spawn, try_spawn};
+pub use time::{Elapsed, Interval, MissedTicks, Sleep, interval, sleep, sleep_until, timeout, timeout_at, yield_now};

@@ -101,6 +101,14 @@ impl Driver {
         }
     }
 
+    pub(crate) fn description(&self) -> String {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::Uring(d) => format!("uring ({})", d.setup_description()),
+            Driver::Readiness(_) => format!("fallback ({})", ringloop_fallback::backend_name()),
+        }
+    }
+
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<()> {
         match self {
             #[cfg(target_os = "linux")]
@@ -120,16 +128,10 @@ impl Driver {
     /// Builds the driver the configuration asks for. With `Auto`, any failure
     /// to set up or probe io_uring selects the readiness backend.
     pub(crate) fn build(choice: DriverChoice, cfg: &UringConfig) -> io::Result<Driver> {
-        let choice = match choice {
-            DriverChoice::Auto => match std::env::var("RINGLOOP_DRIVER").as_deref() {
-                Ok("uring") | Ok("io_uring") => DriverChoice::Uring,
-                Ok("fallback") | Ok("readiness") => DriverChoice::Fallback,
-                _ => DriverChoice::Auto,
-            },
-            other => other,
-        };
         let readiness = || Ok(Driver::Readiness(readiness::ReadinessDriver::new()?));
         if cfg!(feature = "fallback") || !cfg!(target_os = "linux") {
+            // io_uring is compiled out or disabled: only an explicit request
+            // for it is an error; `RINGLOOP_DRIVER=uring` is ignored.
             return match choice {
                 DriverChoice::Uring => Err(io::Error::new(
                     io::ErrorKind::Unsupported,
@@ -142,6 +144,14 @@ impl Driver {
                 _ => readiness(),
             };
         }
+        let choice = match choice {
+            DriverChoice::Auto => match std::env::var("RINGLOOP_DRIVER").as_deref() {
+                Ok("uring") | Ok("io_uring") => DriverChoice::Uring,
+                Ok("fallback") | Ok("readiness") => DriverChoice::Fallback,
+                _ => DriverChoice::Auto,
+            },
+            other => other,
+        };
         match choice {
             DriverChoice::Fallback => readiness(),
             #[cfg(target_os = "linux")]

@@ -13,10 +13,16 @@ pub(crate) struct UringDriver {
 
 impl UringDriver {
     pub(crate) fn new(_cfg: &UringConfig) -> io::Result<Self> {
-        Err(io::Error::new(io::ErrorKind::Unsupported, "io_uring driver not built yet"))
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "io_uring driver not built yet",
+        ))
     }
     pub(crate) fn wait(&self, _timeout: Option<Duration>) -> io::Result<()> {
         Ok(())
+    }
+    pub(crate) fn setup_description(&self) -> String {
+        String::new()
     }
     pub(crate) fn notifier(&self) -> Arc<dyn Notify> {
         unreachable!()

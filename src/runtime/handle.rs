@@ -1,0 +1,104 @@
+//! `Handle` / `TimerHandle`: cancellable scheduled callbacks.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::rc::Rc;
+use std::time::Instant;
+
+use std::rc::Weak;
+
+use super::LoopInner;
+use crate::time::TimerId;
+
+/// A scheduled callback shared by the ready queue / timer heap and its handle.
+pub(crate) struct CallbackCell {
+    cancelled: Cell<bool>,
+    f: RefCell<Option<Box<dyn FnOnce()>>>,
+}
+
+impl CallbackCell {
+    pub(crate) fn new(f: Box<dyn FnOnce()>) -> Rc<CallbackCell> {
+        Rc::new(CallbackCell {
+            cancelled: Cell::new(false),
+            f: RefCell::new(Some(f)),
+        })
+    }
+    /// The callback, unless cancelled or already run.
+    pub(crate) fn take(&self) -> Option<Box<dyn FnOnce()>> {
+        if self.cancelled.get() {
+            return None;
+        }
+        self.f.borrow_mut().take()
+    }
+    fn cancel(&self) {
+        self.cancelled.set(true);
+        let f = self.f.borrow_mut().take();
+        drop(f);
+    }
+}
+
+/// Handle of a [`call_soon`](crate::EventLoop::call_soon) callback.
+pub struct Handle {
+    cell: Rc<CallbackCell>,
+}
+
+impl Handle {
+    pub(crate) fn new(cell: Rc<CallbackCell>) -> Handle {
+        Handle { cell }
+    }
+    /// Cancels the callback (idempotent). A callback cancelled earlier in
+    /// the same batch is skipped.
+    pub fn cancel(&self) {
+        self.cell.cancel()
+    }
+    /// Whether `cancel()` was called.
+    pub fn cancelled(&self) -> bool {
+        self.cell.cancelled.get()
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle").field("cancelled", &self.cancelled()).finish()
+    }
+}
+
+/// Handle of a [`call_later`](crate::EventLoop::call_later) /
+/// [`call_at`](crate::EventLoop::call_at) callback.
+pub struct TimerHandle {
+    cell: Rc<CallbackCell>,
+    id: TimerId,
+    when: Instant,
+    lp: Weak<LoopInner>,
+}
+
+impl TimerHandle {
+    pub(crate) fn new(cell: Rc<CallbackCell>, id: TimerId, when: Instant, lp: Weak<LoopInner>) -> TimerHandle {
+        TimerHandle { cell, id, when, lp }
+    }
+    /// Cancels the timer (idempotent, O(1)).
+    pub fn cancel(&self) {
+        self.cell.cancel();
+        if let Some(lp) = self.lp.upgrade() {
+            let action = lp.timers.try_borrow_mut().ok().and_then(|mut t| t.cancel(self.id));
+            drop(action);
+        }
+    }
+    /// Whether `cancel()` was called.
+    pub fn cancelled(&self) -> bool {
+        self.cell.cancelled.get()
+    }
+    /// The absolute deadline on the loop clock.
+    pub fn when(&self) -> Instant {
+        self.when
+    }
+}
+
+impl fmt::Debug for TimerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimerHandle")
+            .field("when", &self.when())
+            .field("cancelled", &self.cancelled())
+            .finish()
+    }
+}

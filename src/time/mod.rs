@@ -1,0 +1,472 @@
+//! Time: the loop clock, the timer queue, `sleep`, `timeout`, `interval`.
+//!
+//! One timer structure serves both backends: a binary heap ordered by
+//! `(deadline, sequence)` plus a slab of live timers. Cancelling removes the
+//! slab entry (O(1)); the heap entry goes stale and is skipped or purged
+//! later, asyncio-style (the heap is rebuilt when more than half of more
+//! than 100 entries are stale). Equal deadlines
+//! fire in scheduling order. Timers never fire early: an entry is due only
+//! when `deadline <= now`.
+
+use std::cell::Cell;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::runtime::{self, CallbackCell, LoopInner};
+
+/// The loop's clock: real monotonic time, or a virtual clock for tests that
+/// jumps to the next timer whenever the loop would otherwise sleep.
+pub(crate) struct Clock {
+    base: Instant,
+    virtual_offset: Option<Cell<Duration>>,
+}
+
+impl Clock {
+    pub(crate) fn new(virtual_time: bool) -> Clock {
+        Clock {
+            base: Instant::now(),
+            virtual_offset: virtual_time.then(|| Cell::new(Duration::ZERO)),
+        }
+    }
+    pub(crate) fn now(&self) -> Instant {
+        match &self.virtual_offset {
+            Some(off) => self.base + off.get(),
+            None => Instant::now(),
+        }
+    }
+    pub(crate) fn is_virtual(&self) -> bool {
+        self.virtual_offset.is_some()
+    }
+    /// Moves a virtual clock forward to `to` (never backwards).
+    pub(crate) fn advance_to(&self, to: Instant) {
+        if let Some(off) = &self.virtual_offset {
+            let target = to.saturating_duration_since(self.base);
+            if target > off.get() {
+                off.set(target);
+            }
+        }
+    }
+}
+
+pub(crate) enum TimerAction {
+    Callback(Rc<CallbackCell>),
+    Wake(Waker),
+}
+
+/// Identifies one scheduled timer: its slab key and its unique sequence
+/// number (so a reused key never matches a stale id). Plain integers, so
+/// futures holding one stay `Send`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TimerId {
+    key: usize,
+    seq: u64,
+}
+
+struct Live {
+    seq: u64,
+    action: TimerAction,
+}
+
+struct Entry {
+    when: Instant,
+    seq: u64,
+    key: usize,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.when == other.when && self.seq == other.seq
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    // Reversed: `BinaryHeap` is a max-heap, we want the earliest first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.when, other.seq).cmp(&(self.when, self.seq))
+    }
+}
+
+/// Heap of deadlines + slab of live timers. A cancelled timer leaves the slab
+/// at once (O(1)); its heap entry goes stale and is skipped or purged.
+#[derive(Default)]
+pub(crate) struct TimerQueue {
+    heap: BinaryHeap<Entry>,
+    live: Slab<Live>,
+    seq: u64,
+}
+
+impl TimerQueue {
+    pub(crate) fn insert(&mut self, when: Instant, action: TimerAction) -> TimerId {
+        self.seq += 1;
+        let seq = self.seq;
+        let key = self.live.insert(Live { seq, action });
+        self.heap.push(Entry { when, seq, key });
+        TimerId { key, seq }
+    }
+
+    fn is_live(&self, id: TimerId) -> bool {
+        self.live.get(id.key).is_some_and(|l| l.seq == id.seq)
+    }
+
+    /// Cancels a timer; returns its action (to be dropped by the caller
+    /// outside any borrow). Unknown or fired ids are ignored.
+    pub(crate) fn cancel(&mut self, id: TimerId) -> Option<TimerAction> {
+        if self.is_live(id) {
+            Some(self.live.remove(id.key).action)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the timer already fired (or was cancelled).
+    pub(crate) fn is_gone(&self, id: TimerId) -> bool {
+        !self.is_live(id)
+    }
+
+    pub(crate) fn set_waker(&mut self, id: TimerId, w: &Waker) {
+        if let Some(l) = self.live.get_mut(id.key).filter(|l| l.seq == id.seq) {
+            match &l.action {
+                TimerAction::Wake(old) if old.will_wake(w) => {}
+                _ => l.action = TimerAction::Wake(w.clone()),
+            }
+        }
+    }
+
+    fn stale(&self) -> usize {
+        self.heap.len() - self.live.len()
+    }
+
+    /// asyncio's purge: rebuild when mostly cancelled, else pop stale heads.
+    pub(crate) fn purge(&mut self) {
+        if self.heap.len() > 100 && self.stale() * 2 > self.heap.len() {
+            let old = std::mem::take(&mut self.heap);
+            let live = &self.live;
+            self.heap = old
+                .into_iter()
+                .filter(|e| live.get(e.key).is_some_and(|l| l.seq == e.seq))
+                .collect();
+        } else {
+            self.pop_stale_heads();
+        }
+    }
+
+    fn pop_stale_heads(&mut self) {
+        while let Some(top) = self.heap.peek() {
+            if self.live.get(top.key).is_some_and(|l| l.seq == top.seq) {
+                break;
+            }
+            self.heap.pop();
+        }
+    }
+
+    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
+        self.pop_stale_heads();
+        self.heap.peek().map(|e| e.when)
+    }
+
+    /// Pops the earliest timer due at `now` (deadline <= now).
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<TimerAction> {
+        self.pop_stale_heads();
+        let top = self.heap.peek()?;
+        if top.when > now {
+            return None;
+        }
+        let e = self.heap.pop()?;
+        Some(self.live.remove(e.key).action)
+    }
+
+    /// Drops every timer (loop close); the caller drops the actions.
+    pub(crate) fn clear(&mut self) -> Vec<TimerAction> {
+        self.heap.clear();
+        self.live.drain().map(|l| l.action).collect()
+    }
+}
+
+/// Waits until `duration` has elapsed. `sleep(Duration::ZERO)` yields for
+/// exactly one loop iteration, like `asyncio.sleep(0)`.
+pub fn sleep(duration: Duration) -> Sleep {
+    if duration.is_zero() {
+        return Sleep {
+            deadline: None,
+            timer: None,
+            yielded: false,
+        };
+    }
+    let now = runtime::current_inner()
+        .map(|lp| lp.clock.now())
+        .unwrap_or_else(Instant::now);
+    Sleep {
+        deadline: Some(
+            now.checked_add(duration)
+                .unwrap_or(now + Duration::from_secs(86400 * 365 * 30)),
+        ),
+        timer: None,
+        yielded: false,
+    }
+}
+
+/// Waits until the loop clock reaches `deadline` (see [`EventLoop::time`](crate::EventLoop::time)).
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep {
+        deadline: Some(deadline),
+        timer: None,
+        yielded: false,
+    }
+}
+
+/// Yields to the loop for exactly one iteration (asyncio's `sleep(0)`).
+pub fn yield_now() -> Sleep {
+    sleep(Duration::ZERO)
+}
+
+/// Future returned by [`sleep`], [`sleep_until`] and [`yield_now`].
+/// Dropping it cancels its timer. It is `Send` (it holds only a timer id),
+/// so `Send` futures that sleep can be spawned from other threads.
+pub struct Sleep {
+    deadline: Option<Instant>,
+    timer: Option<(TimerId, usize)>,
+    yielded: bool,
+}
+
+impl Sleep {
+    /// The deadline (`None` for a zero-length yield).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+}
+
+impl fmt::Debug for Sleep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sleep").field("deadline", &self.deadline).finish()
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(deadline) = self.deadline else {
+            if self.yielded {
+                return Poll::Ready(());
+            }
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        };
+        let Some(lp) = runtime::current_inner() else {
+            // Polled outside any ringloop loop: nothing could ever wake us.
+            panic!("ringloop::sleep polled outside a ringloop event loop");
+        };
+        let loop_id = lp.id();
+        if let Some((id, owner)) = self.timer {
+            if owner == loop_id {
+                let mut timers = lp.timers.borrow_mut();
+                if timers.is_gone(id) {
+                    self.timer = None;
+                    return Poll::Ready(());
+                }
+                timers.set_waker(id, cx.waker());
+                return Poll::Pending;
+            }
+        }
+        if lp.clock.now() >= deadline {
+            return Poll::Ready(());
+        }
+        let id = lp
+            .timers
+            .borrow_mut()
+            .insert(deadline, TimerAction::Wake(cx.waker().clone()));
+        self.timer = Some((id, loop_id));
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some((id, owner)) = self.timer.take() {
+            runtime::cancel_timer(owner, id);
+        }
+    }
+}
+
+/// The error of [`timeout`]: the deadline passed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed(());
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline has elapsed")
+    }
+}
+impl std::error::Error for Elapsed {}
+
+impl From<Elapsed> for std::io::Error {
+    fn from(_: Elapsed) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, "ringloop: deadline has elapsed")
+    }
+}
+
+/// Runs `fut` for at most `duration`; on expiry the inner future is dropped
+/// (which cancels it) and `Err(Elapsed)` is returned. The inner future is
+/// polled before the deadline is checked, so an already-ready future wins.
+pub fn timeout<F: Future>(duration: Duration, fut: F) -> Timeout<F> {
+    let sleep = if duration.is_zero() {
+        // A zero timeout still gives the future one poll.
+        let now = runtime::current_inner()
+            .map(|lp| lp.clock.now())
+            .unwrap_or_else(Instant::now);
+        sleep_until(now)
+    } else {
+        sleep(duration)
+    };
+    Timeout {
+        inner: Some(fut),
+        sleep,
+    }
+}
+
+/// Like [`timeout`] with an absolute deadline.
+pub fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Timeout<F> {
+    Timeout {
+        inner: Some(fut),
+        sleep: sleep_until(deadline),
+    }
+}
+
+/// Future returned by [`timeout`].
+pub struct Timeout<F> {
+    inner: Option<F>,
+    sleep: Sleep,
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: `inner` is structurally pinned (never moved; only dropped
+        // in place by assigning `None`); `sleep` is `Unpin`.
+        let this = unsafe { self.get_unchecked_mut() };
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Err(Elapsed(())));
+        };
+        // SAFETY: see above, `inner` is never moved while pinned.
+        if let Poll::Ready(v) = unsafe { Pin::new_unchecked(inner) }.poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        match Pin::new(&mut this.sleep).poll(cx) {
+            Poll::Ready(()) => {
+                this.inner = None;
+                Poll::Ready(Err(Elapsed(())))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// What an [`Interval`] does when ticks were missed (the loop was busy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum MissedTicks {
+    /// Fire the missed ticks back to back, keeping the original schedule.
+    Burst,
+    /// Restart the schedule from the late tick (`next = now + period`).
+    #[default]
+    Delay,
+    /// Skip missed ticks, staying on the original grid.
+    Skip,
+}
+
+/// Creates an interval whose first tick completes immediately and whose
+/// following ticks come every `period`.
+///
+/// # Panics
+///
+/// When `period` is zero.
+pub fn interval(period: Duration) -> Interval {
+    assert!(!period.is_zero(), "ringloop::interval: period must be non-zero");
+    let now = runtime::current_inner()
+        .map(|lp| lp.clock.now())
+        .unwrap_or_else(Instant::now);
+    Interval {
+        period,
+        next: now,
+        sleep: None,
+        missed: MissedTicks::default(),
+    }
+}
+
+/// Periodic ticks; see [`interval`]. Also a `futures_core::Stream` of tick instants.
+pub struct Interval {
+    period: Duration,
+    next: Instant,
+    sleep: Option<Sleep>,
+    missed: MissedTicks,
+}
+
+impl Interval {
+    /// Sets the missed-tick behaviour (default [`MissedTicks::Delay`]).
+    pub fn set_missed_tick_behavior(&mut self, b: MissedTicks) {
+        self.missed = b;
+    }
+    /// The period.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+    /// Waits for the next tick and returns its scheduled instant.
+    pub async fn tick(&mut self) -> Instant {
+        std::future::poll_fn(|cx| self.poll_tick(cx)).await
+    }
+    /// Polls for the next tick.
+    pub fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
+        let sleep = self.sleep.get_or_insert_with(|| sleep_until(self.next));
+        if Pin::new(sleep).poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.sleep = None;
+        let scheduled = self.next;
+        let now = runtime::current_inner()
+            .map(|lp| lp.clock.now())
+            .unwrap_or_else(Instant::now);
+        self.next = match self.missed {
+            MissedTicks::Burst => scheduled + self.period,
+            MissedTicks::Delay => {
+                if now > scheduled + self.period {
+                    now + self.period
+                } else {
+                    scheduled + self.period
+                }
+            }
+            MissedTicks::Skip => {
+                let mut n = scheduled + self.period;
+                if n <= now {
+                    let behind = now.duration_since(n).as_nanos() / self.period.as_nanos() + 1;
+                    n += self.period * behind as u32;
+                }
+                n
+            }
+        };
+        Poll::Ready(scheduled)
+    }
+}
+
+impl futures_core::Stream for Interval {
+    type Item = Instant;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Instant>> {
+        self.get_mut().poll_tick(cx).map(Some)
+    }
+}
+
+pub(crate) fn schedule_timer(lp: &LoopInner, when: Instant, cb: Rc<CallbackCell>) -> TimerId {
+    lp.timers.borrow_mut().insert(when, TimerAction::Callback(cb))
+}
