@@ -170,11 +170,7 @@ impl Condition {
     /// after each wakeup. If it is already true, this returns without
     /// releasing the lock or yielding. asyncio returns the predicate's value;
     /// here the predicate is a `bool` and the guard is returned instead.
-    pub async fn wait_for<F>(
-        &self,
-        mut guard: LockGuard,
-        mut predicate: F,
-    ) -> Result<LockGuard, ForeignGuard>
+    pub async fn wait_for<F>(&self, mut guard: LockGuard, mut predicate: F) -> Result<LockGuard, ForeignGuard>
     where
         F: FnMut() -> bool,
     {

@@ -75,7 +75,7 @@ pub use error::{BoundedReleaseError, ForeignGuard, NotHeld, QueueEmpty, QueueFul
 pub use event::{Event, EventWait};
 pub use lock::{Lock, LockFuture, LockGuard};
 pub use queue::{
-    Discipline, Fifo, GenericQueue, Lifo, LifoQueue, Priority, PriorityQueue, Queue, QueueGet,
-    QueueJoin, QueuePut, QueueStream,
+    Discipline, Fifo, GenericQueue, Lifo, LifoQueue, Priority, PriorityQueue, Queue, QueueGet, QueueJoin, QueuePut,
+    QueueStream,
 };
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreAcquire, SemaphorePermit};

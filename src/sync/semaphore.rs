@@ -97,8 +97,7 @@ impl SemInner {
 
     /// A permit given back (dropped, or handed to a cancelled waiter).
     fn give_back(&self) {
-        self.outstanding
-            .set(self.outstanding.get().saturating_sub(1));
+        self.outstanding.set(self.outstanding.get().saturating_sub(1));
         self.add_unit();
     }
 
@@ -222,11 +221,7 @@ impl BoundedSemaphore {
     /// Fails with [`BoundedReleaseError`] if that would make the free units
     /// plus the live permits exceed the initial value.
     pub fn release(&self) -> Result<(), BoundedReleaseError> {
-        let used = self
-            .inner
-            .value
-            .get()
-            .saturating_add(self.inner.outstanding.get());
+        let used = self.inner.value.get().saturating_add(self.inner.outstanding.get());
         if used >= self.bound {
             return Err(BoundedReleaseError);
         }

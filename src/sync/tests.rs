@@ -704,16 +704,8 @@ fn queue_get_nowait_does_not_barge_past_woken_getter() {
     ex.spawn(async move { o.push(q2.get().await) });
     ex.run_until_stalled();
     q.put_nowait("x").unwrap();
-    assert_eq!(
-        q.qsize(),
-        1,
-        "the item is still in the queue, as in asyncio"
-    );
-    assert_eq!(
-        q.get_nowait(),
-        Err(QueueEmpty),
-        "but reserved for the getter"
-    );
+    assert_eq!(q.qsize(), 1, "the item is still in the queue, as in asyncio");
+    assert_eq!(q.get_nowait(), Err(QueueEmpty), "but reserved for the getter");
     ex.run_until_stalled();
     assert_eq!(out.get(), ["x"]);
     assert!(q.empty());
@@ -887,11 +879,7 @@ fn queue_stream_dropped_after_wakeup_keeps_item() {
     let q = Queue::new(0);
     let mut stream = q.stream();
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    assert!(
-        std::pin::Pin::new(&mut stream)
-            .poll_next(&mut cx)
-            .is_pending()
-    );
+    assert!(std::pin::Pin::new(&mut stream).poll_next(&mut cx).is_pending());
     q.put_nowait(5).unwrap();
     drop(stream);
     assert_eq!(q.get_nowait(), Ok(5));
