@@ -438,7 +438,7 @@ both_backends! {
                 sem.release();
             }
             assert_eq!(sem.available(), 3);
-            let permits: Vec<_> = futures_iter(&sem).await;
+            let permits: Vec<_> = acquire_all(&sem).await;
             assert_eq!(permits.len(), 3);
             assert!(sem.try_acquire().is_none());
         })
@@ -707,7 +707,7 @@ both_backends! {
 
 /// Take every free unit of `sem` with `acquire().await` (each completes
 /// without waiting), stopping when none is left.
-async fn futures_iter(sem: &Semaphore) -> Vec<ringloop::sync::SemaphorePermit> {
+async fn acquire_all(sem: &Semaphore) -> Vec<ringloop::sync::SemaphorePermit> {
     let mut permits = vec![];
     while sem.available() > 0 {
         permits.push(sem.acquire().await);

@@ -38,9 +38,10 @@
 //!   3.13 behaviour; 3.11 loses it).
 //! * [`Semaphore::new`] takes a `usize`, so a negative initial value (an
 //!   asyncio `ValueError`) cannot be expressed.
-//! * Queue `put_nowait`/`get_nowait` (and [`Lock::try_lock`],
-//!   `try_acquire`) refuse to barge past a woken waiter, where asyncio lets
-//!   them; `qsize`/`empty`/`full`/`locked` still report what asyncio does.
+//! * Queue `put_nowait`/`get_nowait` refuse to barge past a woken waiter,
+//!   where asyncio lets them; `qsize`/`empty`/`full`/`locked` still report
+//!   what asyncio does. [`Lock::try_lock`] and `try_acquire` (which asyncio
+//!   lacks) follow the same rule.
 //! * [`PriorityQueue`] returns equal items in put order.
 //!
 //! ```

@@ -214,7 +214,9 @@ impl<T: Ord> Discipline<T> for Priority {}
 /// queue; a reserved slot is still free), yet a newcomer's `get_nowait` /
 /// `put_nowait` fails, where asyncio would let it barge.
 ///
-/// Clones share the same queue. Items are never cloned.
+/// Clones share the same queue. Items are never cloned. A
+/// [`PriorityQueue`] compares items while it updates its state, so an `Ord`
+/// implementation must not call back into the same queue.
 pub struct GenericQueue<T, K: Discipline<T>> {
     inner: Rc<QueueInner<T, K>>,
 }
