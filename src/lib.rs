@@ -38,7 +38,12 @@ pub use combinators::{ReturnWhen, WaitError, gather, gather_settled, gather_task
 pub use driver::{DriverChoice, DriverKind};
 pub use runtime::{
     Builder, EventLoop, ExceptionContext, ExceptionKind, Handle, LoopError, LoopHandle, RemoteTask, TimerHandle,
-    current, default_exception_handler,
+    current, default_exception_handler, run,
 };
 pub use task::{CancelOnDrop, Task, TaskError, TaskRef, all_tasks, current_task, spawn, try_spawn};
 pub use time::{Elapsed, Interval, MissedTicks, Sleep, interval, sleep, sleep_until, timeout, timeout_at, yield_now};
+
+/// The README's code blocks, compiled and run as doctests so they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

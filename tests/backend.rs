@@ -10,14 +10,24 @@ use std::process::Command;
 fn driver_kind_in_child(env: &[(&str, &str)]) -> String {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = Command::new(exe);
-    cmd.args(["--ignored", "--exact", "child_probe_reports_driver_kind", "--nocapture", "--test-threads=1"]);
+    cmd.args([
+        "--ignored",
+        "--exact",
+        "child_probe_reports_driver_kind",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
     cmd.env_remove("RINGLOOP_DRIVER");
     for (k, v) in env {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "child failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
         .lines()
         .find_map(|l| l.split_once("DRIVER_KIND=").map(|(_, k)| k.trim()))
@@ -70,7 +80,11 @@ fn a_ring_that_cannot_be_created_falls_back_instead_of_erroring() {
     assert_eq!(lp.driver_kind(), DriverKind::Readiness);
     assert_eq!(lp.run_until_complete(async { 3 }).unwrap(), 3);
     // An explicit io_uring request does not fall back: it reports the error.
-    let err = EventLoop::builder().driver(DriverChoice::Uring).ring_entries(1 << 30).build().unwrap_err();
+    let err = EventLoop::builder()
+        .driver(DriverChoice::Uring)
+        .ring_entries(1 << 30)
+        .build()
+        .unwrap_err();
     eprintln!("forced uring with an absurd ring: {err}");
 }
 
@@ -85,7 +99,10 @@ fn explicit_fallback_choice_beats_the_environment() {
 #[test]
 fn the_fallback_feature_forces_the_readiness_backend() {
     assert_eq!(EventLoop::new().unwrap().driver_kind(), DriverKind::Readiness);
-    assert_eq!(driver_kind_in_child(&[("RINGLOOP_DRIVER", "uring")]).as_str(), "fallback");
+    assert_eq!(
+        driver_kind_in_child(&[("RINGLOOP_DRIVER", "uring")]).as_str(),
+        "fallback"
+    );
     let err = EventLoop::builder().driver(DriverChoice::Uring).build().unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
 }
@@ -108,7 +125,10 @@ fn the_readiness_backend_uses_the_configured_os_mechanism() {
     let desc = lp.driver_description();
     eprintln!("readiness backend: {desc}");
     if std::env::var("RINGLOOP_EXPECT_POLL_BACKEND").as_deref() == Ok("1") {
-        assert_eq!(desc, "fallback (poll)", "--cfg polling_test_poll_backend must select poll(2)");
+        assert_eq!(
+            desc, "fallback (poll)",
+            "--cfg polling_test_poll_backend must select poll(2)"
+        );
     } else if cfg!(target_os = "linux") {
         assert_eq!(desc, "fallback (epoll)");
     }

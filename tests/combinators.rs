@@ -11,11 +11,9 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-fn after(ms: u64, v: &'static str) -> impl std::future::Future<Output = &'static str> {
-    async move {
-        sleep(Duration::from_millis(ms)).await;
-        v
-    }
+async fn after(ms: u64, v: &'static str) -> &'static str {
+    sleep(Duration::from_millis(ms)).await;
+    v
 }
 
 both_backends_vt! {

@@ -247,6 +247,7 @@ both_backends! {
         assert_eq!(v, 42);
     }
 
+    #[allow(clippy::async_yields_async)]
     fn an_unretrieved_task_panic_is_reported_when_the_handle_drops(lp) {
         let reports: Rc<std::cell::RefCell<Vec<String>>> = Default::default();
         let r = reports.clone();

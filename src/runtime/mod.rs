@@ -499,6 +499,34 @@ pub fn current() -> Option<EventLoop> {
     current_inner().map(|inner| EventLoop { inner, owner: false })
 }
 
+/// asyncio's `asyncio.run`: creates a loop, runs `fut` to completion, then
+/// cancels every task still pending, lets them unwind for one iteration,
+/// shuts the blocking pool down and closes the loop.
+///
+/// ```
+/// let v = ringloop::run(async { 6 * 7 }).unwrap();
+/// assert_eq!(v, 42);
+/// ```
+pub fn run<F>(fut: F) -> io::Result<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let lp = EventLoop::new()?;
+    let out = lp.run_until_complete(fut);
+    let leftovers = crate::task::all_tasks();
+    if !leftovers.is_empty() {
+        for t in &leftovers {
+            t.cancel();
+        }
+        // Cancelled tasks drop their futures at their next step.
+        lp.stop();
+        let _ = lp.run_forever();
+    }
+    lp.close().map_err(io::Error::from)?;
+    out.map_err(io::Error::from)
+}
+
 struct RunGuard<'a> {
     inner: &'a Rc<LoopInner>,
 }

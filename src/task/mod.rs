@@ -240,10 +240,13 @@ impl<T: 'static, F: Future<Output = Result<T, TaskError>> + 'static> RawTask for
         let res = {
             let mut slot = self.future.borrow_mut();
             match slot.as_mut() {
-                // SAFETY: the future lives inside the task's `Rc` allocation
-                // and is never moved: it is only ever dropped in place (by
-                // assigning `None` to the slot), so pinning it here is sound.
-                Some(f) => catch_unwind(AssertUnwindSafe(|| unsafe { Pin::new_unchecked(f) }.poll(&mut cx))),
+                Some(f) => {
+                    // SAFETY: the future lives inside the task's `Rc` allocation
+                    // and is never moved: it is only ever dropped in place (by
+                    // assigning `None` to the slot), so pinning it is sound.
+                    let f = unsafe { Pin::new_unchecked(f) };
+                    catch_unwind(AssertUnwindSafe(|| f.poll(&mut cx)))
+                }
                 None => Ok(Poll::Pending),
             }
         };
@@ -656,8 +659,7 @@ where
 /// The task whose step is running now, if any.
 pub fn current_task() -> Option<TaskRef> {
     let lp = runtime::current_inner()?;
-    let t = lp.current_task.borrow().clone();
-    t
+    lp.current_task.borrow().clone()
 }
 
 /// The not-yet-done tasks of the current loop (empty without a loop).
