@@ -29,6 +29,7 @@ pub mod blocking;
 pub mod combinators;
 mod driver;
 pub mod runtime;
+pub mod sync;
 pub mod task;
 pub mod time;
 

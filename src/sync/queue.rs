@@ -1,0 +1,748 @@
+//! [`Queue`], [`LifoQueue`] and [`PriorityQueue`]: asyncio's queues, one
+//! generic implementation ([`GenericQueue`]) with three disciplines.
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::mem;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use futures_core::Stream;
+use futures_core::stream::FusedStream;
+
+use super::error::{QueueEmpty, QueueFull, TaskDoneError};
+use super::wait_list::{WaitList, Waiter, wake_all};
+
+/// A first-in, first-out queue (asyncio's `asyncio.Queue`): puts of 1, 3, 2
+/// are got as 1, 3, 2.
+///
+/// ```
+/// # use ringloop::sync::Queue;
+/// let q = Queue::new(0);
+/// for i in [1, 3, 2] {
+///     q.put_nowait(i).unwrap();
+/// }
+/// let got: Vec<i32> = std::iter::from_fn(|| q.get_nowait().ok()).collect();
+/// assert_eq!(got, [1, 3, 2]);
+/// ```
+pub type Queue<T> = GenericQueue<T, Fifo>;
+
+/// A last-in, first-out queue (asyncio's `asyncio.LifoQueue`): puts of 1, 3,
+/// 2 are got as 2, 3, 1.
+///
+/// ```
+/// # use ringloop::sync::LifoQueue;
+/// let q = LifoQueue::new(0);
+/// for i in [1, 3, 2] {
+///     q.put_nowait(i).unwrap();
+/// }
+/// let got: Vec<i32> = std::iter::from_fn(|| q.get_nowait().ok()).collect();
+/// assert_eq!(got, [2, 3, 1]);
+/// ```
+pub type LifoQueue<T> = GenericQueue<T, Lifo>;
+
+/// A queue that yields its smallest item first (asyncio's
+/// `asyncio.PriorityQueue`): puts of 1, 3, 2 are got as 1, 2, 3. Equal
+/// items come out in the order they were put (asyncio leaves that order
+/// undefined). Wrap items in [`std::cmp::Reverse`] for largest-first.
+///
+/// ```
+/// # use ringloop::sync::PriorityQueue;
+/// let q = PriorityQueue::new(0);
+/// for i in [1, 3, 2] {
+///     q.put_nowait(i).unwrap();
+/// }
+/// let got: Vec<i32> = std::iter::from_fn(|| q.get_nowait().ok()).collect();
+/// assert_eq!(got, [1, 2, 3]);
+/// ```
+pub type PriorityQueue<T> = GenericQueue<T, Priority>;
+
+/// Marker for [`Queue`]'s first-in, first-out order.
+#[derive(Debug)]
+pub enum Fifo {}
+
+/// Marker for [`LifoQueue`]'s last-in, first-out order.
+#[derive(Debug)]
+pub enum Lifo {}
+
+/// Marker for [`PriorityQueue`]'s smallest-first order.
+#[derive(Debug)]
+pub enum Priority {}
+
+mod sealed {
+    use std::cmp::{Ordering, Reverse};
+    use std::collections::BinaryHeap;
+
+    /// How a discipline stores its items. Not nameable outside the crate.
+    pub trait Store<T> {
+        /// The buffer type.
+        type Buf;
+        /// asyncio's class name, for `Debug`.
+        const NAME: &'static str;
+        fn new_buf() -> Self::Buf;
+        fn push(buf: &mut Self::Buf, item: T);
+        fn pop(buf: &mut Self::Buf) -> Option<T>;
+        fn len(buf: &Self::Buf) -> usize;
+    }
+
+    /// A heap entry: ordered by item, then by put order (so ties are FIFO).
+    pub struct PriorityEntry<T> {
+        pub(crate) item: T,
+        pub(crate) seq: u64,
+    }
+
+    impl<T: Ord> PartialEq for PriorityEntry<T> {
+        fn eq(&self, other: &Self) -> bool {
+            self.cmp(other) == Ordering::Equal
+        }
+    }
+    impl<T: Ord> Eq for PriorityEntry<T> {}
+    impl<T: Ord> PartialOrd for PriorityEntry<T> {
+        fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+    impl<T: Ord> Ord for PriorityEntry<T> {
+        fn cmp(&self, other: &Self) -> Ordering {
+            self.item.cmp(&other.item).then(self.seq.cmp(&other.seq))
+        }
+    }
+
+    /// [`PriorityQueue`](super::PriorityQueue)'s buffer: a min-heap plus the next sequence number.
+    pub struct PriorityBuf<T> {
+        pub(crate) heap: BinaryHeap<Reverse<PriorityEntry<T>>>,
+        pub(crate) next_seq: u64,
+    }
+}
+
+/// The order in which a [`GenericQueue`] hands out its items: [`Fifo`],
+/// [`Lifo`] or [`Priority`]. Sealed: it cannot be implemented outside
+/// ringloop.
+pub trait Discipline<T>: sealed::Store<T> {}
+
+impl<T> sealed::Store<T> for Fifo {
+    type Buf = VecDeque<T>;
+    const NAME: &'static str = "Queue";
+    fn new_buf() -> VecDeque<T> {
+        VecDeque::new()
+    }
+    fn push(buf: &mut VecDeque<T>, item: T) {
+        buf.push_back(item);
+    }
+    fn pop(buf: &mut VecDeque<T>) -> Option<T> {
+        buf.pop_front()
+    }
+    fn len(buf: &VecDeque<T>) -> usize {
+        buf.len()
+    }
+}
+impl<T> Discipline<T> for Fifo {}
+
+impl<T> sealed::Store<T> for Lifo {
+    type Buf = Vec<T>;
+    const NAME: &'static str = "LifoQueue";
+    fn new_buf() -> Vec<T> {
+        Vec::new()
+    }
+    fn push(buf: &mut Vec<T>, item: T) {
+        buf.push(item);
+    }
+    fn pop(buf: &mut Vec<T>) -> Option<T> {
+        buf.pop()
+    }
+    fn len(buf: &Vec<T>) -> usize {
+        buf.len()
+    }
+}
+impl<T> Discipline<T> for Lifo {}
+
+impl<T: Ord> sealed::Store<T> for Priority {
+    type Buf = sealed::PriorityBuf<T>;
+    const NAME: &'static str = "PriorityQueue";
+    fn new_buf() -> sealed::PriorityBuf<T> {
+        sealed::PriorityBuf {
+            heap: BinaryHeap::new(),
+            next_seq: 0,
+        }
+    }
+    fn push(buf: &mut sealed::PriorityBuf<T>, item: T) {
+        let seq = buf.next_seq;
+        buf.next_seq = seq.wrapping_add(1);
+        buf.heap.push(Reverse(sealed::PriorityEntry { item, seq }));
+    }
+    fn pop(buf: &mut sealed::PriorityBuf<T>) -> Option<T> {
+        buf.heap.pop().map(|Reverse(entry)| entry.item)
+    }
+    fn len(buf: &sealed::PriorityBuf<T>) -> usize {
+        buf.heap.len()
+    }
+}
+impl<T: Ord> Discipline<T> for Priority {}
+
+/// The queue shared by [`Queue`], [`LifoQueue`] and [`PriorityQueue`]
+/// (asyncio's `asyncio.Queue` family); use those aliases to name it.
+///
+/// * `maxsize == 0` means unbounded; [`full`](Self::full) is then always
+///   `false`.
+/// * [`put_nowait`](Self::put_nowait) on a full queue fails with
+///   [`QueueFull`] (handing the item back); [`get_nowait`](Self::get_nowait)
+///   on an empty one fails with [`QueueEmpty`].
+/// * [`put`](Self::put) and [`get`](Self::get) complete on their first poll
+///   when they need not wait. Blocked putters and getters are served in FIFO
+///   order with **no barging**: an item put while getters wait is reserved
+///   for the first of them, and a slot freed while putters wait is reserved
+///   for the first of them, so a newcomer (including `get_nowait` /
+///   `put_nowait`) cannot take it first. As in asyncio, a woken getter takes
+///   the head of the queue *when it runs* (so a `LifoQueue` or
+///   `PriorityQueue` hands it the item that is on top at that moment), and a
+///   woken putter puts its item when it runs.
+/// * A woken getter or putter that is dropped (cancelled) before running
+///   passes its reservation on to the next waiter. The item never left the
+///   queue, so a cancelled getter cannot lose it. A putter dropped while it
+///   waits drops its item (it was never put).
+/// * [`task_done`](Self::task_done) and [`join`](Self::join) count items as
+///   asyncio does: each item that enters the queue must be marked done
+///   once; underflow is a [`TaskDoneError`].
+/// * [`stream`](Self::stream) gives a [`futures_core::Stream`] of items.
+///
+/// While a woken waiter holds a reservation, `qsize`/`empty`/`full` report
+/// the queue's contents as asyncio does (reserved items are still in the
+/// queue; a reserved slot is still free), yet a newcomer's `get_nowait` /
+/// `put_nowait` fails, where asyncio would let it barge.
+///
+/// Clones share the same queue. Items are never cloned. A
+/// [`PriorityQueue`] compares items while it updates its state, so an `Ord`
+/// implementation must not call back into the same queue.
+pub struct GenericQueue<T, K: Discipline<T>> {
+    inner: Rc<QueueInner<T, K>>,
+}
+
+struct QueueInner<T, K: Discipline<T>> {
+    maxsize: usize,
+    state: RefCell<QueueState<T, K>>,
+}
+
+/// Invariants: `get_reserved <= len(buf)`; getters wait only while every
+/// item is reserved (`len(buf) == get_reserved`); putters wait only while
+/// `len(buf) + put_reserved >= maxsize` (so never when unbounded).
+struct QueueState<T, K: Discipline<T>> {
+    buf: K::Buf,
+    getters: WaitList,
+    putters: WaitList,
+    joiners: WaitList,
+    /// Items reserved for woken getters that have not run yet.
+    get_reserved: usize,
+    /// Slots reserved for woken putters that have not run yet.
+    put_reserved: usize,
+    /// asyncio's `_unfinished_tasks`.
+    unfinished: usize,
+}
+
+impl<T, K: Discipline<T>> QueueState<T, K> {
+    fn len(&self) -> usize {
+        K::len(&self.buf)
+    }
+
+    /// Whether a newcomer's put must wait (or fail).
+    fn no_free_slot(&self, maxsize: usize) -> bool {
+        maxsize > 0 && self.len().saturating_add(self.put_reserved) >= maxsize
+    }
+
+    /// Put an item that has a right to enter, and wake a getter for it.
+    fn push(&mut self, item: T, wakers: &mut Vec<Waker>) {
+        K::push(&mut self.buf, item);
+        self.unfinished = self.unfinished.saturating_add(1);
+        self.wake_getters(wakers);
+    }
+
+    /// Take an item that the caller has a right to, and wake a putter for
+    /// the freed slot.
+    fn pop(&mut self, maxsize: usize, wakers: &mut Vec<Waker>) -> Option<T> {
+        let item = K::pop(&mut self.buf);
+        self.wake_putters(maxsize, wakers);
+        item
+    }
+
+    /// Reserve unreserved items for waiting getters, FIFO.
+    fn wake_getters(&mut self, wakers: &mut Vec<Waker>) {
+        while self.len() > self.get_reserved {
+            let Some(node) = self.getters.pop_waiting() else {
+                break;
+            };
+            self.get_reserved += 1;
+            wakers.extend(node.notify());
+        }
+    }
+
+    /// Reserve free slots for waiting putters, FIFO.
+    fn wake_putters(&mut self, maxsize: usize, wakers: &mut Vec<Waker>) {
+        while !self.no_free_slot(maxsize) {
+            let Some(node) = self.putters.pop_waiting() else {
+                break;
+            };
+            self.put_reserved += 1;
+            wakers.extend(node.notify());
+        }
+    }
+}
+
+impl<T, K: Discipline<T>> QueueInner<T, K> {
+    /// A newcomer's put: succeeds unless no slot is free.
+    fn try_put(&self, item: T) -> Result<(), T> {
+        let mut wakers = Vec::new();
+        {
+            let mut st = self.state.borrow_mut();
+            if st.no_free_slot(self.maxsize) {
+                return Err(item);
+            }
+            st.push(item, &mut wakers);
+        }
+        wake_all(wakers);
+        Ok(())
+    }
+
+    /// A newcomer's get: succeeds if some item is not reserved.
+    fn try_get(&self) -> Option<T> {
+        let mut wakers = Vec::new();
+        let item = {
+            let mut st = self.state.borrow_mut();
+            if st.len() <= st.get_reserved {
+                return None;
+            }
+            st.pop(self.maxsize, &mut wakers)
+        };
+        wake_all(wakers);
+        item
+    }
+
+    fn poll_get(&self, state: &mut GetState, cx: &mut Context<'_>) -> Poll<T> {
+        match mem::replace(state, GetState::Done) {
+            GetState::Init => {
+                if let Some(item) = self.try_get() {
+                    return Poll::Ready(item);
+                }
+                let node = self.state.borrow_mut().getters.push(Some(cx.waker()));
+                *state = GetState::Waiting(node);
+                Poll::Pending
+            }
+            GetState::Waiting(node) => {
+                if !node.is_notified() {
+                    node.set_waker(cx.waker());
+                    *state = GetState::Waiting(node);
+                    return Poll::Pending;
+                }
+                let mut wakers = Vec::new();
+                let item = {
+                    let mut st = self.state.borrow_mut();
+                    st.get_reserved = st.get_reserved.saturating_sub(1);
+                    let item = st.pop(self.maxsize, &mut wakers);
+                    if item.is_none() {
+                        // Unreachable while the invariants hold; wait again
+                        // rather than panic.
+                        *state = GetState::Waiting(st.getters.push(Some(cx.waker())));
+                    }
+                    item
+                };
+                wake_all(wakers);
+                item.map_or(Poll::Pending, Poll::Ready)
+            }
+            GetState::Done => Poll::Pending,
+        }
+    }
+
+    fn drop_get(&self, state: &mut GetState) {
+        let GetState::Waiting(node) = mem::replace(state, GetState::Done) else {
+            return;
+        };
+        if node.is_notified() {
+            // Woken, then cancelled: the item stays in the queue and its
+            // reservation passes on to the next getter.
+            let mut wakers = Vec::new();
+            {
+                let mut st = self.state.borrow_mut();
+                st.get_reserved = st.get_reserved.saturating_sub(1);
+                st.wake_getters(&mut wakers);
+            }
+            wake_all(wakers);
+        } else {
+            let _stale = self.state.borrow_mut().getters.cancel(&node);
+        }
+    }
+}
+
+/// The put future's state.
+enum PutState<T> {
+    Init(T),
+    Waiting(Rc<Waiter>, T),
+    Done,
+}
+
+/// The get future's (and stream's) state.
+enum GetState {
+    Init,
+    Waiting(Rc<Waiter>),
+    Done,
+}
+
+impl<T, K: Discipline<T>> GenericQueue<T, K> {
+    /// A queue holding at most `maxsize` items; `0` means unbounded.
+    pub fn new(maxsize: usize) -> Self {
+        GenericQueue {
+            inner: Rc::new(QueueInner {
+                maxsize,
+                state: RefCell::new(QueueState {
+                    buf: K::new_buf(),
+                    getters: WaitList::new(),
+                    putters: WaitList::new(),
+                    joiners: WaitList::new(),
+                    get_reserved: 0,
+                    put_reserved: 0,
+                    unfinished: 0,
+                }),
+            }),
+        }
+    }
+
+    /// The capacity given to [`new`](Self::new) (`0`: unbounded).
+    pub fn maxsize(&self) -> usize {
+        self.inner.maxsize
+    }
+
+    /// The number of items in the queue.
+    pub fn qsize(&self) -> usize {
+        self.inner.state.borrow().len()
+    }
+
+    /// Whether the queue holds no item.
+    pub fn empty(&self) -> bool {
+        self.qsize() == 0
+    }
+
+    /// Whether the queue holds `maxsize` items (never, when unbounded).
+    pub fn full(&self) -> bool {
+        self.inner.maxsize > 0 && self.qsize() >= self.inner.maxsize
+    }
+
+    /// Put `item` if a slot is free right now; otherwise hand it back in
+    /// [`QueueFull`]. Never overtakes a waiting putter.
+    pub fn put_nowait(&self, item: T) -> Result<(), QueueFull<T>> {
+        self.inner.try_put(item).map_err(QueueFull::new)
+    }
+
+    /// Take the next item if one is there for a newcomer right now;
+    /// otherwise fail with [`QueueEmpty`]. Never overtakes a waiting getter.
+    pub fn get_nowait(&self) -> Result<T, QueueEmpty> {
+        self.inner.try_get().ok_or(QueueEmpty)
+    }
+
+    /// Put `item`, waiting in FIFO order for a free slot if the queue is full.
+    ///
+    /// Dropping the future before it completes drops `item` unput; a slot
+    /// already reserved for it passes on to the next putter.
+    pub fn put(&self, item: T) -> QueuePut<'_, T, K> {
+        QueuePut {
+            queue: &self.inner,
+            state: PutState::Init(item),
+        }
+    }
+
+    /// Take the next item, waiting in FIFO order if the queue is empty.
+    ///
+    /// Dropping the future before it completes leaves the items in the
+    /// queue; an item already reserved for it passes on to the next getter.
+    pub fn get(&self) -> QueueGet<'_, T, K> {
+        QueueGet {
+            queue: &self.inner,
+            state: GetState::Init,
+        }
+    }
+
+    /// Mark one item as processed; when every item put so far is,
+    /// [`join`](Self::join) waiters wake up.
+    ///
+    /// Fails with [`TaskDoneError`] if called more times than items were put
+    /// (asyncio's `ValueError`).
+    pub fn task_done(&self) -> Result<(), TaskDoneError> {
+        let wakers = {
+            let mut st = self.inner.state.borrow_mut();
+            if st.unfinished == 0 {
+                return Err(TaskDoneError);
+            }
+            st.unfinished -= 1;
+            let mut wakers = Vec::new();
+            if st.unfinished == 0 {
+                while let Some(node) = st.joiners.pop_waiting() {
+                    wakers.extend(node.notify());
+                }
+            }
+            wakers
+        };
+        wake_all(wakers);
+        Ok(())
+    }
+
+    /// Wait until every item put so far has been marked with
+    /// [`task_done`](Self::task_done); completes at once if none is
+    /// outstanding. Waiters woken by the count reaching zero complete even if
+    /// new items are put before they run (as asyncio's event-based `join`).
+    pub fn join(&self) -> QueueJoin<'_, T, K> {
+        QueueJoin {
+            queue: &self.inner,
+            node: None,
+            done: false,
+        }
+    }
+
+    /// A [`Stream`] of the items, got one by one as by [`get`](Self::get)
+    /// (FIFO among getters, sharing the queue with them).
+    ///
+    /// A queue has no end, so the stream never yields `None`. Dropping the
+    /// stream while it waits behaves like dropping a `get` future.
+    pub fn stream(&self) -> QueueStream<T, K> {
+        QueueStream {
+            queue: self.clone(),
+            state: GetState::Init,
+        }
+    }
+}
+
+impl<T, K: Discipline<T>> Clone for GenericQueue<T, K> {
+    fn clone(&self) -> Self {
+        GenericQueue {
+            inner: Rc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T, K: Discipline<T>> Default for GenericQueue<T, K> {
+    /// An unbounded queue.
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+impl<T, K: Discipline<T>> fmt::Debug for GenericQueue<T, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.inner.state.borrow();
+        f.debug_struct(K::NAME)
+            .field("maxsize", &self.inner.maxsize)
+            .field("qsize", &st.len())
+            .field("getters", &st.getters.waiting())
+            .field("putters", &st.putters.waiting())
+            .field("unfinished", &st.unfinished)
+            .finish()
+    }
+}
+
+/// Future returned by [`GenericQueue::put`].
+///
+/// Polling it again after it has completed returns `Pending`.
+#[must_use = "futures do nothing unless polled"]
+pub struct QueuePut<'a, T, K: Discipline<T>> {
+    queue: &'a QueueInner<T, K>,
+    state: PutState<T>,
+}
+
+// The item is never pinned: it is only moved in and out by value.
+impl<T, K: Discipline<T>> Unpin for QueuePut<'_, T, K> {}
+
+impl<T, K: Discipline<T>> Future for QueuePut<'_, T, K> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let queue = this.queue;
+        match mem::replace(&mut this.state, PutState::Done) {
+            PutState::Init(item) => match queue.try_put(item) {
+                Ok(()) => Poll::Ready(()),
+                Err(item) => {
+                    let node = queue.state.borrow_mut().putters.push(Some(cx.waker()));
+                    this.state = PutState::Waiting(node, item);
+                    Poll::Pending
+                }
+            },
+            PutState::Waiting(node, item) => {
+                if !node.is_notified() {
+                    node.set_waker(cx.waker());
+                    this.state = PutState::Waiting(node, item);
+                    return Poll::Pending;
+                }
+                let mut wakers = Vec::new();
+                {
+                    let mut st = queue.state.borrow_mut();
+                    st.put_reserved = st.put_reserved.saturating_sub(1);
+                    st.push(item, &mut wakers);
+                }
+                wake_all(wakers);
+                Poll::Ready(())
+            }
+            PutState::Done => Poll::Pending,
+        }
+    }
+}
+
+impl<T, K: Discipline<T>> Drop for QueuePut<'_, T, K> {
+    fn drop(&mut self) {
+        let PutState::Waiting(node, item) = mem::replace(&mut self.state, PutState::Done) else {
+            return;
+        };
+        if node.is_notified() {
+            // Woken, then cancelled: pass the reserved slot on.
+            let mut wakers = Vec::new();
+            {
+                let mut st = self.queue.state.borrow_mut();
+                st.put_reserved = st.put_reserved.saturating_sub(1);
+                st.wake_putters(self.queue.maxsize, &mut wakers);
+            }
+            wake_all(wakers);
+        } else {
+            let _stale = self.queue.state.borrow_mut().putters.cancel(&node);
+        }
+        // The item was never put; it is dropped here, outside any borrow.
+        drop(item);
+    }
+}
+
+impl<T, K: Discipline<T>> fmt::Debug for QueuePut<'_, T, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueuePut").finish_non_exhaustive()
+    }
+}
+
+/// Future returned by [`GenericQueue::get`].
+///
+/// Polling it again after it has completed returns `Pending`.
+#[must_use = "futures do nothing unless polled"]
+pub struct QueueGet<'a, T, K: Discipline<T>> {
+    queue: &'a QueueInner<T, K>,
+    state: GetState,
+}
+
+impl<T, K: Discipline<T>> Future for QueueGet<'_, T, K> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let this = self.get_mut();
+        this.queue.poll_get(&mut this.state, cx)
+    }
+}
+
+impl<T, K: Discipline<T>> Drop for QueueGet<'_, T, K> {
+    fn drop(&mut self) {
+        self.queue.drop_get(&mut self.state);
+    }
+}
+
+impl<T, K: Discipline<T>> fmt::Debug for QueueGet<'_, T, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueGet").finish_non_exhaustive()
+    }
+}
+
+/// Future returned by [`GenericQueue::join`].
+///
+/// Polling it again after it has completed returns `Ready` again.
+#[must_use = "futures do nothing unless polled"]
+pub struct QueueJoin<'a, T, K: Discipline<T>> {
+    queue: &'a QueueInner<T, K>,
+    node: Option<Rc<Waiter>>,
+    done: bool,
+}
+
+impl<T, K: Discipline<T>> Future for QueueJoin<'_, T, K> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(());
+        }
+        match &this.node {
+            None => {
+                let mut st = this.queue.state.borrow_mut();
+                if st.unfinished == 0 {
+                    this.done = true;
+                    return Poll::Ready(());
+                }
+                this.node = Some(st.joiners.push(Some(cx.waker())));
+                Poll::Pending
+            }
+            Some(node) if node.is_notified() => {
+                this.node = None;
+                this.done = true;
+                Poll::Ready(())
+            }
+            Some(node) => {
+                node.set_waker(cx.waker());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T, K: Discipline<T>> Drop for QueueJoin<'_, T, K> {
+    fn drop(&mut self) {
+        // A notified joiner has nothing to pass on: everyone is woken.
+        if let Some(node) = self.node.take() {
+            let _stale = self.queue.state.borrow_mut().joiners.cancel(&node);
+        }
+    }
+}
+
+impl<T, K: Discipline<T>> fmt::Debug for QueueJoin<'_, T, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueJoin").finish_non_exhaustive()
+    }
+}
+
+/// A never-ending [`Stream`] of a queue's items, from
+/// [`GenericQueue::stream`]. It owns a handle to the queue.
+#[must_use = "streams do nothing unless polled"]
+pub struct QueueStream<T, K: Discipline<T>> {
+    queue: GenericQueue<T, K>,
+    state: GetState,
+}
+
+impl<T, K: Discipline<T>> QueueStream<T, K> {
+    /// The queue this stream takes items from.
+    pub fn queue(&self) -> &GenericQueue<T, K> {
+        &self.queue
+    }
+}
+
+impl<T, K: Discipline<T>> Stream for QueueStream<T, K> {
+    type Item = T;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let this = self.get_mut();
+        if matches!(this.state, GetState::Done) {
+            this.state = GetState::Init;
+        }
+        this.queue.inner.poll_get(&mut this.state, cx).map(Some)
+    }
+}
+
+impl<T, K: Discipline<T>> FusedStream for QueueStream<T, K> {
+    /// Always `false`: a queue stream never ends.
+    fn is_terminated(&self) -> bool {
+        false
+    }
+}
+
+impl<T, K: Discipline<T>> Drop for QueueStream<T, K> {
+    fn drop(&mut self) {
+        self.queue.inner.drop_get(&mut self.state);
+    }
+}
+
+impl<T, K: Discipline<T>> fmt::Debug for QueueStream<T, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueStream")
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
+}
