@@ -11,12 +11,8 @@
 //! of futures of one type (`group1.into_iter().chain(group2)`), and
 //! [`gather_tasks`] joins tasks, including other gathers.
 //!
-//! Cancelling a gather differs slightly from asyncio: asyncio's
-//! `group2.cancel()` cancels the children at once, so they never start;
-//! ringloop cancels a gather's children when the cancelled gather task is
-//! next run, so children that were already scheduled in that same loop
-//! iteration run their first step (here: print `start get ...`) before
-//! being cancelled at their `sleep`.
+//! As in asyncio, `group2.cancel()` cancels the group's children at once,
+//! so they never start (no `start get http://www.imooc.com` in that step).
 
 use std::time::Duration;
 

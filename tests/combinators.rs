@@ -114,6 +114,26 @@ both_backends_vt! {
         assert_eq!(log.get(), ["false", "true", "true"]);
     }
 
+    fn cancelling_a_gather_cancels_its_children_at_once_so_they_never_start(lp) {
+        let log = Log::new();
+        let l = log.clone();
+        lp.run_until_complete(async move {
+            let mk = |tag: &'static str| {
+                let l = l.clone();
+                async move {
+                    l.push(tag);
+                    sleep(Duration::from_millis(10)).await;
+                }
+            };
+            let inner = gather([mk("leaf a"), mk("leaf b")]);
+            let outer = gather_tasks([inner]);
+            assert!(outer.cancel());
+            assert!(outer.await.unwrap_err().is_cancelled());
+        })
+        .unwrap();
+        assert!(log.get().is_empty(), "{:?}", log.get());
+    }
+
     fn nested_gathers_return_nested_results(lp) {
         let out = lp
             .run_until_complete(async {

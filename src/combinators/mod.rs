@@ -56,6 +56,7 @@ fn gather_task<T: 'static, M: Mode<T>>(children: Vec<Task<T>>) -> Task<Vec<M::Ou
         panic!("ringloop::gather: {e}");
     }
     let n = children.len();
+    let refs: Vec<_> = children.iter().map(|c| c.as_ref()).collect();
     let body = GatherBody::<T, M> {
         children: children.into_iter().map(Some).collect(),
         results: (0..n).map(|_| None).collect(),
@@ -64,7 +65,13 @@ fn gather_task<T: 'static, M: Mode<T>>(children: Vec<Task<T>>) -> Task<Vec<M::Ou
         finished: false,
         _mode: PhantomData,
     };
-    task::spawn_raw(&lp, body)
+    let gather = task::spawn_raw(&lp, body);
+    // Cancelling the gather cancels its children at once, as asyncio does,
+    // so a child cancelled before its first step never runs.
+    for r in refs {
+        gather.link_child(r);
+    }
+    gather
 }
 
 /// Runs the futures concurrently (each as a task) and resolves to their

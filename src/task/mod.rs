@@ -140,6 +140,9 @@ pub(crate) struct TaskCore {
     handle_alive: Cell<bool>,
     done_callbacks: RefCell<Vec<DoneCallback>>,
     listeners: RefCell<Vec<Waker>>,
+    /// Tasks cancelled together with this one, synchronously (a gather's
+    /// children, like asyncio's `_GatheringFuture.cancel`).
+    linked: RefCell<Vec<TaskRef>>,
     lp: Weak<LoopInner>,
 }
 
@@ -193,6 +196,8 @@ impl<T: 'static, F: Future<Output = Result<T, TaskError>> + 'static> TaskCell<T,
                 report_unretrieved(lp, &as_ref);
             }
         }
+        let linked = std::mem::take(&mut *core.linked.borrow_mut());
+        drop(linked);
         let listeners = std::mem::take(&mut *core.listeners.borrow_mut());
         for w in listeners {
             w.wake();
@@ -347,6 +352,7 @@ where
             handle_alive: Cell::new(true),
             done_callbacks: RefCell::new(Vec::new()),
             listeners: RefCell::new(Vec::new()),
+            linked: RefCell::new(Vec::new()),
             lp: Rc::downgrade(lp),
         },
         future: RefCell::new(Some(fut)),
@@ -429,6 +435,10 @@ fn cancel_core(core: &TaskCore) -> bool {
     }
     core.cancel_requested.set(true);
     core.schedule();
+    let linked = core.linked.borrow().clone();
+    for t in linked {
+        t.cancel();
+    }
     true
 }
 
@@ -508,6 +518,10 @@ impl<T: 'static> Task<T> {
     /// Whether the task finished by panicking (and the panic is still stored).
     pub fn has_panicked(&self) -> bool {
         self.slot.clone().raw().has_unretrieved_panic()
+    }
+    /// Makes `cancel()` on this task also cancel `child` at once.
+    pub(crate) fn link_child(&self, child: TaskRef) {
+        self.core().linked.borrow_mut().push(child);
     }
     pub(crate) fn add_listener(&self, w: Waker) {
         self.core().listeners.borrow_mut().push(w);
