@@ -26,8 +26,11 @@
 #![warn(missing_docs)]
 
 pub mod blocking;
+pub mod buf;
 pub mod combinators;
 mod driver;
+mod io;
+pub mod net;
 pub mod runtime;
 pub mod sync;
 pub mod task;

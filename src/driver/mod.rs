@@ -86,10 +86,14 @@ impl Default for UringConfig {
     }
 }
 
+/// The loop's driver; cloning is cheap (both variants are `Rc` handles), so
+/// I/O objects keep one. Operation resources must never hold one (that
+/// would keep the ring alive from its own slots).
+#[derive(Clone)]
 pub(crate) enum Driver {
     #[cfg(target_os = "linux")]
     Uring(uring::UringDriver),
-    Readiness(readiness::ReadinessDriver),
+    Readiness(std::rc::Rc<readiness::ReadinessDriver>),
 }
 
 impl Driver {
@@ -128,7 +132,7 @@ impl Driver {
     /// Builds the driver the configuration asks for. With `Auto`, any failure
     /// to set up or probe io_uring selects the readiness backend.
     pub(crate) fn build(choice: DriverChoice, cfg: &UringConfig) -> io::Result<Driver> {
-        let readiness = || Ok(Driver::Readiness(readiness::ReadinessDriver::new()?));
+        let readiness = || Ok(Driver::Readiness(std::rc::Rc::new(readiness::ReadinessDriver::new()?)));
         if cfg!(feature = "fallback") || !cfg!(target_os = "linux") {
             // io_uring is compiled out or disabled: only an explicit request
             // for it is an error; `RINGLOOP_DRIVER=uring` is ignored.

@@ -188,6 +188,10 @@ impl LoopInner {
         Arc::as_ptr(&self.shared) as usize
     }
 
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
     pub(crate) fn check_open(&self) -> Result<(), LoopError> {
         if self.closed.get() {
             Err(LoopError::Closed)

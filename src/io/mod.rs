@@ -1,0 +1,168 @@
+//! Backend-generic I/O plumbing shared by `net`, `fs`, `process`, `signal`.
+//!
+//! One operation, one implementation per backend: on io_uring an operation
+//! is an SQE whose resources (the fd handle, buffers, addresses) move into
+//! the driver's op slot until the completion arrives; on the readiness
+//! backend it is the non-blocking syscall, retried after readiness when it
+//! says `EAGAIN` ("emulated completion").
+
+use std::cell::Cell;
+use std::future::poll_fn;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::task::Poll;
+
+use ringloop_fallback::Direction;
+
+use crate::driver::Driver;
+use crate::driver::readiness::ReadinessDriver;
+
+pub(crate) mod ops;
+
+/// The current loop's driver, or an error outside a loop.
+pub(crate) fn current_driver() -> io::Result<Driver> {
+    match crate::runtime::current_inner() {
+        Some(lp) if !lp.is_closed() => Ok(lp.driver.clone()),
+        Some(_) => Err(io::Error::other("ringloop: the event loop is closed")),
+        None => Err(io::Error::other("ringloop: no event loop on this thread (create an EventLoop first)")),
+    }
+}
+
+struct Registration {
+    key: usize,
+    reactor: Rc<ReadinessDriver>,
+}
+
+struct FdInner {
+    fd: Cell<RawFd>,
+    reg: Option<Registration>,
+}
+
+impl Drop for FdInner {
+    fn drop(&mut self) {
+        if let Some(reg) = &self.reg {
+            let _ = reg.reactor.reactor().deregister(reg.key);
+        }
+        let fd = self.fd.get();
+        if fd >= 0 {
+            // SAFETY: we own `fd` (taken from an `OwnedFd`); every operation
+            // that used it held a clone of this `Rc`, so none is in flight.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+    }
+}
+
+/// An owned file descriptor shared by an I/O object and its in-flight
+/// operations: it is closed when the last of them is gone, so the kernel
+/// never sees a closed (or reused) fd number in a pending operation. On the
+/// readiness backend it is non-blocking and registered with the reactor.
+#[derive(Clone)]
+pub(crate) struct SharedFd(Rc<FdInner>);
+
+impl SharedFd {
+    /// Adopts `fd` for use with `driver`.
+    pub(crate) fn new(fd: OwnedFd, driver: &Driver) -> io::Result<SharedFd> {
+        let reg = match driver {
+            Driver::Readiness(r) => {
+                set_nonblocking(fd.as_raw_fd(), true)?;
+                // SAFETY: `fd` is owned by the `FdInner` built below, whose
+                // `Drop` deregisters before closing it.
+                let key = unsafe { r.reactor().register(fd.as_raw_fd())? };
+                Some(Registration {
+                    key,
+                    reactor: r.clone(),
+                })
+            }
+            #[cfg(target_os = "linux")]
+            Driver::Uring(_) => None,
+        };
+        Ok(SharedFd(Rc::new(FdInner {
+            fd: Cell::new(fd.into_raw_fd()),
+            reg,
+        })))
+    }
+
+    pub(crate) fn raw(&self) -> RawFd {
+        self.0.fd.get()
+    }
+
+    /// The reactor key (readiness backend only).
+    fn key(&self) -> io::Result<usize> {
+        match &self.0.reg {
+            Some(r) => Ok(r.key),
+            None => Err(io::Error::other("ringloop: fd not registered with the readiness backend")),
+        }
+    }
+
+    /// Number of handles (object + in-flight operations).
+    #[allow(dead_code)]
+    pub(crate) fn handles(&self) -> usize {
+        Rc::strong_count(&self.0)
+    }
+}
+
+impl std::os::fd::AsFd for SharedFd {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        // SAFETY: the fd stays open as long as this `SharedFd` (and so the
+        // borrow) lives: it is closed only when the last clone drops.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.raw()) }
+    }
+}
+
+impl AsRawFd for SharedFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.raw()
+    }
+}
+
+pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: fcntl on an fd we own, with integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let new = if on { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
+    // SAFETY: as above.
+    if new != flags && unsafe { libc::fcntl(fd, libc::F_SETFL, new) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Waits until the reactor reports `dir` readiness for `fd` (one arming; a
+/// spurious wake-up just makes the caller retry its syscall).
+pub(crate) async fn readiness(r: &ReadinessDriver, fd: &SharedFd, dir: Direction) -> io::Result<()> {
+    let key = fd.key()?;
+    let mut armed = false;
+    poll_fn(|cx| {
+        if armed {
+            return Poll::Ready(Ok(()));
+        }
+        armed = true;
+        r.reactor().poll_ready(key, dir, cx)
+    })
+    .await
+}
+
+/// Runs a non-blocking syscall until it does not say `EAGAIN`, waiting for
+/// readiness in between; `EINTR` retries at once.
+pub(crate) async fn retry<T>(
+    r: &ReadinessDriver,
+    fd: &SharedFd,
+    dir: Direction,
+    mut f: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => readiness(r, fd, dir).await?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            res => return res,
+        }
+    }
+}
+
+/// Converts a `-1`-style libc return value.
+pub(crate) fn cvt(ret: isize) -> io::Result<usize> {
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret as usize) }
+}
