@@ -9,7 +9,9 @@ use std::io::ErrorKind;
 
 async fn echo_server(listener: TcpListener) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { return };
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
         spawn(async move {
             let mut buf = vec![0u8; 16 * 1024];
             loop {

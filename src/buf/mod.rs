@@ -53,7 +53,11 @@ pub unsafe trait IoBuf: 'static {
             Bound::Unbounded => self.bytes_total(),
         };
         assert!(begin <= end, "slice start {begin} > end {end}");
-        assert!(end <= self.bytes_total(), "slice end {end} > capacity {}", self.bytes_total());
+        assert!(
+            end <= self.bytes_total(),
+            "slice end {end} > capacity {}",
+            self.bytes_total()
+        );
         Slice { buf: self, begin, end }
     }
 }

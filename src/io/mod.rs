@@ -25,7 +25,9 @@ pub(crate) fn current_driver() -> io::Result<Driver> {
     match crate::runtime::current_inner() {
         Some(lp) if !lp.is_closed() => Ok(lp.driver.clone()),
         Some(_) => Err(io::Error::other("ringloop: the event loop is closed")),
-        None => Err(io::Error::other("ringloop: no event loop on this thread (create an EventLoop first)")),
+        None => Err(io::Error::other(
+            "ringloop: no event loop on this thread (create an EventLoop first)",
+        )),
     }
 }
 
@@ -91,7 +93,9 @@ impl SharedFd {
     fn key(&self) -> io::Result<usize> {
         match &self.0.reg {
             Some(r) => Ok(r.key),
-            None => Err(io::Error::other("ringloop: fd not registered with the readiness backend")),
+            None => Err(io::Error::other(
+                "ringloop: fd not registered with the readiness backend",
+            )),
         }
     }
 
@@ -122,7 +126,11 @@ pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
     if flags < 0 {
         return Err(io::Error::last_os_error());
     }
-    let new = if on { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
+    let new = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
     // SAFETY: as above.
     if new != flags && unsafe { libc::fcntl(fd, libc::F_SETFL, new) } < 0 {
         return Err(io::Error::last_os_error());
@@ -164,5 +172,9 @@ pub(crate) async fn retry<T>(
 
 /// Converts a `-1`-style libc return value.
 pub(crate) fn cvt(ret: isize) -> io::Result<usize> {
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret as usize) }
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
 }

@@ -30,7 +30,12 @@ fn fd_of(fd: &SharedFd) -> types::Fd {
 
 /// `read(2)` (or `pread(2)` with an offset) into the buffer's spare capacity.
 #[allow(dead_code)] // Used by files and pipes next.
-pub(crate) async fn read<B: IoBufMut>(drv: &Driver, fd: &SharedFd, mut buf: B, offset: Option<u64>) -> BufResult<usize, B> {
+pub(crate) async fn read<B: IoBufMut>(
+    drv: &Driver,
+    fd: &SharedFd,
+    mut buf: B,
+    offset: Option<u64>,
+) -> BufResult<usize, B> {
     if buf.bytes_total() == 0 {
         // Nothing to read into: answer at once (a zero-length read could
         // otherwise wait for data that it cannot take).
@@ -125,7 +130,9 @@ pub(crate) async fn recv<B: IoBufMut>(drv: &Driver, fd: &SharedFd, mut buf: B, f
             let op = unsafe {
                 d.submit((fd.clone(), buf), |(fd, buf)| {
                     let len = buf.bytes_total().min(u32::MAX as usize) as u32;
-                    opcode::Recv::new(fd_of(fd), buf.stable_mut_ptr(), len).flags(flags).build()
+                    opcode::Recv::new(fd_of(fd), buf.stable_mut_ptr(), len)
+                        .flags(flags)
+                        .build()
                 })
             };
             let (res, (_, b)) = op.await;
@@ -291,7 +298,13 @@ fn take_socket_error(fd: &SharedFd) -> io::Result<Option<io::Error>> {
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: valid out-pointers for an int option.
     let rc = unsafe {
-        libc::getsockopt(fd.raw(), libc::SOL_SOCKET, libc::SO_ERROR, (&mut err as *mut libc::c_int).cast(), &mut len)
+        libc::getsockopt(
+            fd.raw(),
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut libc::c_int).cast(),
+            &mut len,
+        )
     };
     if rc < 0 {
         return Err(io::Error::last_os_error());

@@ -24,7 +24,10 @@ pub struct TcpListener {
 
 impl fmt::Debug for TcpListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TcpListener").field("fd", &self.fd.raw()).field("local", &self.local_addr().ok()).finish()
+        f.debug_struct("TcpListener")
+            .field("fd", &self.fd.raw())
+            .field("local", &self.local_addr().ok())
+            .finish()
     }
 }
 

@@ -136,6 +136,8 @@ pub(crate) struct LoopInner {
     slow_callback: Cell<Duration>,
     pool: BlockingPool,
     iterations: Cell<u64>,
+    /// Reused buffer for draining the cross-thread queue (no allocation per drain).
+    remote_batch: RefCell<Vec<shared::Remote>>,
 }
 
 thread_local! {
@@ -314,9 +316,9 @@ impl LoopInner {
                     let t = self.tasks.borrow().get(key).filter(|t| t.core().id() == id).cloned();
                     match t {
                         Some(t) => {
-                            let r = TaskRef::from_raw(t.clone());
+                            let r = start.is_some().then(|| TaskRef::from_raw(t.clone()));
                             t.run(self);
-                            Some(r)
+                            r
                         }
                         None => None,
                     }
@@ -345,7 +347,9 @@ impl LoopInner {
         if !self.shared.has_remote() {
             return;
         }
-        for r in self.shared.take_remote() {
+        let mut batch = std::mem::take(&mut *self.remote_batch.borrow_mut());
+        self.shared.drain_into(&mut batch);
+        for r in batch.drain(..) {
             match r {
                 shared::Remote::Wake { key, id } => self.ready.borrow_mut().push_back(Runnable::Task { key, id }),
                 shared::Remote::Call(f) => {
@@ -354,6 +358,7 @@ impl LoopInner {
                 shared::Remote::Stop => self.stopping.set(true),
             }
         }
+        *self.remote_batch.borrow_mut() = batch;
     }
 }
 
@@ -486,6 +491,7 @@ impl Builder {
             slow_callback: Cell::new(self.slow_callback.unwrap_or(Duration::from_millis(100))),
             pool: BlockingPool::new(self.pool),
             iterations: Cell::new(0),
+            remote_batch: RefCell::new(Vec::new()),
         });
         debug_log(format_args!(
             "ringloop: event loop on the {} backend",

@@ -52,6 +52,13 @@ impl Shared {
         self.has_remote.load(Ordering::SeqCst)
     }
 
+    /// Moves every queued item to `out`, keeping the queue's capacity.
+    pub(crate) fn drain_into(&self, out: &mut Vec<Remote>) {
+        let mut q = self.lock();
+        self.has_remote.store(false, Ordering::SeqCst);
+        out.append(&mut q);
+    }
+
     pub(crate) fn take_remote(&self) -> Vec<Remote> {
         let mut q = self.lock();
         self.has_remote.store(false, Ordering::SeqCst);
