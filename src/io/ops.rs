@@ -283,11 +283,9 @@ pub(crate) async fn connect(drv: &Driver, fd: &SharedFd, addr: SockAddr) -> io::
                 return Err(err);
             }
             super::readiness(r, fd, Direction::Write).await?;
-            loop {
-                match take_socket_error(fd)? {
-                    None => return Ok(()),
-                    Some(e) => return Err(e),
-                }
+            match take_socket_error(fd)? {
+                None => Ok(()),
+                Some(e) => Err(e),
             }
         }
     }
