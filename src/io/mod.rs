@@ -90,13 +90,25 @@ impl SharedFd {
     }
 
     /// The reactor key (readiness backend only).
-    fn key(&self) -> io::Result<usize> {
+    pub(crate) fn key(&self) -> io::Result<usize> {
         match &self.0.reg {
             Some(r) => Ok(r.key),
             None => Err(io::Error::other(
                 "ringloop: fd not registered with the readiness backend",
             )),
         }
+    }
+
+    /// Takes the fd out if this is the only handle (no operation holds it),
+    /// deregistering it from the reactor; otherwise gives the handle back.
+    pub(crate) fn try_take(self) -> Result<OwnedFd, SharedFd> {
+        let inner = Rc::try_unwrap(self.0).map_err(SharedFd)?;
+        let fd = inner.fd.replace(-1);
+        // `FdInner::drop` deregisters and, seeing -1, closes nothing.
+        drop(inner);
+        // SAFETY: `fd` was owned by the only handle, now gone, so nobody
+        // else can close or use it.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
     /// Number of handles (object + in-flight operations).

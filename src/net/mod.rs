@@ -1,9 +1,53 @@
-//! Networking: TCP (more socket types come next), owned-buffer I/O on
-//! io_uring or the readiness backend with one API.
+//! Networking: TCP, UDP and Unix sockets with owned-buffer I/O, on io_uring
+//! or the readiness backend with one API.
+//!
+//! * [`TcpListener`] / [`TcpStream`], [`UdpSocket`], and (Unix only)
+//!   [`UnixListener`] / [`UnixStream`] / [`UnixDatagram`].
+//! * I/O takes buffers by value and gives them back:
+//!   `let (res, buf) = stream.read(buf).await;` (see [`crate::buf`]).
+//!   Vectored `readv`/`writev` take a `Vec` of buffers.
+//! * Datagram sockets keep message boundaries. A datagram longer than the
+//!   buffer is truncated; `recv_msg` reports it ([`RecvMeta::truncated`]).
+//! * Listeners have `incoming()`, a `futures_core::Stream` of connections.
+//! * Stream types implement `futures-io`'s `AsyncRead`, `AsyncBufRead` and
+//!   `AsyncWrite`, so crates written against those traits (e.g.
+//!   `futures::io::BufReader`, codecs, `futures-rustls`) run on ringloop.
+//!   On io_uring these copy through a per-direction internal buffer (reads:
+//!   16 KiB; writes: up to 64 KiB submitted per `poll_write`, which returns
+//!   before the kernel took the bytes; `poll_flush` waits for them, and
+//!   `poll_close` flushes then shuts writing down). On the readiness backend
+//!   they call `recv`/`send` on the caller's slice directly.
+//!
+//! What a dropped (cancelled) operation may already have done: a receive
+//! may have consumed bytes or a datagram, a send may have sent, an accept
+//! may have accepted (the connection is then closed). The `futures-io`
+//! impls keep their in-flight operation across polls, so dropping an
+//! `AsyncReadExt::read` future loses nothing.
 
+mod compat;
+mod ops;
 mod tcp;
+mod udp;
+#[cfg(unix)]
+pub mod unix;
 
-pub use tcp::{TcpListener, TcpStream};
+pub use tcp::{Incoming, OwnedReadHalf, OwnedWriteHalf, TcpListener, TcpStream};
+pub use udp::UdpSocket;
+#[cfg(unix)]
+pub use unix::{UnixDatagram, UnixIncoming, UnixListener, UnixReadHalf, UnixStream, UnixWriteHalf};
+
+/// What a datagram receive produced (`recv_msg` on [`UdpSocket`] and
+/// [`UnixDatagram`]).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RecvMeta<A> {
+    /// Bytes stored in the buffer.
+    pub len: usize,
+    /// The sender.
+    pub addr: A,
+    /// The datagram was longer than the buffer; the rest was discarded.
+    pub truncated: bool,
+}
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};

@@ -4,12 +4,18 @@ use std::fmt;
 use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::driver::Driver;
 use crate::io::{SharedFd, current_driver, ops};
+use crate::net::compat::{self, CompatSlot, ReadState, WriteState};
+use crate::net::ops as net_ops;
 
 fn to_std(addr: &SockAddr) -> io::Result<SocketAddr> {
     addr.as_socket()
@@ -85,9 +91,14 @@ impl AsRawFd for TcpListener {
 /// A TCP connection. I/O takes owned buffers and gives them back:
 /// `let (res, buf) = stream.read(buf).await;`. Methods take `&self`, so one
 /// task may read while another writes (see also [`TcpStream::into_split`]).
+///
+/// It also implements `futures-io`'s `AsyncRead`, `AsyncBufRead` and
+/// `AsyncWrite` (internally buffered on io_uring; see the
+/// [`net`](crate::net) module docs), for crates built on those traits.
 pub struct TcpStream {
     fd: SharedFd,
     drv: Driver,
+    compat: CompatSlot,
 }
 
 impl fmt::Debug for TcpStream {
@@ -105,6 +116,7 @@ impl TcpStream {
         Ok(TcpStream {
             fd: SharedFd::new(fd, &drv)?,
             drv,
+            compat: CompatSlot::default(),
         })
     }
 
@@ -213,9 +225,20 @@ impl TcpStream {
     }
 
     /// Splits into a read half and a write half usable from two tasks.
-    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
-        let s = std::rc::Rc::new(self);
-        (OwnedReadHalf(s.clone()), OwnedWriteHalf(s))
+    /// Bytes buffered by the `futures-io` impls move with their half.
+    pub fn into_split(mut self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        let state = self.compat.take();
+        let s = Rc::new(self);
+        (
+            OwnedReadHalf {
+                inner: s.clone(),
+                rd: state.rd,
+            },
+            OwnedWriteHalf {
+                inner: s,
+                wr: state.wr,
+            },
+        )
     }
 }
 
@@ -225,37 +248,199 @@ impl AsRawFd for TcpStream {
     }
 }
 
-/// Read half of [`TcpStream::into_split`].
-#[derive(Debug)]
-pub struct OwnedReadHalf(std::rc::Rc<TcpStream>);
+/// Read half of [`TcpStream::into_split`] (also `AsyncRead` /
+/// `AsyncBufRead`).
+pub struct OwnedReadHalf {
+    inner: Rc<TcpStream>,
+    rd: ReadState,
+}
 
-/// Write half of [`TcpStream::into_split`]; dropping it does not shut the
-/// connection down (call [`OwnedWriteHalf::shutdown`]).
-#[derive(Debug)]
-pub struct OwnedWriteHalf(std::rc::Rc<TcpStream>);
+/// Write half of [`TcpStream::into_split`] (also `AsyncWrite`); dropping it
+/// does not shut the connection down (call [`OwnedWriteHalf::shutdown`] or
+/// `AsyncWriteExt::close`).
+pub struct OwnedWriteHalf {
+    inner: Rc<TcpStream>,
+    wr: WriteState,
+}
+
+impl fmt::Debug for OwnedReadHalf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("OwnedReadHalf").field(&self.inner).finish()
+    }
+}
+
+impl fmt::Debug for OwnedWriteHalf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("OwnedWriteHalf").field(&self.inner).finish()
+    }
+}
 
 impl OwnedReadHalf {
     /// See [`TcpStream::read`].
     pub async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
-        self.0.read(buf).await
+        self.inner.read(buf).await
     }
     /// See [`TcpStream::read_exact`].
     pub async fn read_exact(&self, buf: Vec<u8>, len: usize) -> BufResult<(), Vec<u8>> {
-        self.0.read_exact(buf, len).await
+        self.inner.read_exact(buf, len).await
     }
 }
 
 impl OwnedWriteHalf {
     /// See [`TcpStream::write`].
     pub async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-        self.0.write(buf).await
+        self.inner.write(buf).await
     }
     /// See [`TcpStream::write_all`].
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-        self.0.write_all(buf).await
+        self.inner.write_all(buf).await
     }
     /// Shuts the write direction down (the peer reads end of stream).
     pub fn shutdown(&self) -> io::Result<()> {
-        self.0.shutdown(Shutdown::Write)
+        self.inner.shutdown(Shutdown::Write)
+    }
+}
+
+impl OwnedReadHalf {
+    /// See [`TcpStream::readv`].
+    pub async fn readv<B: IoBufMut>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+        self.inner.readv(bufs).await
+    }
+    /// The connection's peer address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.peer_addr()
+    }
+    /// The connection's local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+impl OwnedWriteHalf {
+    /// See [`TcpStream::writev`].
+    pub async fn writev<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+        self.inner.writev(bufs).await
+    }
+    /// The connection's peer address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.peer_addr()
+    }
+    /// The connection's local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+compat::impl_futures_io!(TcpStream);
+compat::impl_futures_io_read_half!(OwnedReadHalf);
+compat::impl_futures_io_write_half!(OwnedWriteHalf);
+
+impl TcpListener {
+    /// A stream of accepted connections (`futures_core::Stream` of
+    /// `io::Result<TcpStream>`). It never ends; an accept error (e.g.
+    /// `EMFILE`) is yielded as an item and the next poll accepts again.
+    /// Dropping it cancels the pending accept.
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming {
+            acceptor: net_ops::Acceptor::new(&self.drv, &self.fd),
+            _listener: std::marker::PhantomData,
+        }
+    }
+
+    /// `IP_TTL` of accepted sockets.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        SockRef::from(&self.fd).set_ttl(ttl)
+    }
+
+    /// `IP_TTL`.
+    pub fn ttl(&self) -> io::Result<u32> {
+        SockRef::from(&self.fd).ttl()
+    }
+}
+
+/// The stream returned by [`TcpListener::incoming`].
+pub struct Incoming<'a> {
+    acceptor: net_ops::Acceptor,
+    _listener: std::marker::PhantomData<&'a TcpListener>,
+}
+
+impl fmt::Debug for Incoming<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Incoming").finish_non_exhaustive()
+    }
+}
+
+impl futures_core::Stream for Incoming<'_> {
+    type Item = io::Result<TcpStream>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let res = std::task::ready!(this.acceptor.poll_accept(cx));
+        let drv = this.acceptor.driver().clone();
+        Poll::Ready(Some(res.and_then(|(fd, _addr)| TcpStream::from_owned(fd, drv))))
+    }
+}
+
+impl TcpStream {
+    /// Vectored read (`recvmsg` with one iovec per buffer): fills `bufs` in
+    /// order, each from the start of its capacity (like [`read`](Self::read));
+    /// returns the total. `Ok(0)`: end of stream, or no capacity at all.
+    pub async fn readv<B: IoBufMut>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+        net_ops::recv_vectored(&self.drv, &self.fd, bufs).await
+    }
+
+    /// Vectored write (`sendmsg` with one iovec per buffer, `MSG_NOSIGNAL`):
+    /// sends some of the buffers' bytes in order; returns how many.
+    pub async fn writev<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
+        net_ops::send_vectored(&self.drv, &self.fd, bufs).await
+    }
+
+    /// `IP_TTL`.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        SockRef::from(&self.fd).set_ttl(ttl)
+    }
+
+    /// `IP_TTL`.
+    pub fn ttl(&self) -> io::Result<u32> {
+        SockRef::from(&self.fd).ttl()
+    }
+
+    /// `SO_LINGER`: `None` (default) closes in the background; `Some(d)`
+    /// makes close wait up to `d` for unsent data (`Some(ZERO)`: reset).
+    pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
+        SockRef::from(&self.fd).set_linger(linger)
+    }
+
+    /// `SO_LINGER`.
+    pub fn linger(&self) -> io::Result<Option<Duration>> {
+        SockRef::from(&self.fd).linger()
+    }
+
+    /// `SO_KEEPALIVE`: `None` turns keep-alive probes off; `Some(idle)` turns
+    /// them on, first probe after `idle` without traffic (`TCP_KEEPIDLE`, or
+    /// `TCP_KEEPALIVE` on Apple systems).
+    pub fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
+        let sock = SockRef::from(&self.fd);
+        match idle {
+            None => sock.set_keepalive(false),
+            Some(d) => sock.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(d)),
+        }
+    }
+
+    /// Whether `SO_KEEPALIVE` is on.
+    pub fn keepalive(&self) -> io::Result<bool> {
+        SockRef::from(&self.fd).keepalive()
+    }
+
+    /// Closes the connection and reports `close(2)`'s result (io_uring
+    /// `CLOSE` on the io_uring backend). If a dropped operation still holds
+    /// the socket (its cancellation is in flight), the socket is closed when
+    /// that completes and `Ok` is returned. Bytes accepted by the
+    /// `futures-io` `AsyncWrite` impl and not flushed are discarded.
+    pub async fn close(self) -> io::Result<()> {
+        let TcpStream { fd, drv, compat } = self;
+        // The compat state may hold in-flight operations (and fd handles).
+        drop(compat);
+        net_ops::close(&drv, fd).await
     }
 }
