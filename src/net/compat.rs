@@ -42,6 +42,7 @@ use crate::driver::uring::Op;
 use crate::io::{SharedFd, cvt};
 
 const READ_CAP: usize = 16 * 1024;
+#[cfg(target_os = "linux")]
 const WRITE_CAP: usize = 64 * 1024;
 
 /// Read-direction state.
@@ -130,7 +131,12 @@ impl ReadState {
     }
 
     /// `AsyncBufRead::poll_fill_buf`.
-    pub(crate) fn poll_fill_buf(&mut self, drv: &Driver, fd: &SharedFd, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+    pub(crate) fn poll_fill_buf(
+        &mut self,
+        drv: &Driver,
+        fd: &SharedFd,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<&[u8]>> {
         if self.pos < self.buf.len() {
             return Poll::Ready(Ok(self.buffered()));
         }

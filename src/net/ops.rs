@@ -269,7 +269,9 @@ pub(crate) async fn recv_msg<T: InBufs>(
             // length/flag fields, all owned by the op's resources.
             let op = unsafe {
                 d.submit((fd.clone(), bufs, msg), |(fd, _, msg)| {
-                    opcode::RecvMsg::new(fd_of(fd), &mut msg.hdr).flags(flags as u32).build()
+                    opcode::RecvMsg::new(fd_of(fd), &mut msg.hdr)
+                        .flags(flags as u32)
+                        .build()
                 })
             };
             let (res, (_, b, msg)) = op.await;

@@ -234,10 +234,7 @@ impl TcpStream {
                 inner: s.clone(),
                 rd: state.rd,
             },
-            OwnedWriteHalf {
-                inner: s,
-                wr: state.wr,
-            },
+            OwnedWriteHalf { inner: s, wr: state.wr },
         )
     }
 }

@@ -7,8 +7,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
-use super::ops::{self as net_ops, One};
 use super::RecvMeta;
+use super::ops::{self as net_ops, One};
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::driver::Driver;
 use crate::io::{SharedFd, current_driver, ops};

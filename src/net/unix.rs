@@ -98,10 +98,7 @@ fn unnamed() -> SockAddr {
 /// The empty path is refused (it would mean "autobind").
 fn path_addr(path: &Path) -> io::Result<SockAddr> {
     if path.as_os_str().is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "empty Unix socket path",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty Unix socket path"));
     }
     SockAddr::unix(path)
 }
@@ -322,10 +319,7 @@ impl UnixStream {
                 inner: s.clone(),
                 rd: state.rd,
             },
-            UnixWriteHalf {
-                inner: s,
-                wr: state.wr,
-            },
+            UnixWriteHalf { inner: s, wr: state.wr },
         )
     }
 
