@@ -115,6 +115,25 @@ both_backends! {
         .unwrap();
     }
 
+    fn a_connected_udp_socket_reports_an_unreachable_port_as_refused(lp) {
+        lp.run_until_complete(async {
+            // A port nobody listens on: bind, note it, close.
+            let gone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let dead = gone.local_addr().unwrap();
+            drop(gone);
+            let a = UdpSocket::bind(local()).unwrap();
+            a.connect(dead).await.unwrap();
+            let (r, _) = a.send(b"anyone?".as_slice()).await;
+            r.unwrap();
+            // The ICMP "port unreachable" (never rate-limited on loopback)
+            // turns into an error on the next receive, on both backends.
+            let res = timeout(Duration::from_secs(10), a.recv(Vec::with_capacity(16))).await;
+            let (r, _) = res.expect("the ICMP error should end the receive");
+            assert_eq!(r.unwrap_err().kind(), ErrorKind::ConnectionRefused);
+        })
+        .unwrap();
+    }
+
     fn udp_socket_options_round_trip(lp) {
         lp.run_until_complete(async {
             let a = UdpSocket::bind(local()).unwrap();

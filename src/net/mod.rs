@@ -16,7 +16,11 @@
 //!   16 KiB; writes: up to 64 KiB submitted per `poll_write`, which returns
 //!   before the kernel took the bytes; `poll_flush` waits for them, and
 //!   `poll_close` flushes then shuts writing down). On the readiness backend
-//!   they call `recv`/`send` on the caller's slice directly.
+//!   they call `recv`/`send` on the caller's slice directly. The inherent
+//!   owned-buffer methods (`read`, `write`, `write_all`, `read_exact`)
+//!   take precedence over the `futures` extension-trait methods of the
+//!   same names; call those as `AsyncWriteExt::write_all(&mut s, ..)` (code
+//!   generic over the traits is unaffected).
 //!
 //! What a dropped (cancelled) operation may already have done: a receive
 //! may have consumed bytes or a datagram, a send may have sent, an accept

@@ -101,10 +101,11 @@ impl<B: IoBufMut> InBufs for Vec<B> {
     }
     unsafe fn received(&mut self, mut n: usize) {
         for b in self.iter_mut() {
-            let k = n.min(b.bytes_total());
-            if k == 0 {
+            if n == 0 {
                 break;
             }
+            // A zero-capacity buffer takes nothing; the next one continues.
+            let k = n.min(b.bytes_total());
             // SAFETY: the kernel filled the iovecs in order, so the first `k`
             // bytes of this buffer were written.
             unsafe { b.set_init(k) };
