@@ -23,6 +23,10 @@ use std::time::{Duration, Instant};
 
 use ringloop::{DriverChoice, EventLoop};
 
+#[path = "support/examples.rs"]
+mod support;
+use support::build_examples;
+
 /// Every run of the suite: example name and arguments.
 const RUNS: &[(&str, &[&str])] = &[
     ("get_html", &[]),
@@ -38,6 +42,12 @@ const RUNS: &[(&str, &[&str])] = &[
     ("call_soon_and_later", &[]),
     ("call_at", &[]),
     ("call_soon_threadsafe", &[]),
+];
+
+/// Examples exercised by other test files (name, test file).
+const COVERED_ELSEWHERE: &[(&str, &str)] = &[
+    ("echo_server", "tests/example_echo.rs"),
+    ("echo_client", "tests/example_echo.rs"),
 ];
 
 /// A run that has not finished by then is killed and fails its test.
@@ -66,32 +76,6 @@ fn label(name: &str, args: &[&str]) -> String {
         .chain(args.iter().copied())
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn target_dir() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => manifest.join(dir),
-        None => manifest.join("target"),
-    }
-}
-
-fn build_examples() -> Result<PathBuf, String> {
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--examples", "--quiet"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if cfg!(feature = "fallback") {
-        cmd.args(["--features", "fallback"]);
-    }
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !status.success() {
-        return Err(format!("`cargo build --examples` failed: {status}"));
-    }
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
-    Ok(target_dir().join(profile).join("examples"))
 }
 
 /// The backends to run, or an error when io_uring is required but missing.
@@ -248,7 +232,11 @@ fn every_example_file_is_run_by_this_suite() {
         })
         .collect();
     files.sort();
-    let mut covered: Vec<String> = RUNS.iter().map(|(n, _)| n.to_string()).collect();
+    let mut covered: Vec<String> = RUNS
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .chain(COVERED_ELSEWHERE.iter().map(|(n, _)| n.to_string()))
+        .collect();
     covered.sort();
     covered.dedup();
     assert_eq!(files, covered);
