@@ -7,25 +7,35 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+// `mode_t` is `u32` on Linux and `u16` on macOS and some BSDs.
+#[allow(clippy::unnecessary_cast)]
+const S_IFMT: u32 = libc::S_IFMT as u32;
+#[allow(clippy::unnecessary_cast)]
+const S_IFREG: u32 = libc::S_IFREG as u32;
+#[allow(clippy::unnecessary_cast)]
+const S_IFDIR: u32 = libc::S_IFDIR as u32;
+#[allow(clippy::unnecessary_cast)]
+const S_IFLNK: u32 = libc::S_IFLNK as u32;
+
 /// The kind of a file system object (from the type bits of `st_mode`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileType(u32);
 
 impl FileType {
     fn kind(self) -> u32 {
-        self.0 & libc::S_IFMT as u32
+        self.0 & S_IFMT
     }
     /// A regular file.
     pub fn is_file(self) -> bool {
-        self.kind() == libc::S_IFREG as u32
+        self.kind() == S_IFREG
     }
     /// A directory.
     pub fn is_dir(self) -> bool {
-        self.kind() == libc::S_IFDIR as u32
+        self.kind() == S_IFDIR
     }
     /// A symbolic link (only reported by [`symlink_metadata`](super::symlink_metadata)).
     pub fn is_symlink(self) -> bool {
-        self.kind() == libc::S_IFLNK as u32
+        self.kind() == S_IFLNK
     }
 }
 

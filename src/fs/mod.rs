@@ -116,13 +116,23 @@ impl File {
     /// Opens a file write-only, creating it or truncating it
     /// (`OpenOptions::new().write(true).create(true).truncate(true)`).
     pub async fn create(path: impl AsRef<Path>) -> io::Result<File> {
-        OpenOptions::new().write(true).create(true).truncate(true).open(path).await
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .await
     }
 
     /// Creates a new file read-write; `AlreadyExists` if it exists
     /// (`OpenOptions::new().read(true).write(true).create_new(true)`).
     pub async fn create_new(path: impl AsRef<Path>) -> io::Result<File> {
-        OpenOptions::new().read(true).write(true).create_new(true).open(path).await
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .await
     }
 
     /// A blank [`OpenOptions`].
@@ -156,7 +166,9 @@ impl File {
         let mut buf = buf;
         let mut done = 0;
         while done < total {
-            let (res, slice) = self.read_at(buf.slice(done..), offset.saturating_add(done as u64)).await;
+            let (res, slice) = self
+                .read_at(buf.slice(done..), offset.saturating_add(done as u64))
+                .await;
             buf = slice.into_inner();
             match res {
                 Ok(0) => {

@@ -31,9 +31,9 @@ use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::driver::Driver;
 #[cfg(target_os = "linux")]
 use crate::driver::uring::UringDriver;
-use crate::io::cvt;
 #[cfg(target_os = "linux")]
 use crate::io::SharedFd;
+use crate::io::cvt;
 
 /// How a [`File`](super::File) holds its fd.
 pub(crate) enum FileFd {
@@ -136,15 +136,18 @@ fn no_eintr<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
 
 /// Runs `f` on the current loop's blocking pool.
 pub(crate) async fn pool<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
-    let lp = crate::runtime::current().ok_or_else(|| {
-        io::Error::other("ringloop: no event loop on this thread (create an EventLoop first)")
+    let lp = crate::runtime::current()
+        .ok_or_else(|| io::Error::other("ringloop: no event loop on this thread (create an EventLoop first)"))?;
+    let job = lp.run_in_executor(f).map_err(|e| {
+        io::Error::other(format!(
+            "ringloop: cannot run a file operation on the blocking pool: {e}"
+        ))
     })?;
-    let job = lp
-        .run_in_executor(f)
-        .map_err(|e| io::Error::other(format!("ringloop: cannot run a file operation on the blocking pool: {e}")))?;
     match job.await {
         Ok(res) => res,
-        Err(e) => Err(io::Error::other(format!("ringloop: blocking file operation failed: {e}"))),
+        Err(e) => Err(io::Error::other(format!(
+            "ringloop: blocking file operation failed: {e}"
+        ))),
     }
 }
 
@@ -292,7 +295,11 @@ pub(crate) async fn sync(drv: &Driver, fd: &FileFd, data_only: bool) -> io::Resu
         };
         // SAFETY: the SQE references no memory; the fd is kept open by the
         // `SharedFd` in the resources.
-        let op = unsafe { d.submit(sfd.clone(), |fd| opcode::Fsync::new(types::Fd(fd.raw())).flags(flags).build()) };
+        let op = unsafe {
+            d.submit(sfd.clone(), |fd| {
+                opcode::Fsync::new(types::Fd(fd.raw())).flags(flags).build()
+            })
+        };
         return op.await.0.map(drop);
     }
     #[cfg(not(target_os = "linux"))]
@@ -310,7 +317,11 @@ pub(crate) async fn set_len(drv: &Driver, fd: &FileFd, len: u64) -> io::Result<(
     {
         // SAFETY: the SQE references no memory; the fd is kept open by the
         // `SharedFd` in the resources.
-        let op = unsafe { d.submit(sfd.clone(), |fd| opcode::Ftruncate::new(types::Fd(fd.raw()), len).build()) };
+        let op = unsafe {
+            d.submit(sfd.clone(), |fd| {
+                opcode::Ftruncate::new(types::Fd(fd.raw()), len).build()
+            })
+        };
         return op.await.0.map(drop);
     }
     #[cfg(not(target_os = "linux"))]
@@ -507,7 +518,7 @@ pub(crate) async fn close(drv: &Driver, fd: FileFd) -> io::Result<()> {
         }
         FileFd::Pool(file) => {
             #[cfg(not(target_os = "linux"))]
-    let _ = drv;
+            let _ = drv;
             match Arc::try_unwrap(file) {
                 Ok(file) => pool(move || close_blocking(OwnedFd::from(file))).await,
                 // A pool job still runs with it: the last one closes it.
