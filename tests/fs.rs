@@ -144,6 +144,9 @@ both_backends! {
             let (res, all) = file.read_to_end(Vec::new()).await;
             assert_eq!(res.unwrap(), expect.len());
             assert!(all == expect);
+            // A file whose size statx reports as 0 but which has content.
+            let status = fs::read("/proc/self/status").await.unwrap();
+            assert!(status.starts_with(b"Name:"), "{}", String::from_utf8_lossy(&status));
             // Empty files.
             fs::write(&ours, Vec::new()).await.unwrap();
             assert!(fs::read(&ours).await.unwrap().is_empty());
