@@ -29,6 +29,7 @@ pub mod blocking;
 pub mod buf;
 pub mod combinators;
 mod driver;
+pub mod fs;
 mod io;
 pub mod net;
 pub mod runtime;

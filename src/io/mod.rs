@@ -99,6 +99,24 @@ impl SharedFd {
         }
     }
 
+    /// Takes the fd back when no other handle (in-flight or orphaned
+    /// operation) holds it, e.g. to close it asynchronously; otherwise gives
+    /// this handle back. On the readiness backend it is deregistered first.
+    #[allow(dead_code)] // Not every platform's I/O types use it.
+    pub(crate) fn try_into_owned(self) -> Result<OwnedFd, SharedFd> {
+        match Rc::try_unwrap(self.0) {
+            Ok(inner) => {
+                // `FdInner::drop` deregisters and skips the close for -1.
+                let fd = inner.fd.replace(-1);
+                drop(inner);
+                // SAFETY: we owned `fd` through the unique `FdInner`, which
+                // no longer closes it.
+                Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+            }
+            Err(rc) => Err(SharedFd(rc)),
+        }
+    }
+
     /// Number of handles (object + in-flight operations).
     #[allow(dead_code)]
     pub(crate) fn handles(&self) -> usize {

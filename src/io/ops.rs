@@ -207,7 +207,7 @@ impl AddrBuf {
     }
 }
 
-fn close_orphan_fd(res: i32, _flags: u32) {
+pub(crate) fn close_orphan_fd(res: i32, _flags: u32) {
     if res >= 0 {
         // SAFETY: an accept/open that completed after its future was dropped:
         // nobody else knows this fd, so closing it is the only way not to leak it.

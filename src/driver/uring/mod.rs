@@ -281,6 +281,8 @@ pub(crate) struct Core {
 pub(crate) struct Inner {
     core: RefCell<Core>,
     description: String,
+    /// The opcodes this kernel supports (`IORING_REGISTER_PROBE`).
+    probe: Probe,
 }
 
 /// The io_uring driver handle (cheap to clone, `!Send`).
@@ -414,6 +416,7 @@ impl UringDriver {
             inner: Rc::new(Inner {
                 core: RefCell::new(core),
                 description,
+                probe,
             }),
         })
     }
@@ -436,6 +439,13 @@ impl UringDriver {
     /// A `Send + Sync` handle whose `notify()` wakes a blocked `wait`.
     pub(crate) fn notifier(&self) -> Arc<dyn Notify> {
         self.inner.core.borrow().eventfd.clone()
+    }
+
+    /// Whether the kernel supports `opcode` (from the probe taken at setup):
+    /// I/O types use it to fall back to the blocking pool for operations
+    /// an older kernel lacks.
+    pub(crate) fn supports(&self, opcode: u8) -> bool {
+        self.inner.probe.is_supported(opcode)
     }
 
     /// Counters since the ring was built.
