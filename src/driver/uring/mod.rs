@@ -281,6 +281,8 @@ pub(crate) struct Core {
 pub(crate) struct Inner {
     core: RefCell<Core>,
     description: String,
+    /// The opcodes this kernel supports (from `IORING_REGISTER_PROBE`).
+    probe: Probe,
 }
 
 /// The io_uring driver handle (cheap to clone, `!Send`).
@@ -414,6 +416,7 @@ impl UringDriver {
             inner: Rc::new(Inner {
                 core: RefCell::new(core),
                 description,
+                probe,
             }),
         })
     }
@@ -431,6 +434,13 @@ impl UringDriver {
         let res = self.inner.core.borrow_mut().wait(timeout);
         self.inner.wake_and_bury();
         res
+    }
+
+    /// Whether the kernel supports `opcode` (e.g. `opcode::WaitId::CODE`),
+    /// per the probe taken at setup: I/O types use it to pick an operation
+    /// or a fallback.
+    pub(crate) fn supports(&self, opcode: u8) -> bool {
+        self.inner.probe.is_supported(opcode)
     }
 
     /// A `Send + Sync` handle whose `notify()` wakes a blocked `wait`.
