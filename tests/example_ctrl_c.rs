@@ -129,7 +129,9 @@ fn press_ctrl_c_after_three_waiting_lines(backend: &str) {
     reader.join().expect("stdout reader");
     lines.extend(rx.try_iter());
     let stderr = stderr.join().expect("stderr reader");
-    let ctx = format!("[{backend}] status {status}, {exited_after:?} after SIGINT\n--- stdout ---\n{lines:#?}\n--- stderr ---\n{stderr}");
+    let ctx = format!(
+        "[{backend}] status {status}, {exited_after:?} after SIGINT\n--- stdout ---\n{lines:#?}\n--- stderr ---\n{stderr}"
+    );
 
     assert!(status.success(), "{ctx}");
     assert!(

@@ -225,6 +225,28 @@ both_backends! {
         .unwrap();
     }
 
+    fn a_child_owned_by_a_cancelled_task_is_still_reaped(lp) {
+        lp.run_until_complete(async {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let owner = ringloop::spawn(async move {
+                let mut child = Command::new("sleep").arg("30").kill_on_drop(true).spawn().unwrap();
+                tx.send(child.id().unwrap()).unwrap();
+                child.wait().await.unwrap()
+            });
+            let pid = loop {
+                if let Ok(pid) = rx.try_recv() {
+                    break pid;
+                }
+                sleep(Duration::from_millis(1)).await;
+            };
+            // Dropping the task's future drops (kills) the child mid-wait.
+            assert!(owner.cancel());
+            assert!(owner.await.unwrap_err().is_cancelled());
+            until_gone(pid).await;
+        })
+        .unwrap();
+    }
+
     fn a_cancelled_wait_loses_nothing(lp) {
         lp.run_until_complete(async {
             let mut child = Command::new("sh")

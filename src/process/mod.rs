@@ -1,7 +1,7 @@
 //! Child processes (asyncio's `create_subprocess_exec`, tokio's
 //! `tokio::process`).
 //!
-//! ```no_run
+//! ```
 //! use ringloop::EventLoop;
 //! use ringloop::process::{Command, Stdio};
 //!

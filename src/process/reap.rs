@@ -186,7 +186,14 @@ pub(crate) fn try_reap(pid: u32, pidfd: Option<RawFd>) -> io::Result<Option<Exit
             // SAFETY: an all-zero siginfo_t is valid; the kernel writes it.
             let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
             // SAFETY: waitid with a valid out-pointer to a local siginfo_t.
-            let rc = unsafe { libc::waitid(libc::P_PIDFD, fd as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG) };
+            let rc = unsafe {
+                libc::waitid(
+                    libc::P_PIDFD,
+                    fd as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::WNOHANG,
+                )
+            };
             if rc == 0 {
                 // SAFETY: waitid always writes si_pid (0 when nothing exited).
                 if unsafe { info.si_pid() } == 0 {
@@ -265,7 +272,9 @@ pub(crate) fn exit_future(strategy: Strategy, drv: Driver, pid: u32, pidfd: Shar
 async fn waitid_op(drv: &Driver, pidfd: &SharedFd) -> io::Result<ExitStatus> {
     use io_uring::opcode;
     let Driver::Uring(d) = drv else {
-        return Err(io::Error::other("ringloop::process: IORING_OP_WAITID needs the io_uring backend"));
+        return Err(io::Error::other(
+            "ringloop::process: IORING_OP_WAITID needs the io_uring backend",
+        ));
     };
     // SAFETY: an all-zero siginfo_t is a valid value.
     let info: Box<libc::siginfo_t> = Box::new(unsafe { std::mem::zeroed() });
@@ -297,14 +306,16 @@ static ORPHANS: Mutex<Vec<Orphan>> = Mutex::new(Vec::new());
 
 /// Adds a child to the orphan list (swept by [`reap_orphans`]).
 pub(crate) fn push_orphan(pid: u32, pidfd: Option<&SharedFd>) {
-    let orphan = match pidfd {
+    let dup = pidfd.and_then(|fd| {
         // SAFETY: F_DUPFD_CLOEXEC on an fd the SharedFd keeps open; the
         // result is checked.
-        Some(fd) => match unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) } {
-            // SAFETY: a fresh fd that nothing else owns.
-            new if new >= 0 => Orphan::Pidfd { pid, fd: unsafe { OwnedFd::from_raw_fd(new) } },
-            _ => Orphan::Pid(pid),
-        },
+        let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+        // SAFETY: a fresh fd that nothing else owns.
+        (new >= 0).then(|| unsafe { OwnedFd::from_raw_fd(new) })
+    });
+    let orphan = match dup {
+        Some(fd) => Orphan::Pidfd { pid, fd },
+        // Without a pidfd of its own (none, or out of fds), by pid.
         None => Orphan::Pid(pid),
     };
     ORPHANS.lock().unwrap_or_else(|e| e.into_inner()).push(orphan);

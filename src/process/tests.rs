@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::reap::{self, FORCE, Strategy};
 use super::{Command, Stdio};
-use crate::{DriverChoice, EventLoop, DriverKind, sleep, timeout};
+use crate::{DriverChoice, DriverKind, EventLoop, sleep, timeout};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 

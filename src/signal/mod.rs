@@ -210,7 +210,9 @@ pub struct Signal {
 
 impl fmt::Debug for Signal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Signal").field("kind", &self.kind).finish_non_exhaustive()
+        f.debug_struct("Signal")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
     }
 }
 

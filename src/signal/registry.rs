@@ -146,7 +146,14 @@ fn ensure_pipe(g: &mut Globals) -> io::Result<()> {
         return Ok(());
     }
     let mut fds = [-1 as c_int; 2];
-    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd", target_os = "netbsd", target_os = "openbsd", target_os = "dragonfly"))]
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    ))]
     {
         // SAFETY: `fds` is a valid two-int array.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
@@ -154,7 +161,14 @@ fn ensure_pipe(g: &mut Globals) -> io::Result<()> {
             return Err(io::Error::new(e.kind(), format!("ringloop::signal: pipe2 failed: {e}")));
         }
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd", target_os = "netbsd", target_os = "openbsd", target_os = "dragonfly")))]
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    )))]
     {
         // SAFETY: `fds` is a valid two-int array.
         if unsafe { libc::pipe(fds.as_mut_ptr()) } < 0 {
@@ -172,7 +186,14 @@ fn ensure_pipe(g: &mut Globals) -> io::Result<()> {
             }
         }
     }
-    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd", target_os = "netbsd", target_os = "openbsd", target_os = "dragonfly"))]
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    ))]
     let _ = set_cloexec_nonblocking;
     g.read_fd = fds[0];
     WRITE_FD.store(fds[1], Ordering::SeqCst);
@@ -243,7 +264,9 @@ pub(crate) fn register(sig: c_int) -> io::Result<Registration> {
     if FORBIDDEN.contains(&sig) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("ringloop::signal: signal {sig} cannot be handled (SIGKILL, SIGSTOP, SIGILL, SIGFPE, SIGSEGV are refused)"),
+            format!(
+                "ringloop::signal: signal {sig} cannot be handled (SIGKILL, SIGSTOP, SIGILL, SIGFPE, SIGSEGV are refused)"
+            ),
         ));
     }
     let mut g = globals();
