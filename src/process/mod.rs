@@ -473,14 +473,15 @@ impl Child {
         self.wait().await.map(drop)
     }
 
-    /// Sends any signal (e.g. `libc::SIGTERM`) to the child; through its
-    /// pidfd where there is one, so it can never hit a recycled pid. A child
-    /// that has already been reaped or has exited is not an error.
-    pub fn send_signal(&mut self, signal: libc::c_int) -> io::Result<()> {
+    /// Sends any signal (`SignalKind::terminate()`, or a number such as
+    /// `libc::SIGTERM`) to the child; through its pidfd where there is one,
+    /// so it can never hit a recycled pid. A child that has already exited
+    /// or been reaped is not an error.
+    pub fn send_signal(&mut self, signal: impl Into<crate::signal::SignalKind>) -> io::Result<()> {
         if self.status.is_some() {
             return Ok(());
         }
-        reap::send_signal(self.pid, self.pidfd_raw(), signal)
+        reap::send_signal(self.pid, self.pidfd_raw(), signal.into().as_raw_value())
     }
 
     /// asyncio's `communicate()` without input: closes stdin, reads stdout

@@ -65,8 +65,10 @@
 //! are rare, so that is noise. The pipe and the handlers are never freed:
 //! another thread may be inside the handler at any moment.
 //!
-//! A stream that is polled only after its loop has closed, or whose wake-up
-//! wait fails in the OS, ends (`recv` returns `None`).
+//! A stream whose wait on the pipe fails in the OS ends (`recv` returns
+//! `None`); a [`ctrl_c()`] future first polled without an open loop on the
+//! thread resolves to an error. A stream belongs to the loop it was created
+//! on (or, for `ctrl_c()`, first polled on).
 
 use std::fmt;
 use std::future::{Future, poll_fn};

@@ -96,6 +96,12 @@ fn errno_location() -> *mut c_int {
     unsafe { libc::__errno() }
 }
 
+#[cfg(any(target_os = "solaris", target_os = "illumos"))]
+fn errno_location() -> *mut c_int {
+    // SAFETY: returns the calling thread's errno slot; no preconditions.
+    unsafe { libc::___errno() }
+}
+
 /// The signal handler (`SA_SIGINFO` form). Async-signal-safe: atomics,
 /// `write(2)` and the previous handler only.
 extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
