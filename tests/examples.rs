@@ -42,6 +42,8 @@ const RUNS: &[(&str, &[&str])] = &[
     ("call_soon_and_later", &[]),
     ("call_at", &[]),
     ("call_soon_threadsafe", &[]),
+    // Pressing Ctrl+C is tested by tests/example_ctrl_c.rs.
+    ("ctrl_c", &[]),
 ];
 
 /// Examples run by their own test file instead (they need a server, paths
@@ -420,6 +422,25 @@ fn call_soon_threadsafe_callbacks_from_another_thread_wake_and_stop_the_loop() {
         // Three 100 ms pauses on the worker; the idle loop wakes for each.
         assert!(
             o.wall >= Duration::from_millis(300) && o.wall < Duration::from_secs(3),
+            "{:?}",
+            o.wall
+        );
+    }
+}
+
+#[test]
+fn without_ctrl_c_the_cancel_example_runs_every_task_to_completion() {
+    let expected = is(&[
+        "waiting",
+        "waiting",
+        "waiting",
+        "done after 2s",
+        "done after 3s",
+        "done after 3s",
+    ]);
+    for o in check("ctrl_c", &[], &expected) {
+        assert!(
+            o.wall >= Duration::from_secs(3) && o.wall < Duration::from_secs(5),
             "{:?}",
             o.wall
         );

@@ -19,6 +19,7 @@ use crate::driver::Driver;
 use crate::driver::readiness::ReadinessDriver;
 
 pub(crate) mod ops;
+pub(crate) mod ops_poll;
 
 /// The current loop's driver, or an error outside a loop.
 pub(crate) fn current_driver() -> io::Result<Driver> {

@@ -436,16 +436,16 @@ impl UringDriver {
         res
     }
 
+    /// Whether the kernel supports `opcode` (e.g. `opcode::WaitId::CODE`),
+    /// per the probe taken at setup: I/O types use it to pick an operation
+    /// or a fallback.
+    pub(crate) fn supports(&self, opcode: u8) -> bool {
+        self.inner.probe.is_supported(opcode)
+    }
+
     /// A `Send + Sync` handle whose `notify()` wakes a blocked `wait`.
     pub(crate) fn notifier(&self) -> Arc<dyn Notify> {
         self.inner.core.borrow().eventfd.clone()
-    }
-
-    /// Whether the kernel supports `opcode` (from the probe taken at setup):
-    /// I/O types use it to fall back to the blocking pool for operations
-    /// an older kernel lacks.
-    pub(crate) fn supports(&self, opcode: u8) -> bool {
-        self.inner.probe.is_supported(opcode)
     }
 
     /// Counters since the ring was built.
