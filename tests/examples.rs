@@ -44,6 +44,7 @@ const RUNS: &[(&str, &[&str])] = &[
     ("call_soon_threadsafe", &[]),
     // Pressing Ctrl+C is tested by tests/example_ctrl_c.rs.
     ("ctrl_c", &[]),
+    ("pipeline", &[]),
 ];
 
 /// Examples run by their own test file instead (they need a server, paths
@@ -445,4 +446,20 @@ fn without_ctrl_c_the_cancel_example_runs_every_task_to_completion() {
             o.wall
         );
     }
+}
+
+#[test]
+fn a_three_process_pipeline_sorts_and_uppercases_the_input() {
+    check(
+        "pipeline",
+        &[],
+        &is(&[
+            "APPLE",
+            "FIG",
+            "PEAR",
+            "cat: exit status: 0",
+            "sort: exit status: 0",
+            "tr: exit status: 0",
+        ]),
+    );
 }
