@@ -7,11 +7,12 @@
 //! says `EAGAIN` ("emulated completion").
 
 use std::cell::Cell;
-use std::future::poll_fn;
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
 use std::rc::Rc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use ringloop_fallback::Direction;
 
@@ -158,18 +159,47 @@ pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
 }
 
 /// Waits until the reactor reports `dir` readiness for `fd` (one arming; a
-/// spurious wake-up just makes the caller retry its syscall).
+/// spurious wake-up just makes the caller retry its syscall). Several tasks
+/// may wait on one fd at once; a wait dropped early withdraws its waker.
 pub(crate) async fn readiness(r: &ReadinessDriver, fd: &SharedFd, dir: Direction) -> io::Result<()> {
-    let key = fd.key()?;
-    let mut armed = false;
-    poll_fn(|cx| {
-        if armed {
+    Readiness {
+        reactor: r.reactor(),
+        key: fd.key()?,
+        dir,
+        token: None,
+        armed: false,
+    }
+    .await
+}
+
+struct Readiness<'a> {
+    reactor: &'a ringloop_fallback::Reactor,
+    key: usize,
+    dir: Direction,
+    token: Option<ringloop_fallback::WaitToken>,
+    armed: bool,
+}
+
+impl Future for Readiness<'_> {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.armed {
             return Poll::Ready(Ok(()));
         }
-        armed = true;
-        r.reactor().poll_ready(key, dir, cx)
-    })
-    .await
+        this.armed = true;
+        this.reactor.poll_ready_tracked(this.key, this.dir, &mut this.token, cx)
+    }
+}
+
+impl Drop for Readiness<'_> {
+    fn drop(&mut self) {
+        // A no-op if the waiter was woken (its token is stale by then).
+        if let Some(token) = self.token {
+            self.reactor.cancel_wait(self.key, self.dir, token);
+        }
+    }
 }
 
 /// Runs a non-blocking syscall until it does not say `EAGAIN`, waiting for
