@@ -33,6 +33,11 @@ pub(crate) fn current_driver() -> io::Result<Driver> {
     }
 }
 
+/// The error of an operation on an I/O object whose event loop was closed.
+pub(crate) fn loop_closed_error() -> io::Error {
+    io::Error::other("ringloop: the event loop this I/O object belongs to is closed")
+}
+
 struct Registration {
     key: usize,
     reactor: Rc<ReadinessDriver>,
@@ -162,6 +167,9 @@ pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
 /// spurious wake-up just makes the caller retry its syscall). Several tasks
 /// may wait on one fd at once; a wait dropped early withdraws its waker.
 pub(crate) async fn readiness(r: &ReadinessDriver, fd: &SharedFd, dir: Direction) -> io::Result<()> {
+    if r.is_closed() {
+        return Err(loop_closed_error());
+    }
     Readiness {
         reactor: r.reactor(),
         key: fd.key()?,
