@@ -16,12 +16,16 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::ops::RangeInclusive;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ringloop::{DriverChoice, EventLoop};
+
+#[path = "support/examples.rs"]
+mod support;
+use support::build_examples;
 
 /// Every run of the suite: example name and arguments.
 const RUNS: &[(&str, &[&str])] = &[
@@ -38,6 +42,17 @@ const RUNS: &[(&str, &[&str])] = &[
     ("call_soon_and_later", &[]),
     ("call_at", &[]),
     ("call_soon_threadsafe", &[]),
+    // Pressing Ctrl+C is tested by tests/example_ctrl_c.rs.
+    ("ctrl_c", &[]),
+    ("pipeline", &[]),
+];
+
+/// Examples run by their own test file instead (they need a server, paths
+/// made at run time, or signals): name and file.
+const TESTED_ELSEWHERE: &[(&str, &str)] = &[
+    ("echo_server", "tests/example_echo.rs"),
+    ("echo_client", "tests/example_echo.rs"),
+    ("file_copy", "tests/example_file_copy.rs"),
 ];
 
 /// A run that has not finished by then is killed and fails its test.
@@ -66,32 +81,6 @@ fn label(name: &str, args: &[&str]) -> String {
         .chain(args.iter().copied())
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn target_dir() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => manifest.join(dir),
-        None => manifest.join("target"),
-    }
-}
-
-fn build_examples() -> Result<PathBuf, String> {
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--examples", "--quiet"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if cfg!(feature = "fallback") {
-        cmd.args(["--features", "fallback"]);
-    }
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !status.success() {
-        return Err(format!("`cargo build --examples` failed: {status}"));
-    }
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
-    Ok(target_dir().join(profile).join("examples"))
 }
 
 /// The backends to run, or an error when io_uring is required but missing.
@@ -248,7 +237,15 @@ fn every_example_file_is_run_by_this_suite() {
         })
         .collect();
     files.sort();
-    let mut covered: Vec<String> = RUNS.iter().map(|(n, _)| n.to_string()).collect();
+    let mut covered: Vec<String> = RUNS
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .chain(TESTED_ELSEWHERE.iter().map(|(n, _)| n.to_string()))
+        .collect();
+    for (name, file) in TESTED_ELSEWHERE {
+        let test = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        assert!(test.exists(), "{name} is said to be tested by {file}, which is missing");
+    }
     covered.sort();
     covered.dedup();
     assert_eq!(files, covered);
@@ -430,4 +427,39 @@ fn call_soon_threadsafe_callbacks_from_another_thread_wake_and_stop_the_loop() {
             o.wall
         );
     }
+}
+
+#[test]
+fn without_ctrl_c_the_cancel_example_runs_every_task_to_completion() {
+    let expected = is(&[
+        "waiting",
+        "waiting",
+        "waiting",
+        "done after 2s",
+        "done after 3s",
+        "done after 3s",
+    ]);
+    for o in check("ctrl_c", &[], &expected) {
+        assert!(
+            o.wall >= Duration::from_secs(3) && o.wall < Duration::from_secs(5),
+            "{:?}",
+            o.wall
+        );
+    }
+}
+
+#[test]
+fn a_three_process_pipeline_sorts_and_uppercases_the_input() {
+    check(
+        "pipeline",
+        &[],
+        &is(&[
+            "APPLE",
+            "FIG",
+            "PEAR",
+            "cat: exit status: 0",
+            "sort: exit status: 0",
+            "tr: exit status: 0",
+        ]),
+    );
 }

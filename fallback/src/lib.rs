@@ -81,10 +81,38 @@ pub fn backend_name() -> &'static str {
     }
 }
 
+/// One task waiting for one direction of a source.
+struct Waiter {
+    /// Unique per reactor, so a stale [`WaitToken`] never matches a reused slot.
+    id: u64,
+    waker: Waker,
+}
+
+/// Identifies a waiter registered by [`Reactor::poll_ready_tracked`], so
+/// its owner can refresh the waker or withdraw it ([`Reactor::cancel_wait`]).
+/// Once the waiter has been woken the token is stale, and using it is
+/// harmless.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitToken {
+    slot: usize,
+    id: u64,
+}
+
 struct SourceState {
     raw: RawSource,
-    reader: Option<Waker>,
-    writer: Option<Waker>,
+    /// Every waiter of a direction is woken when it becomes ready (several
+    /// tasks may wait on one socket, e.g. two accepts on one listener).
+    reader: Slab<Waiter>,
+    writer: Slab<Waiter>,
+}
+
+impl SourceState {
+    fn waiters(&mut self, dir: Direction) -> &mut Slab<Waiter> {
+        match dir {
+            Direction::Read => &mut self.reader,
+            Direction::Write => &mut self.writer,
+        }
+    }
 }
 
 /// A single-threaded readiness reactor. Not `Sync`: one loop owns it.
@@ -92,6 +120,7 @@ pub struct Reactor {
     poller: Arc<Poller>,
     events: RefCell<Events>,
     sources: RefCell<Slab<SourceState>>,
+    next_waiter_id: std::cell::Cell<u64>,
 }
 
 /// Cross-thread wake-up handle for a [`Reactor`].
@@ -131,6 +160,7 @@ impl Reactor {
             poller: Arc::new(Poller::new()?),
             events: RefCell::new(Events::new()),
             sources: RefCell::new(Slab::new()),
+            next_waiter_id: std::cell::Cell::new(0),
         })
     }
 
@@ -169,17 +199,13 @@ impl Reactor {
                 // Errors and hang-ups are reported by `polling` as both
                 // readable and writable, so the retried syscall surfaces them.
                 if ev.readable {
-                    if let Some(w) = src.reader.take() {
-                        to_wake.push(w);
-                    }
+                    to_wake.extend(src.reader.drain().map(|w| w.waker));
                 }
                 if ev.writable {
-                    if let Some(w) = src.writer.take() {
-                        to_wake.push(w);
-                    }
+                    to_wake.extend(src.writer.drain().map(|w| w.waker));
                 }
                 // One-shot mode disarmed the source; re-arm whatever is still
-                // wanted (a direction that did not fire keeps its waker).
+                // wanted (a direction that did not fire keeps its waiters).
                 let want = interest(ev.key, src);
                 if want.readable || want.writable {
                     Self::modify(&self.poller, src.raw, want)?;
@@ -208,17 +234,64 @@ impl Reactor {
         unsafe { self.poller.add(raw, Event::none(key))? };
         entry.insert(SourceState {
             raw,
-            reader: None,
-            writer: None,
+            reader: Slab::new(),
+            writer: Slab::new(),
         });
         Ok(key)
     }
 
-    /// Arms interest in `dir` for the source `key` and stores the waker; the
-    /// waker is woken by a later [`Reactor::wait`] once the source is ready.
+    /// Arms interest in `dir` for the source `key` and adds the waker to the
+    /// direction's waiters, unless an equivalent waker (`Waker::will_wake`)
+    /// already waits there; every waiter is woken by a later
+    /// [`Reactor::wait`] once the source is ready (or by `deregister`).
     /// Always returns `Pending` unless the key is unknown (then an error):
     /// the caller retries its syscall when woken.
+    ///
+    /// The waker cannot be withdrawn: if its owner loses interest, it stays
+    /// (and is woken spuriously) until the direction fires. Futures that may
+    /// be dropped while waiting should use [`Reactor::poll_ready_tracked`].
     pub fn poll_ready(&self, key: usize, dir: Direction, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.arm(key, dir, cx, None)
+    }
+
+    /// Like [`Reactor::poll_ready`], for a waiter identified by `token`: the
+    /// first call (with `None`) registers a new waiter and stores its token;
+    /// later calls with a live token refresh that waiter's waker. Pass the
+    /// token to [`Reactor::cancel_wait`] when giving up before being woken.
+    pub fn poll_ready_tracked(
+        &self,
+        key: usize,
+        dir: Direction,
+        token: &mut Option<WaitToken>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.arm(key, dir, cx, Some(token))
+    }
+
+    /// Withdraws a waiter registered by [`Reactor::poll_ready_tracked`] that
+    /// has not been woken yet; a stale token or unknown key is ignored.
+    pub fn cancel_wait(&self, key: usize, dir: Direction, token: WaitToken) {
+        let removed = {
+            let mut sources = self.sources.borrow_mut();
+            let Some(src) = sources.get_mut(key) else { return };
+            let waiters = src.waiters(dir);
+            match waiters.get(token.slot) {
+                Some(w) if w.id == token.id => Some(waiters.remove(token.slot)),
+                _ => None,
+            }
+        };
+        // The waker is dropped outside the borrow. The OS interest stays armed
+        // until it fires once with nobody to wake (one-shot, cheap).
+        drop(removed);
+    }
+
+    fn arm(
+        &self,
+        key: usize,
+        dir: Direction,
+        cx: &mut Context<'_>,
+        token: Option<&mut Option<WaitToken>>,
+    ) -> Poll<io::Result<()>> {
         let mut sources = self.sources.borrow_mut();
         let Some(src) = sources.get_mut(key) else {
             return Poll::Ready(Err(io::Error::new(
@@ -226,16 +299,36 @@ impl Reactor {
                 "ringloop-fallback: poll_ready on an unregistered source",
             )));
         };
-        let slot = match dir {
-            Direction::Read => &mut src.reader,
-            Direction::Write => &mut src.writer,
+        let waiters = src.waiters(dir);
+        let existing = match &token {
+            Some(Some(t)) => waiters.get_mut(t.slot).filter(|w| w.id == t.id),
+            Some(None) => None,
+            None => waiters
+                .iter_mut()
+                .map(|(_, w)| w)
+                .find(|w| w.waker.will_wake(cx.waker())),
         };
-        match slot {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => *slot = Some(cx.waker().clone()),
+        let mut old = None;
+        match existing {
+            Some(w) if w.waker.will_wake(cx.waker()) => {}
+            Some(w) => old = Some(std::mem::replace(&mut w.waker, cx.waker().clone())),
+            None => {
+                let id = self.next_waiter_id.get();
+                self.next_waiter_id.set(id + 1);
+                let slot = waiters.insert(Waiter {
+                    id,
+                    waker: cx.waker().clone(),
+                });
+                if let Some(token) = token {
+                    *token = Some(WaitToken { slot, id });
+                }
+            }
         }
         let want = interest(key, src);
-        match Self::modify(&self.poller, src.raw, want) {
+        let res = Self::modify(&self.poller, src.raw, want);
+        drop(sources);
+        drop(old);
+        match res {
             Ok(()) => Poll::Pending,
             Err(e) => Poll::Ready(Err(e)),
         }
@@ -254,8 +347,8 @@ impl Reactor {
         // SAFETY: the source was registered by `register`, whose contract
         // keeps the handle open until this call.
         let res = self.poller.delete(unsafe { borrow_raw(removed.raw) });
-        for w in [removed.reader, removed.writer].into_iter().flatten() {
-            w.wake();
+        for w in removed.reader.into_iter().chain(removed.writer) {
+            w.1.waker.wake();
         }
         res
     }
@@ -267,7 +360,7 @@ impl Reactor {
 }
 
 fn interest(key: usize, src: &SourceState) -> Event {
-    match (src.reader.is_some(), src.writer.is_some()) {
+    match (!src.reader.is_empty(), !src.writer.is_empty()) {
         (true, true) => Event::all(key),
         (true, false) => Event::readable(key),
         (false, true) => Event::writable(key),
@@ -350,6 +443,40 @@ mod tests {
         assert_eq!(r.wait(Some(Duration::from_secs(5))).unwrap(), 1);
         r.deregister(key).unwrap();
         assert_eq!(r.registered(), 0);
+    }
+
+    #[test]
+    fn every_waiter_of_a_direction_is_woken_and_a_cancelled_one_is_not() {
+        let r = Reactor::new().unwrap();
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        // SAFETY: `a` outlives the registration (deregistered below).
+        let key = unsafe { r.register(a.as_raw_fd()).unwrap() };
+        let counts: Vec<Arc<Count>> = (0..3).map(|_| Arc::new(Count(AtomicUsize::new(0)))).collect();
+        let mut tokens = [None, None, None];
+        for (c, t) in counts.iter().zip(&mut tokens) {
+            let waker = Waker::from(c.clone());
+            let mut cx = Context::from_waker(&waker);
+            assert!(r.poll_ready_tracked(key, Direction::Read, t, &mut cx).is_pending());
+            // Polling again with the same token refreshes, not duplicates.
+            assert!(r.poll_ready_tracked(key, Direction::Read, t, &mut cx).is_pending());
+        }
+        // An untracked waiter too (deduplicated by `will_wake`).
+        let untracked = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(untracked.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(r.poll_ready(key, Direction::Read, &mut cx).is_pending());
+        assert!(r.poll_ready(key, Direction::Read, &mut cx).is_pending());
+        r.cancel_wait(key, Direction::Read, tokens[1].unwrap());
+        use std::io::Write;
+        b.write_all(b"x").unwrap();
+        assert_eq!(r.wait(Some(Duration::from_secs(5))).unwrap(), 3);
+        let woken: Vec<usize> = counts.iter().map(|c| c.0.load(Ordering::SeqCst)).collect();
+        assert_eq!(woken, [1, 0, 1]);
+        assert_eq!(untracked.0.load(Ordering::SeqCst), 1);
+        // Tokens of woken waiters are stale: cancelling them is a no-op.
+        r.cancel_wait(key, Direction::Read, tokens[0].unwrap());
+        r.deregister(key).unwrap();
     }
 
     #[test]

@@ -113,6 +113,15 @@ impl Driver {
         }
     }
 
+    /// The loop closed: operations submitted later fail at once.
+    pub(crate) fn close(&self) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::Uring(d) => d.close(),
+            Driver::Readiness(d) => d.close(),
+        }
+    }
+
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<()> {
         match self {
             #[cfg(target_os = "linux")]

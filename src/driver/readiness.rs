@@ -9,6 +9,7 @@ use ringloop_fallback::Reactor;
 use super::Notify;
 
 pub(crate) struct ReadinessDriver {
+    closed: std::cell::Cell<bool>,
     reactor: Reactor,
     notifier: Arc<ringloop_fallback::Notifier>,
 }
@@ -17,7 +18,11 @@ impl ReadinessDriver {
     pub(crate) fn new() -> io::Result<Self> {
         let reactor = Reactor::new()?;
         let notifier = Arc::new(reactor.notifier());
-        Ok(ReadinessDriver { reactor, notifier })
+        Ok(ReadinessDriver {
+            closed: std::cell::Cell::new(false),
+            reactor,
+            notifier,
+        })
     }
 
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<()> {
@@ -28,6 +33,16 @@ impl ReadinessDriver {
             return Ok(());
         }
         self.reactor.wait(timeout).map(drop)
+    }
+
+    /// Marks the driver closed (its loop was closed): waiting for readiness
+    /// then fails at once instead of hanging.
+    pub(crate) fn close(&self) {
+        self.closed.set(true);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.get()
     }
 
     pub(crate) fn notifier(&self) -> Arc<dyn Notify> {

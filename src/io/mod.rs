@@ -7,11 +7,12 @@
 //! says `EAGAIN` ("emulated completion").
 
 use std::cell::Cell;
-use std::future::poll_fn;
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
 use std::rc::Rc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use ringloop_fallback::Direction;
 
@@ -19,6 +20,7 @@ use crate::driver::Driver;
 use crate::driver::readiness::ReadinessDriver;
 
 pub(crate) mod ops;
+pub(crate) mod ops_poll;
 
 /// The current loop's driver, or an error outside a loop.
 pub(crate) fn current_driver() -> io::Result<Driver> {
@@ -29,6 +31,11 @@ pub(crate) fn current_driver() -> io::Result<Driver> {
             "ringloop: no event loop on this thread (create an EventLoop first)",
         )),
     }
+}
+
+/// The error of an operation on an I/O object whose event loop was closed.
+pub(crate) fn loop_closed_error() -> io::Error {
+    io::Error::other("ringloop: the event loop this I/O object belongs to is closed")
 }
 
 struct Registration {
@@ -99,16 +106,22 @@ impl SharedFd {
         }
     }
 
-    /// Takes the fd out if this is the only handle (no operation holds it),
-    /// deregistering it from the reactor; otherwise gives the handle back.
-    pub(crate) fn try_take(self) -> Result<OwnedFd, SharedFd> {
-        let inner = Rc::try_unwrap(self.0).map_err(SharedFd)?;
-        let fd = inner.fd.replace(-1);
-        // `FdInner::drop` deregisters and, seeing -1, closes nothing.
-        drop(inner);
-        // SAFETY: `fd` was owned by the only handle, now gone, so nobody
-        // else can close or use it.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    /// Takes the fd back when no other handle (in-flight or orphaned
+    /// operation) holds it, e.g. to close it asynchronously; otherwise gives
+    /// this handle back. On the readiness backend it is deregistered first.
+    #[allow(dead_code)] // Not every platform's I/O types use it.
+    pub(crate) fn try_into_owned(self) -> Result<OwnedFd, SharedFd> {
+        match Rc::try_unwrap(self.0) {
+            Ok(inner) => {
+                // `FdInner::drop` deregisters and skips the close for -1.
+                let fd = inner.fd.replace(-1);
+                drop(inner);
+                // SAFETY: we owned `fd` through the unique `FdInner`, which
+                // no longer closes it.
+                Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+            }
+            Err(rc) => Err(SharedFd(rc)),
+        }
     }
 
     /// Number of handles (object + in-flight operations).
@@ -151,18 +164,50 @@ pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
 }
 
 /// Waits until the reactor reports `dir` readiness for `fd` (one arming; a
-/// spurious wake-up just makes the caller retry its syscall).
+/// spurious wake-up just makes the caller retry its syscall). Several tasks
+/// may wait on one fd at once; a wait dropped early withdraws its waker.
 pub(crate) async fn readiness(r: &ReadinessDriver, fd: &SharedFd, dir: Direction) -> io::Result<()> {
-    let key = fd.key()?;
-    let mut armed = false;
-    poll_fn(|cx| {
-        if armed {
+    if r.is_closed() {
+        return Err(loop_closed_error());
+    }
+    Readiness {
+        reactor: r.reactor(),
+        key: fd.key()?,
+        dir,
+        token: None,
+        armed: false,
+    }
+    .await
+}
+
+struct Readiness<'a> {
+    reactor: &'a ringloop_fallback::Reactor,
+    key: usize,
+    dir: Direction,
+    token: Option<ringloop_fallback::WaitToken>,
+    armed: bool,
+}
+
+impl Future for Readiness<'_> {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.armed {
             return Poll::Ready(Ok(()));
         }
-        armed = true;
-        r.reactor().poll_ready(key, dir, cx)
-    })
-    .await
+        this.armed = true;
+        this.reactor.poll_ready_tracked(this.key, this.dir, &mut this.token, cx)
+    }
+}
+
+impl Drop for Readiness<'_> {
+    fn drop(&mut self) {
+        // A no-op if the waiter was woken (its token is stale by then).
+        if let Some(token) = self.token {
+            self.reactor.cancel_wait(self.key, self.dir, token);
+        }
+    }
 }
 
 /// Runs a non-blocking syscall until it does not say `EAGAIN`, waiting for

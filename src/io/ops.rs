@@ -207,7 +207,7 @@ impl AddrBuf {
     }
 }
 
-fn close_orphan_fd(res: i32, _flags: u32) {
+pub(crate) fn close_orphan_fd(res: i32, _flags: u32) {
     if res >= 0 {
         // SAFETY: an accept/open that completed after its future was dropped:
         // nobody else knows this fd, so closing it is the only way not to leak it.
@@ -282,10 +282,19 @@ pub(crate) async fn connect(drv: &Driver, fd: &SharedFd, addr: SockAddr) -> io::
             if err.raw_os_error() != Some(libc::EINPROGRESS) && err.kind() != io::ErrorKind::Interrupted {
                 return Err(err);
             }
-            super::readiness(r, fd, Direction::Write).await?;
-            match take_socket_error(fd)? {
-                None => Ok(()),
-                Some(e) => Err(e),
+            // Writable means the handshake finished (SO_ERROR tells how). A
+            // wake-up can also be spurious (another future of the same task
+            // woke it): then the socket is still connecting, and we wait on.
+            loop {
+                super::readiness(r, fd, Direction::Write).await?;
+                if let Some(e) = take_socket_error(fd)? {
+                    return Err(e);
+                }
+                match socket2::SockRef::from(fd).peer_addr() {
+                    Ok(_) => return Ok(()),
+                    Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
     }

@@ -32,7 +32,7 @@
 use std::io;
 use std::task::{Context, Poll, ready};
 
-use ringloop_fallback::Direction;
+use ringloop_fallback::{Direction, WaitToken};
 
 #[cfg(target_os = "linux")]
 use crate::buf::{IoBuf, Slice};
@@ -53,6 +53,8 @@ pub(crate) struct ReadState {
     pos: usize,
     #[cfg(target_os = "linux")]
     op: Option<Op<(SharedFd, Vec<u8>)>>,
+    /// Readiness backend: this direction's reactor waiter.
+    wait: Option<WaitToken>,
 }
 
 /// Write-direction state.
@@ -64,6 +66,8 @@ pub(crate) struct WriteState {
     op: Option<Op<(SharedFd, Slice<Vec<u8>>)>>,
     /// `poll_close` already shut the write direction down.
     closed: bool,
+    /// Readiness backend: this direction's reactor waiter.
+    wait: Option<WaitToken>,
 }
 
 /// Both directions, allocated on first use (most streams never need it).
@@ -87,19 +91,34 @@ impl CompatSlot {
     }
 }
 
-fn readiness_wait(drv: &Driver, fd: &SharedFd, dir: Direction, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+/// Arms `dir` readiness for `fd` as the waiter `token` (one per direction
+/// and object, so a re-poll refreshes its waker instead of adding one). A
+/// waiter left behind when the object is dropped is cleared by the fd's
+/// deregistration.
+fn readiness_wait(
+    drv: &Driver,
+    fd: &SharedFd,
+    dir: Direction,
+    token: &mut Option<WaitToken>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
     match drv {
-        Driver::Readiness(r) => match fd.key() {
-            Ok(key) => r.reactor().poll_ready(key, dir, cx),
-            Err(e) => Poll::Ready(Err(e)),
-        },
+        Driver::Readiness(r) => {
+            if r.is_closed() {
+                return Poll::Ready(Err(crate::io::loop_closed_error()));
+            }
+            match fd.key() {
+                Ok(key) => r.reactor().poll_ready_tracked(key, dir, token, cx),
+                Err(e) => Poll::Ready(Err(e)),
+            }
+        }
         #[cfg(target_os = "linux")]
         Driver::Uring(_) => Poll::Ready(Err(io::Error::other("ringloop: readiness wait on io_uring"))),
     }
 }
 
-/// Non-blocking `recv(2)` into `len` bytes at `ptr`, arming the reactor on
-/// `EAGAIN`.
+/// Non-blocking `recv(2)` into `len` bytes at `ptr`, arming the reactor
+/// (as waiter `token`) on `EAGAIN`.
 ///
 /// # Safety
 ///
@@ -107,6 +126,7 @@ fn readiness_wait(drv: &Driver, fd: &SharedFd, dir: Direction, cx: &mut Context<
 unsafe fn poll_recv_now(
     drv: &Driver,
     fd: &SharedFd,
+    token: &mut Option<WaitToken>,
     cx: &mut Context<'_>,
     ptr: *mut u8,
     len: usize,
@@ -116,7 +136,7 @@ unsafe fn poll_recv_now(
         let res = cvt(unsafe { libc::recv(fd.raw(), ptr.cast(), len, 0) });
         match res {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                ready!(readiness_wait(drv, fd, Direction::Read, cx))?;
+                ready!(readiness_wait(drv, fd, Direction::Read, token, cx))?;
                 // Armed; a spurious `Ready(Ok)` just retries.
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -177,7 +197,7 @@ impl ReadState {
                 let ptr = self.buf.as_mut_ptr();
                 // SAFETY: `ptr` is the start of the Vec's `cap` bytes of
                 // (uninitialised) capacity, writable while we hold `&mut self`.
-                let n = ready!(unsafe { poll_recv_now(drv, fd, cx, ptr, cap) })?;
+                let n = ready!(unsafe { poll_recv_now(drv, fd, &mut self.wait, cx, ptr, cap) })?;
                 // SAFETY: `recv` initialised the first `n` bytes.
                 unsafe { self.buf.set_len(n) };
             }
@@ -204,7 +224,7 @@ impl ReadState {
         if self.pos >= self.buf.len() && matches!(drv, Driver::Readiness(_)) {
             // Nothing buffered: read straight into the caller's slice.
             // SAFETY: `out` is writable for its length during this call.
-            return unsafe { poll_recv_now(drv, fd, cx, out.as_mut_ptr(), out.len()) };
+            return unsafe { poll_recv_now(drv, fd, &mut self.wait, cx, out.as_mut_ptr(), out.len()) };
         }
         let avail = ready!(self.poll_fill_buf(drv, fd, cx))?;
         let n = avail.len().min(out.len());
@@ -277,7 +297,7 @@ impl WriteState {
                 let res = cvt(unsafe { libc::send(fd.raw(), data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) });
                 match res {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        ready!(readiness_wait(drv, fd, Direction::Write, cx))?;
+                        ready!(readiness_wait(drv, fd, Direction::Write, &mut self.wait, cx))?;
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     res => return Poll::Ready(res),

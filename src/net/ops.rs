@@ -313,7 +313,7 @@ pub(crate) async fn recv_msg<T: InBufs>(
 /// (io_uring `CLOSE` or `close(2)`); when an operation still holds it, it is
 /// closed once that operation is gone and `Ok` is returned.
 pub(crate) async fn close(drv: &Driver, fd: SharedFd) -> io::Result<()> {
-    let Ok(owned) = fd.try_take() else {
+    let Ok(owned) = fd.try_into_owned() else {
         return Ok(());
     };
     match drv {

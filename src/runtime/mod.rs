@@ -749,6 +749,7 @@ impl EventLoop {
         }
         self.inner.closed.set(true);
         self.inner.shared.close();
+        self.inner.driver.close();
         let ready = std::mem::take(&mut *self.inner.ready.borrow_mut());
         drop(ready);
         let timers = self.inner.timers.borrow_mut().clear();

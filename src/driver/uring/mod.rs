@@ -276,11 +276,16 @@ pub(crate) struct Core {
     closing: bool,
     dropped_reported: u32,
     stats: Stats,
+    /// The loop was closed: new operations complete at once with ECANCELED
+    /// instead of queueing SQEs nobody would ever submit.
+    closed: bool,
 }
 
 pub(crate) struct Inner {
     core: RefCell<Core>,
     description: String,
+    /// The opcodes this kernel supports (`IORING_REGISTER_PROBE`).
+    probe: Probe,
 }
 
 /// The io_uring driver handle (cheap to clone, `!Send`).
@@ -407,6 +412,7 @@ impl UringDriver {
             closing: false,
             dropped_reported: 0,
             stats: Stats::default(),
+            closed: false,
         };
         core.arm_eventfd();
         crate::runtime::debug_log(format_args!("ringloop: {description}"));
@@ -414,6 +420,7 @@ impl UringDriver {
             inner: Rc::new(Inner {
                 core: RefCell::new(core),
                 description,
+                probe,
             }),
         })
     }
@@ -431,6 +438,19 @@ impl UringDriver {
         let res = self.inner.core.borrow_mut().wait(timeout);
         self.inner.wake_and_bury();
         res
+    }
+
+    /// Marks the driver closed (its loop was closed): later operations fail
+    /// with `ECANCELED` at once instead of waiting for a loop that never runs.
+    pub(crate) fn close(&self) {
+        self.inner.core.borrow_mut().closed = true;
+    }
+
+    /// Whether the kernel supports `opcode` (e.g. `opcode::WaitId::CODE`),
+    /// per the probe taken at setup: I/O types use it to pick an operation
+    /// or a fallback.
+    pub(crate) fn supports(&self, opcode: u8) -> bool {
+        self.inner.probe.is_supported(opcode)
     }
 
     /// A `Send + Sync` handle whose `notify()` wakes a blocked `wait`.
@@ -458,6 +478,11 @@ impl UringDriver {
     /// As for [`Core::push`], with the operation's final CQE as the end.
     unsafe fn submit_entry(&self, entry: squeue::Entry) -> usize {
         let mut core = self.inner.core.borrow_mut();
+        if core.closed {
+            // Nothing will ever enter this ring again: complete at once
+            // without queueing the SQE (so nothing points at the resources).
+            return core.slots.insert(Lifecycle::Completed(-libc::ECANCELED, 0));
+        }
         let key = core.slots.insert(Lifecycle::Submitted);
         debug_assert!((key as u64) < INTERNAL);
         // SAFETY: forwarded from this function's contract.

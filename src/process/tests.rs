@@ -1,0 +1,145 @@
+//! Every reaping strategy on every backend it can run on (the integration
+//! tests only see the one this kernel picks), and the orphan list.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::time::Duration;
+
+use super::reap::{self, FORCE, Strategy};
+use super::{Command, Stdio};
+use crate::{DriverChoice, DriverKind, EventLoop, sleep, timeout};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn build(choice: DriverChoice) -> Option<EventLoop> {
+    match EventLoop::builder().driver(choice).build() {
+        Ok(lp) => Some(lp),
+        Err(e) if std::env::var("RINGLOOP_REQUIRE_URING").is_ok_and(|v| v == "1") => {
+            panic!("RINGLOOP_REQUIRE_URING=1 but {choice:?} is unavailable: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIP [{choice:?}]: {e}");
+            None
+        }
+    }
+}
+
+fn exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+async fn until_gone(pid: u32) {
+    timeout(PATIENCE, async {
+        while exists(pid) {
+            sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("pid {pid} was never reaped"));
+}
+
+/// Exit codes, signals, a cancelled wait, try_wait and a dropped child, with
+/// `strategy` forced on `choice`'s backend.
+fn exercise(choice: DriverChoice, strategy: Strategy) {
+    let Some(lp) = build(choice) else { return };
+    if strategy == Strategy::WaitId {
+        assert_eq!(lp.driver_kind(), DriverKind::Uring);
+        if let Ok(crate::driver::Driver::Uring(d)) = crate::io::current_driver()
+            && !d.supports(io_uring::opcode::WaitId::CODE)
+        {
+            eprintln!("SKIP: this kernel lacks IORING_OP_WAITID");
+            return;
+        }
+    }
+    FORCE.with(|f| f.set(Some(strategy)));
+    lp.run_until_complete(async move {
+        let mut child = Command::new("sh").args(["-c", "exit 5"]).spawn().unwrap();
+        assert_eq!(child.strategy, strategy, "{child:?}");
+        assert_eq!(child.wait().await.unwrap().code(), Some(5));
+
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        assert!(timeout(Duration::from_millis(10), child.wait()).await.is_err());
+        assert_eq!(child.try_wait().unwrap(), None);
+        child.start_kill().unwrap();
+        let status = timeout(PATIENCE, child.wait()).await.unwrap().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+
+        let out = Command::new("echo").arg("strategy").output().await.unwrap();
+        assert_eq!(out.stdout, b"strategy\n");
+
+        let mut child = Command::new("cat").stdin(Stdio::piped()).spawn().unwrap();
+        // (`wait` closes the stdin it finds: keep it out of reach.)
+        let stdin = child.stdin.take();
+        // A wait in flight (timed out), then the exit is seen by try_wait.
+        assert!(timeout(Duration::from_millis(10), child.wait()).await.is_err());
+        drop(stdin);
+        let status = timeout(PATIENCE, async {
+            loop {
+                if let Some(s) = child.try_wait().unwrap() {
+                    break s;
+                }
+                sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap();
+        assert!(status.success());
+
+        let child = Command::new("sh").args(["-c", "sleep 0.1"]).spawn().unwrap();
+        let pid = child.id().unwrap();
+        drop(child);
+        until_gone(pid).await;
+    })
+    .unwrap();
+    FORCE.with(|f| f.set(None));
+}
+
+#[test]
+fn waitid_op_on_uring() {
+    exercise(DriverChoice::Uring, Strategy::WaitId);
+}
+
+#[test]
+fn pidfd_poll_on_uring() {
+    exercise(DriverChoice::Uring, Strategy::PollPidfd);
+}
+
+#[test]
+fn pidfd_poll_on_fallback() {
+    exercise(DriverChoice::Fallback, Strategy::PollPidfd);
+}
+
+#[test]
+fn blocking_waitpid_on_uring() {
+    exercise(DriverChoice::Uring, Strategy::Blocking);
+}
+
+#[test]
+fn blocking_waitpid_on_fallback() {
+    exercise(DriverChoice::Fallback, Strategy::Blocking);
+}
+
+#[test]
+fn a_child_dropped_after_its_loop_closed_is_reaped_by_a_later_spawn() {
+    for choice in [DriverChoice::Uring, DriverChoice::Fallback] {
+        let Some(lp) = build(choice) else { continue };
+        let child = lp
+            .run_until_complete(async { Command::new("sh").args(["-c", "sleep 0.2"]).spawn().unwrap() })
+            .unwrap();
+        let pid = child.id().unwrap();
+        lp.close().unwrap();
+        drop(lp);
+        // No loop can reap it now: it goes to the orphan list.
+        drop(child);
+        assert!(reap::orphans() >= 1, "the child did not go to the orphan list");
+        let deadline = std::time::Instant::now() + PATIENCE;
+        // Sweeps happen at every spawn (here: on a new loop).
+        let lp = build(choice).unwrap();
+        while exists(pid) {
+            assert!(std::time::Instant::now() < deadline, "orphan {pid} never reaped");
+            std::thread::sleep(Duration::from_millis(20));
+            lp.run_until_complete(async { Command::new("true").status().await.unwrap() })
+                .unwrap();
+        }
+    }
+}
