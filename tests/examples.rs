@@ -45,6 +45,7 @@ const RUNS: &[(&str, &[&str])] = &[
     // Pressing Ctrl+C is tested by tests/example_ctrl_c.rs.
     ("ctrl_c", &[]),
     ("pipeline", &[]),
+    ("udp_echo", &[]),
 ];
 
 /// Examples run by their own test file instead (they need a server, paths
@@ -462,4 +463,9 @@ fn a_three_process_pipeline_sorts_and_uppercases_the_input() {
             "tr: exit status: 0",
         ]),
     );
+}
+
+#[test]
+fn udp_echo_returns_each_datagram_whole_and_in_order() {
+    check("udp_echo", &[], &is(&["echo: ping 1", "echo: ping 2", "echo: ping 3"]));
 }
