@@ -197,21 +197,7 @@ impl File {
 
     /// Writes all of `buf`'s initialised bytes at `offset`.
     pub async fn write_all_at<B: IoBuf + Send>(&self, buf: B, offset: u64) -> BufResult<(), B> {
-        let total = buf.bytes_init();
-        let mut slice = buf.slice(..);
-        let mut done = 0;
-        while done < total {
-            let (res, s) = self.write_at(slice, offset.saturating_add(done as u64)).await;
-            let buf = s.into_inner();
-            match res {
-                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (Err(e), buf),
-            }
-            slice = buf.slice(done..);
-        }
-        (Ok(()), slice.into_inner())
+        crate::io::write_all_with(buf, |s, done| self.write_at(s, offset.saturating_add(done as u64))).await
     }
 
     /// Reads the whole file, from offset 0 to its end, appending to `buf`;

@@ -33,6 +33,33 @@ pub(crate) fn current_driver() -> io::Result<Driver> {
     }
 }
 
+/// Writes every initialised byte of `buf` through repeated calls of `write`,
+/// which gets a window over the bytes not written yet and the count already
+/// written (for positioned writes). A zero-byte write is `WriteZero`;
+/// `EINTR` retries. The buffer comes back in every case.
+pub(crate) async fn write_all_with<B, F, Fut>(buf: B, mut write: F) -> crate::buf::BufResult<(), B>
+where
+    B: crate::buf::IoBuf,
+    F: FnMut(crate::buf::Slice<B>, usize) -> Fut,
+    Fut: std::future::Future<Output = crate::buf::BufResult<usize, crate::buf::Slice<B>>>,
+{
+    let total = buf.bytes_init();
+    let mut slice = buf.slice(..);
+    let mut done = 0;
+    while done < total {
+        let (res, s) = write(slice, done).await;
+        let buf = s.into_inner();
+        match res {
+            Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (Err(e), buf),
+        }
+        slice = buf.slice(done..);
+    }
+    (Ok(()), slice.into_inner())
+}
+
 /// The error of an operation on an I/O object whose event loop was closed.
 pub(crate) fn loop_closed_error() -> io::Error {
     io::Error::other("ringloop: the event loop this I/O object belongs to is closed")

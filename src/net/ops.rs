@@ -347,21 +347,7 @@ fn close_now(fd: OwnedFd) -> io::Result<()> {
 /// `write_all` for stream sockets: sends until every initialised byte of
 /// `buf` went out.
 pub(crate) async fn send_all<B: IoBuf>(drv: &Driver, fd: &SharedFd, buf: B) -> BufResult<(), B> {
-    let total = buf.bytes_init();
-    let mut slice = buf.slice(..);
-    let mut done = 0;
-    while done < total {
-        let (res, s) = ops::send(drv, fd, slice, 0).await;
-        let buf = s.into_inner();
-        match res {
-            Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return (Err(e), buf),
-        }
-        slice = buf.slice(done..);
-    }
-    (Ok(()), slice.into_inner())
+    crate::io::write_all_with(buf, |s, _| ops::send(drv, fd, s, 0)).await
 }
 
 /// `read_exact` for stream sockets: receives until `buf` holds `len`

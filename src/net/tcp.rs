@@ -156,39 +156,13 @@ impl TcpStream {
 
     /// Writes all of `buf`'s bytes.
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-        let total = buf.bytes_init();
-        let mut slice = buf.slice(..);
-        let mut done = 0;
-        while done < total {
-            let (res, s) = self.write(slice).await;
-            let buf = s.into_inner();
-            match res {
-                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (Err(e), buf),
-            }
-            slice = buf.slice(done..);
-        }
-        (Ok(()), slice.into_inner())
+        crate::io::write_all_with(buf, |s, _| self.write(s)).await
     }
 
     /// Reads until `buf` holds `len` initialised bytes in total; an early end
     /// of stream is `UnexpectedEof`.
-    pub async fn read_exact(&self, mut buf: Vec<u8>, len: usize) -> BufResult<(), Vec<u8>> {
-        buf.reserve(len.saturating_sub(buf.len()));
-        while buf.len() < len {
-            let start = buf.len();
-            let (res, s) = self.read(buf.slice(start..len)).await;
-            buf = s.into_inner();
-            match res {
-                Ok(0) => return (Err(io::ErrorKind::UnexpectedEof.into()), buf),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (Err(e), buf),
-            }
-        }
-        (Ok(()), buf)
+    pub async fn read_exact(&self, buf: Vec<u8>, len: usize) -> BufResult<(), Vec<u8>> {
+        super::ops::recv_exact(&self.drv, &self.fd, buf, len).await
     }
 
     /// Shuts down one or both directions.

@@ -651,21 +651,7 @@ impl Pipe {
     }
 
     async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-        let total = buf.bytes_init();
-        let mut slice = buf.slice(..);
-        let mut done = 0;
-        while done < total {
-            let (res, s) = self.write(slice).await;
-            let buf = s.into_inner();
-            match res {
-                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (Err(e), buf),
-            }
-            slice = buf.slice(done..);
-        }
-        (Ok(()), slice.into_inner())
+        crate::io::write_all_with(buf, |s, _| self.write(s)).await
     }
 
     async fn read_to_end(&self, mut buf: Vec<u8>) -> BufResult<(), Vec<u8>> {
