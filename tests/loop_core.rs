@@ -229,6 +229,21 @@ both_backends_vt! {
         assert!(!lp.is_running());
     }
 
+    fn a_sleep_whose_deadline_passed_still_yields_once_like_call_later(lp) {
+        let log = Log::new();
+        let l = log.clone();
+        let lp2 = lp.clone();
+        lp.run_until_complete(async move {
+            let past = lp2.time() - Duration::from_secs(1);
+            let l2 = l.clone();
+            lp2.call_soon(move || l2.push("callback queued first")).unwrap();
+            ringloop::sleep_until(past).await;
+            l.push("after sleep_until(past)");
+        })
+        .unwrap();
+        assert_eq!(log.get(), ["callback queued first", "after sleep_until(past)"]);
+    }
+
     fn virtual_clock_jumps_to_timers(lp) {
         let t0 = lp.time();
         let wall = std::time::Instant::now();

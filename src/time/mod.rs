@@ -281,9 +281,9 @@ impl Future for Sleep {
                 return Poll::Pending;
             }
         }
-        if lp.clock.now() >= deadline {
-            return Poll::Ready(());
-        }
+        // Like asyncio's `call_later`-based sleep, a positive sleep always
+        // goes through the timer queue, even when its deadline has passed: it
+        // then completes in the next iteration (and needs no clock read here).
         let id = lp
             .timers
             .borrow_mut()
