@@ -294,3 +294,22 @@ mod tests {
         let _ = v.slice(..10);
     }
 }
+
+#[cfg(all(test, feature = "bytes"))]
+mod bytes_tests {
+    use super::*;
+
+    #[test]
+    fn bytes_types_report_their_lengths_and_fill_through_set_init() {
+        let b = bytes::Bytes::from_static(b"abc");
+        assert_eq!((b.bytes_init(), b.bytes_total()), (3, 3));
+        let mut m = bytes::BytesMut::with_capacity(8);
+        // SAFETY: one byte written inside the capacity before declaring it.
+        unsafe {
+            m.stable_mut_ptr().write(b'x');
+            m.set_init(1);
+        }
+        assert_eq!(&m[..], b"x");
+        assert!(m.bytes_total() >= 8);
+    }
+}
