@@ -207,11 +207,11 @@ macro_rules! gather {
     };
 }
 
-/// Tuples of tasks that [`gather!`] can join.
+/// Tuples of tasks that [`gather!`](crate::gather!) can join.
 pub trait JoinTuple {
     /// The tuple of outputs.
     type Output;
-    /// Joins every task; see [`gather!`].
+    /// Joins every task; see [`gather!`](crate::gather!).
     fn join(self) -> impl Future<Output = Result<Self::Output, TaskError>>;
 }
 
