@@ -952,6 +952,16 @@ fn fmt_per_op(secs: f64, ops: u64) -> String {
     }
 }
 
+/// Mean cost of one `Instant::now()` over a short burst.
+fn clock_read_ns() -> f64 {
+    const N: u32 = 200_000;
+    let t0 = Instant::now();
+    for _ in 0..N {
+        black_box(Instant::now());
+    }
+    t0.elapsed().as_secs_f64() * 1e9 / f64::from(N)
+}
+
 fn main() {
     let opts = parse_args();
     let divisor = if !opts.bench_mode {
@@ -977,6 +987,10 @@ fn main() {
     println!(
         "- CPUs this process may run on: {} (pin with `taskset -c 1` for stable numbers)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "- `Instant::now()` here: {:.1} ns (vDSO clock_gettime; on some VMs it is a large share of a loop iteration)",
+        clock_read_ns()
     );
     for rt in [Rt::Uring, Rt::Fallback] {
         match ringloop_loop(rt) {
