@@ -67,6 +67,30 @@ struct Bench {
     /// What exactly is measured (printed under the table).
     note: &'static str,
     run: fn(Rt, u64) -> Sample,
+    /// Throughput (wall time per sample) or latency (a distribution the run
+    /// records with [`record_latencies`]).
+    kind: Kind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Throughput,
+    Latency,
+}
+
+thread_local! {
+    /// Latency samples (seconds, may be negative) of the last run of a
+    /// [`Kind::Latency`] benchmark; drained by the driver after each run.
+    static LATENCIES: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Hands one run's latency samples to the driver.
+fn record_latencies(v: Vec<f64>) {
+    LATENCIES.with(|l| *l.borrow_mut() = v);
+}
+
+fn take_latencies() -> Vec<f64> {
+    LATENCIES.with(|l| std::mem::take(&mut *l.borrow_mut()))
 }
 
 const ALL: &[Rt] = &[Rt::Uring, Rt::Fallback, Rt::TokioLocal, Rt::TokioSpawn];
@@ -86,6 +110,7 @@ const BENCHES: &[Bench] = &[
                `tokio::spawn` on the same runtime, for reference. In every runtime the driving \
                future is itself a spawned task.",
         run: spawn_join,
+        kind: Kind::Throughput,
     },
     Bench {
         name: "call_soon_1m_batch",
@@ -97,6 +122,7 @@ const BENCHES: &[Bench] = &[
                callback queue; spawning N tiny tasks would measure task creation, not callbacks, \
                so no tokio row.",
         run: call_soon_batch,
+        kind: Kind::Throughput,
     },
     Bench {
         name: "call_soon_1m_chain",
@@ -107,6 +133,7 @@ const BENCHES: &[Bench] = &[
                full loop iteration (`_run_once`, including its zero-timeout driver poll). \
                No tokio analogue.",
         run: call_soon_chain,
+        kind: Kind::Throughput,
     },
     Bench {
         name: "yield_1m",
@@ -117,6 +144,7 @@ const BENCHES: &[Bench] = &[
                iteration each; tokio: `tokio::task::yield_now`, which defers the wake until after \
                a zero-timeout park of the driver).",
         run: yield_one,
+        kind: Kind::Throughput,
     },
     Bench {
         name: "yield_1m_100tasks",
@@ -126,6 +154,7 @@ const BENCHES: &[Bench] = &[
         note: "100 tasks each doing N/100 `yield_now().await` (wake-ups through the ready queue, \
                per-iteration overhead amortised over 100 tasks).",
         run: yield_many,
+        kind: Kind::Throughput,
     },
     Bench {
         name: "timers_1m_90pct_cancel",
@@ -137,6 +166,7 @@ const BENCHES: &[Bench] = &[
                then). ringloop: `ringloop::sleep` (binary heap + slab); tokio: \
                `tokio::time::sleep` (hierarchical wheel).",
         run: timers,
+        kind: Kind::Throughput,
     },
     Bench {
         name: "xthread_wake_20k",
@@ -149,6 +179,76 @@ const BENCHES: &[Bench] = &[
                the remote thread blocks on. Timed on the remote thread. Under `taskset -c 1` both \
                threads share one core, so this includes two context switches per round trip.",
         run: xthread,
+        kind: Kind::Throughput,
+    },
+    Bench {
+        name: "lock_pingpong_100k",
+        ops: 100_000,
+        runtimes: LOCAL,
+        baseline: Some(Rt::TokioLocal),
+        note: "two tasks A and B each loop N/2 times: `let g = lock.lock().await; <check the previous \
+               holder was the other task; record self>; drop(g)`. The driving task takes the lock \
+               first, spawns A then B, yields until both are queued on it, then releases: from then \
+               on every release hands the lock to the queued peer (FIFO, no barging, in both \
+               `ringloop::sync::Lock` and `tokio::sync::Mutex`) and the releaser's next `lock()` \
+               queues behind it, so holders strictly alternate (checked; a violation fails the run). \
+               N = total acquisitions; each is one handoff + one task switch.",
+        run: lock_pingpong,
+        kind: Kind::Throughput,
+    },
+    Bench {
+        name: "queue_pingpong_100k",
+        ops: 100_000,
+        runtimes: LOCAL,
+        baseline: Some(Rt::TokioLocal),
+        note: "N round trips of a token between two tasks over two bounded queues of capacity 1: \
+               ping does `q1.put(i); q2.get()`, pong does `q1.get(); q2.put(x + 1)` (results summed \
+               and checked). ringloop: `ringloop::sync::Queue::new(1)` (one queue object serves both \
+               ends); tokio: two `tokio::sync::mpsc::channel(1)` (Sender/Receiver).",
+        run: queue_pingpong,
+        kind: Kind::Throughput,
+    },
+    Bench {
+        name: "gather_10k",
+        ops: 100_000,
+        runtimes: ALL,
+        baseline: Some(Rt::TokioLocal),
+        note: "N/10k rounds (one round of min(N, 10k) in quick/smoke) of: run 10 000 tiny futures \
+               (`async move { i }`) concurrently and collect their outputs in order into a Vec, then \
+               sum. ringloop: `ringloop::gather(futs).await` (spawns each as a task plus one gather \
+               task that collects results). tokio has no gather; the closest is spawning each \
+               (`spawn_local` / `tokio::spawn`) and awaiting the JoinHandles in order into a Vec: \
+               same task count, no extra collector task. ns/op is per future.",
+        run: gather_bench,
+        kind: Kind::Throughput,
+    },
+    Bench {
+        name: "sleep_1ms_lateness",
+        ops: 1_000,
+        runtimes: LOCAL,
+        baseline: Some(Rt::TokioLocal),
+        note: "one task does N sequential `sleep(1ms).await` (nothing else runs); lateness = \
+               `Instant::now()` after the await − (`Instant::now()` just before creating the sleep \
+               + 1 ms). Negative means woken early (a runtime measuring the deadline from a cached \
+               loop time). tokio's timer wheel has 1 ms resolution and rounds deadlines up; \
+               ringloop uses the exact deadline (io_uring timeout / epoll_wait timeout).",
+        run: sleep_lateness,
+        kind: Kind::Latency,
+    },
+    Bench {
+        name: "xthread_wake_latency",
+        ops: 5_000,
+        runtimes: XTHREAD,
+        baseline: Some(Rt::TokioSpawn),
+        note: "another thread sends N one-way wake-ups to a loop that is parked: it takes `t0 = \
+               Instant::now()`, calls ringloop `LoopHandle::call_soon_threadsafe(closure)` / tokio \
+               `Handle::spawn(async block)`, and the closure/task measures `t0.elapsed()` on the \
+               loop thread and sends it back over a std mpsc channel. After each reply the remote \
+               thread sleeps 200 µs so the loop is back in its blocking wait when the next wake \
+               comes. Under `taskset -c 1` both threads share one core, so this includes the \
+               wake-up's context switch.",
+        run: xthread_latency,
+        kind: Kind::Latency,
     },
 ];
 
@@ -494,6 +594,274 @@ fn xthread(rt: Rt, n: u64) -> Sample {
     }
 }
 
+/// Which ping-pong task last held the lock, and how many acquisitions broke
+/// strict alternation.
+#[derive(Default)]
+struct Alternation {
+    last: Cell<u8>,
+    violations: Cell<u64>,
+    count: Cell<u64>,
+}
+
+impl Alternation {
+    fn acquired(&self, me: u8) {
+        if self.last.get() == me {
+            self.violations.set(self.violations.get() + 1);
+        }
+        self.last.set(me);
+        self.count.set(self.count.get() + 1);
+    }
+
+    /// Acquisition count if the holders strictly alternated, else a value
+    /// that fails the check.
+    fn result(&self) -> u64 {
+        if self.violations.get() == 0 {
+            self.count.get()
+        } else {
+            u64::MAX - self.violations.get()
+        }
+    }
+}
+
+fn lock_pingpong(rt: Rt, n: u64) -> Sample {
+    let per = (n / 2).max(1);
+    let expect = per * 2;
+    match rt {
+        Rt::Uring | Rt::Fallback => time_ringloop(rt, expect, async move {
+            let lock = ringloop::sync::Lock::new();
+            let alt = Rc::new(Alternation::default());
+            let first = lock.try_lock().expect("uncontended");
+            let hs: Vec<_> = (1..=2u8)
+                .map(|me| {
+                    let (lock, alt) = (lock.clone(), alt.clone());
+                    ringloop::spawn(async move {
+                        for _ in 0..per {
+                            let g = lock.lock().await;
+                            alt.acquired(me);
+                            drop(g);
+                        }
+                    })
+                })
+                .collect();
+            // One iteration runs A and B up to their first (queued) lock().
+            ringloop::yield_now().await;
+            drop(first);
+            for h in hs {
+                h.await.expect("task");
+            }
+            alt.result()
+        }),
+        Rt::TokioLocal => time_tokio_local(expect, async move {
+            let lock = Rc::new(tokio::sync::Mutex::new(()));
+            let alt = Rc::new(Alternation::default());
+            let first = lock.try_lock().expect("uncontended");
+            let hs: Vec<_> = (1..=2u8)
+                .map(|me| {
+                    let (lock, alt) = (lock.clone(), alt.clone());
+                    tokio::task::spawn_local(async move {
+                        for _ in 0..per {
+                            let g = lock.lock().await;
+                            alt.acquired(me);
+                            drop(g);
+                        }
+                    })
+                })
+                .collect();
+            tokio::task::yield_now().await;
+            drop(first);
+            for h in hs {
+                h.await.expect("task");
+            }
+            alt.result()
+        }),
+        Rt::TokioSpawn => Err("not run".into()),
+    }
+}
+
+fn queue_pingpong(rt: Rt, n: u64) -> Sample {
+    // Sum of (i + 1) for i in 0..n.
+    let expect = n * (n + 1) / 2;
+    match rt {
+        Rt::Uring | Rt::Fallback => time_ringloop(rt, expect, async move {
+            let q1 = ringloop::sync::Queue::<u64>::new(1);
+            let q2 = ringloop::sync::Queue::<u64>::new(1);
+            let (p1, p2) = (q1.clone(), q2.clone());
+            let pong = ringloop::spawn(async move {
+                for _ in 0..n {
+                    let x = p1.get().await;
+                    p2.put(x + 1).await;
+                }
+            });
+            let mut sum = 0;
+            for i in 0..n {
+                q1.put(i).await;
+                sum += q2.get().await;
+            }
+            pong.await.expect("pong");
+            sum
+        }),
+        Rt::TokioLocal => time_tokio_local(expect, async move {
+            let (tx1, mut rx1) = tokio::sync::mpsc::channel::<u64>(1);
+            let (tx2, mut rx2) = tokio::sync::mpsc::channel::<u64>(1);
+            let pong = tokio::task::spawn_local(async move {
+                for _ in 0..n {
+                    let x = rx1.recv().await.expect("ping");
+                    tx2.send(x + 1).await.expect("send");
+                }
+            });
+            let mut sum = 0;
+            for i in 0..n {
+                tx1.send(i).await.expect("send");
+                sum += rx2.recv().await.expect("pong");
+            }
+            pong.await.expect("pong");
+            sum
+        }),
+        Rt::TokioSpawn => Err("not run".into()),
+    }
+}
+
+const GATHER_SIZE: u64 = 10_000;
+
+fn gather_bench(rt: Rt, n: u64) -> Sample {
+    let size = n.min(GATHER_SIZE);
+    let rounds = (n / size).max(1);
+    let expect = rounds * (size * (size - 1) / 2);
+    match rt {
+        Rt::Uring | Rt::Fallback => time_ringloop(rt, expect, async move {
+            let mut sum = 0;
+            for _ in 0..rounds {
+                let v = ringloop::gather((0..size).map(|i| async move { i }))
+                    .await
+                    .expect("gather");
+                sum += v.iter().sum::<u64>();
+            }
+            sum
+        }),
+        Rt::TokioLocal => time_tokio_local(expect, async move {
+            let mut sum = 0;
+            for _ in 0..rounds {
+                let hs: Vec<_> = (0..size).map(|i| tokio::task::spawn_local(async move { i })).collect();
+                let mut v = Vec::with_capacity(hs.len());
+                for h in hs {
+                    v.push(h.await.expect("task"));
+                }
+                sum += v.iter().sum::<u64>();
+            }
+            sum
+        }),
+        Rt::TokioSpawn => time_tokio_spawn(expect, async move {
+            let mut sum = 0;
+            for _ in 0..rounds {
+                let hs: Vec<_> = (0..size).map(|i| tokio::spawn(async move { i })).collect();
+                let mut v = Vec::with_capacity(hs.len());
+                for h in hs {
+                    v.push(h.await.expect("task"));
+                }
+                sum += v.iter().sum::<u64>();
+            }
+            sum
+        }),
+    }
+}
+
+const SLEEP: Duration = Duration::from_millis(1);
+
+/// Lateness of `t1` for a 1 ms sleep requested at `t0`, in seconds (signed).
+fn lateness(t0: Instant, t1: Instant) -> f64 {
+    let deadline = t0 + SLEEP;
+    if t1 >= deadline {
+        (t1 - deadline).as_secs_f64()
+    } else {
+        -(deadline - t1).as_secs_f64()
+    }
+}
+
+fn sleep_lateness(rt: Rt, n: u64) -> Sample {
+    let out = Rc::new(std::cell::RefCell::new(Vec::with_capacity(n as usize)));
+    let o = out.clone();
+    let r = match rt {
+        Rt::Uring | Rt::Fallback => time_ringloop(rt, n, async move {
+            for _ in 0..n {
+                let t0 = Instant::now();
+                ringloop::sleep(SLEEP).await;
+                o.borrow_mut().push(lateness(t0, Instant::now()));
+            }
+            n
+        }),
+        Rt::TokioLocal => time_tokio_local(n, async move {
+            for _ in 0..n {
+                let t0 = Instant::now();
+                tokio::time::sleep(SLEEP).await;
+                o.borrow_mut().push(lateness(t0, Instant::now()));
+            }
+            n
+        }),
+        Rt::TokioSpawn => Err("not run".into()),
+    };
+    record_latencies(out.take());
+    r
+}
+
+/// Pause of the remote thread between wake-ups, so the loop is parked.
+const XLAT_PAUSE: Duration = Duration::from_micros(200);
+
+fn xthread_latency(rt: Rt, n: u64) -> Sample {
+    let (lat, dt) = match rt {
+        Rt::Uring | Rt::Fallback => {
+            let lp = ringloop_loop(rt)?;
+            let h = lp.handle();
+            let remote = std::thread::spawn(move || {
+                let (tx, rx) = mpsc::channel::<Duration>();
+                let mut lat = Vec::with_capacity(n as usize);
+                let t_start = Instant::now();
+                for _ in 0..n {
+                    std::thread::sleep(XLAT_PAUSE);
+                    let tx = tx.clone();
+                    let t0 = Instant::now();
+                    h.call_soon_threadsafe(move || {
+                        let _ = tx.send(t0.elapsed());
+                    })
+                    .expect("call_soon_threadsafe");
+                    lat.push(rx.recv().expect("reply").as_secs_f64());
+                }
+                let dt = t_start.elapsed();
+                h.stop().expect("stop");
+                (lat, dt)
+            });
+            lp.run_forever().map_err(|e| e.to_string())?;
+            remote.join().map_err(|_| "remote thread panicked".to_string())?
+        }
+        Rt::TokioSpawn => {
+            let rt = tokio_rt();
+            let h = rt.handle().clone();
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            let remote = std::thread::spawn(move || {
+                let (tx, rx) = mpsc::channel::<Duration>();
+                let mut lat = Vec::with_capacity(n as usize);
+                let t_start = Instant::now();
+                for _ in 0..n {
+                    std::thread::sleep(XLAT_PAUSE);
+                    let tx = tx.clone();
+                    let t0 = Instant::now();
+                    drop(h.spawn(async move {
+                        let _ = tx.send(t0.elapsed());
+                    }));
+                    lat.push(rx.recv().expect("reply").as_secs_f64());
+                }
+                let dt = t_start.elapsed();
+                let _ = done_tx.send(());
+                (lat, dt)
+            });
+            rt.block_on(async move { done_rx.await.expect("done") });
+            remote.join().map_err(|_| "remote thread panicked".to_string())?
+        }
+        Rt::TokioLocal => return Err("not run".into()),
+    };
+    record_latencies(lat);
+    Ok(dt)
+}
+
 // ----------------------------------------------------------------- driver
 
 struct Opts {
@@ -551,6 +919,20 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// `q`-quantile of sorted samples (nearest rank); NaN if empty.
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// A latency (seconds, possibly negative) in µs.
+fn fmt_lat(secs: f64) -> String {
+    format!("{:.1} µs", secs * 1e6)
+}
+
 fn fmt_time(secs: f64) -> String {
     if secs >= 1.0 {
         format!("{secs:.2} s")
@@ -568,6 +950,16 @@ fn fmt_per_op(secs: f64, ops: u64) -> String {
     } else {
         format!("{ns:.1} ns/op")
     }
+}
+
+/// Mean cost of one `Instant::now()` over a short burst.
+fn clock_read_ns() -> f64 {
+    const N: u32 = 200_000;
+    let t0 = Instant::now();
+    for _ in 0..N {
+        black_box(Instant::now());
+    }
+    t0.elapsed().as_secs_f64() * 1e9 / f64::from(N)
 }
 
 fn main() {
@@ -596,6 +988,10 @@ fn main() {
         "- CPUs this process may run on: {} (pin with `taskset -c 1` for stable numbers)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    println!(
+        "- `Instant::now()` here: {:.1} ns (vDSO clock_gettime; on some VMs it is a large share of a loop iteration)",
+        clock_read_ns()
+    );
     for rt in [Rt::Uring, Rt::Fallback] {
         match ringloop_loop(rt) {
             Ok(lp) => println!("- {}: {}", rt.label(), lp.driver_description()),
@@ -608,6 +1004,11 @@ fn main() {
         "| benchmark | runtime | median | min–max | ratio vs tokio (median of per-round ratios; <1 = ringloop faster) |"
             .to_string(),
         "|---|---|---|---|---|".to_string(),
+    ];
+    let mut lat_table = vec![
+        "| benchmark | runtime | p50 (median over rounds) | p50 min–max | p99 (median over rounds) | p50 ratio vs tokio (median of per-round ratios; <1 = ringloop lower) |"
+            .to_string(),
+        "|---|---|---|---|---|---|".to_string(),
     ];
     let mut notes = Vec::new();
     let mut failed = false;
@@ -631,13 +1032,25 @@ fn main() {
 
         let mut unavailable: Vec<Option<String>> = vec![None; selected.len()];
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); selected.len()];
+        let mut p50s: Vec<Vec<f64>> = vec![Vec::new(); selected.len()];
+        let mut p99s: Vec<Vec<f64>> = vec![Vec::new(); selected.len()];
         for round in 0..opts.warmup + opts.rounds {
             for (i, &rt) in selected.iter().enumerate() {
                 if unavailable[i].is_some() {
                     continue;
                 }
-                match (b.run)(rt, n) {
-                    Ok(d) if round >= opts.warmup => samples[i].push(d.as_secs_f64()),
+                let r = (b.run)(rt, n);
+                let lat = take_latencies();
+                match r {
+                    Ok(d) if round >= opts.warmup => {
+                        samples[i].push(d.as_secs_f64());
+                        if b.kind == Kind::Latency {
+                            let mut lat = lat;
+                            lat.sort_by(f64::total_cmp);
+                            p50s[i].push(percentile(&lat, 0.50));
+                            p99s[i].push(percentile(&lat, 0.99));
+                        }
+                    }
                     Ok(_) => {}
                     Err(e) => {
                         if !e.starts_with("unavailable") {
@@ -653,6 +1066,40 @@ fn main() {
             .baseline
             .and_then(|br| selected.iter().position(|&r| r == br))
             .filter(|&i| unavailable[i].is_none());
+        if b.kind == Kind::Latency {
+            for (i, &rt) in selected.iter().enumerate() {
+                if let Some(why) = &unavailable[i] {
+                    lat_table.push(format!("| {} | {} | – | – | – | {why} |", b.name, rt.label()));
+                    continue;
+                }
+                let mut p50 = p50s[i].clone();
+                let lo = p50.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = p50.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let med50 = median(&mut p50);
+                let med99 = median(&mut p99s[i].clone());
+                let ratio = match base {
+                    Some(bi) if bi == i => "1 (baseline)".to_string(),
+                    Some(bi) => {
+                        let mut r: Vec<f64> = p50s[i].iter().zip(&p50s[bi]).map(|(a, b)| a / b).collect();
+                        let rlo = r.iter().copied().fold(f64::INFINITY, f64::min);
+                        let rhi = r.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                        format!("**{:.2}** ({rlo:.2}–{rhi:.2})", median(&mut r))
+                    }
+                    None => "n/a (baseline not run)".to_string(),
+                };
+                lat_table.push(format!(
+                    "| {} | {} | {} | {}–{} | {} | {ratio} |",
+                    b.name,
+                    rt.label(),
+                    fmt_lat(med50),
+                    fmt_lat(lo),
+                    fmt_lat(hi),
+                    fmt_lat(med99),
+                ));
+            }
+            notes.push(format!("- `{}` (n = {n}): {}", b.name, b.note));
+            continue;
+        }
         for (i, &rt) in selected.iter().enumerate() {
             if let Some(why) = &unavailable[i] {
                 table.push(format!("| {} | {} | – | – | {why} |", b.name, rt.label()));
@@ -691,6 +1138,10 @@ fn main() {
     }
 
     println!("{}\n", table.join("\n"));
+    if lat_table.len() > 2 {
+        println!("Latency (per round: p50/p99 of that round's samples):\n");
+        println!("{}\n", lat_table.join("\n"));
+    }
     println!("{}", notes.join("\n"));
     if failed {
         eprintln!("some benchmark failed (see the table)");
