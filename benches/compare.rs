@@ -57,6 +57,9 @@ fn cpus() -> usize {
 
 /// Child mode: serve `name` until killed, reporting `PORT <n>` or `ERR <why>`.
 fn serve_child(name: &str, pin: bool) -> ! {
+    // SAFETY: plain prctl; the server dies with the bench process, even if
+    // the bench is killed before it can kill its server.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     if pin && !pin_to(0) {
         println!("ERR sched_setaffinity(CPU 0) refused");
         std::process::exit(1);
@@ -111,6 +114,22 @@ fn proc_ctxt(pid: u32) -> u64 {
         }
     }
     total
+}
+
+/// Busy time (µs) of CPU `cpu` from `/proc/stat` (user, nice, system, irq,
+/// softirq, steal): everything that ran on the server's core, including
+/// softirq work deferred to ksoftirqd that no process is charged for.
+fn core_busy_us(cpu: usize) -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let tag = format!("cpu{cpu} ");
+    let Some(line) = stat.lines().find(|l| l.starts_with(&tag)) else {
+        return f64::NAN;
+    };
+    let f: Vec<u64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum();
+    // SAFETY: sysconf with a valid name.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    busy as f64 / hz * 1e6
 }
 
 /// Run time (ns) of the calling thread.
@@ -328,6 +347,7 @@ async fn phase(conns: Vec<Conn>, dur: Duration) -> io::Result<(Vec<Conn>, u64)> 
 struct Sample {
     rps: f64,
     cpu_us: f64,
+    core_us: f64,
     ctxt: f64,
     sys: Option<f64>,
     lg_cpu: f64,
@@ -356,9 +376,21 @@ fn measure(peer: &str, conns: usize, size: usize, cfg: &Cfg) -> Result<Sample, S
     let run = async {
         let c = connect_all(srv.addr, conns, size).await?;
         let (c, _) = phase(c, cfg.warm).await?;
-        let (s0, x0, l0, t0) = (proc_cpu_ns(pid), proc_ctxt(pid), self_cpu_ns(), Instant::now());
+        let (s0, x0, l0, b0, t0) = (
+            proc_cpu_ns(pid),
+            proc_ctxt(pid),
+            self_cpu_ns(),
+            core_busy_us(0),
+            Instant::now(),
+        );
         let (c, reqs) = phase(c, cfg.window).await?;
-        let (s1, x1, l1, wall) = (proc_cpu_ns(pid), proc_ctxt(pid), self_cpu_ns(), t0.elapsed());
+        let (s1, x1, l1, b1, wall) = (
+            proc_cpu_ns(pid),
+            proc_ctxt(pid),
+            self_cpu_ns(),
+            core_busy_us(0),
+            t0.elapsed(),
+        );
         let reqs_f = reqs.max(1) as f64;
         let mut sys = None;
         if !cfg.sys_window.is_zero() {
@@ -373,6 +405,7 @@ fn measure(peer: &str, conns: usize, size: usize, cfg: &Cfg) -> Result<Sample, S
         Ok::<_, io::Error>(Sample {
             rps: reqs as f64 / wall.as_secs_f64(),
             cpu_us: (s1 - s0) as f64 / 1e3 / reqs_f,
+            core_us: if cfg.pin { (b1 - b0) / reqs_f } else { f64::NAN },
             ctxt: (x1 - x0) as f64 / reqs_f,
             sys,
             lg_cpu: (l1 - l0) as f64 / 1e9 / wall.as_secs_f64(),
@@ -430,7 +463,14 @@ fn machine() -> Vec<(&'static str, String)> {
         .unwrap_or_default()
         .trim()
         .to_string();
-    vec![("cpus", cpus().to_string()), ("cpu_model", model), ("kernel", kernel)]
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    vec![
+        ("cpus", cpus().to_string()),
+        ("cpu_model", model),
+        ("kernel", kernel),
+        ("loadavg_at_start", load),
+    ]
 }
 
 fn fmt_ratio(x: f64, base: f64) -> String {
@@ -469,9 +509,9 @@ fn markdown(rows: &[Row], workloads: &[String], peers: &[&'static str], header: 
     }
     let _ = writeln!(
         m,
-        "\n| workload | peer | server CPU µs/req | CPU vs tokio | req/s | req/s vs tokio | ctx sw/req | syscalls/req | load-gen CPU |"
+        "\n| workload | peer | server CPU µs/req | CPU vs tokio | CPU 0 busy µs/req | req/s | req/s vs tokio | ctx sw/req | syscalls/req | load-gen CPU |"
     );
-    let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for w in workloads {
         let base = find(w, "tokio-ct").filter(|r| r.error.is_none());
         let (bc, br) = base.map_or((f64::NAN, f64::NAN), |b| (b.med(|s| s.cpu_us), b.med(|s| s.rps)));
@@ -480,7 +520,7 @@ fn markdown(rows: &[Row], workloads: &[String], peers: &[&'static str], header: 
             if let Some(e) = &r.error {
                 let _ = writeln!(
                     m,
-                    "| {w} | {p} | unavailable: {} | | | | | | |",
+                    "| {w} | {p} | unavailable: {} | | | | | | | |",
                     e.replace('|', "/").replace('\n', " ")
                 );
                 continue;
@@ -489,8 +529,9 @@ fn markdown(rows: &[Row], workloads: &[String], peers: &[&'static str], header: 
             let sys = r.sys().map_or("n/a".into(), |v| format!("{v:.2}"));
             let _ = writeln!(
                 m,
-                "| {w} | {p} | {c:.2} | {} | {q:.0} | {} | {:.3} | {sys} | {:.0}% |",
+                "| {w} | {p} | {c:.2} | {} | {:.2} | {q:.0} | {} | {:.3} | {sys} | {:.0}% |",
                 fmt_ratio(c, bc),
+                r.med(|s| s.core_us),
                 fmt_ratio(q, br),
                 r.med(|s| s.ctxt),
                 r.med(|s| s.lg_cpu) * 100.0
@@ -547,9 +588,10 @@ fn json(rows: &[Row], mode: &str, rounds: usize, systool: &str) -> String {
                 .iter()
                 .map(|s| {
                     format!(
-                        "{{\"req_per_s\": {}, \"server_cpu_us_per_req\": {}, \"ctxt_per_req\": {}, \"syscalls_per_req\": {}, \"loadgen_cpu_share\": {}}}",
+                        "{{\"req_per_s\": {}, \"server_cpu_us_per_req\": {}, \"cpu0_busy_us_per_req\": {}, \"ctxt_per_req\": {}, \"syscalls_per_req\": {}, \"loadgen_cpu_share\": {}}}",
                         json_num(s.rps),
                         json_num(s.cpu_us),
+                        json_num(s.core_us),
                         json_num(s.ctxt),
                         s.sys.map_or("null".into(), json_num),
                         json_num(s.lg_cpu)
@@ -774,10 +816,11 @@ fn main() {
         }
     }
     let header = format!(
-        "TCP echo, {mode} mode, {rounds} round(s), medians; {} CPU(s), {}, Linux {}. Total run {:.0?}.",
+        "TCP echo, {mode} mode, {rounds} round(s), medians; {} CPU(s), {}, Linux {}, load average {} at start. Total run {:.0?}.",
         mach[0].1,
         mach[1].1,
         mach[2].1,
+        mach[3].1,
         started.elapsed()
     );
     let md = markdown(&rows, &wl, &peer_list, &header);
