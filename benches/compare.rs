@@ -6,6 +6,7 @@
 //! cargo bench --bench compare -- --quick   # 3 workloads, 1 round (a few minutes)
 //! cargo bench --bench compare              # 9 workloads, 3 rounds
 //! cargo bench --bench compare -- --peers ringloop/uring,raw-uring --rounds 5
+//! cargo bench --bench compare -- --quick --workloads 64x4KiB --syscalls strace
 //! ```
 //!
 //! Method. The bench binary re-executes itself as `--serve <peer>`; the child
@@ -744,6 +745,10 @@ fn main() {
     }
     if let Some(r) = opt("--rounds").and_then(|r| r.parse().ok()) {
         rounds = r;
+    }
+    let mut workloads = workloads;
+    if let Some(sel) = opt("--workloads") {
+        workloads.retain(|&(c, sz)| sel.split(',').any(|w| w == format!("{c}x{}", size_label(sz))));
     }
     let (tool, tool_desc) = if cfg_t.2 == 0 {
         (SysTool::None, "not measured in smoke mode".to_string())
