@@ -38,6 +38,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+#[cfg(all(any(target_os = "linux", target_os = "android"), not(polling_test_poll_backend)))]
+mod sys_epoll;
+#[cfg(all(any(target_os = "linux", target_os = "android"), not(polling_test_poll_backend)))]
+use sys_epoll::{Event, Events, Poller};
+
+#[cfg(not(all(any(target_os = "linux", target_os = "android"), not(polling_test_poll_backend))))]
 use polling::{Event, Events, Poller};
 use slab::Slab;
 
