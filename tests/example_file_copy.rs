@@ -1,44 +1,22 @@
 //! Runs `examples/file_copy.rs` on both backends (it needs paths made at run
 //! time, so it lives outside `tests/examples.rs`'s fixed list).
 //!
-//! The example is built once (`cargo build --example file_copy`), then run
+//! The examples are built once (shared helper in `tests/support/`), then it runs
 //! with `RINGLOOP_DRIVER` set to the backend of the test's loop and
 //! `RINGLOOP_DEBUG=1`, whose stderr line names the backend it ran on.
 
 #[macro_use]
 mod common;
+#[path = "support/examples.rs"]
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-fn target_dir() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => manifest.join(dir),
-        None => manifest.join("target"),
-    }
-}
-
 fn example() -> &'static Path {
     static EXE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let exe = EXE.get_or_init(|| {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--example", "file_copy", "--quiet"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if cfg!(feature = "fallback") {
-            cmd.args(["--features", "fallback"]);
-        }
-        if !cfg!(debug_assertions) {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
-        if !status.success() {
-            return Err(format!("`cargo build --example file_copy` failed: {status}"));
-        }
-        let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
-        Ok(target_dir().join(profile).join("examples").join("file_copy"))
-    });
+    let exe = EXE.get_or_init(|| support::build_examples().map(|dir| dir.join("file_copy")));
     match exe {
         Ok(p) => p,
         Err(e) => panic!("{e}"),

@@ -340,10 +340,11 @@ async fn statx_ring(
     flags: libc::c_int,
 ) -> io::Result<Metadata> {
     let buf: Box<std::mem::MaybeUninit<libc::statx>> = Box::new(std::mem::MaybeUninit::zeroed());
-    // SAFETY: the SQE points into the boxed statx buffer and the CString's
+    // The SQE points into the boxed statx buffer and the CString's
     // heap buffer (or the static empty string), all owned by the op's
     // resources (or 'static) until the final CQE; the fd is kept open by the
     // `SharedFd` in the resources.
+    // SAFETY: upheld as explained just above.
     let op = unsafe {
         d.submit((fd, path, buf), |(fd, path, buf)| {
             let dirfd = fd.as_ref().map_or(libc::AT_FDCWD, |fd| fd.raw());
@@ -483,9 +484,10 @@ pub(crate) async fn mkdir(drv: &Driver, path: CString, mode: u32) -> io::Result<
 
 fn close_blocking(fd: OwnedFd) -> io::Result<()> {
     let raw = fd.into_raw_fd();
-    // SAFETY: we owned `raw` and give it up here. EINTR is not retried: on
+    // We owned `raw` and give it up here. EINTR is not retried: on
     // Linux the fd is released even then, and a retry could close a reused
     // number.
+    // SAFETY: upheld as explained just above.
     if unsafe { libc::close(raw) } < 0 {
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
@@ -508,9 +510,10 @@ pub(crate) async fn close(drv: &Driver, fd: FileFd) -> io::Result<()> {
             };
             if let Some(d) = ring(drv, opcode::Close::CODE) {
                 let raw = owned.into_raw_fd();
-                // SAFETY: the SQE references no memory; `raw` was ours and is
+                // The SQE references no memory; `raw` was ours and is
                 // handed to the kernel to close (once queued, the close
                 // happens even if this future is dropped).
+                // SAFETY: upheld as explained just above.
                 let op = unsafe { d.submit((), |_| opcode::Close::new(types::Fd(raw)).build()) };
                 return op.await.0.map(drop);
             }

@@ -205,10 +205,10 @@ pub(crate) async fn send_msg<T: OutBufs>(
     match drv {
         #[cfg(target_os = "linux")]
         Driver::Uring(d) => {
-            // SAFETY: the SQE points at the boxed `msghdr`, which points at
-            // its own iovec array and address storage (heap, moved with the
-            // box) and, through the iovecs, into the buffers' stable storage;
-            // `msg`, `bufs` and `fd` are the op's resources until completion.
+            // The SQE points at the boxed `msghdr`, which points at its own
+            // iovec array and address storage (heap, moved with the box) and,
+            // through the iovecs, into the buffers' stable storage.
+            // SAFETY: `msg`, `bufs` and `fd` are the op's resources until completion.
             let op = unsafe {
                 d.submit((fd.clone(), bufs, msg), |(fd, _, msg)| {
                     opcode::SendMsg::new(fd_of(fd), &msg.hdr).flags(flags as u32).build()
@@ -265,9 +265,9 @@ pub(crate) async fn recv_msg<T: InBufs>(
     let (res, msg) = match drv {
         #[cfg(target_os = "linux")]
         Driver::Uring(d) => {
-            // SAFETY: as in `send_msg`; the kernel writes into the buffers
-            // (through the iovecs), the address storage and the header's
-            // length/flag fields, all owned by the op's resources.
+            // As in `send_msg`; the kernel writes into the buffers (through the
+            // iovecs), the address storage and the header's length/flag fields.
+            // SAFETY: everything the SQE points at is owned by the op's resources.
             let op = unsafe {
                 d.submit((fd.clone(), bufs, msg), |(fd, _, msg)| {
                     opcode::RecvMsg::new(fd_of(fd), &mut msg.hdr)
@@ -320,9 +320,9 @@ pub(crate) async fn close(drv: &Driver, fd: SharedFd) -> io::Result<()> {
         #[cfg(target_os = "linux")]
         Driver::Uring(d) => {
             let raw = owned.into_raw_fd();
-            // SAFETY: the SQE references no memory; `raw` is ours to close
-            // and nothing else knows it. A dropped close still runs (the
-            // kernel does not cancel closes), so the fd cannot leak.
+            // A dropped close still runs (the kernel does not cancel closes),
+            // so the fd cannot leak.
+            // SAFETY: the SQE references no memory; `raw` is ours to close.
             let op = unsafe { d.submit((), |_| opcode::Close::new(types::Fd(raw)).build()) };
             op.await.0.map(drop)
         }

@@ -278,10 +278,11 @@ async fn waitid_op(drv: &Driver, pidfd: &SharedFd) -> io::Result<ExitStatus> {
     };
     // SAFETY: an all-zero siginfo_t is a valid value.
     let info: Box<libc::siginfo_t> = Box::new(unsafe { std::mem::zeroed() });
-    // SAFETY: the SQE points at the boxed siginfo (a stable heap address the
+    // The SQE points at the boxed siginfo (a stable heap address the
     // kernel writes at completion) and names the pidfd; both are owned by the
     // op's resources until the final completion, even if the future is
     // dropped first.
+    // SAFETY: upheld as explained just above.
     let op = unsafe {
         d.submit((pidfd.clone(), info), |(fd, info)| {
             opcode::WaitId::new(libc::P_PIDFD, fd.raw() as libc::id_t, libc::WEXITED)

@@ -114,18 +114,19 @@ extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut libc::
         let fd = WRITE_FD.load(Ordering::SeqCst);
         if fd >= 0 {
             let byte = sig as u8;
-            // SAFETY: a one-byte write from a local into the self-pipe, which
-            // is never closed. A full pipe (EAGAIN) loses only the byte: the
-            // counter above carries the delivery.
+            // A full pipe (EAGAIN) loses only the byte: the counter above
+            // carries the delivery.
+            // SAFETY: one-byte write from a local into the never-closed self-pipe.
             unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
         }
         let prev = PREV_HANDLER[idx].load(Ordering::SeqCst);
         if prev != 0 {
             if PREV_SIGINFO[idx].load(Ordering::SeqCst) {
-                // SAFETY: `prev` is the `SA_SIGINFO` handler `sigaction`
-                // reported before ours was installed (neither SIG_DFL nor
-                // SIG_IGN); we pass it our own arguments unchanged.
+                // `prev` is the `SA_SIGINFO` handler `sigaction` reported before
+                // ours was installed (neither SIG_DFL nor SIG_IGN); it gets our
+                // own arguments unchanged.
                 let f: extern "C" fn(c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                    // SAFETY: `prev` is a valid SA_SIGINFO handler address.
                     unsafe { std::mem::transmute::<usize, _>(prev) };
                 f(sig, info, ctx);
             } else {

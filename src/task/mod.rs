@@ -246,9 +246,10 @@ impl<T: 'static, F: Future<Output = Result<T, TaskError>> + 'static> RawTask for
             let mut slot = self.future.borrow_mut();
             match slot.as_mut() {
                 Some(f) => {
-                    // SAFETY: the future lives inside the task's `Rc` allocation
+                    // The future lives inside the task's `Rc` allocation
                     // and is never moved: it is only ever dropped in place (by
                     // assigning `None` to the slot), so pinning it is sound.
+                    // SAFETY: upheld as explained just above.
                     let f = unsafe { Pin::new_unchecked(f) };
                     catch_unwind(AssertUnwindSafe(|| f.poll(&mut cx)))
                 }

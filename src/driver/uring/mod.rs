@@ -585,9 +585,10 @@ impl Core {
             WakeMode::Poll => opcode::PollAdd::new(fd, libc::POLLIN as u32).build(),
             WakeMode::Off => return,
         };
-        // SAFETY: the read targets `eventfd_buf`, a heap u64 owned by `Core`
+        // The read targets `eventfd_buf`, a heap u64 owned by `Core`
         // that is freed only when no read is armed (leaked otherwise); the fd
         // is kept open by `self.eventfd` for as long as `Core` lives.
+        // SAFETY: upheld as explained just above.
         unsafe { self.push(entry.user_data(EVENTFD_UD)) };
         self.eventfd_armed = true;
     }
@@ -630,9 +631,10 @@ impl Core {
         let entry = opcode::Timeout::new(ts)
             .build()
             .user_data(WAIT_TIMEOUT_UD | u64::from(generation));
-        // SAFETY: `ts` points into `legacy.ts`, a Box owned by `Core` that is
+        // `ts` points into `legacy.ts`, a Box owned by `Core` that is
         // only rewritten by the next arm (after this SQE was submitted by the
         // enter that follows) and leaked in `Drop` if timeouts are outstanding.
+        // SAFETY: upheld as explained just above.
         unsafe { self.push(entry) };
         self.legacy.outstanding += 1;
         self.legacy.current = Some((generation, deadline));
