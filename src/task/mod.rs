@@ -182,18 +182,19 @@ impl<T: 'static, F: Future<Output = Result<T, TaskError>> + 'static> TaskCell<T,
         core.state
             .set(if cancelled { State::Cancelled } else { State::Finished });
         *self.output.borrow_mut() = Some(out);
-        let as_ref = TaskRef {
-            raw: self.clone() as Rc<dyn RawTask>,
-        };
         if let Some(lp) = lp {
             lp.tasks.borrow_mut().try_remove(core.header.key);
+            // A `TaskRef` (an `Rc` clone) only when someone needs one.
+            let as_ref = || TaskRef {
+                raw: self.clone() as Rc<dyn RawTask>,
+            };
             let callbacks = std::mem::take(&mut *core.done_callbacks.borrow_mut());
             for cb in callbacks {
-                let r = as_ref.clone();
+                let r = as_ref();
                 lp.schedule_callback(Box::new(move || cb(&r)));
             }
             if !core.handle_alive.get() && self.has_unretrieved_panic() {
-                report_unretrieved(lp, &as_ref);
+                report_unretrieved(lp, &as_ref());
             }
         }
         let linked = std::mem::take(&mut *core.linked.borrow_mut());
@@ -299,6 +300,7 @@ trait JoinSlot<T> {
     fn core(&self) -> &TaskCore;
     fn take_output(&self) -> Option<Result<T, TaskError>>;
     fn raw(self: Rc<Self>) -> Rc<dyn RawTask>;
+    fn has_panic(&self) -> bool;
 }
 
 impl<T: 'static, F: Future<Output = Result<T, TaskError>> + 'static> JoinSlot<T> for TaskCell<T, F> {
@@ -310,6 +312,9 @@ impl<T: 'static, F: Future<Output = Result<T, TaskError>> + 'static> JoinSlot<T>
     }
     fn raw(self: Rc<Self>) -> Rc<dyn RawTask> {
         self
+    }
+    fn has_panic(&self) -> bool {
+        self.has_unretrieved_panic()
     }
 }
 
@@ -518,7 +523,7 @@ impl<T: 'static> Task<T> {
     }
     /// Whether the task finished by panicking (and the panic is still stored).
     pub fn has_panicked(&self) -> bool {
-        self.slot.clone().raw().has_unretrieved_panic()
+        self.slot.has_panic()
     }
     /// Makes `cancel()` on this task also cancel `child` at once.
     pub(crate) fn link_child(&self, child: TaskRef) {
@@ -567,12 +572,14 @@ impl<T> Drop for Task<T> {
     fn drop(&mut self) {
         let core = self.slot.core();
         core.handle_alive.set(false);
-        if core.state.get() == State::Finished {
-            let raw = self.slot.clone().raw();
-            if raw.has_unretrieved_panic() {
-                if let Some(lp) = core.lp.upgrade() {
-                    report_unretrieved(&lp, &TaskRef { raw });
-                }
+        if core.state.get() == State::Finished && self.slot.has_panic() {
+            if let Some(lp) = core.lp.upgrade() {
+                report_unretrieved(
+                    &lp,
+                    &TaskRef {
+                        raw: self.slot.clone().raw(),
+                    },
+                );
             }
         }
     }
