@@ -116,7 +116,13 @@ pub fn default_exception_handler(ctx: &ExceptionContext) {
 
 pub(crate) enum Runnable {
     Callback(Rc<CallbackCell>),
-    Task { key: usize, id: u64 },
+    /// A cross-thread callback: nobody holds a handle to it, so it needs no
+    /// cancellable cell.
+    Remote(Box<dyn FnOnce() + Send>),
+    Task {
+        key: usize,
+        id: u64,
+    },
 }
 
 /// Loop state shared (via `Rc`) by the loop, its tasks and handles.
@@ -317,6 +323,12 @@ impl LoopInner {
                     }
                     None
                 }
+                Runnable::Remote(f) => {
+                    if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
+                        self.report_panic(ExceptionKind::CallbackPanicked, "Exception in callback", p);
+                    }
+                    None
+                }
                 Runnable::Task { key, id } => {
                     let t = self.tasks.borrow().get(key).filter(|t| t.core().id() == id).cloned();
                     match t {
@@ -357,9 +369,7 @@ impl LoopInner {
         for r in batch.drain(..) {
             match r {
                 shared::Remote::Wake { key, id } => self.ready.borrow_mut().push_back(Runnable::Task { key, id }),
-                shared::Remote::Call(f) => {
-                    self.schedule_callback(f);
-                }
+                shared::Remote::Call(f) => self.ready.borrow_mut().push_back(Runnable::Remote(f)),
                 shared::Remote::Stop => self.stopping.set(true),
             }
         }
