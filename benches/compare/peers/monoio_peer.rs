@@ -1,15 +1,20 @@
-//! monoio echo server on its io_uring driver.
+//! monoio TCP echo, HTTP and UDP echo servers on its io_uring driver.
 
 use std::io;
 
+use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 
-use super::BUF;
+use super::{BUF, http};
+
+fn runtime() -> io::Result<monoio::Runtime<monoio::IoUringDriver>> {
+    monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .with_entries(1024)
+        .build()
+}
 
 pub fn serve(l: std::net::TcpListener, ready: impl FnOnce() + 'static) -> io::Result<()> {
-    let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-        .with_entries(1024)
-        .build()?;
+    let mut rt = runtime()?;
     rt.block_on(async move {
         let l = monoio::net::TcpListener::from_std(l)?;
         ready();
@@ -31,6 +36,65 @@ pub fn serve(l: std::net::TcpListener, ready: impl FnOnce() + 'static) -> io::Re
                     buf = b;
                 }
             });
+        }
+    })
+}
+
+pub fn serve_http(l: std::net::TcpListener, ready: impl FnOnce() + 'static) -> io::Result<()> {
+    let mut rt = runtime()?;
+    rt.block_on(async move {
+        let l = monoio::net::TcpListener::from_std(l)?;
+        ready();
+        loop {
+            let (mut s, _) = l.accept().await?;
+            monoio::spawn(async move {
+                let _ = s.set_nodelay(true);
+                let mut input = Vec::with_capacity(http::INBUF);
+                let mut out = Vec::with_capacity(http::RESPONSE.len());
+                loop {
+                    if !http::make_room(&mut input) {
+                        return;
+                    }
+                    let at = input.len();
+                    let (res, b) = s.read(input.slice_mut(at..)).await;
+                    input = b.into_inner();
+                    if !matches!(res, Ok(n) if n > 0) {
+                        return;
+                    }
+                    let used = http::respond(&input, &mut out);
+                    input.drain(..used);
+                    if out.is_empty() {
+                        continue;
+                    }
+                    let (res, o) = s.write_all(out).await;
+                    if res.is_err() {
+                        return;
+                    }
+                    out = o;
+                    out.clear();
+                }
+            });
+        }
+    })
+}
+
+pub fn serve_udp(s: std::net::UdpSocket, ready: impl FnOnce() + 'static) -> io::Result<()> {
+    let mut rt = runtime()?;
+    rt.block_on(async move {
+        let s = monoio::net::udp::UdpSocket::from_std(s)?;
+        ready();
+        let mut buf = Vec::with_capacity(BUF);
+        loop {
+            let (res, b) = s.recv_from(buf).await;
+            buf = b;
+            let from = match res {
+                Ok((_, from)) => from,
+                Err(e) if super::transient_udp_error(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            // A failed send loses that one datagram, like any UDP drop.
+            let (_, b) = s.send_to(buf, from).await;
+            buf = b;
         }
     })
 }

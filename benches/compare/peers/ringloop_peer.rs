@@ -1,8 +1,10 @@
-//! ringloop echo server (either backend).
+//! ringloop TCP echo, HTTP and UDP echo servers (either backend).
 
 use std::io;
 
-use super::BUF;
+use ringloop::buf::IoBuf;
+
+use super::{BUF, http};
 
 pub fn serve(
     l: std::net::TcpListener,
@@ -32,6 +34,75 @@ pub fn serve(
                 }
             })
             .detach();
+        }
+    })?
+}
+
+pub fn serve_http(
+    l: std::net::TcpListener,
+    driver: ringloop::DriverChoice,
+    ready: impl FnOnce() + 'static,
+) -> io::Result<()> {
+    let lp = ringloop::EventLoop::builder().driver(driver).build()?;
+    lp.run_until_complete(async move {
+        let l = ringloop::net::TcpListener::from_std(l)?;
+        ready();
+        loop {
+            let (s, _) = l.accept().await?;
+            ringloop::spawn(async move {
+                let _ = s.set_nodelay(true);
+                let mut input = Vec::with_capacity(http::INBUF);
+                let mut out = Vec::with_capacity(http::RESPONSE.len());
+                loop {
+                    if !http::make_room(&mut input) {
+                        return;
+                    }
+                    let at = input.len();
+                    let (res, b) = s.read(input.slice(at..)).await;
+                    input = b.into_inner();
+                    if !matches!(res, Ok(n) if n > 0) {
+                        return;
+                    }
+                    let used = http::respond(&input, &mut out);
+                    input.drain(..used);
+                    if out.is_empty() {
+                        continue;
+                    }
+                    let (res, o) = s.write_all(out).await;
+                    if res.is_err() {
+                        return;
+                    }
+                    out = o;
+                    out.clear();
+                }
+            })
+            .detach();
+        }
+    })?
+}
+
+pub fn serve_udp(
+    s: std::net::UdpSocket,
+    driver: ringloop::DriverChoice,
+    ready: impl FnOnce() + 'static,
+) -> io::Result<()> {
+    let lp = ringloop::EventLoop::builder().driver(driver).build()?;
+    lp.run_until_complete(async move {
+        let s = ringloop::net::UdpSocket::from_std(s)?;
+        ready();
+        let mut buf = Vec::with_capacity(BUF);
+        loop {
+            buf.clear();
+            let (res, b) = s.recv_from(buf).await;
+            buf = b;
+            let from = match res {
+                Ok((_, from)) => from,
+                Err(e) if super::transient_udp_error(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            // A failed send loses that one datagram, like any UDP drop.
+            let (_, b) = s.send_to(buf, from).await;
+            buf = b;
         }
     })?
 }
