@@ -86,7 +86,6 @@ impl Input {
 }
 
 /// Checks [`respond`] on the cases the servers rely on.
-#[allow(dead_code, reason = "called by the harness in smoke mode")]
 pub fn self_check() -> Result<(), String> {
     const REQ: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n";
     let run = |input: &[u8], want_used: usize, want_responses: usize, what: &str| {

@@ -83,7 +83,6 @@ pub fn serve(name: &str, l: TcpListener, ready: impl FnOnce() + 'static) -> io::
 
 /// Serves HTTP/1.1 keep-alive "hello" as peer `name` on `l` until killed.
 /// Errors mean the peer is unavailable.
-#[allow(dead_code, reason = "called by the harness's HTTP workloads")]
 pub fn serve_http(name: &str, l: TcpListener, ready: impl FnOnce() + 'static) -> io::Result<()> {
     match name {
         "ringloop/uring" => ringloop_peer::serve_http(l, ringloop::DriverChoice::Uring, ready),
@@ -103,7 +102,6 @@ pub fn serve_http(name: &str, l: TcpListener, ready: impl FnOnce() + 'static) ->
 
 /// Serves UDP echo as peer `name` on `s` (already bound) until killed.
 /// Errors mean the peer is unavailable.
-#[allow(dead_code, reason = "called by the harness's UDP workloads")]
 pub fn serve_udp(name: &str, s: UdpSocket, ready: impl FnOnce() + 'static) -> io::Result<()> {
     match name {
         "ringloop/uring" => ringloop_peer::serve_udp(s, ringloop::DriverChoice::Uring, ready),
@@ -128,7 +126,6 @@ pub const UDP_SOCKBUF: usize = 4 << 20;
 /// Binds a UDP socket on 127.0.0.1:0 with SO_RCVBUF/SO_SNDBUF raised to
 /// [`UDP_SOCKBUF`], best effort: SO_*BUFFORCE when privileged, else the
 /// plain options (which the kernel caps at `net.core.{r,w}mem_max`).
-#[allow(dead_code, reason = "called by the harness's UDP workloads")]
 pub fn udp_socket() -> io::Result<UdpSocket> {
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
     for (force, plain) in [
