@@ -2,7 +2,7 @@
 //! tokio `current_thread`, driven by criterion.
 //!
 //! ```text
-//! cargo bench --bench runtime                      # full run (~4 min on 2 cores)
+//! cargo bench --bench runtime                      # full run (~3 min on 2 cores)
 //! cargo bench --bench runtime -- --quick           # criterion's --quick (~1 min)
 //! cargo bench --bench runtime -- spawn_join        # criterion filter (a regex on "group/function")
 //! cargo bench --bench runtime -- 'yield_.*/ringloop'
@@ -34,15 +34,16 @@
 //! futures). `Throughput::Elements` is the number of operations per
 //! iteration, so criterion prints ops/s and the summary divides its estimate
 //! down to one operation. Group settings (warm-up, measurement time, sample
-//! count) are in [`BENCHES`]; they keep the full run under ~5 minutes on the
-//! 2-core machine.
+//! count; flat sampling for the batch groups, whose iterations take tens to
+//! hundreds of ms) are in [`BENCHES`]; they keep the full run around 3
+//! minutes on the 2-core machine.
 //!
 //! The latency benchmarks return a time criterion can estimate a mean of:
 //! `sleep_1ms_lateness` the wall time of the sequential sleeps (so its
 //! estimate is 1 ms + mean lateness + loop overhead per sleep),
-//! `xthread_wake_latency` the sum of the per-wake latencies (the pauses
-//! between wakes are not counted, and the group's warm-up / measurement
-//! times are in that latency time, ~1/50 of wall time). Each call also hands
+//! `xthread_wake_latency` the sum of the per-wake latencies (the 200 µs
+//! pauses between wakes are not counted; criterion still plans the group's
+//! iteration counts from wall time, as for every group). Each call also hands
 //! its per-sample latencies to the harness, which keeps those of the calls
 //! criterion measured (the last `sample_size` calls; every call under
 //! `--quick`, which has no warm-up) and prints p50/p99 per runtime. Under
@@ -92,7 +93,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, Criterion, Throughput};
+use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use ringloop::{DriverChoice, EventLoop};
 
 /// The runtimes a benchmark can run on.
@@ -143,12 +144,18 @@ impl Size {
 }
 
 /// Criterion settings of one group (full run; `--quick` is criterion's own
-/// adaptive mode, capped by `measure`).
+/// adaptive mode, capped by `measure`). Criterion plans its iteration counts
+/// from the wall time of the warm-up calls (`iter_custom`'s warm-up times the
+/// whole closure, runtime setup included), so these are wall times whatever
+/// the workload returns.
 #[derive(Clone, Copy)]
 struct Timing {
     warm_up: Duration,
     measure: Duration,
     samples: usize,
+    /// `SamplingMode::Flat` (same iteration count in every sample; for long
+    /// iterations), else criterion's automatic choice (linear).
+    flat: bool,
 }
 
 /// Per-operation workloads (tens of ns to µs per iteration).
@@ -156,6 +163,7 @@ const FAST: Timing = Timing {
     warm_up: Duration::from_millis(1000),
     measure: Duration::from_millis(2500),
     samples: 20,
+    flat: false,
 };
 
 /// Batch workloads (tens to hundreds of ms per iteration): flat sampling.
@@ -163,6 +171,7 @@ const BATCH: Timing = Timing {
     warm_up: Duration::from_millis(1000),
     measure: Duration::from_millis(3000),
     samples: 10,
+    flat: true,
 };
 
 /// `sleep(1ms)`: ~1 ms per iteration.
@@ -170,15 +179,16 @@ const SLEEPS: Timing = Timing {
     warm_up: Duration::from_millis(500),
     measure: Duration::from_millis(3000),
     samples: 10,
+    flat: false,
 };
 
-/// Cross-thread wake latency. The returned time is the summed latency
-/// (~5 µs per wake) while each wake costs ~250 µs of wall time (the remote
-/// thread's pause), so these are ~1/50 of the wall time they take.
+/// Cross-thread wake latency: ~5 µs per wake, but ~250 µs of wall time
+/// (the remote thread's pause), which is what criterion plans with.
 const XLAT: Timing = Timing {
-    warm_up: Duration::from_millis(20),
-    measure: Duration::from_millis(60),
+    warm_up: Duration::from_millis(500),
+    measure: Duration::from_millis(3000),
     samples: 10,
+    flat: false,
 };
 
 /// `--quick` cap for the latency groups, which also run until it (see the
@@ -1168,6 +1178,9 @@ fn configure(g: &mut BenchmarkGroup<'_, WallTime>, b: &Bench, mode: &Mode, per_i
         .measurement_time(b.timing.measure)
         .sample_size(b.timing.samples)
         .throughput(Throughput::Elements(per_iter));
+    if b.timing.flat {
+        g.sampling_mode(SamplingMode::Flat);
+    }
     if mode.quick && b.kind == Kind::Latency {
         // `--quick` stops once two consecutive samples agree within the
         // significance level, after as little as 100 ms: too few latency
@@ -1391,6 +1404,16 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank - 1]
 }
 
+/// Distribution of one runtime's latency samples (seconds).
+#[derive(Clone, Copy)]
+struct LatencyStats {
+    n: usize,
+    p50: f64,
+    p99: f64,
+    mean: f64,
+    max: f64,
+}
+
 /// The ratio column: `value / baseline`.
 fn ratio(row: &Row, value: f64, baseline: Option<f64>) -> String {
     match (row.bench.baseline, baseline) {
@@ -1468,7 +1491,7 @@ fn summary(rows: &[Row], mode: &Mode, started: SystemTime, header: &[String], to
     }
 
     // Latency distributions.
-    let pcts: Vec<Option<(usize, f64, f64)>> = rows
+    let pcts: Vec<Option<LatencyStats>> = rows
         .iter()
         .map(|r| {
             if r.bench.kind != Kind::Latency {
@@ -1479,7 +1502,13 @@ fn summary(rows: &[Row], mode: &Mode, started: SystemTime, header: &[String], to
                 return None;
             }
             lat.sort_by(f64::total_cmp);
-            Some((lat.len(), percentile(&lat, 0.50), percentile(&lat, 0.99)))
+            Some(LatencyStats {
+                n: lat.len(),
+                p50: percentile(&lat, 0.50),
+                p99: percentile(&lat, 0.99),
+                mean: lat.iter().sum::<f64>() / lat.len() as f64,
+                max: lat[lat.len() - 1],
+            })
         })
         .collect();
     if pcts.iter().any(Option::is_some) {
@@ -1489,30 +1518,35 @@ fn summary(rows: &[Row], mode: &Mode, started: SystemTime, header: &[String], to
              wake latency for `xthread_wake_latency`):\n"
                 .into(),
         );
-        out.push("| benchmark | runtime | samples | p50 | p99 | p50 vs tokio-ct | p99 vs tokio-ct |".into());
-        out.push("|---|---|---|---|---|---|---|".into());
+        out.push(
+            "| benchmark | runtime | samples | p50 | p99 | p50 vs tokio-ct | p99 vs tokio-ct | mean | max |".into(),
+        );
+        out.push("|---|---|---|---|---|---|---|---|---|".into());
         for (i, r) in rows.iter().enumerate() {
             if r.bench.kind != Kind::Latency {
                 continue;
             }
             match (&r.outcome, pcts[i]) {
                 (Outcome::Skipped(why), _) => out.push(format!(
-                    "| {} | {} | – | – | – | skipped: {why} | |",
+                    "| {} | {} | – | – | – | skipped: {why} | | | |",
                     r.bench.group,
                     r.rt.id()
                 )),
                 (Outcome::Ran(_), None) => {}
-                (Outcome::Ran(_), Some((n, p50, p99))) => {
-                    let b50 = baseline_of(r, &|j| pcts[j].map(|p| p.1));
-                    let b99 = baseline_of(r, &|j| pcts[j].map(|p| p.2));
+                (Outcome::Ran(_), Some(l)) => {
+                    let b50 = baseline_of(r, &|j| pcts[j].map(|p| p.p50));
+                    let b99 = baseline_of(r, &|j| pcts[j].map(|p| p.p99));
                     out.push(format!(
-                        "| {} | {} | {n} | {} | {} | {} | {} |",
+                        "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                         r.bench.group,
                         r.rt.id(),
-                        fmt_lat(p50),
-                        fmt_lat(p99),
-                        ratio(r, p50, b50),
-                        ratio(r, p99, b99),
+                        l.n,
+                        fmt_lat(l.p50),
+                        fmt_lat(l.p99),
+                        ratio(r, l.p50, b50),
+                        ratio(r, l.p99, b99),
+                        fmt_lat(l.mean),
+                        fmt_lat(l.max),
                     ));
                 }
             }
