@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench --bench runtime                      # full run (~3 min on 2 cores)
-//! cargo bench --bench runtime -- --quick           # criterion's --quick (~1 min)
+//! cargo bench --bench runtime -- --quick           # criterion's --quick (~40 s)
 //! cargo bench --bench runtime -- spawn_join        # criterion filter (a regex on "group/function")
 //! cargo bench --bench runtime -- 'yield_.*/ringloop'
 //! taskset -c 1 cargo bench --bench runtime         # pinned to one core (both threads of the
@@ -48,7 +48,7 @@
 //! criterion measured (the last `sample_size` calls; every call under
 //! `--quick`, which has no warm-up) and prints p50/p99 per runtime. Under
 //! `--quick` the latency groups run until their 1 s cap so the percentiles
-//! rest on ~1000 samples or more.
+//! rest on ~500 (tokio's sleeps take 2 ms) to ~4000 samples.
 //!
 //! After criterion finishes, `main` prints one Markdown summary: per
 //! benchmark and runtime, criterion's point estimate per operation (the
@@ -65,8 +65,8 @@
 //! so.
 //!
 //! Without `--bench` (`cargo test`) criterion runs each function once with
-//! `iters = 1`, and an iteration is then a tiny workload (a few hundred
-//! operations at most), so the whole smoke run takes about a second.
+//! `iters = 1`, and an iteration is then a tiny workload (at most 1000
+//! operations), so the whole smoke run takes well under a second.
 //!
 //! # Benchmarks (details in each entry's `note`)
 //!
