@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench --bench runtime                      # full run (~3 min on 2 cores)
-//! cargo bench --bench runtime -- --quick           # criterion's --quick (~40 s)
+//! cargo bench --bench runtime -- --quick           # criterion's --quick (25-40 s)
 //! cargo bench --bench runtime -- spawn_join        # criterion filter (a regex on "group/function")
 //! cargo bench --bench runtime -- 'yield_.*/ringloop'
 //! taskset -c 1 cargo bench --bench runtime         # pinned to one core (both threads of the
