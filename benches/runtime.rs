@@ -451,7 +451,9 @@ const BENCHES: &[Bench] = &[
                thread sleeps 200 µs so the loop is back in its blocking wait when the next wake \
                comes. Under `taskset -c 1` both threads share one core, so this includes the \
                wake-up's context switch. Criterion's time per op is the mean latency (the pauses \
-               are not counted).",
+               are not counted); a handful of millisecond stalls (the other core's load, \
+               preemption) moves that mean a lot between runs, so compare runtimes by the p50/p99 \
+               table.",
         run: xthread_latency,
         kind: Kind::Latency,
     },
