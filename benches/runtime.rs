@@ -1,32 +1,99 @@
 //! Runtime micro-benchmarks: ringloop (io_uring and readiness backends) vs
-//! tokio `current_thread`.
-//!
-//! Self-contained (no criterion) to keep compile times low. Each benchmark
-//! runs one warm-up round and then several measured rounds; within a round
-//! the runtimes run back to back (A B C A B C ...), so a ratio is computed
-//! per round from neighbouring samples and the table reports the median of
-//! those per-round ratios.
+//! tokio `current_thread`, driven by criterion.
 //!
 //! ```text
-//! cargo bench --bench runtime                      # full run
-//! cargo bench --bench runtime -- --quick           # sizes / 10, a few seconds
-//! cargo bench --bench runtime -- spawn             # filter on "bench/runtime"
-//! cargo bench --bench runtime -- --rounds 9 --warmup 2 yield
-//! taskset -c 1 target/release/deps/runtime-<hash> --bench   # pinned by hand
+//! cargo bench --bench runtime                      # full run (~3 min on 2 cores)
+//! cargo bench --bench runtime -- --quick           # criterion's --quick (25-40 s)
+//! cargo bench --bench runtime -- spawn_join        # criterion filter (a regex on "group/function")
+//! cargo bench --bench runtime -- 'yield_.*/ringloop'
+//! taskset -c 1 cargo bench --bench runtime         # pinned to one core (both threads of the
+//!                                                  # cross-thread benchmarks share it)
+//! cargo test --bench runtime                       # smoke run: every workload once, tiny
 //! ```
 //!
-//! Without `--bench` (i.e. under `cargo test --benches`) every benchmark runs
-//! once at a tiny size as a smoke test.
+//! # Method
+//!
+//! One criterion `BenchmarkGroup` per benchmark and one function per runtime:
+//! `ringloop-uring` (`DriverChoice::Uring`), `ringloop-fallback`
+//! (`DriverChoice::Fallback`, epoll), `tokio-ct-local` (tokio current_thread
+//! with time enabled, tasks on a `LocalSet` via `spawn_local`: the analogue of
+//! ringloop's !Send tasks) and `tokio-ct-spawn` (the same runtime,
+//! `tokio::spawn`). Every function uses `iter_custom`: for `iters` criterion
+//! iterations it builds a fresh runtime, runs `iters` iterations' worth of the
+//! workload inside it (one `run_until_complete` / `block_on`) and returns the
+//! wall time of that run alone (runtime setup and teardown are not timed).
+//! The workload's result is checked on every call; a wrong result panics, so
+//! it fails `cargo test` as well as `cargo bench`. A runtime that cannot be
+//! built here (no io_uring) is reported and skipped.
+//!
+//! A criterion iteration is one operation for the streaming workloads (one
+//! yield, one callback, one round trip, ...), and one fixed-size batch where
+//! the workload is defined by how many things are outstanding at once
+//! (`spawn_join`: 100k tasks spawned then joined; `call_soon_batch`: 1M
+//! callbacks queued; `timers`: 1M timers, 90% cancelled; `gather`: 10k
+//! futures). `Throughput::Elements` is the number of operations per
+//! iteration, so criterion prints ops/s and the summary divides its estimate
+//! down to one operation. Group settings (warm-up, measurement time, sample
+//! count; flat sampling for the batch groups, whose iterations take tens to
+//! hundreds of ms) are in [`BENCHES`]; they keep the full run around 3
+//! minutes on the 2-core machine.
+//!
+//! The latency benchmarks return a time criterion can estimate a mean of:
+//! `sleep_1ms_lateness` the wall time of the sequential sleeps (so its
+//! estimate is 1 ms + mean lateness + loop overhead per sleep),
+//! `xthread_wake_latency` the sum of the per-wake latencies (the 200 µs
+//! pauses between wakes are not counted; criterion still plans the group's
+//! iteration counts from wall time, as for every group). Each call also hands
+//! its per-sample latencies to the harness, which keeps those of the calls
+//! criterion measured (the last `sample_size` calls; every call under
+//! `--quick`, which has no warm-up) and prints p50/p99 per runtime. Under
+//! `--quick` the latency groups run until their 1 s cap so the percentiles
+//! rest on ~500 (tokio's sleeps take 2 ms) to ~4000 samples.
+//!
+//! After criterion finishes, `main` prints one Markdown summary: per
+//! benchmark and runtime, criterion's point estimate per operation (the
+//! "typical" estimate criterion prints: the slope under linear sampling,
+//! else the mean, read from `<target>/criterion/<group>/<function>/new/estimates.json`
+//! of this run) with its 95% confidence interval, ops/s, and the ratio to
+//! tokio current_thread (the LocalSet row for !Send workloads, the spawn row
+//! for the cross-thread ones); then the p50/p99 latency table and what each
+//! benchmark measures. It is also written to
+//! `<target>/ringloop-bench/runtime.md` (`<target>` = `$CARGO_TARGET_DIR`,
+//! else `target/`; `runtime-smoke.md` for the smoke run). Criterion's own
+//! directory follows `$CRITERION_HOME` if set; if the estimates cannot be
+//! found there the row falls back to this harness's own measurement and says
+//! so.
+//!
+//! Without `--bench` (`cargo test`) criterion runs each function once with
+//! `iters = 1`, and an iteration is then a tiny workload (at most 1000
+//! operations), so the whole smoke run takes well under a second.
+//!
+//! # Benchmarks (details in each entry's `note`)
+//!
+//! - `spawn_join`: spawn 100k tasks, then await each handle (per task).
+//! - `call_soon_batch` / `call_soon_chain`: ringloop callbacks queued 1M at a
+//!   time / each scheduling the next (per callback; no tokio analogue).
+//! - `yield_1task` / `yield_2tasks` / `yield_100tasks`: `yield_now()` by one
+//!   task, by two tasks in ping-pong, by 100 tasks (per yield).
+//! - `timers`: 1M timers inserted, 90% cancelled, 10% awaited (per timer).
+//! - `xthread_wake`: cross-thread round trip into a parked loop.
+//! - `lock_pingpong` / `queue_pingpong`: lock handoff / token round trip
+//!   between two tasks.
+//! - `gather`: gather of 10k futures (per future).
+//! - `sleep_1ms_lateness`, `xthread_wake_latency`: latency distributions.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::hint::black_box;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use ringloop::{DriverChoice, EventLoop};
 
 /// The runtimes a benchmark can run on.
@@ -34,7 +101,7 @@ use ringloop::{DriverChoice, EventLoop};
 enum Rt {
     /// ringloop, `DriverChoice::Uring`.
     Uring,
-    /// ringloop, `DriverChoice::Fallback` (epoll via `polling`).
+    /// ringloop, `DriverChoice::Fallback` (epoll).
     Fallback,
     /// tokio current_thread (time enabled) + `LocalSet`, tasks via `spawn_local`.
     TokioLocal,
@@ -43,48 +110,124 @@ enum Rt {
 }
 
 impl Rt {
-    fn label(self) -> &'static str {
+    /// Criterion function id (also a directory name under `target/criterion/<group>/`).
+    fn id(self) -> &'static str {
         match self {
-            Rt::Uring => "ringloop/uring",
-            Rt::Fallback => "ringloop/fallback",
-            Rt::TokioLocal => "tokio-ct LocalSet",
-            Rt::TokioSpawn => "tokio-ct spawn",
+            Rt::Uring => "ringloop-uring",
+            Rt::Fallback => "ringloop-fallback",
+            Rt::TokioLocal => "tokio-ct-local",
+            Rt::TokioSpawn => "tokio-ct-spawn",
         }
+    }
+
+    fn is_ringloop(self) -> bool {
+        matches!(self, Rt::Uring | Rt::Fallback)
     }
 }
 
-/// Result of one sample: wall time of the measured region, or why the
-/// runtime is unavailable.
+/// Result of one run: wall time of the measured region, or why it failed.
 type Sample = Result<Duration, String>;
 
+/// How much work one call of a workload does: `iters` criterion iterations
+/// of `per_iter` operations each.
+#[derive(Clone, Copy, Debug)]
+struct Size {
+    iters: u64,
+    per_iter: u64,
+}
+
+impl Size {
+    /// Operations in this call.
+    fn ops(self) -> u64 {
+        self.iters * self.per_iter
+    }
+}
+
+/// Criterion settings of one group (full run; `--quick` is criterion's own
+/// adaptive mode, capped by `measure`). Criterion plans its iteration counts
+/// from the wall time of the warm-up calls (`iter_custom`'s warm-up times the
+/// whole closure, runtime setup included), so these are wall times whatever
+/// the workload returns.
+#[derive(Clone, Copy)]
+struct Timing {
+    warm_up: Duration,
+    measure: Duration,
+    samples: usize,
+    /// `SamplingMode::Flat` (same iteration count in every sample; for long
+    /// iterations), else criterion's automatic choice (linear).
+    flat: bool,
+}
+
+/// Per-operation workloads (tens of ns to µs per iteration).
+const FAST: Timing = Timing {
+    warm_up: Duration::from_millis(1000),
+    measure: Duration::from_millis(2500),
+    samples: 20,
+    flat: false,
+};
+
+/// Batch workloads (tens to hundreds of ms per iteration): flat sampling.
+const BATCH: Timing = Timing {
+    warm_up: Duration::from_millis(1000),
+    measure: Duration::from_millis(3000),
+    samples: 10,
+    flat: true,
+};
+
+/// `sleep(1ms)`: ~1 ms per iteration.
+const SLEEPS: Timing = Timing {
+    warm_up: Duration::from_millis(500),
+    measure: Duration::from_millis(3000),
+    samples: 10,
+    flat: false,
+};
+
+/// Cross-thread wake latency: ~5 µs per wake, but ~250 µs of wall time
+/// (the remote thread's pause), which is what criterion plans with.
+const XLAT: Timing = Timing {
+    warm_up: Duration::from_millis(500),
+    measure: Duration::from_millis(3000),
+    samples: 10,
+    flat: false,
+};
+
+/// `--quick` cap for the latency groups, which also run until it (see the
+/// module docs).
+const QUICK_LATENCY_CAP: Duration = Duration::from_secs(1);
+
 struct Bench {
-    name: &'static str,
-    /// Operations per sample at full size (for ns/op).
-    ops: u64,
+    /// Criterion group name.
+    group: &'static str,
     runtimes: &'static [Rt],
     /// The tokio runtime the ratio column divides by.
     baseline: Option<Rt>,
+    /// Operations per criterion iteration under `cargo bench`.
+    per_iter: u64,
+    /// Operations per iteration in the `cargo test` smoke run (one iteration).
+    smoke_per_iter: u64,
+    /// What one operation is (for the table).
+    op: &'static str,
+    timing: Timing,
     /// What exactly is measured (printed under the table).
     note: &'static str,
-    run: fn(Rt, u64) -> Sample,
-    /// Throughput (wall time per sample) or latency (a distribution the run
-    /// records with [`record_latencies`]).
+    run: fn(Rt, Size) -> Sample,
     kind: Kind,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Throughput,
+    /// The run also records per-sample latencies with [`record_latencies`].
     Latency,
 }
 
 thread_local! {
     /// Latency samples (seconds, may be negative) of the last run of a
-    /// [`Kind::Latency`] benchmark; drained by the driver after each run.
-    static LATENCIES: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// [`Kind::Latency`] workload; taken by the harness after each run.
+    static LATENCIES: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Hands one run's latency samples to the driver.
+/// Hands one run's latency samples to the harness.
 fn record_latencies(v: Vec<f64>) {
     LATENCIES.with(|l| *l.borrow_mut() = v);
 }
@@ -98,82 +241,126 @@ const RINGLOOP_ONLY: &[Rt] = &[Rt::Uring, Rt::Fallback];
 const LOCAL: &[Rt] = &[Rt::Uring, Rt::Fallback, Rt::TokioLocal];
 const XTHREAD: &[Rt] = &[Rt::Uring, Rt::Fallback, Rt::TokioSpawn];
 
+const SPAWN_BATCH: u64 = 100_000;
+const CALL_SOON_BATCH: u64 = 1_000_000;
+const TIMER_BATCH: u64 = 1_000_000;
+const GATHER_SIZE: u64 = 10_000;
+
 const BENCHES: &[Bench] = &[
     Bench {
-        name: "spawn_join_100k",
-        ops: 100_000,
+        group: "spawn_join",
         runtimes: ALL,
         baseline: Some(Rt::TokioLocal),
-        note: "spawn N tasks returning their index, then await every handle in order and sum. \
-               ringloop: `ringloop::spawn` inside `run_until_complete`; tokio-ct LocalSet: \
-               `task::spawn_local` (the analogue: ringloop tasks are !Send); tokio-ct spawn: \
-               `tokio::spawn` on the same runtime, for reference. In every runtime the driving \
-               future is itself a spawned task.",
+        per_iter: SPAWN_BATCH,
+        smoke_per_iter: 100,
+        op: "task",
+        timing: BATCH,
+        note: "an iteration spawns a batch of tasks (100k in a benchmark run) returning their \
+               index, then awaits every handle in order and sums. ringloop: `ringloop::spawn` \
+               inside `run_until_complete`; tokio-ct-local: `task::spawn_local` (the analogue: \
+               ringloop tasks are !Send); tokio-ct-spawn: `tokio::spawn` on the same runtime, \
+               for reference. In every runtime the driving future is itself a spawned task. Per \
+               op = per task.",
         run: spawn_join,
         kind: Kind::Throughput,
     },
     Bench {
-        name: "call_soon_1m_batch",
-        ops: 1_000_000,
+        group: "call_soon_batch",
         runtimes: RINGLOOP_ONLY,
         baseline: None,
-        note: "one task schedules N `lp.call_soon` callbacks (each captures an `Rc<Cell>` counter \
-               and increments it), then yields once; all N run in the next iteration. tokio has no \
-               callback queue; spawning N tiny tasks would measure task creation, not callbacks, \
-               so no tokio row.",
+        per_iter: CALL_SOON_BATCH,
+        smoke_per_iter: 1_000,
+        op: "callback",
+        timing: BATCH,
+        note: "an iteration: one task schedules a batch of `lp.call_soon` callbacks (1M in a \
+               benchmark run; each captures an `Rc<Cell>` counter and increments it), then yields \
+               once; all of them run in the next \
+               loop iteration. tokio has no callback queue; spawning tiny tasks would measure task \
+               creation, not callbacks, so no tokio row.",
         run: call_soon_batch,
         kind: Kind::Throughput,
     },
     Bench {
-        name: "call_soon_1m_chain",
-        ops: 1_000_000,
+        group: "call_soon_chain",
         runtimes: RINGLOOP_ONLY,
         baseline: None,
-        note: "N callbacks in a chain: each one `call_soon`s the next, so every callback costs one \
+        per_iter: 1,
+        smoke_per_iter: 1_000,
+        op: "callback",
+        timing: FAST,
+        note: "callbacks in a chain: each one `call_soon`s the next, so every callback costs one \
                full loop iteration (`_run_once`, including its zero-timeout driver poll). \
                No tokio analogue.",
         run: call_soon_chain,
         kind: Kind::Throughput,
     },
     Bench {
-        name: "yield_1m",
-        ops: 1_000_000,
+        group: "yield_1task",
         runtimes: ALL,
         baseline: Some(Rt::TokioLocal),
-        note: "one task doing N `yield_now().await` (ringloop: `ringloop::yield_now`, one loop \
-               iteration each; tokio: `tokio::task::yield_now`, which defers the wake until after \
-               a zero-timeout park of the driver).",
+        per_iter: 1,
+        smoke_per_iter: 1_000,
+        op: "yield",
+        timing: FAST,
+        note: "one task doing `yield_now().await` in a loop (ringloop: `ringloop::yield_now`, one \
+               loop iteration each; tokio: `tokio::task::yield_now`, which defers the wake until \
+               after a zero-timeout park of the driver).",
         run: yield_one,
         kind: Kind::Throughput,
     },
     Bench {
-        name: "yield_1m_100tasks",
-        ops: 1_000_000,
+        group: "yield_2tasks",
         runtimes: ALL,
         baseline: Some(Rt::TokioLocal),
-        note: "100 tasks each doing N/100 `yield_now().await` (wake-ups through the ready queue, \
-               per-iteration overhead amortised over 100 tasks).",
-        run: yield_many,
+        per_iter: 2,
+        smoke_per_iter: 1_000,
+        op: "yield",
+        timing: FAST,
+        note: "yield ping-pong: two tasks each doing `yield_now().await` in a loop, so every yield \
+               hands the thread to the other task through the ready queue. An iteration is one \
+               yield by each task.",
+        run: yield_two,
         kind: Kind::Throughput,
     },
     Bench {
-        name: "timers_1m_90pct_cancel",
-        ops: 1_000_000,
+        group: "yield_100tasks",
+        runtimes: ALL,
+        baseline: Some(Rt::TokioLocal),
+        per_iter: 100,
+        smoke_per_iter: 1_000,
+        op: "yield",
+        timing: FAST,
+        note: "100 tasks each doing `yield_now().await` in a loop (wake-ups through the ready \
+               queue, per-loop-iteration overhead amortised over 100 tasks). An iteration is one \
+               yield by each task.",
+        run: yield_hundred,
+        kind: Kind::Throughput,
+    },
+    Bench {
+        group: "timers",
         runtimes: LOCAL,
         baseline: Some(Rt::TokioLocal),
-        note: "create N sleep futures (1-2 ms, scrambled deadlines) and poll each once so it \
-               registers its timer; drop 90% (cancel); await the remaining 10% (already due by \
-               then). ringloop: `ringloop::sleep` (binary heap + slab); tokio: \
-               `tokio::time::sleep` (hierarchical wheel).",
+        per_iter: TIMER_BATCH,
+        smoke_per_iter: 1_000,
+        op: "timer",
+        timing: BATCH,
+        note: "an iteration creates a batch of sleep futures (1M in a benchmark run; 1-2 ms, \
+               scrambled deadlines) and polls each once so it registers its timer; drops 90% \
+               (cancel); awaits the remaining 10% (already due by then at this size; in the tiny \
+               smoke run they are not). ringloop: `ringloop::sleep` (binary heap + slab); tokio: \
+               `tokio::time::sleep` (hierarchical wheel). Per op = per timer.",
         run: timers,
         kind: Kind::Throughput,
     },
     Bench {
-        name: "xthread_wake_20k",
-        ops: 20_000,
+        group: "xthread_wake",
         runtimes: XTHREAD,
         baseline: Some(Rt::TokioSpawn),
-        note: "another thread does N sequential round trips to a sleeping loop: ringloop \
+        per_iter: 1,
+        smoke_per_iter: 20,
+        op: "round trip",
+        timing: FAST,
+        note: "another thread does sequential round trips to a sleeping loop: ringloop \
                `LoopHandle::call_soon_threadsafe(closure)` vs tokio `Handle::spawn(async block)` \
                (a full task, the closest tokio API); the loop side answers on a std mpsc channel \
                the remote thread blocks on. Timed on the remote thread. Under `taskset -c 1` both \
@@ -182,26 +369,33 @@ const BENCHES: &[Bench] = &[
         kind: Kind::Throughput,
     },
     Bench {
-        name: "lock_pingpong_100k",
-        ops: 100_000,
+        group: "lock_pingpong",
         runtimes: LOCAL,
         baseline: Some(Rt::TokioLocal),
-        note: "two tasks A and B each loop N/2 times: `let g = lock.lock().await; <check the previous \
-               holder was the other task; record self>; drop(g)`. The driving task takes the lock \
-               first, spawns A then B, yields until both are queued on it, then releases: from then \
-               on every release hands the lock to the queued peer (FIFO, no barging, in both \
+        per_iter: 2,
+        smoke_per_iter: 100,
+        op: "acquisition",
+        timing: FAST,
+        note: "two tasks A and B each loop: `let g = lock.lock().await; <check the previous holder \
+               was the other task; record self>; drop(g)`. The driving task takes the lock first, \
+               spawns A then B, yields until both are queued on it, then releases: from then on \
+               every release hands the lock to the queued peer (FIFO, no barging, in both \
                `ringloop::sync::Lock` and `tokio::sync::Mutex`) and the releaser's next `lock()` \
                queues behind it, so holders strictly alternate (checked; a violation fails the run). \
-               N = total acquisitions; each is one handoff + one task switch.",
+               An iteration is one acquisition by each task; each acquisition is one handoff + one \
+               task switch.",
         run: lock_pingpong,
         kind: Kind::Throughput,
     },
     Bench {
-        name: "queue_pingpong_100k",
-        ops: 100_000,
+        group: "queue_pingpong",
         runtimes: LOCAL,
         baseline: Some(Rt::TokioLocal),
-        note: "N round trips of a token between two tasks over two bounded queues of capacity 1: \
+        per_iter: 1,
+        smoke_per_iter: 100,
+        op: "round trip",
+        timing: FAST,
+        note: "round trips of a token between two tasks over two bounded queues of capacity 1: \
                ping does `q1.put(i); q2.get()`, pong does `q1.get(); q2.put(x + 1)` (results summed \
                and checked). ringloop: `ringloop::sync::Queue::new(1)` (one queue object serves both \
                ends); tokio: two `tokio::sync::mpsc::channel(1)` (Sender/Receiver).",
@@ -209,44 +403,57 @@ const BENCHES: &[Bench] = &[
         kind: Kind::Throughput,
     },
     Bench {
-        name: "gather_10k",
-        ops: 100_000,
+        group: "gather",
         runtimes: ALL,
         baseline: Some(Rt::TokioLocal),
-        note: "N/10k rounds (one round of min(N, 10k) in quick/smoke) of: run 10 000 tiny futures \
-               (`async move { i }`) concurrently and collect their outputs in order into a Vec, then \
-               sum. ringloop: `ringloop::gather(futs).await` (spawns each as a task plus one gather \
+        per_iter: GATHER_SIZE,
+        smoke_per_iter: 100,
+        op: "future",
+        timing: FAST,
+        note: "an iteration runs a batch of tiny futures (10 000 in a benchmark run; `async move \
+               { i }`) concurrently and collects their outputs in order into a Vec, then sums. \
+               ringloop: `ringloop::gather(futs).await` (spawns each as a task plus one gather \
                task that collects results). tokio has no gather; the closest is spawning each \
-               (`spawn_local` / `tokio::spawn`) and awaiting the JoinHandles in order into a Vec: \
-               same task count, no extra collector task. ns/op is per future.",
+               (`spawn_local` / `tokio::spawn`) and awaiting the JoinHandles in order into a \
+               Vec: same task count, no extra collector task. Per op = per future.",
         run: gather_bench,
         kind: Kind::Throughput,
     },
     Bench {
-        name: "sleep_1ms_lateness",
-        ops: 1_000,
+        group: "sleep_1ms_lateness",
         runtimes: LOCAL,
         baseline: Some(Rt::TokioLocal),
-        note: "one task does N sequential `sleep(1ms).await` (nothing else runs); lateness = \
+        per_iter: 1,
+        smoke_per_iter: 5,
+        op: "sleep",
+        timing: SLEEPS,
+        note: "one task does sequential `sleep(1ms).await` (nothing else runs); lateness = \
                `Instant::now()` after the await − (`Instant::now()` just before creating the sleep \
                + 1 ms). Negative means woken early (a runtime measuring the deadline from a cached \
                loop time). tokio's timer wheel has 1 ms resolution and rounds deadlines up; \
-               ringloop uses the exact deadline (io_uring timeout / epoll_wait timeout).",
+               ringloop uses the exact deadline (io_uring timeout / epoll_wait timeout). \
+               Criterion's time per op is the wall time per sleep (1 ms + lateness + overhead).",
         run: sleep_lateness,
         kind: Kind::Latency,
     },
     Bench {
-        name: "xthread_wake_latency",
-        ops: 5_000,
+        group: "xthread_wake_latency",
         runtimes: XTHREAD,
         baseline: Some(Rt::TokioSpawn),
-        note: "another thread sends N one-way wake-ups to a loop that is parked: it takes `t0 = \
+        per_iter: 1,
+        smoke_per_iter: 5,
+        op: "wake",
+        timing: XLAT,
+        note: "another thread sends one-way wake-ups to a loop that is parked: it takes `t0 = \
                Instant::now()`, calls ringloop `LoopHandle::call_soon_threadsafe(closure)` / tokio \
                `Handle::spawn(async block)`, and the closure/task measures `t0.elapsed()` on the \
                loop thread and sends it back over a std mpsc channel. After each reply the remote \
                thread sleeps 200 µs so the loop is back in its blocking wait when the next wake \
                comes. Under `taskset -c 1` both threads share one core, so this includes the \
-               wake-up's context switch.",
+               wake-up's context switch. Criterion's time per op is the mean latency (the pauses \
+               are not counted); a handful of millisecond stalls (the other core's load, \
+               preemption) moves that mean a lot between runs, so compare runtimes by the p50/p99 \
+               table.",
         run: xthread_latency,
         kind: Kind::Latency,
     },
@@ -327,48 +534,64 @@ fn check(out: u64, expect: u64) -> Result<(), String> {
     }
 }
 
+fn not_run(rt: Rt) -> Sample {
+    Err(format!("{} is not a runtime of this benchmark", rt.id()))
+}
+
 // ------------------------------------------------------------- benchmarks
 
-fn spawn_join(rt: Rt, n: u64) -> Sample {
-    let expect = n * (n - 1) / 2;
+/// `size.iters` rounds of: spawn `size.per_iter` tasks, join them all.
+fn spawn_join(rt: Rt, size: Size) -> Sample {
+    let (rounds, n) = (size.iters, size.per_iter);
+    let expect = rounds * (n * (n - 1) / 2);
     match rt {
         Rt::Uring | Rt::Fallback => time_ringloop(rt, expect, async move {
-            let handles: Vec<_> = (0..n).map(|i| ringloop::spawn(async move { i })).collect();
             let mut sum = 0;
-            for h in handles {
-                sum += h.await.expect("task");
+            for _ in 0..rounds {
+                let handles: Vec<_> = (0..n).map(|i| ringloop::spawn(async move { i })).collect();
+                for h in handles {
+                    sum += h.await.expect("task");
+                }
             }
             sum
         }),
         Rt::TokioLocal => time_tokio_local(expect, async move {
-            let handles: Vec<_> = (0..n).map(|i| tokio::task::spawn_local(async move { i })).collect();
             let mut sum = 0;
-            for h in handles {
-                sum += h.await.expect("task");
+            for _ in 0..rounds {
+                let handles: Vec<_> = (0..n).map(|i| tokio::task::spawn_local(async move { i })).collect();
+                for h in handles {
+                    sum += h.await.expect("task");
+                }
             }
             sum
         }),
         Rt::TokioSpawn => time_tokio_spawn(expect, async move {
-            let handles: Vec<_> = (0..n).map(|i| tokio::spawn(async move { i })).collect();
             let mut sum = 0;
-            for h in handles {
-                sum += h.await.expect("task");
+            for _ in 0..rounds {
+                let handles: Vec<_> = (0..n).map(|i| tokio::spawn(async move { i })).collect();
+                for h in handles {
+                    sum += h.await.expect("task");
+                }
             }
             sum
         }),
     }
 }
 
-fn call_soon_batch(rt: Rt, n: u64) -> Sample {
-    time_ringloop(rt, n, async move {
+/// `size.iters` rounds of: queue `size.per_iter` callbacks, yield once.
+fn call_soon_batch(rt: Rt, size: Size) -> Sample {
+    let (rounds, n) = (size.iters, size.per_iter);
+    time_ringloop(rt, rounds * n, async move {
         let lp = ringloop::current().expect("running loop");
         let counter = Rc::new(Cell::new(0u64));
-        for _ in 0..n {
-            let c = counter.clone();
-            lp.call_soon(move || c.set(c.get() + 1)).expect("call_soon");
+        for _ in 0..rounds {
+            for _ in 0..n {
+                let c = counter.clone();
+                lp.call_soon(move || c.set(c.get() + 1)).expect("call_soon");
+            }
+            // Our own wake-up is queued after the N callbacks: FIFO.
+            ringloop::yield_now().await;
         }
-        // Our own wake-up is queued after the N callbacks: FIFO.
-        ringloop::yield_now().await;
         counter.get()
     })
 }
@@ -384,7 +607,8 @@ fn chain_step(lp: EventLoop, counter: Rc<Cell<u64>>, left: u64) {
     }
 }
 
-fn call_soon_chain(rt: Rt, n: u64) -> Sample {
+fn call_soon_chain(rt: Rt, size: Size) -> Sample {
+    let n = size.ops();
     let lp = ringloop_loop(rt)?;
     let counter = Rc::new(Cell::new(0u64));
     let (c, next) = (counter.clone(), lp.clone());
@@ -397,7 +621,8 @@ fn call_soon_chain(rt: Rt, n: u64) -> Sample {
     Ok(dt)
 }
 
-fn yield_one(rt: Rt, n: u64) -> Sample {
+fn yield_one(rt: Rt, size: Size) -> Sample {
+    let n = size.ops();
     match rt {
         Rt::Uring | Rt::Fallback => time_ringloop(rt, n, async move {
             for _ in 0..n {
@@ -420,14 +645,21 @@ fn yield_one(rt: Rt, n: u64) -> Sample {
     }
 }
 
-const YIELD_TASKS: u64 = 100;
+fn yield_two(rt: Rt, size: Size) -> Sample {
+    yield_many(rt, size, 2)
+}
 
-fn yield_many(rt: Rt, n: u64) -> Sample {
-    let per = n / YIELD_TASKS;
-    let expect = per * YIELD_TASKS;
+fn yield_hundred(rt: Rt, size: Size) -> Sample {
+    yield_many(rt, size, 100)
+}
+
+/// `tasks` tasks each doing `size.ops() / tasks` yields.
+fn yield_many(rt: Rt, size: Size, tasks: u64) -> Sample {
+    let per = size.ops() / tasks;
+    let expect = per * tasks;
     match rt {
         Rt::Uring | Rt::Fallback => time_ringloop(rt, expect, async move {
-            let hs: Vec<_> = (0..YIELD_TASKS)
+            let hs: Vec<_> = (0..tasks)
                 .map(|_| {
                     ringloop::spawn(async move {
                         for _ in 0..per {
@@ -444,7 +676,7 @@ fn yield_many(rt: Rt, n: u64) -> Sample {
             sum
         }),
         Rt::TokioLocal => time_tokio_local(expect, async move {
-            let hs: Vec<_> = (0..YIELD_TASKS)
+            let hs: Vec<_> = (0..tasks)
                 .map(|_| {
                     tokio::task::spawn_local(async move {
                         for _ in 0..per {
@@ -461,7 +693,7 @@ fn yield_many(rt: Rt, n: u64) -> Sample {
             sum
         }),
         Rt::TokioSpawn => time_tokio_spawn(expect, async move {
-            let hs: Vec<_> = (0..YIELD_TASKS)
+            let hs: Vec<_> = (0..tasks)
                 .map(|_| {
                     tokio::spawn(async move {
                         for _ in 0..per {
@@ -495,58 +727,66 @@ fn timer_delay(i: u64) -> Duration {
     Duration::from_micros(1000 + (i.wrapping_mul(7919) % 1000))
 }
 
-fn timers(rt: Rt, n: u64) -> Sample {
-    let expect = n.div_ceil(10);
+/// `size.iters` rounds of: insert `size.per_iter` timers, cancel 90%, await
+/// the rest.
+fn timers(rt: Rt, size: Size) -> Sample {
+    let (rounds, n) = (size.iters, size.per_iter);
+    let expect = rounds * n.div_ceil(10);
     match rt {
         Rt::Uring | Rt::Fallback => time_ringloop(rt, expect, async move {
-            let mut v: Vec<Option<ringloop::Sleep>> = Vec::with_capacity(n as usize);
-            for i in 0..n {
-                let mut s = ringloop::sleep(timer_delay(i));
-                poll_once(Pin::new(&mut s)).await;
-                v.push(Some(s));
-            }
-            for (i, s) in v.iter_mut().enumerate() {
-                if i % 10 != 0 {
-                    *s = None;
-                }
-            }
             let mut fired = 0;
-            for s in v.iter_mut().filter_map(Option::as_mut) {
-                s.await;
-                fired += 1;
+            for _ in 0..rounds {
+                let mut v: Vec<Option<ringloop::Sleep>> = Vec::with_capacity(n as usize);
+                for i in 0..n {
+                    let mut s = ringloop::sleep(timer_delay(i));
+                    poll_once(Pin::new(&mut s)).await;
+                    v.push(Some(s));
+                }
+                for (i, s) in v.iter_mut().enumerate() {
+                    if i % 10 != 0 {
+                        *s = None;
+                    }
+                }
+                for s in v.iter_mut().filter_map(Option::as_mut) {
+                    s.await;
+                    fired += 1;
+                }
             }
             fired
         }),
         Rt::TokioLocal => time_tokio_local(expect, async move {
-            // The sleeps are !Unpin: keep them in place in a Vec that never
-            // reallocates, and drop them in place (assigning `None`).
-            let mut v: Vec<Option<tokio::time::Sleep>> = Vec::with_capacity(n as usize);
-            for i in 0..n {
-                v.push(Some(tokio::time::sleep(timer_delay(i))));
-                let s = v.last_mut().and_then(Option::as_mut).expect("just pushed");
-                // SAFETY: `v` has capacity `n` and is never grown past it, so
-                // the element is never moved; it is only dropped in place
-                // (assigning `None`, or dropping `v`).
-                poll_once(unsafe { Pin::new_unchecked(s) }).await;
-            }
-            for (i, s) in v.iter_mut().enumerate() {
-                if i % 10 != 0 {
-                    *s = None;
-                }
-            }
             let mut fired = 0;
-            for s in v.iter_mut().filter_map(Option::as_mut) {
-                // SAFETY: as above, the sleep stays in place in `v`.
-                unsafe { Pin::new_unchecked(s) }.await;
-                fired += 1;
+            for _ in 0..rounds {
+                // The sleeps are !Unpin: keep them in place in a Vec that never
+                // reallocates, and drop them in place (assigning `None`).
+                let mut v: Vec<Option<tokio::time::Sleep>> = Vec::with_capacity(n as usize);
+                for i in 0..n {
+                    v.push(Some(tokio::time::sleep(timer_delay(i))));
+                    let s = v.last_mut().and_then(Option::as_mut).expect("just pushed");
+                    // SAFETY: `v` has capacity `n` and is never grown past it, so
+                    // the element is never moved; it is only dropped in place
+                    // (assigning `None`, or dropping `v`).
+                    poll_once(unsafe { Pin::new_unchecked(s) }).await;
+                }
+                for (i, s) in v.iter_mut().enumerate() {
+                    if i % 10 != 0 {
+                        *s = None;
+                    }
+                }
+                for s in v.iter_mut().filter_map(Option::as_mut) {
+                    // SAFETY: as above, the sleep stays in place in `v`.
+                    unsafe { Pin::new_unchecked(s) }.await;
+                    fired += 1;
+                }
             }
             fired
         }),
-        Rt::TokioSpawn => Err("not run".into()),
+        Rt::TokioSpawn => not_run(rt),
     }
 }
 
-fn xthread(rt: Rt, n: u64) -> Sample {
+fn xthread(rt: Rt, size: Size) -> Sample {
+    let n = size.ops();
     match rt {
         Rt::Uring | Rt::Fallback => {
             let lp = ringloop_loop(rt)?;
@@ -590,7 +830,7 @@ fn xthread(rt: Rt, n: u64) -> Sample {
             rt.block_on(async move { done_rx.await.expect("done") });
             remote.join().map_err(|_| "remote thread panicked".to_string())
         }
-        Rt::TokioLocal => Err("not run".into()),
+        Rt::TokioLocal => not_run(rt),
     }
 }
 
@@ -623,8 +863,8 @@ impl Alternation {
     }
 }
 
-fn lock_pingpong(rt: Rt, n: u64) -> Sample {
-    let per = (n / 2).max(1);
+fn lock_pingpong(rt: Rt, size: Size) -> Sample {
+    let per = (size.ops() / 2).max(1);
     let expect = per * 2;
     match rt {
         Rt::Uring | Rt::Fallback => time_ringloop(rt, expect, async move {
@@ -674,11 +914,12 @@ fn lock_pingpong(rt: Rt, n: u64) -> Sample {
             }
             alt.result()
         }),
-        Rt::TokioSpawn => Err("not run".into()),
+        Rt::TokioSpawn => not_run(rt),
     }
 }
 
-fn queue_pingpong(rt: Rt, n: u64) -> Sample {
+fn queue_pingpong(rt: Rt, size: Size) -> Sample {
+    let n = size.ops();
     // Sum of (i + 1) for i in 0..n.
     let expect = n * (n + 1) / 2;
     match rt {
@@ -717,15 +958,13 @@ fn queue_pingpong(rt: Rt, n: u64) -> Sample {
             pong.await.expect("pong");
             sum
         }),
-        Rt::TokioSpawn => Err("not run".into()),
+        Rt::TokioSpawn => not_run(rt),
     }
 }
 
-const GATHER_SIZE: u64 = 10_000;
-
-fn gather_bench(rt: Rt, n: u64) -> Sample {
-    let size = n.min(GATHER_SIZE);
-    let rounds = (n / size).max(1);
+/// `size.iters` rounds of gathering `size.per_iter` futures.
+fn gather_bench(rt: Rt, size: Size) -> Sample {
+    let (rounds, size) = (size.iters, size.per_iter);
     let expect = rounds * (size * (size - 1) / 2);
     match rt {
         Rt::Uring | Rt::Fallback => time_ringloop(rt, expect, async move {
@@ -777,8 +1016,11 @@ fn lateness(t0: Instant, t1: Instant) -> f64 {
     }
 }
 
-fn sleep_lateness(rt: Rt, n: u64) -> Sample {
-    let out = Rc::new(std::cell::RefCell::new(Vec::with_capacity(n as usize)));
+/// Wall time of `size.ops()` sequential 1 ms sleeps; records each one's
+/// lateness.
+fn sleep_lateness(rt: Rt, size: Size) -> Sample {
+    let n = size.ops();
+    let out = Rc::new(RefCell::new(Vec::with_capacity(n as usize)));
     let o = out.clone();
     let r = match rt {
         Rt::Uring | Rt::Fallback => time_ringloop(rt, n, async move {
@@ -797,7 +1039,7 @@ fn sleep_lateness(rt: Rt, n: u64) -> Sample {
             }
             n
         }),
-        Rt::TokioSpawn => Err("not run".into()),
+        Rt::TokioSpawn => not_run(rt),
     };
     record_latencies(out.take());
     r
@@ -806,15 +1048,17 @@ fn sleep_lateness(rt: Rt, n: u64) -> Sample {
 /// Pause of the remote thread between wake-ups, so the loop is parked.
 const XLAT_PAUSE: Duration = Duration::from_micros(200);
 
-fn xthread_latency(rt: Rt, n: u64) -> Sample {
-    let (lat, dt) = match rt {
+/// Sum of `size.ops()` cross-thread wake latencies (the pauses between them
+/// are not counted); records each one.
+fn xthread_latency(rt: Rt, size: Size) -> Sample {
+    let n = size.ops();
+    let lat: Vec<Duration> = match rt {
         Rt::Uring | Rt::Fallback => {
             let lp = ringloop_loop(rt)?;
             let h = lp.handle();
             let remote = std::thread::spawn(move || {
                 let (tx, rx) = mpsc::channel::<Duration>();
                 let mut lat = Vec::with_capacity(n as usize);
-                let t_start = Instant::now();
                 for _ in 0..n {
                     std::thread::sleep(XLAT_PAUSE);
                     let tx = tx.clone();
@@ -823,11 +1067,10 @@ fn xthread_latency(rt: Rt, n: u64) -> Sample {
                         let _ = tx.send(t0.elapsed());
                     })
                     .expect("call_soon_threadsafe");
-                    lat.push(rx.recv().expect("reply").as_secs_f64());
+                    lat.push(rx.recv().expect("reply"));
                 }
-                let dt = t_start.elapsed();
                 h.stop().expect("stop");
-                (lat, dt)
+                lat
             });
             lp.run_forever().map_err(|e| e.to_string())?;
             remote.join().map_err(|_| "remote thread panicked".to_string())?
@@ -839,7 +1082,6 @@ fn xthread_latency(rt: Rt, n: u64) -> Sample {
             let remote = std::thread::spawn(move || {
                 let (tx, rx) = mpsc::channel::<Duration>();
                 let mut lat = Vec::with_capacity(n as usize);
-                let t_start = Instant::now();
                 for _ in 0..n {
                     std::thread::sleep(XLAT_PAUSE);
                     let tx = tx.clone();
@@ -847,109 +1089,201 @@ fn xthread_latency(rt: Rt, n: u64) -> Sample {
                     drop(h.spawn(async move {
                         let _ = tx.send(t0.elapsed());
                     }));
-                    lat.push(rx.recv().expect("reply").as_secs_f64());
+                    lat.push(rx.recv().expect("reply"));
                 }
-                let dt = t_start.elapsed();
                 let _ = done_tx.send(());
-                (lat, dt)
+                lat
             });
             rt.block_on(async move { done_rx.await.expect("done") });
             remote.join().map_err(|_| "remote thread panicked".to_string())?
         }
-        Rt::TokioLocal => return Err("not run".into()),
+        Rt::TokioLocal => return not_run(rt),
     };
-    record_latencies(lat);
-    Ok(dt)
+    check(lat.len() as u64, n)?;
+    let total = lat.iter().sum();
+    record_latencies(lat.iter().map(Duration::as_secs_f64).collect());
+    Ok(total)
 }
 
 // ----------------------------------------------------------------- driver
 
-struct Opts {
-    bench_mode: bool,
+/// How this process was started (criterion parses the same arguments).
+struct Mode {
+    /// `cargo test`: criterion's test mode (no `--bench`, or `--test`), one
+    /// iteration per function at the tiny smoke size.
+    smoke: bool,
+    /// Criterion's `--quick`.
     quick: bool,
-    rounds: usize,
-    warmup: usize,
-    filter: Option<String>,
 }
 
-fn parse_args() -> Opts {
-    let mut o = Opts {
-        bench_mode: false,
-        quick: false,
-        rounds: 0,
-        warmup: 1,
-        filter: None,
-    };
-    let mut rounds = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--bench" => o.bench_mode = true,
-            "--quick" => o.quick = true,
-            "--rounds" => rounds = args.next().and_then(|v| v.parse().ok()),
-            "--warmup" => o.warmup = args.next().and_then(|v| v.parse().ok()).unwrap_or(1),
-            "-h" | "--help" => {
-                println!(
-                    "usage: runtime [--bench] [--quick] [--rounds N] [--warmup N] [FILTER]\n\
-                     FILTER is a substring of \"benchmark/runtime\", e.g. `spawn` or `yield_1m/ringloop`."
-                );
-                std::process::exit(0);
-            }
-            s if s.starts_with('-') => eprintln!("ignoring unknown option {s}"),
-            s => o.filter = Some(s.to_owned()),
+impl Mode {
+    fn from_args() -> Mode {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let has = |flag: &str| args.iter().any(|a| a == flag);
+        Mode {
+            smoke: !has("--bench") || has("--test"),
+            quick: has("--quick"),
         }
     }
-    if !o.bench_mode {
-        // `cargo test --benches`: one tiny smoke run of everything.
-        o.rounds = rounds.unwrap_or(1);
-        o.warmup = 0;
-    } else {
-        o.rounds = rounds.unwrap_or(if o.quick { 5 } else { 7 }).max(1);
-    }
-    o
-}
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
+    fn name(&self) -> &'static str {
+        if self.smoke {
+            "smoke-test"
+        } else if self.quick {
+            "quick"
+        } else {
+            "full"
+        }
     }
 }
 
-/// `q`-quantile of sorted samples (nearest rank); NaN if empty.
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
+/// One call of a workload by criterion.
+struct Call {
+    iters: u64,
+    time: Duration,
+    /// Per-sample latencies in seconds ([`Kind::Latency`] only).
+    lat: Vec<f64>,
 }
 
-/// A latency (seconds, possibly negative) in µs.
-fn fmt_lat(secs: f64) -> String {
-    format!("{:.1} µs", secs * 1e6)
+enum Outcome {
+    /// The runtime cannot be built here.
+    Skipped(String),
+    /// Criterion's calls, in order (none if its filter excluded the function).
+    Ran(Vec<Call>),
 }
 
-fn fmt_time(secs: f64) -> String {
-    if secs >= 1.0 {
-        format!("{secs:.2} s")
-    } else if secs >= 1e-3 {
-        format!("{:.2} ms", secs * 1e3)
-    } else {
-        format!("{:.1} µs", secs * 1e6)
+struct Row {
+    bench: &'static Bench,
+    rt: Rt,
+    per_iter: u64,
+    outcome: Outcome,
+}
+
+impl Row {
+    /// The calls criterion measured: all but the warm-up, which in a full run
+    /// precedes the last `sample_size` calls (`--quick` and the smoke run
+    /// have no warm-up).
+    fn measured(&self, mode: &Mode) -> &[Call] {
+        let Outcome::Ran(calls) = &self.outcome else {
+            return &[];
+        };
+        if mode.smoke || mode.quick {
+            calls
+        } else {
+            &calls[calls.len().saturating_sub(self.bench.timing.samples)..]
+        }
     }
 }
 
-fn fmt_per_op(secs: f64, ops: u64) -> String {
-    let ns = secs * 1e9 / ops as f64;
-    if ns >= 1000.0 {
-        format!("{:.2} µs/op", ns / 1000.0)
-    } else {
-        format!("{ns:.1} ns/op")
+fn configure(g: &mut BenchmarkGroup<'_, WallTime>, b: &Bench, mode: &Mode, per_iter: u64) {
+    g.warm_up_time(b.timing.warm_up)
+        .measurement_time(b.timing.measure)
+        .sample_size(b.timing.samples)
+        .throughput(Throughput::Elements(per_iter));
+    if b.timing.flat {
+        g.sampling_mode(SamplingMode::Flat);
     }
+    if mode.quick && b.kind == Kind::Latency {
+        // `--quick` stops once two consecutive samples agree within the
+        // significance level, after as little as 100 ms: too few latency
+        // samples for a p99. Never agree; run until the cap.
+        g.measurement_time(QUICK_LATENCY_CAP).significance_level(1e-9);
+    }
+}
+
+fn main() {
+    let mode = Mode::from_args();
+    let started = SystemTime::now();
+    let t_start = Instant::now();
+    let header = header_lines(&mode);
+    println!("{}\n", header.join("\n"));
+
+    let unavailable: Vec<(Rt, String)> = [Rt::Uring, Rt::Fallback]
+        .into_iter()
+        .filter_map(|rt| ringloop_loop(rt).err().map(|e| (rt, e)))
+        .collect();
+
+    let mut c = Criterion::default().configure_from_args();
+    let mut rows = Vec::new();
+    for b in BENCHES {
+        let per_iter = if mode.smoke { b.smoke_per_iter } else { b.per_iter };
+        let mut g = c.benchmark_group(b.group);
+        configure(&mut g, b, &mode, per_iter);
+        for &rt in b.runtimes {
+            if let Some((_, why)) = unavailable.iter().find(|(r, _)| *r == rt) {
+                println!("{}/{}: skipped, {why}", b.group, rt.id());
+                rows.push(Row {
+                    bench: b,
+                    rt,
+                    per_iter,
+                    outcome: Outcome::Skipped(why.clone()),
+                });
+                continue;
+            }
+            let calls = RefCell::new(Vec::new());
+            g.bench_function(rt.id(), |bencher| {
+                bencher.iter_custom(|iters| {
+                    let r = (b.run)(rt, Size { iters, per_iter });
+                    let lat = take_latencies();
+                    match r {
+                        Ok(time) => {
+                            calls.borrow_mut().push(Call { iters, time, lat });
+                            time
+                        }
+                        // A wrong result (or a failing runtime) fails the
+                        // run, `cargo test` included.
+                        Err(e) => panic!("{}/{}: {e}", b.group, rt.id()),
+                    }
+                })
+            });
+            rows.push(Row {
+                bench: b,
+                rt,
+                per_iter,
+                outcome: Outcome::Ran(calls.into_inner()),
+            });
+        }
+        g.finish();
+    }
+    c.final_summary();
+
+    if rows.iter().all(|r| r.measured(&mode).is_empty()) {
+        // `--list`, or a filter that matched nothing.
+        return;
+    }
+    let md = summary(&rows, &mode, started, &header, t_start.elapsed());
+    println!("\n{md}");
+    let dir = target_dir().join("ringloop-bench");
+    let file = dir.join(if mode.smoke { "runtime-smoke.md" } else { "runtime.md" });
+    match std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&file, &md)) {
+        Ok(()) => println!("wrote {}", file.display()),
+        Err(e) => println!("could not write {}: {e}", file.display()),
+    }
+}
+
+fn header_lines(mode: &Mode) -> Vec<String> {
+    let mut h = vec![
+        format!(
+            "# ringloop runtime micro-benchmarks (criterion, {} mode)\n",
+            mode.name()
+        ),
+        format!(
+            "- CPUs this process may run on: {} (pin with `taskset -c 1` for stable numbers)",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        ),
+        format!(
+            "- `Instant::now()` here: {:.1} ns (vDSO clock_gettime; on some VMs it is a large share of a loop iteration)",
+            clock_read_ns()
+        ),
+    ];
+    for rt in [Rt::Uring, Rt::Fallback] {
+        match ringloop_loop(rt) {
+            Ok(lp) => h.push(format!("- {}: {}", rt.id(), lp.driver_description())),
+            Err(e) => h.push(format!("- {}: {e}", rt.id())),
+        }
+    }
+    h.push("- tokio: current_thread with `enable_time()` only (the workloads do no I/O)".into());
+    h
 }
 
 /// Mean cost of one `Instant::now()` over a short burst.
@@ -962,189 +1296,282 @@ fn clock_read_ns() -> f64 {
     t0.elapsed().as_secs_f64() * 1e9 / f64::from(N)
 }
 
-fn main() {
-    let opts = parse_args();
-    let divisor = if !opts.bench_mode {
-        1000
-    } else if opts.quick {
-        10
-    } else {
-        1
-    };
+/// `$CARGO_TARGET_DIR`, else this package's `target/`.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
 
-    println!(
-        "# ringloop runtime benchmarks ({} mode: {} warm-up + {} measured round(s), sizes / {divisor})\n",
-        if !opts.bench_mode {
-            "smoke-test"
-        } else if opts.quick {
-            "quick"
-        } else {
-            "full"
-        },
-        opts.warmup,
-        opts.rounds,
-    );
-    println!(
-        "- CPUs this process may run on: {} (pin with `taskset -c 1` for stable numbers)",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    println!(
-        "- `Instant::now()` here: {:.1} ns (vDSO clock_gettime; on some VMs it is a large share of a loop iteration)",
-        clock_read_ns()
-    );
-    for rt in [Rt::Uring, Rt::Fallback] {
-        match ringloop_loop(rt) {
-            Ok(lp) => println!("- {}: {}", rt.label(), lp.driver_description()),
-            Err(e) => println!("- {}: {e}", rt.label()),
-        }
+/// Where criterion saves its results (its own rule, minus the `cargo
+/// metadata` call it makes when `CARGO_TARGET_DIR` is unset).
+fn criterion_dir() -> PathBuf {
+    std::env::var_os("CRITERION_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("criterion"))
+}
+
+/// A time per criterion iteration, in ns.
+struct Estimate {
+    point: f64,
+    /// 95% confidence interval, if criterion's.
+    ci: Option<(f64, f64)>,
+    /// Which statistic.
+    from: &'static str,
+}
+
+/// The text right after `"key":` in a JSON document.
+fn json_after<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let pat = format!("\"{key}\":");
+    json.find(&pat).map(|i| json[i + pat.len()..].trim_start())
+}
+
+/// The number right after `"key":`.
+fn json_number(json: &str, key: &str) -> Option<f64> {
+    let rest = json_after(json, key)?;
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim().parse().ok()
+}
+
+/// Criterion's typical estimate (slope if it sampled linearly, else mean)
+/// from `estimates.json` written by this run.
+fn criterion_estimate(group: &str, function: &str, started: SystemTime) -> Option<Estimate> {
+    let path = criterion_dir()
+        .join(group)
+        .join(function)
+        .join("new")
+        .join("estimates.json");
+    let fresh = std::fs::metadata(&path).and_then(|m| m.modified()).ok()? >= started;
+    if !fresh {
+        return None;
     }
-    println!("- tokio: current_thread, `enable_time()` (no I/O driver: the dev-dependency has no `net` feature)\n");
+    let json = std::fs::read_to_string(&path).ok()?;
+    let (obj, from) = match json_after(&json, "slope") {
+        Some(s) if !s.starts_with("null") => (s, "criterion slope"),
+        _ => (json_after(&json, "mean")?, "criterion mean"),
+    };
+    Some(Estimate {
+        point: json_number(obj, "point_estimate")?,
+        ci: Some((json_number(obj, "lower_bound")?, json_number(obj, "upper_bound")?)),
+        from,
+    })
+}
 
-    let mut table = vec![
-        "| benchmark | runtime | median | min–max | ratio vs tokio (median of per-round ratios; <1 = ringloop faster) |"
-            .to_string(),
-        "|---|---|---|---|---|".to_string(),
-    ];
-    let mut lat_table = vec![
-        "| benchmark | runtime | p50 (median over rounds) | p50 min–max | p99 (median over rounds) | p50 ratio vs tokio (median of per-round ratios; <1 = ringloop lower) |"
-            .to_string(),
-        "|---|---|---|---|---|---|".to_string(),
-    ];
-    let mut notes = Vec::new();
-    let mut failed = false;
+/// This harness's own figure: total time over total iterations of the
+/// measured calls.
+fn own_estimate(calls: &[Call], smoke: bool) -> Option<Estimate> {
+    let iters: u64 = calls.iter().map(|c| c.iters).sum();
+    let time: Duration = calls.iter().map(|c| c.time).sum();
+    (iters > 0).then(|| Estimate {
+        point: time.as_secs_f64() * 1e9 / iters as f64,
+        ci: None,
+        from: if smoke {
+            "own (1 call)"
+        } else {
+            "own (no criterion file)"
+        },
+    })
+}
 
-    for b in BENCHES {
-        let selected: Vec<Rt> = b
-            .runtimes
+fn fmt_ns(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.3} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.1} ns")
+    }
+}
+
+fn fmt_rate(ns_per_op: f64) -> String {
+    let per_s = 1e9 / ns_per_op;
+    if per_s >= 1e6 {
+        format!("{:.2} M/s", per_s / 1e6)
+    } else {
+        format!("{:.1} k/s", per_s / 1e3)
+    }
+}
+
+/// A latency (seconds, possibly negative) in µs.
+fn fmt_lat(secs: f64) -> String {
+    format!("{:.1} µs", secs * 1e6)
+}
+
+/// `q`-quantile of sorted samples (nearest rank); NaN if empty.
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Distribution of one runtime's latency samples (seconds).
+#[derive(Clone, Copy)]
+struct LatencyStats {
+    n: usize,
+    p50: f64,
+    p99: f64,
+    mean: f64,
+    max: f64,
+}
+
+/// The ratio column: `value / baseline`.
+fn ratio(row: &Row, value: f64, baseline: Option<f64>) -> String {
+    match (row.bench.baseline, baseline) {
+        (None, _) => "n/a (no tokio analogue)".into(),
+        (Some(b), _) if b == row.rt => "1 (baseline)".into(),
+        (Some(_), None) => "n/a (baseline not run)".into(),
+        (Some(_), Some(base)) if row.rt.is_ringloop() => format!("**{:.2}**", value / base),
+        (Some(_), Some(base)) => format!("{:.2} (tokio vs tokio)", value / base),
+    }
+}
+
+fn summary(rows: &[Row], mode: &Mode, started: SystemTime, header: &[String], took: Duration) -> String {
+    let mut out = header.to_vec();
+    out.push(format!("- this run: {:.0} s\n", took.as_secs_f64()));
+    if mode.smoke {
+        out.push("Smoke run: one tiny iteration per function, figures meaningless.\n".into());
+    }
+    out.push("| benchmark | runtime | time/op | 95% CI | ops/s | vs tokio-ct (<1 = ringloop faster) | from |".into());
+    out.push("|---|---|---|---|---|---|---|".into());
+
+    // Per-op estimate of every row that ran (None for skipped / filtered).
+    let per_op: Vec<Option<(Estimate, f64)>> = rows
+        .iter()
+        .map(|r| {
+            let calls = r.measured(mode);
+            if calls.is_empty() {
+                return None;
+            }
+            let est = (!mode.smoke)
+                .then(|| criterion_estimate(r.bench.group, r.rt.id(), started))
+                .flatten()
+                .or_else(|| own_estimate(calls, mode.smoke))?;
+            let op = est.point / r.per_iter as f64;
+            Some((est, op))
+        })
+        .collect();
+    let baseline_of = |r: &Row, pick: &dyn Fn(usize) -> Option<f64>| -> Option<f64> {
+        let b = r.bench.baseline?;
+        rows.iter()
+            .position(|o| std::ptr::eq(o.bench, r.bench) && o.rt == b)
+            .and_then(pick)
+    };
+    let mut shown_groups: Vec<&str> = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        let group_ran = rows
             .iter()
-            .copied()
-            .filter(|rt| {
-                opts.filter
-                    .as_deref()
-                    .is_none_or(|f| format!("{}/{}", b.name, rt.label()).contains(f))
-            })
-            .collect();
-        if selected.is_empty() {
+            .any(|o| std::ptr::eq(o.bench, r.bench) && !o.measured(mode).is_empty());
+        if !group_ran {
             continue;
         }
-        let n = (b.ops / divisor).max(1);
-        eprintln!("running {} (n = {n}) on {} runtime(s)", b.name, selected.len());
-
-        let mut unavailable: Vec<Option<String>> = vec![None; selected.len()];
-        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); selected.len()];
-        let mut p50s: Vec<Vec<f64>> = vec![Vec::new(); selected.len()];
-        let mut p99s: Vec<Vec<f64>> = vec![Vec::new(); selected.len()];
-        for round in 0..opts.warmup + opts.rounds {
-            for (i, &rt) in selected.iter().enumerate() {
-                if unavailable[i].is_some() {
-                    continue;
-                }
-                let r = (b.run)(rt, n);
-                let lat = take_latencies();
-                match r {
-                    Ok(d) if round >= opts.warmup => {
-                        samples[i].push(d.as_secs_f64());
-                        if b.kind == Kind::Latency {
-                            let mut lat = lat;
-                            lat.sort_by(f64::total_cmp);
-                            p50s[i].push(percentile(&lat, 0.50));
-                            p99s[i].push(percentile(&lat, 0.99));
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        if !e.starts_with("unavailable") {
-                            failed = true;
-                        }
-                        unavailable[i] = Some(e);
-                    }
-                }
-            }
+        if !shown_groups.contains(&r.bench.group) {
+            shown_groups.push(r.bench.group);
         }
-
-        let base = b
-            .baseline
-            .and_then(|br| selected.iter().position(|&r| r == br))
-            .filter(|&i| unavailable[i].is_none());
-        if b.kind == Kind::Latency {
-            for (i, &rt) in selected.iter().enumerate() {
-                if let Some(why) = &unavailable[i] {
-                    lat_table.push(format!("| {} | {} | – | – | – | {why} |", b.name, rt.label()));
-                    continue;
-                }
-                let mut p50 = p50s[i].clone();
-                let lo = p50.iter().copied().fold(f64::INFINITY, f64::min);
-                let hi = p50.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let med50 = median(&mut p50);
-                let med99 = median(&mut p99s[i].clone());
-                let ratio = match base {
-                    Some(bi) if bi == i => "1 (baseline)".to_string(),
-                    Some(bi) => {
-                        let mut r: Vec<f64> = p50s[i].iter().zip(&p50s[bi]).map(|(a, b)| a / b).collect();
-                        let rlo = r.iter().copied().fold(f64::INFINITY, f64::min);
-                        let rhi = r.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                        format!("**{:.2}** ({rlo:.2}–{rhi:.2})", median(&mut r))
-                    }
-                    None => "n/a (baseline not run)".to_string(),
-                };
-                lat_table.push(format!(
-                    "| {} | {} | {} | {}–{} | {} | {ratio} |",
-                    b.name,
-                    rt.label(),
-                    fmt_lat(med50),
-                    fmt_lat(lo),
-                    fmt_lat(hi),
-                    fmt_lat(med99),
+        let name = format!("{} (per {})", r.bench.group, r.bench.op);
+        match (&r.outcome, &per_op[i]) {
+            (Outcome::Skipped(why), _) => {
+                out.push(format!("| {name} | {} | – | – | – | skipped: {why} | |", r.rt.id()));
+            }
+            (Outcome::Ran(_), None) => {} // filtered out
+            (Outcome::Ran(_), Some((est, op))) => {
+                let base = baseline_of(r, &|j| per_op[j].as_ref().map(|p| p.1));
+                let ci = est.ci.map_or("–".into(), |(lo, hi)| {
+                    format!("{}–{}", fmt_ns(lo / r.per_iter as f64), fmt_ns(hi / r.per_iter as f64))
+                });
+                out.push(format!(
+                    "| {name} | {} | {} | {ci} | {} | {} | {} |",
+                    r.rt.id(),
+                    fmt_ns(*op),
+                    fmt_rate(*op),
+                    ratio(r, *op, base),
+                    est.from,
                 ));
             }
-            notes.push(format!("- `{}` (n = {n}): {}", b.name, b.note));
-            continue;
         }
-        for (i, &rt) in selected.iter().enumerate() {
-            if let Some(why) = &unavailable[i] {
-                table.push(format!("| {} | {} | – | – | {why} |", b.name, rt.label()));
-                continue;
-            }
-            let mut s = samples[i].clone();
-            let lo = s.iter().copied().fold(f64::INFINITY, f64::min);
-            let hi = s.iter().copied().fold(0.0, f64::max);
-            let med = median(&mut s);
-            let ratio = match base {
-                Some(bi) if bi == i => "1 (baseline)".to_string(),
-                Some(bi) if matches!(rt, Rt::Uring | Rt::Fallback) => {
-                    let mut r: Vec<f64> = samples[i].iter().zip(&samples[bi]).map(|(a, b)| a / b).collect();
-                    let rlo = r.iter().copied().fold(f64::INFINITY, f64::min);
-                    let rhi = r.iter().copied().fold(0.0, f64::max);
-                    format!("**{:.2}** ({rlo:.2}–{rhi:.2})", median(&mut r))
-                }
-                Some(bi) => {
-                    let mut r: Vec<f64> = samples[i].iter().zip(&samples[bi]).map(|(a, b)| a / b).collect();
-                    format!("{:.2} (tokio vs tokio)", median(&mut r))
-                }
-                None if b.baseline.is_none() => "n/a (no tokio analogue)".to_string(),
-                None => "n/a (baseline not run)".to_string(),
-            };
-            table.push(format!(
-                "| {} | {} | {} ({}) | {}–{} | {ratio} |",
-                b.name,
-                rt.label(),
-                fmt_time(med),
-                fmt_per_op(med, n),
-                fmt_time(lo),
-                fmt_time(hi),
-            ));
-        }
-        notes.push(format!("- `{}` (n = {n}): {}", b.name, b.note));
     }
 
-    println!("{}\n", table.join("\n"));
-    if lat_table.len() > 2 {
-        println!("Latency (per round: p50/p99 of that round's samples):\n");
-        println!("{}\n", lat_table.join("\n"));
+    // Latency distributions.
+    let pcts: Vec<Option<LatencyStats>> = rows
+        .iter()
+        .map(|r| {
+            if r.bench.kind != Kind::Latency {
+                return None;
+            }
+            let mut lat: Vec<f64> = r.measured(mode).iter().flat_map(|c| c.lat.iter().copied()).collect();
+            if lat.is_empty() {
+                return None;
+            }
+            lat.sort_by(f64::total_cmp);
+            Some(LatencyStats {
+                n: lat.len(),
+                p50: percentile(&lat, 0.50),
+                p99: percentile(&lat, 0.99),
+                mean: lat.iter().sum::<f64>() / lat.len() as f64,
+                max: lat[lat.len() - 1],
+            })
+        })
+        .collect();
+    if pcts.iter().any(Option::is_some) {
+        out.push(String::new());
+        out.push(
+            "Latency (every sample of the calls criterion measured; lateness for `sleep_1ms_lateness`, \
+             wake latency for `xthread_wake_latency`):\n"
+                .into(),
+        );
+        out.push(
+            "| benchmark | runtime | samples | p50 | p99 | p50 vs tokio-ct | p99 vs tokio-ct | mean | max |".into(),
+        );
+        out.push("|---|---|---|---|---|---|---|---|---|".into());
+        for (i, r) in rows.iter().enumerate() {
+            if r.bench.kind != Kind::Latency {
+                continue;
+            }
+            match (&r.outcome, pcts[i]) {
+                (Outcome::Skipped(why), _) => out.push(format!(
+                    "| {} | {} | – | – | – | skipped: {why} | | | |",
+                    r.bench.group,
+                    r.rt.id()
+                )),
+                (Outcome::Ran(_), None) => {}
+                (Outcome::Ran(_), Some(l)) => {
+                    let b50 = baseline_of(r, &|j| pcts[j].map(|p| p.p50));
+                    let b99 = baseline_of(r, &|j| pcts[j].map(|p| p.p99));
+                    out.push(format!(
+                        "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        r.bench.group,
+                        r.rt.id(),
+                        l.n,
+                        fmt_lat(l.p50),
+                        fmt_lat(l.p99),
+                        ratio(r, l.p50, b50),
+                        ratio(r, l.p99, b99),
+                        fmt_lat(l.mean),
+                        fmt_lat(l.max),
+                    ));
+                }
+            }
+        }
     }
-    println!("{}", notes.join("\n"));
-    if failed {
-        eprintln!("some benchmark failed (see the table)");
-        std::process::exit(1);
+
+    out.push(String::new());
+    out.push(
+        "time/op: criterion's typical estimate per iteration (slope under linear sampling, else mean) \
+         divided by the operations per iteration; each runtime runs in its own criterion function, \
+         one after the other."
+            .into(),
+    );
+    out.push(String::new());
+    for b in BENCHES.iter().filter(|b| shown_groups.contains(&b.group)) {
+        let per_iter = rows
+            .iter()
+            .find(|r| std::ptr::eq(r.bench, b))
+            .map_or(b.per_iter, |r| r.per_iter);
+        out.push(format!(
+            "- `{}` ({per_iter} {}(s) per iteration): {}",
+            b.group, b.op, b.note
+        ));
     }
+    out.join("\n")
 }

@@ -415,7 +415,7 @@ impl Report<'_> {
         let groups = self.workloads.len().max(lat_groups.len()).max(1);
         let (bw, gap, left, ph) = (12.0, 22.0, 60.0, 300.0);
         let gw = bw * self.peers.len() as f64 + gap;
-        let width = left + gw * groups as f64 + 170.0;
+        let width = (left + gw * groups as f64 + 170.0).max(760.0);
         let panels = if lat_groups.is_empty() { 2.0 } else { 3.0 };
         let height = 30.0 + panels * ph;
         let mut s = String::new();
