@@ -292,10 +292,6 @@ pub fn open_loop(
     let mut cpu0 = None;
     let mut done = 0u64;
     let mut pwait2 = true;
-    let spin = std::env::var("SPIN_US")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(SPIN, Duration::from_micros);
     // SAFETY: plain prctl on the calling thread: wake-ups from the epoll
     // timeout as precise as the hrtimer allows (default slack is 50 µs).
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1) };
@@ -351,7 +347,7 @@ pub fn open_loop(
             Duration::ZERO
         } else {
             match next_due {
-                Some(t) => t.saturating_duration_since(Instant::now()).saturating_sub(spin),
+                Some(t) => t.saturating_duration_since(Instant::now()).saturating_sub(SPIN),
                 None => Duration::from_millis(1),
             }
         };

@@ -172,6 +172,9 @@ fn fio_iops(path: &Path, qd: usize) -> Result<f64, String> {
             "--rw=randread",
             "--bs=4k",
             "--ioengine=io_uring",
+            // fio drops the file's page cache before a job by default, which
+            // would turn this into a disk benchmark.
+            "--invalidate=0",
             &format!("--iodepth={qd}"),
             "--runtime=3",
             "--time_based",
