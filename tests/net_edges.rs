@@ -55,25 +55,12 @@ async fn tcp_with_std_peer() -> (TcpStream, std::net::TcpStream) {
     (TcpStream::from_std(ours).unwrap(), peer)
 }
 
-/// One read of up to `cap` bytes, [`bounded`].
-trait ReadOnce {
-    fn read_vec(self: Rc<Self>, cap: usize) -> impl Future<Output = (std::io::Result<usize>, Vec<u8>)> + 'static;
-}
-
-impl ReadOnce for TcpStream {
-    fn read_vec(self: Rc<Self>, cap: usize) -> impl Future<Output = (std::io::Result<usize>, Vec<u8>)> + 'static {
-        async move { self.read(Vec::with_capacity(cap)).await }
-    }
-}
-
-impl ReadOnce for UnixStream {
-    fn read_vec(self: Rc<Self>, cap: usize) -> impl Future<Output = (std::io::Result<usize>, Vec<u8>)> + 'static {
-        async move { self.read(Vec::with_capacity(cap)).await }
-    }
-}
-
-async fn read_once<S: ReadOnce + 'static>(s: &Rc<S>, cap: usize) -> (std::io::Result<usize>, Vec<u8>) {
-    bounded("a read", s.clone().read_vec(cap)).await
+/// One read of up to `cap` bytes from an `Rc` stream, [`bounded`].
+macro_rules! read_once {
+    ($stream:expr, $cap:expr) => {{
+        let st = $stream.clone();
+        bounded("a read", async move { st.read(Vec::with_capacity($cap)).await }).await
+    }};
 }
 
 /// Reads with buffer sizes cycling through `sizes` until end of stream;
@@ -268,10 +255,10 @@ both_backends! {
             peer.write_all(b"abc").unwrap();
             peer.shutdown(Shutdown::Write).unwrap();
             sleep(Duration::from_millis(50)).await;
-            let (res, buf) = read_once(&ours, 1024).await;
+            let (res, buf) = read_once!(ours, 1024);
             assert_eq!(res.unwrap(), 3);
             assert_eq!(buf, b"abc");
-            let (res, _) = read_once(&ours, 1024).await;
+            let (res, _) = read_once!(ours, 1024);
             assert_eq!(res.unwrap(), 0, "end of stream after a short read");
         })
         .unwrap();
@@ -284,10 +271,10 @@ both_backends! {
             peer.write_all(b"abc").unwrap();
             peer.shutdown(Shutdown::Write).unwrap();
             sleep(Duration::from_millis(50)).await;
-            let (res, buf) = read_once(&ours, 1024).await;
+            let (res, buf) = read_once!(ours, 1024);
             assert_eq!(res.unwrap(), 3);
             assert_eq!(buf, b"abc");
-            let (res, _) = read_once(&ours, 1024).await;
+            let (res, _) = read_once!(ours, 1024);
             assert_eq!(res.unwrap(), 0, "end of stream after a short read");
         })
         .unwrap();
@@ -307,14 +294,14 @@ both_backends! {
             sleep(Duration::from_millis(50)).await;
             let mut got = Vec::new();
             while got.len() < 6 {
-                let (res, buf) = read_once(&ours, 1024).await;
+                let (res, buf) = read_once!(ours, 1024);
                 let n = res.unwrap();
                 assert!(n > 0);
                 got.extend_from_slice(&buf[..n]);
             }
             assert_eq!(got, b"abcdef");
             drop(peer);
-            let (res, _) = read_once(&ours, 16).await;
+            let (res, _) = read_once!(ours, 16);
             assert_eq!(res.unwrap(), 0);
         })
         .unwrap();
@@ -336,14 +323,14 @@ both_backends! {
             sleep(Duration::from_millis(50)).await;
             let mut got = Vec::new();
             while got.len() < 13 {
-                let (res, buf) = read_once(&ours, 1024).await;
+                let (res, buf) = read_once!(ours, 1024);
                 let n = res.unwrap();
                 assert!(n > 0);
                 got.extend_from_slice(&buf[..n]);
             }
             assert_eq!(got, b"hellofd!world");
             drop(peer);
-            let (res, _) = read_once(&ours, 16).await;
+            let (res, _) = read_once!(ours, 16);
             assert_eq!(res.unwrap(), 0);
         })
         .unwrap();
