@@ -8,8 +8,23 @@
 //! is one `epoll_wait`; the notifier is a level-triggered eventfd that is
 //! read only when it fired; timeouts are rounded up to whole milliseconds
 //! (the loop never fires a timer early, so a late wake only costs latency
-//! below 1 ms). Interest is one-shot (`EPOLLONESHOT`), exactly like
-//! `polling`'s default mode, which the reactor relies on.
+//! below 1 ms).
+//!
+//! Two registration modes, as in `polling` ([`PollMode`]):
+//!
+//! * **Edge** (what the reactor uses here): each fd is added once with
+//!   `EPOLLIN | EPOLLRDHUP | EPOLLPRI | EPOLLOUT | EPOLLET` and never
+//!   modified again. The kernel queues the fd whenever its wait queue is
+//!   woken (new data, freed send space, a hang-up, an error), and
+//!   `epoll_wait` reports it once per queueing with the readiness mask of
+//!   that moment. The reactor caches that per direction.
+//! * **Oneshot** (`EPOLLONESHOT`): one report per arming, re-armed with
+//!   `EPOLL_CTL_MOD`; kept so the reactor's one-shot path (what `polling`'s
+//!   `poll(2)` backend forces) can be tested on Linux too.
+//!
+//! Each reported [`Event`] also says whether the mask held a hang-up, an
+//! error or priority (urgent) data, which can end a read early while the
+//! fd stays readable (see `Reactor::note_short_read`).
 //!
 //! `--cfg polling_test_poll_backend` (and every other OS) keeps using
 //! `polling`, so its backends stay covered.
@@ -21,12 +36,24 @@ use std::time::Duration;
 /// Key reserved for the notifier's eventfd.
 const NOTIFY_KEY: u64 = u64::MAX;
 
+/// How an fd is registered (mirrors `polling::PollMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PollMode {
+    /// `EPOLLONESHOT`: one report per arming.
+    Oneshot,
+    /// `EPOLLET`: a report per wake-up of the fd, interest stays.
+    Edge,
+}
+
 /// Readiness interest or report for one source (mirrors `polling::Event`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Event {
     pub(crate) key: usize,
     pub(crate) readable: bool,
     pub(crate) writable: bool,
+    /// Reports only: the mask held `EPOLLHUP`, `EPOLLRDHUP`, `EPOLLERR` or
+    /// `EPOLLPRI`.
+    pub(crate) exceptional: bool,
 }
 
 impl Event {
@@ -35,6 +62,7 @@ impl Event {
             key,
             readable: false,
             writable: false,
+            exceptional: false,
         }
     }
     pub(crate) fn readable(key: usize) -> Event {
@@ -42,6 +70,7 @@ impl Event {
             key,
             readable: true,
             writable: false,
+            exceptional: false,
         }
     }
     pub(crate) fn writable(key: usize) -> Event {
@@ -49,6 +78,7 @@ impl Event {
             key,
             readable: false,
             writable: true,
+            exceptional: false,
         }
     }
     pub(crate) fn all(key: usize) -> Event {
@@ -56,10 +86,14 @@ impl Event {
             key,
             readable: true,
             writable: true,
+            exceptional: false,
         }
     }
-    fn epoll_flags(self) -> u32 {
-        let mut flags = libc::EPOLLONESHOT as u32;
+    fn epoll_flags(self, mode: PollMode) -> u32 {
+        let mut flags = match mode {
+            PollMode::Oneshot => libc::EPOLLONESHOT as u32,
+            PollMode::Edge => libc::EPOLLET as u32,
+        };
         if self.readable {
             flags |= (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLPRI) as u32;
         }
@@ -120,9 +154,14 @@ impl Poller {
         Ok(Poller { epoll, eventfd })
     }
 
-    fn ctl(&self, op: libc::c_int, fd: RawFd, ev: Event) -> io::Result<()> {
+    /// Edge mode is always available with epoll.
+    pub(crate) fn supports_edge(&self) -> bool {
+        true
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, ev: Event, mode: PollMode) -> io::Result<()> {
         let mut e = libc::epoll_event {
-            events: ev.epoll_flags(),
+            events: ev.epoll_flags(mode),
             u64: ev.key as u64,
         };
         // SAFETY: `fd` is open (callers' contracts); `e` is a valid event.
@@ -131,12 +170,13 @@ impl Poller {
 
     /// # Safety
     /// `raw` must stay open until `delete` is called for it.
-    pub(crate) unsafe fn add(&self, raw: RawFd, ev: Event) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, raw, ev)
+    pub(crate) unsafe fn add_with_mode(&self, raw: RawFd, ev: Event, mode: PollMode) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, raw, ev, mode)
     }
 
+    /// Re-arms a one-shot registration.
     pub(crate) fn modify(&self, fd: BorrowedFd<'_>, ev: Event) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_MOD, fd.as_raw_fd(), ev)
+        self.ctl(libc::EPOLL_CTL_MOD, fd.as_raw_fd(), ev, PollMode::Oneshot)
     }
 
     pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
@@ -194,6 +234,7 @@ impl Poller {
                 key: key as usize,
                 readable: err_hup || flags & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLPRI) as u32 != 0,
                 writable: err_hup || flags & libc::EPOLLOUT as u32 != 0,
+                exceptional: flags & (libc::EPOLLERR | libc::EPOLLHUP | libc::EPOLLRDHUP | libc::EPOLLPRI) as u32 != 0,
             });
         }
         Ok(events.list.len())

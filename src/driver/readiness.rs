@@ -27,8 +27,8 @@ impl ReadinessDriver {
 
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<()> {
         // A zero-timeout poll with no registered source cannot find anything
-        // (cross-thread work is seen through the loop's own queue), and on
-        // epoll `polling` spends several syscalls per wait: skip it.
+        // (cross-thread work is seen through the loop's own queue): skip
+        // its syscall(s).
         if timeout == Some(Duration::ZERO) && self.reactor.registered() == 0 {
             return Ok(());
         }

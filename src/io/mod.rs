@@ -70,9 +70,44 @@ struct Registration {
     reactor: Rc<ReadinessDriver>,
 }
 
+/// What a short read (some bytes, fewer than asked) on an fd proves about
+/// its receive buffer; the readiness backend then waits before the next read
+/// instead of paying a failing syscall (`Reactor::note_short_read`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ShortRead {
+    /// Nothing: datagram sockets (one datagram per read), listeners, files,
+    /// terminals, anything not known to be a byte stream.
+    Inconclusive,
+    /// The buffer was emptied: TCP streams and pipes (a TCP read stops early
+    /// only at an urgent-data mark, and the reactor ignores short reads once
+    /// urgent data, an end of stream or an error was reported).
+    Drains,
+    /// Unix stream sockets: the buffer was emptied unless ancillary data
+    /// ended the read (the kernel stops a read after a message carrying file
+    /// descriptors, or between writers with different credentials), which
+    /// `MSG_CTRUNC` reveals because reads pass no control buffer. Reads
+    /// therefore use `recvmsg` on the readiness backend.
+    DrainsUnlessCtrunc,
+}
+
+impl ShortRead {
+    /// Whether a read that returned `n` of `asked` bytes, with the kernel's
+    /// `msg_flags` if known, emptied the receive buffer.
+    pub(crate) fn drained(self, n: usize, asked: usize, msg_flags: Option<libc::c_int>) -> bool {
+        n > 0
+            && n < asked
+            && match self {
+                ShortRead::Inconclusive => false,
+                ShortRead::Drains => true,
+                ShortRead::DrainsUnlessCtrunc => msg_flags.is_some_and(|f| f & libc::MSG_CTRUNC == 0),
+            }
+    }
+}
+
 struct FdInner {
     fd: Cell<RawFd>,
     reg: Option<Registration>,
+    short_read: Cell<ShortRead>,
 }
 
 impl Drop for FdInner {
@@ -116,7 +151,18 @@ impl SharedFd {
         Ok(SharedFd(Rc::new(FdInner {
             fd: Cell::new(fd.into_raw_fd()),
             reg,
+            short_read: Cell::new(ShortRead::Inconclusive),
         })))
+    }
+
+    /// Declares what a short read on this fd proves (default: nothing). Set
+    /// by the stream and pipe types right after creation.
+    pub(crate) fn set_short_read(&self, kind: ShortRead) {
+        self.0.short_read.set(kind);
+    }
+
+    pub(crate) fn short_read(&self) -> ShortRead {
+        self.0.short_read.get()
     }
 
     pub(crate) fn raw(&self) -> RawFd {
@@ -190,9 +236,14 @@ pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// Waits until the reactor reports `dir` readiness for `fd` (one arming; a
-/// spurious wake-up just makes the caller retry its syscall). Several tasks
-/// may wait on one fd at once; a wait dropped early withdraws its waker.
+/// Waits until the reactor reports `dir` readiness for `fd`. Several tasks
+/// may wait on one fd at once; a wait dropped early withdraws its waker. A
+/// spurious wake-up just makes the caller retry its syscall.
+///
+/// Edge mode: if the direction is believed ready the wait ends at once and
+/// consumes that belief, so the caller must follow with a check that finds
+/// out (a syscall; on `EAGAIN`, wait again). [`retry`] only waits after
+/// clearing the readiness itself, so there it always blocks until an event.
 pub(crate) async fn readiness(r: &ReadinessDriver, fd: &SharedFd, dir: Direction) -> io::Result<()> {
     if r.is_closed() {
         return Err(loop_closed_error());
@@ -243,13 +294,52 @@ pub(crate) async fn retry<T>(
     r: &ReadinessDriver,
     fd: &SharedFd,
     dir: Direction,
-    mut f: impl FnMut() -> io::Result<T>,
+    f: impl FnMut() -> io::Result<T>,
 ) -> io::Result<T> {
+    retry_drain(r, fd, dir, f, |_| false).await
+}
+
+/// [`retry`] for reads whose result can prove the receive buffer empty:
+/// when `drained(&result)` says so (a short read on a stream, see
+/// [`ShortRead`]), read readiness is cleared so the next read waits for an
+/// event first.
+///
+/// Edge mode (see `ringloop_fallback`): a direction whose readiness was
+/// cleared (after `EAGAIN` or a draining read) and not reported since waits
+/// before the syscall instead of paying an `EAGAIN`; `EAGAIN` clears it
+/// before waiting. Both happen within one poll of this future, with no
+/// reactor wait in between, so readiness that arrives after the syscall is
+/// still queued in the kernel and wakes the wait: nothing is lost. One-shot
+/// mode: the syscall always comes first, as the clearing calls do nothing.
+pub(crate) async fn retry_drain<T>(
+    r: &ReadinessDriver,
+    fd: &SharedFd,
+    dir: Direction,
+    mut f: impl FnMut() -> io::Result<T>,
+    drained: impl Fn(&T) -> bool,
+) -> io::Result<T> {
+    let reactor = r.reactor();
+    let key = fd.key()?;
+    // On a closed loop the syscall is still tried first (waiting reports
+    // the closed loop), as before readiness was cached.
+    let mut wait = !r.is_closed() && !reactor.is_ready(key, dir);
     loop {
+        if wait {
+            readiness(r, fd, dir).await?;
+        }
         match f() {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => readiness(r, fd, dir).await?,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            res => return res,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                reactor.clear_ready(key, dir);
+                wait = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => wait = false,
+            Ok(v) => {
+                if drained(&v) {
+                    reactor.note_short_read(key);
+                }
+                return Ok(v);
+            }
+            Err(e) => return Err(e),
         }
     }
 }

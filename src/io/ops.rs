@@ -19,7 +19,7 @@ use socket2::SockAddr;
 #[cfg(target_os = "linux")]
 use io_uring::{opcode, types};
 
-use super::{SharedFd, cvt, retry};
+use super::{SharedFd, ShortRead, cvt, retry, retry_drain};
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::driver::Driver;
 
@@ -61,16 +61,27 @@ pub(crate) async fn read<B: IoBufMut>(
         Driver::Readiness(r) => {
             let len = buf.bytes_total();
             let ptr = buf.stable_mut_ptr();
-            retry(r, fd, Direction::Read, || {
-                // SAFETY: `ptr` points to `len` writable bytes of `buf`, which
-                // outlives this call.
-                cvt(unsafe {
-                    match offset {
-                        Some(off) => libc::pread(fd.raw(), ptr.cast(), len, off as libc::off_t),
-                        None => libc::read(fd.raw(), ptr.cast(), len),
-                    }
-                })
-            })
+            // A positioned read is a file's: its short reads mean nothing.
+            let kind = match offset {
+                Some(_) => ShortRead::Inconclusive,
+                None => fd.short_read(),
+            };
+            retry_drain(
+                r,
+                fd,
+                Direction::Read,
+                || {
+                    // SAFETY: `ptr` points to `len` writable bytes of `buf`,
+                    // which outlives this call.
+                    cvt(unsafe {
+                        match offset {
+                            Some(off) => libc::pread(fd.raw(), ptr.cast(), len, off as libc::off_t),
+                            None => libc::read(fd.raw(), ptr.cast(), len),
+                        }
+                    })
+                },
+                |&n| kind.drained(n, len, None),
+            )
             .await
         }
     };
@@ -141,11 +152,22 @@ pub(crate) async fn recv<B: IoBufMut>(drv: &Driver, fd: &SharedFd, mut buf: B, f
         }
         Driver::Readiness(r) => {
             let (ptr, len) = (buf.stable_mut_ptr(), buf.bytes_total());
-            retry(r, fd, Direction::Read, || {
+            // Flags such as MSG_PEEK leave the data queued.
+            let kind = if flags == 0 {
+                fd.short_read()
+            } else {
+                ShortRead::Inconclusive
+            };
+            retry_drain(
+                r,
+                fd,
+                Direction::Read,
                 // SAFETY: `ptr` points to `len` writable bytes of `buf`.
-                cvt(unsafe { libc::recv(fd.raw(), ptr.cast(), len, flags) })
-            })
+                || unsafe { recv_now(fd, ptr, len, flags, kind) },
+                |&(n, msg_flags)| kind.drained(n, len, msg_flags),
+            )
             .await
+            .map(|(n, _)| n)
         }
     };
     if let Ok(n) = res {
@@ -153,6 +175,39 @@ pub(crate) async fn recv<B: IoBufMut>(drv: &Driver, fd: &SharedFd, mut buf: B, f
         unsafe { buf.set_init(n) };
     }
     (res, buf)
+}
+
+/// One non-blocking receive into `len` bytes at `ptr`: `recv(2)`, or
+/// `recvmsg(2)` without a control buffer for [`ShortRead::DrainsUnlessCtrunc`]
+/// fds, whose `msg_flags` (returned then) tell whether ancillary data ended
+/// the read early.
+///
+/// # Safety
+///
+/// `ptr` must be valid for writes of `len` bytes for the call's duration.
+pub(crate) unsafe fn recv_now(
+    fd: &SharedFd,
+    ptr: *mut u8,
+    len: usize,
+    flags: libc::c_int,
+    kind: ShortRead,
+) -> io::Result<(usize, Option<libc::c_int>)> {
+    if kind != ShortRead::DrainsUnlessCtrunc {
+        // SAFETY: forwarded from the caller.
+        return cvt(unsafe { libc::recv(fd.raw(), ptr.cast(), len, flags) }).map(|n| (n, None));
+    }
+    let mut iov = libc::iovec {
+        iov_base: ptr.cast(),
+        iov_len: len,
+    };
+    // SAFETY: an all-zero msghdr is valid (no name, no control buffer).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    // SAFETY: `msg` points at one iovec over the caller's `len` writable
+    // bytes and at nothing else; both outlive the call.
+    let n = cvt(unsafe { libc::recvmsg(fd.raw(), &mut msg, flags) })?;
+    Ok((n, Some(msg.msg_flags)))
 }
 
 /// `send(2)` of the buffer's initialised bytes, with `MSG_NOSIGNAL` so a
@@ -285,7 +340,12 @@ pub(crate) async fn connect(drv: &Driver, fd: &SharedFd, addr: SockAddr) -> io::
             // Writable means the handshake finished (SO_ERROR tells how). A
             // wake-up can also be spurious (another future of the same task
             // woke it): then the socket is still connecting, and we wait on.
+            // Like `EAGAIN`, "still connecting" clears cached writability
+            // first (the socket's initial "maybe ready"), so the wait blocks
+            // until the handshake's event; success leaves it set.
+            let key = fd.key()?;
             loop {
+                r.reactor().clear_ready(key, Direction::Write);
                 super::readiness(r, fd, Direction::Write).await?;
                 if let Some(e) = take_socket_error(fd)? {
                     return Err(e);

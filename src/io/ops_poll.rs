@@ -15,9 +15,11 @@ use crate::driver::Driver;
 /// Resolves once `fd` is readable (or has an error or hang-up pending).
 ///
 /// On io_uring this is a one-shot `IORING_OP_POLL_ADD` for `POLLIN`; on the
-/// readiness backend one arming of read interest. Either may report
-/// readiness that a following non-blocking syscall does not find (another
-/// reader was faster): callers retry their syscall and poll again.
+/// readiness backend a wait for the reactor's next read report (edge mode:
+/// at once, consuming it, if a report came since the last such wait). Either
+/// may report readiness that a following non-blocking syscall does not find
+/// (another reader was faster): callers must check fully after each wake-up
+/// (reap the child, drain the pipe to `EAGAIN`) and poll again.
 ///
 /// Dropping the future cancels the poll (io_uring: AsyncCancel; the fd stays
 /// open until the final completion because the op owns a clone of `fd`).

@@ -16,7 +16,8 @@
 //!   the buffer has been sent, `poll_close` flushes and then shuts the write
 //!   direction down.
 //! * **readiness backend**: `poll_read`/`poll_write` call `recv`/`send`
-//!   directly on the caller's buffer and arm the reactor on `EAGAIN`; only
+//!   directly on the caller's buffer and wait for readiness on `EAGAIN`
+//!   (with the cached edge-mode readiness of `io::retry_drain`); only
 //!   `poll_fill_buf` uses the internal buffer. Nothing is buffered on the
 //!   write side, so `poll_flush` is immediate.
 //!
@@ -39,6 +40,7 @@ use crate::buf::{IoBuf, Slice};
 use crate::driver::Driver;
 #[cfg(target_os = "linux")]
 use crate::driver::uring::Op;
+use crate::io::ops::recv_now;
 use crate::io::{SharedFd, cvt};
 
 const READ_CAP: usize = 16 * 1024;
@@ -117,8 +119,54 @@ fn readiness_wait(
     }
 }
 
-/// Non-blocking `recv(2)` into `len` bytes at `ptr`, arming the reactor
-/// (as waiter `token`) on `EAGAIN`.
+/// Runs the non-blocking syscall `f` in direction `dir` until it does not
+/// say `EAGAIN`, waiting (as waiter `token`) in between: the poll-based twin
+/// of `io::retry_drain`, with the same rules (edge mode: wait first while
+/// the direction's readiness is cleared, clear it on `EAGAIN`, and clear
+/// read readiness when `drained` says a result emptied the buffer).
+fn poll_retry<T>(
+    drv: &Driver,
+    fd: &SharedFd,
+    dir: Direction,
+    token: &mut Option<WaitToken>,
+    cx: &mut Context<'_>,
+    mut f: impl FnMut() -> io::Result<T>,
+    drained: impl Fn(&T) -> bool,
+) -> Poll<io::Result<T>> {
+    let (r, key) = match (drv, fd.key()) {
+        (Driver::Readiness(r), Ok(key)) => (r, key),
+        (_, Err(e)) => return Poll::Ready(Err(e)),
+        #[cfg(target_os = "linux")]
+        (Driver::Uring(_), Ok(_)) => {
+            return Poll::Ready(Err(io::Error::other("ringloop: readiness retry on io_uring")));
+        }
+    };
+    let reactor = r.reactor();
+    let mut wait = !r.is_closed() && !reactor.is_ready(key, dir);
+    loop {
+        if wait {
+            // Pending until an event (a spurious `Ready(Ok)` just retries).
+            ready!(readiness_wait(drv, fd, dir, token, cx))?;
+        }
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                reactor.clear_ready(key, dir);
+                wait = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => wait = false,
+            Ok(v) => {
+                if drained(&v) {
+                    reactor.note_short_read(key);
+                }
+                return Poll::Ready(Ok(v));
+            }
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+}
+
+/// Non-blocking receive into `len` bytes at `ptr`, waiting (as waiter
+/// `token`) on `EAGAIN`.
 ///
 /// # Safety
 ///
@@ -131,18 +179,18 @@ unsafe fn poll_recv_now(
     ptr: *mut u8,
     len: usize,
 ) -> Poll<io::Result<usize>> {
-    loop {
+    let kind = fd.short_read();
+    poll_retry(
+        drv,
+        fd,
+        Direction::Read,
+        token,
+        cx,
         // SAFETY: forwarded from the caller.
-        let res = cvt(unsafe { libc::recv(fd.raw(), ptr.cast(), len, 0) });
-        match res {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                ready!(readiness_wait(drv, fd, Direction::Read, token, cx))?;
-                // Armed; a spurious `Ready(Ok)` just retries.
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            res => return Poll::Ready(res),
-        }
-    }
+        || unsafe { recv_now(fd, ptr, len, 0, kind) },
+        |&(n, msg_flags)| kind.drained(n, len, msg_flags),
+    )
+    .map_ok(|(n, _)| n)
 }
 
 impl ReadState {
@@ -292,17 +340,16 @@ impl WriteState {
                 self.op = Some(submit_send(d, fd, buf.slice(..)));
                 Poll::Ready(Ok(n))
             }
-            Driver::Readiness(_) => loop {
+            Driver::Readiness(_) => poll_retry(
+                drv,
+                fd,
+                Direction::Write,
+                &mut self.wait,
+                cx,
                 // SAFETY: `data` is a valid slice for the call's duration.
-                let res = cvt(unsafe { libc::send(fd.raw(), data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) });
-                match res {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        ready!(readiness_wait(drv, fd, Direction::Write, &mut self.wait, cx))?;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    res => return Poll::Ready(res),
-                }
-            },
+                || cvt(unsafe { libc::send(fd.raw(), data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) }),
+                |_| false,
+            ),
         }
     }
 

@@ -28,7 +28,7 @@ use io_uring::{opcode, types};
 
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::driver::Driver;
-use crate::io::{SharedFd, cvt, ops, retry};
+use crate::io::{SharedFd, ShortRead, cvt, ops, retry, retry_drain};
 
 /// One buffer, for the message operations (which take buffer lists).
 pub(crate) struct One<B>(pub(crate) B);
@@ -280,13 +280,26 @@ pub(crate) async fn recv_msg<T: InBufs>(
             (res.map(|n| n as usize), msg)
         }
         Driver::Readiness(r) => {
-            let res = retry(r, fd, Direction::Read, || {
-                msg.reset_for_recv();
-                // SAFETY: `msg` points at live iovecs into `bufs` (writable
-                // capacity) and at its own address storage.
-                cvt(unsafe { libc::recvmsg(fd.raw(), &mut msg.hdr, flags) })
-            })
-            .await;
+            let kind = if datagram {
+                ShortRead::Inconclusive
+            } else {
+                fd.short_read()
+            };
+            let res = retry_drain(
+                r,
+                fd,
+                Direction::Read,
+                || {
+                    msg.reset_for_recv();
+                    // SAFETY: `msg` points at live iovecs into `bufs` (writable
+                    // capacity) and at its own address storage.
+                    let n = cvt(unsafe { libc::recvmsg(fd.raw(), &mut msg.hdr, flags) })?;
+                    Ok((n, msg.hdr.msg_flags))
+                },
+                |&(n, msg_flags)| kind.drained(n, cap, Some(msg_flags)),
+            )
+            .await
+            .map(|(n, _)| n);
             (res, msg)
         }
     };

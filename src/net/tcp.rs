@@ -13,7 +13,7 @@ use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::driver::Driver;
-use crate::io::{SharedFd, current_driver, ops};
+use crate::io::{SharedFd, ShortRead, current_driver, ops};
 use crate::net::compat::{self, CompatSlot, ReadState, WriteState};
 use crate::net::ops as net_ops;
 
@@ -113,8 +113,10 @@ impl fmt::Debug for TcpStream {
 
 impl TcpStream {
     fn from_owned(fd: OwnedFd, drv: Driver) -> io::Result<TcpStream> {
+        let fd = SharedFd::new(fd, &drv)?;
+        fd.set_short_read(ShortRead::Drains);
         Ok(TcpStream {
-            fd: SharedFd::new(fd, &drv)?,
+            fd,
             drv,
             compat: CompatSlot::default(),
         })

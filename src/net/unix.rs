@@ -23,7 +23,7 @@ use super::compat::{self, CompatSlot, ReadState, WriteState};
 use super::ops::{self as net_ops, One};
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::driver::Driver;
-use crate::io::{SharedFd, current_driver, ops};
+use crate::io::{SharedFd, ShortRead, current_driver, ops};
 
 /// The address of a Unix socket: a path, an abstract name (Linux), or
 /// unnamed (an unbound socket, or one end of a pair).
@@ -225,11 +225,16 @@ impl fmt::Debug for UnixStream {
 
 impl UnixStream {
     fn from_owned(fd: OwnedFd, drv: Driver) -> io::Result<UnixStream> {
-        Ok(UnixStream {
-            fd: SharedFd::new(fd, &drv)?,
+        Ok(UnixStream::from_shared(SharedFd::new(fd, &drv)?, drv))
+    }
+
+    fn from_shared(fd: SharedFd, drv: Driver) -> UnixStream {
+        fd.set_short_read(ShortRead::DrainsUnlessCtrunc);
+        UnixStream {
+            fd,
             drv,
             compat: CompatSlot::default(),
-        })
+        }
     }
 
     /// Connects to the listener at `path` (leading NUL: abstract name).
@@ -255,11 +260,7 @@ impl UnixStream {
     /// Adopts a connected std stream.
     pub fn from_std(s: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
         let (fd, drv) = adopt(OwnedFd::from(s))?;
-        Ok(UnixStream {
-            fd,
-            drv,
-            compat: CompatSlot::default(),
-        })
+        Ok(UnixStream::from_shared(fd, drv))
     }
 
     /// Reads into `buf`'s capacity (from its start); `Ok(0)` means end of

@@ -90,7 +90,7 @@ pub use std::process::{ExitStatus, Output, Stdio};
 use crate::blocking::BlockingTask;
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::driver::Driver;
-use crate::io::{SharedFd, current_driver, ops};
+use crate::io::{SharedFd, ShortRead, current_driver, ops};
 use crate::runtime::LoopInner;
 
 mod reap;
@@ -636,10 +636,11 @@ struct Pipe {
 
 impl Pipe {
     fn new(fd: OwnedFd, drv: &Driver) -> io::Result<Pipe> {
-        Ok(Pipe {
-            fd: SharedFd::new(fd, drv)?,
-            drv: drv.clone(),
-        })
+        let fd = SharedFd::new(fd, drv)?;
+        // A child's stdio pipe (`pipe2`, never packet mode): a short read
+        // emptied it.
+        fd.set_short_read(ShortRead::Drains);
+        Ok(Pipe { fd, drv: drv.clone() })
     }
 
     async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
