@@ -347,7 +347,7 @@ pub fn open_loop(
             Duration::ZERO
         } else {
             match next_due {
-                Some(t) => t.saturating_duration_since(Instant::now()).saturating_sub(spin),
+                Some(t) => t.saturating_duration_since(Instant::now()).saturating_sub(SPIN),
                 None => Duration::from_millis(1),
             }
         };
