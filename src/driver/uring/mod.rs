@@ -435,7 +435,15 @@ impl UringDriver {
     /// `timeout`; `None` = no limit, zero = poll) in one `io_uring_enter` in
     /// the common case, then wakes the wakers of everything that completed.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<()> {
-        let res = self.inner.core.borrow_mut().wait(timeout);
+        let res = {
+            let mut core = self.inner.core.borrow_mut();
+            if timeout == Some(Duration::ZERO) && core.idle() {
+                // Loop iterations that only run callbacks pass here: nothing
+                // to submit, reap or wake.
+                return Ok(());
+            }
+            core.wait(timeout)
+        };
         self.inner.wake_and_bury();
         res
     }
@@ -660,6 +668,26 @@ impl Core {
             Some(d) if d.is_zero() => self.poll(),
             _ => self.wait_blocking(timeout),
         }
+    }
+
+    /// Nothing for a zero-timeout wait to do: no queued SQE (in the ring or
+    /// the backlog), no CQE, no kernel task work or CQ overflow waiting for
+    /// an enter, the cross-thread eventfd watch armed (or deliberately not,
+    /// while closing), and nothing left to wake or drop.
+    fn idle(&mut self) -> bool {
+        if !self.backlog.is_empty()
+            || self.always_enter_to_poll
+            || !(self.eventfd_armed || self.closing)
+            || !self.to_wake.is_empty()
+            || !self.graveyard.is_empty()
+        {
+            return false;
+        }
+        let quiet_sq = {
+            let sq = self.ring.submission();
+            sq.is_empty() && !sq.cq_overflow() && !(self.taskrun_flag && sq.taskrun())
+        };
+        quiet_sq && self.ring.completion().is_empty()
     }
 
     /// A zero-timeout wait: enters only when there is something to submit or
