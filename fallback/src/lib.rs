@@ -284,6 +284,33 @@ impl Reactor {
             match self.poller.wait(&mut events, timeout) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(0),
+                // `polling`'s poll(2) backend: a `notify` from another thread
+                // raced with this wait (its flag was set, its byte not yet
+                // written). `polling` then returns EAGAIN *without* clearing
+                // its own "notified" flag, after which every later `notify`
+                // would be skipped and the loop would sleep forever (seen as a
+                // rare hang of a loop woken by its blocking pool). A
+                // zero-timeout wait that succeeds clears that flag. Either
+                // way this was a wake-up: the caller looks at its queues.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let mut tries = 0;
+                    loop {
+                        events.clear();
+                        match self.poller.wait(&mut events, Some(Duration::ZERO)) {
+                            Ok(_) => break,
+                            Err(e)
+                                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
+                                    && tries < 10_000 =>
+                            {
+                                // The notifier is between its flag and its
+                                // write; let it finish.
+                                tries += 1;
+                                std::thread::yield_now();
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
                 Err(e) => return Err(e),
             }
             let mut sources = self.sources.borrow_mut();
