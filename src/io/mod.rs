@@ -9,6 +9,7 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::io;
+use std::ops::ControlFlow;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -318,29 +319,53 @@ pub(crate) async fn retry_drain<T>(
     mut f: impl FnMut() -> io::Result<T>,
     drained: impl Fn(&T) -> bool,
 ) -> io::Result<T> {
-    let reactor = r.reactor();
     let key = fd.key()?;
-    // On a closed loop the syscall is still tried first (waiting reports
-    // the closed loop), as before readiness was cached.
-    let mut wait = !r.is_closed() && !reactor.is_ready(key, dir);
+    let mut wait = wait_first(r, key, dir);
     loop {
         if wait {
             readiness(r, fd, dir).await?;
         }
-        match f() {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                reactor.clear_ready(key, dir);
-                wait = true;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => wait = false,
-            Ok(v) => {
-                if drained(&v) {
-                    reactor.note_short_read(key);
-                }
-                return Ok(v);
-            }
-            Err(e) => return Err(e),
+        match after_attempt(r, key, dir, f(), &drained) {
+            ControlFlow::Break(res) => return res,
+            ControlFlow::Continue(w) => wait = w,
         }
+    }
+}
+
+/// Whether a readiness retry loop should wait before its first syscall:
+/// only in edge mode, when `dir`'s readiness was cleared and not reported
+/// since. On a closed loop the syscall is still tried first (waiting
+/// reports the closed loop).
+pub(crate) fn wait_first(r: &ReadinessDriver, key: usize, dir: Direction) -> bool {
+    !r.is_closed() && !r.reactor().is_ready(key, dir)
+}
+
+/// The bookkeeping after one syscall attempt of a readiness retry loop
+/// ([`retry_drain`] and its poll-based twin in `net/compat.rs`): `EAGAIN`
+/// clears `dir`'s readiness and continues after a wait (`Continue(true)`),
+/// `EINTR` continues at once (`Continue(false)`); anything else is the
+/// result (`Break`), and a result that `drained` the receive buffer clears
+/// read readiness.
+pub(crate) fn after_attempt<T>(
+    r: &ReadinessDriver,
+    key: usize,
+    dir: Direction,
+    res: io::Result<T>,
+    drained: impl Fn(&T) -> bool,
+) -> ControlFlow<io::Result<T>, bool> {
+    match res {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            r.reactor().clear_ready(key, dir);
+            ControlFlow::Continue(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => ControlFlow::Continue(false),
+        Ok(v) => {
+            if drained(&v) {
+                r.reactor().note_short_read(key);
+            }
+            ControlFlow::Break(Ok(v))
+        }
+        Err(e) => ControlFlow::Break(Err(e)),
     }
 }
 

@@ -31,6 +31,7 @@
 //! `poll_read` are not seen by `read(buf)`.
 
 use std::io;
+use std::ops::ControlFlow;
 use std::task::{Context, Poll, ready};
 
 use ringloop_fallback::{Direction, WaitToken};
@@ -141,26 +142,15 @@ fn poll_retry<T>(
             return Poll::Ready(Err(io::Error::other("ringloop: readiness retry on io_uring")));
         }
     };
-    let reactor = r.reactor();
-    let mut wait = !r.is_closed() && !reactor.is_ready(key, dir);
+    let mut wait = crate::io::wait_first(r, key, dir);
     loop {
         if wait {
             // Pending until an event (a spurious `Ready(Ok)` just retries).
             ready!(readiness_wait(drv, fd, dir, token, cx))?;
         }
-        match f() {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                reactor.clear_ready(key, dir);
-                wait = true;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => wait = false,
-            Ok(v) => {
-                if drained(&v) {
-                    reactor.note_short_read(key);
-                }
-                return Poll::Ready(Ok(v));
-            }
-            Err(e) => return Poll::Ready(Err(e)),
+        match crate::io::after_attempt(r, key, dir, f(), &drained) {
+            ControlFlow::Break(res) => return Poll::Ready(res),
+            ControlFlow::Continue(w) => wait = w,
         }
     }
 }

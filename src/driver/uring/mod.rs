@@ -676,28 +676,26 @@ impl Core {
     /// while closing), and nothing left to wake or drop.
     fn idle(&mut self) -> bool {
         if !self.backlog.is_empty()
-            || self.always_enter_to_poll
             || !(self.eventfd_armed || self.closing)
             || !self.to_wake.is_empty()
             || !self.graveyard.is_empty()
         {
             return false;
         }
-        let quiet_sq = {
-            let sq = self.ring.submission();
-            sq.is_empty() && !sq.cq_overflow() && !(self.taskrun_flag && sq.taskrun())
-        };
-        quiet_sq && self.ring.completion().is_empty()
+        !self.needs_enter() && self.ring.completion().is_empty()
+    }
+
+    /// Whether a zero-timeout wait must enter the kernel: SQEs to submit, a
+    /// CQ overflow to flush, or (deferred) task work that only an enter runs.
+    fn needs_enter(&mut self) -> bool {
+        let sq = self.ring.submission();
+        !sq.is_empty() || sq.cq_overflow() || (self.taskrun_flag && sq.taskrun()) || self.always_enter_to_poll
     }
 
     /// A zero-timeout wait: enters only when there is something to submit or
     /// the kernel has completion work that needs an enter.
     fn poll(&mut self) -> io::Result<()> {
-        let need_enter = {
-            let sq = self.ring.submission();
-            !sq.is_empty() || sq.cq_overflow() || (self.taskrun_flag && sq.taskrun()) || self.always_enter_to_poll
-        };
-        if need_enter {
+        if self.needs_enter() {
             self.stats.enters += 1;
             // `submit` adds GETEVENTS when IORING_SQ_TASKRUN or the overflow
             // flag is set, which is what runs DEFER_TASKRUN work.
