@@ -284,34 +284,29 @@ impl Report<'_> {
             .rows
             .iter()
             .map(|r| {
-                let mut o = format!("    {{\"workload\": {}, \"peer\": {}", json_str(&r.workload), json_str(r.peer));
-                if let Some(e) = &r.error {
-                    let _ = write!(o, ", \"error\": {}}}", json_str(e));
-                    return o;
-                }
-                let samples: Vec<String> = r
-                    .samples
-                    .iter()
-                    .map(|s| {
-                        format!(
-                            "{{\"req_per_s\": {}, \"server_cpu_us_per_req\": {}, \"cpu0_busy_us_per_req\": {}, \"ctxt_per_req\": {}, \"syscalls_per_req\": {}, \"loadgen_cpu_share\": {}}}",
-                            json_num(s.rps),
-                            json_num(s.cpu_us),
-                            json_num(s.core_us),
-                            json_num(s.ctxt),
-                            s.sys.map_or("null".into(), json_num),
-                            json_num(s.lg_cpu)
-                        )
-                    })
-                    .collect();
-                let _ = write!(
-                    o,
-                    ", \"median_server_cpu_us_per_req\": {}, \"median_req_per_s\": {}, \"samples\": [{}]}}",
-                    json_num(r.med(|s| s.cpu_us)),
-                    json_num(r.med(|s| s.rps)),
-                    samples.join(", ")
-                );
-                o
+                json_row(&r.workload, r.peer, "", r.error.as_deref(), || {
+                    let samples: Vec<String> = r
+                        .samples
+                        .iter()
+                        .map(|s| {
+                            format!(
+                                "{{\"req_per_s\": {}, \"server_cpu_us_per_req\": {}, \"cpu0_busy_us_per_req\": {}, \"ctxt_per_req\": {}, \"syscalls_per_req\": {}, \"loadgen_cpu_share\": {}}}",
+                                json_num(s.rps),
+                                json_num(s.cpu_us),
+                                json_num(s.core_us),
+                                json_num(s.ctxt),
+                                s.sys.map_or("null".into(), json_num),
+                                json_num(s.lg_cpu)
+                            )
+                        })
+                        .collect();
+                    format!(
+                        ", \"median_server_cpu_us_per_req\": {}, \"median_req_per_s\": {}, \"samples\": [{}]",
+                        json_num(r.med(|s| s.cpu_us)),
+                        json_num(r.med(|s| s.rps)),
+                        samples.join(", ")
+                    )
+                })
             })
             .collect();
         let _ = writeln!(j, "  \"closed_loop\": [\n{}\n  ],", items.join(",\n"));
@@ -319,28 +314,19 @@ impl Report<'_> {
             .lat
             .iter()
             .map(|r| {
-                let mut o = format!(
-                    "    {{\"workload\": {}, \"peer\": {}, \"offered_req_per_s\": {}",
-                    json_str(&r.workload),
-                    json_str(r.peer),
-                    json_num(r.rate)
-                );
-                if let Some(e) = &r.error {
-                    let _ = write!(o, ", \"error\": {}}}", json_str(e));
-                    return o;
-                }
-                let _ = write!(
-                    o,
-                    ", \"p50_us\": {}, \"p99_us\": {}, \"p999_us\": {}, \"max_us\": {}, \"samples\": {}, \"achieved_req_per_s\": [{}], \"server_cpu_us_per_req\": [{}]}}",
-                    json_num(r.q_us(0.5)),
-                    json_num(r.q_us(0.99)),
-                    json_num(r.q_us(0.999)),
-                    json_num(r.max_us()),
-                    r.count(),
-                    r.achieved.iter().map(|v| json_num(*v)).collect::<Vec<_>>().join(", "),
-                    r.cpu_us.iter().map(|v| json_num(*v)).collect::<Vec<_>>().join(", ")
-                );
-                o
+                let head = format!(", \"offered_req_per_s\": {}", json_num(r.rate));
+                json_row(&r.workload, r.peer, &head, r.error.as_deref(), || {
+                    format!(
+                        ", \"p50_us\": {}, \"p99_us\": {}, \"p999_us\": {}, \"max_us\": {}, \"samples\": {}, \"achieved_req_per_s\": [{}], \"server_cpu_us_per_req\": [{}]",
+                        json_num(r.q_us(0.5)),
+                        json_num(r.q_us(0.99)),
+                        json_num(r.q_us(0.999)),
+                        json_num(r.max_us()),
+                        r.count(),
+                        json_nums(&r.achieved),
+                        json_nums(&r.cpu_us)
+                    )
+                })
             })
             .collect();
         let _ = writeln!(j, "  \"open_loop\": [\n{}\n  ],", lat.join(",\n"));
@@ -348,27 +334,23 @@ impl Report<'_> {
             .wrk
             .iter()
             .map(|r| {
-                let mut o = format!("    {{\"workload\": {}, \"peer\": {}", json_str(&r.workload), json_str(r.peer));
-                if let Some(e) = &r.error {
-                    let _ = write!(o, ", \"error\": {}}}", json_str(e));
-                    return o;
-                }
-                let s: Vec<String> = r
-                    .samples
-                    .iter()
-                    .map(|s| {
-                        format!(
-                            "{{\"req_per_s\": {}, \"requests\": {}, \"p50_us\": {}, \"p99_us\": {}, \"server_cpu_us_per_req\": {}}}",
-                            json_num(s.rps),
-                            s.requests,
-                            json_num(s.p50_us),
-                            json_num(s.p99_us),
-                            json_num(s.cpu_us)
-                        )
-                    })
-                    .collect();
-                let _ = write!(o, ", \"samples\": [{}]}}", s.join(", "));
-                o
+                json_row(&r.workload, r.peer, "", r.error.as_deref(), || {
+                    let s: Vec<String> = r
+                        .samples
+                        .iter()
+                        .map(|s| {
+                            format!(
+                                "{{\"req_per_s\": {}, \"requests\": {}, \"p50_us\": {}, \"p99_us\": {}, \"server_cpu_us_per_req\": {}}}",
+                                json_num(s.rps),
+                                s.requests,
+                                json_num(s.p50_us),
+                                json_num(s.p99_us),
+                                json_num(s.cpu_us)
+                            )
+                        })
+                        .collect();
+                    format!(", \"samples\": [{}]", s.join(", "))
+                })
             })
             .collect();
         let _ = writeln!(
@@ -551,6 +533,24 @@ fn json_str(s: &str) -> String {
     }
     o.push('"');
     o
+}
+
+/// One result object: workload, peer, `head` (more fields, each starting
+/// with ", "), then either the error or `body()` (fields likewise).
+fn json_row(workload: &str, peer: &str, head: &str, error: Option<&str>, body: impl FnOnce() -> String) -> String {
+    let rest = match error {
+        Some(e) => format!(", \"error\": {}", json_str(e)),
+        None => body(),
+    };
+    format!(
+        "    {{\"workload\": {}, \"peer\": {}{head}{rest}}}",
+        json_str(workload),
+        json_str(peer)
+    )
+}
+
+fn json_nums(v: &[f64]) -> String {
+    v.iter().map(|x| json_num(*x)).collect::<Vec<_>>().join(", ")
 }
 
 fn json_num(x: f64) -> String {

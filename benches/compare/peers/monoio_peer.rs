@@ -1,5 +1,6 @@
 //! monoio TCP echo, HTTP and UDP echo servers on its io_uring driver.
 
+use std::future::Future;
 use std::io;
 
 use monoio::buf::IoBufMut;
@@ -13,69 +14,72 @@ fn runtime() -> io::Result<monoio::Runtime<monoio::IoUringDriver>> {
         .build()
 }
 
-pub fn serve(l: std::net::TcpListener, ready: impl FnOnce() + 'static) -> io::Result<()> {
-    let mut rt = runtime()?;
-    rt.block_on(async move {
+/// Runs `conn` on every accepted connection (TCP_NODELAY on) until killed.
+fn accept_loop<Fut: Future<Output = ()> + 'static>(
+    l: std::net::TcpListener,
+    ready: impl FnOnce() + 'static,
+    conn: fn(monoio::net::TcpStream) -> Fut,
+) -> io::Result<()> {
+    runtime()?.block_on(async move {
         let l = monoio::net::TcpListener::from_std(l)?;
         ready();
         loop {
-            let (mut s, _) = l.accept().await?;
-            monoio::spawn(async move {
-                let _ = s.set_nodelay(true);
-                let mut buf = Vec::with_capacity(BUF);
-                loop {
-                    buf.clear();
-                    let (res, b) = s.read(buf).await;
-                    if !matches!(res, Ok(n) if n > 0) {
-                        return;
-                    }
-                    let (res, b) = s.write_all(b).await;
-                    if res.is_err() {
-                        return;
-                    }
-                    buf = b;
-                }
-            });
+            let (s, _) = l.accept().await?;
+            let _ = s.set_nodelay(true);
+            monoio::spawn(conn(s));
         }
     })
 }
 
-pub fn serve_http(l: std::net::TcpListener, ready: impl FnOnce() + 'static) -> io::Result<()> {
-    let mut rt = runtime()?;
-    rt.block_on(async move {
-        let l = monoio::net::TcpListener::from_std(l)?;
-        ready();
-        loop {
-            let (mut s, _) = l.accept().await?;
-            monoio::spawn(async move {
-                let _ = s.set_nodelay(true);
-                let mut input = Vec::with_capacity(http::INBUF);
-                let mut out = Vec::with_capacity(http::RESPONSE.len());
-                loop {
-                    if !http::make_room(&mut input) {
-                        return;
-                    }
-                    let at = input.len();
-                    let (res, b) = s.read(input.slice_mut(at..)).await;
-                    input = b.into_inner();
-                    if !matches!(res, Ok(n) if n > 0) {
-                        return;
-                    }
-                    let used = http::respond(&input, &mut out);
-                    input.drain(..used);
-                    if out.is_empty() {
-                        continue;
-                    }
-                    let (res, o) = s.write_all(out).await;
-                    if res.is_err() {
-                        return;
-                    }
-                    out = o;
-                    out.clear();
-                }
-            });
+pub fn serve(l: std::net::TcpListener, ready: impl FnOnce() + 'static) -> io::Result<()> {
+    accept_loop(l, ready, echo)
+}
+
+async fn echo(mut s: monoio::net::TcpStream) {
+    let mut buf = Vec::with_capacity(BUF);
+    loop {
+        buf.clear();
+        let (res, b) = s.read(buf).await;
+        if !matches!(res, Ok(n) if n > 0) {
+            return;
         }
-    })
+        let (res, b) = s.write_all(b).await;
+        if res.is_err() {
+            return;
+        }
+        buf = b;
+    }
+}
+
+pub fn serve_http(l: std::net::TcpListener, ready: impl FnOnce() + 'static) -> io::Result<()> {
+    accept_loop(l, ready, hello)
+}
+
+async fn hello(mut s: monoio::net::TcpStream) {
+    let mut input = Vec::with_capacity(http::INBUF);
+    let mut out = Vec::with_capacity(http::RESPONSE.len());
+    loop {
+        if !http::make_room(&mut input) {
+            return;
+        }
+        let at = input.len();
+        let (res, b) = s.read(input.slice_mut(at..)).await;
+        input = b.into_inner();
+        if !matches!(res, Ok(n) if n > 0) {
+            return;
+        }
+        let used = http::respond(&input, &mut out);
+        input.drain(..used);
+        if out.is_empty() {
+            continue;
+        }
+        let (res, o) = s.write_all(out).await;
+        if res.is_err() {
+            return;
+        }
+        out = o;
+        out.clear();
+    }
 }
 
 pub fn serve_udp(s: std::net::UdpSocket, ready: impl FnOnce() + 'static) -> io::Result<()> {

@@ -1,15 +1,18 @@
 //! ringloop TCP echo, HTTP and UDP echo servers (either backend).
 
+use std::future::Future;
 use std::io;
 
 use ringloop::buf::IoBuf;
 
 use super::{BUF, http};
 
-pub fn serve(
+/// Runs `conn` on every accepted connection (TCP_NODELAY on) until killed.
+fn accept_loop<Fut: Future<Output = ()> + 'static>(
     l: std::net::TcpListener,
     driver: ringloop::DriverChoice,
     ready: impl FnOnce() + 'static,
+    conn: fn(ringloop::net::TcpStream) -> Fut,
 ) -> io::Result<()> {
     let lp = ringloop::EventLoop::builder().driver(driver).build()?;
     lp.run_until_complete(async move {
@@ -17,25 +20,34 @@ pub fn serve(
         ready();
         loop {
             let (s, _) = l.accept().await?;
-            ringloop::spawn(async move {
-                let _ = s.set_nodelay(true);
-                let mut buf = Vec::with_capacity(BUF);
-                loop {
-                    buf.clear();
-                    let (res, b) = s.read(buf).await;
-                    if !matches!(res, Ok(n) if n > 0) {
-                        return;
-                    }
-                    let (res, b) = s.write_all(b).await;
-                    if res.is_err() {
-                        return;
-                    }
-                    buf = b;
-                }
-            })
-            .detach();
+            let _ = s.set_nodelay(true);
+            ringloop::spawn(conn(s)).detach();
         }
     })?
+}
+
+pub fn serve(
+    l: std::net::TcpListener,
+    driver: ringloop::DriverChoice,
+    ready: impl FnOnce() + 'static,
+) -> io::Result<()> {
+    accept_loop(l, driver, ready, echo)
+}
+
+async fn echo(s: ringloop::net::TcpStream) {
+    let mut buf = Vec::with_capacity(BUF);
+    loop {
+        buf.clear();
+        let (res, b) = s.read(buf).await;
+        if !matches!(res, Ok(n) if n > 0) {
+            return;
+        }
+        let (res, b) = s.write_all(b).await;
+        if res.is_err() {
+            return;
+        }
+        buf = b;
+    }
 }
 
 pub fn serve_http(
@@ -43,42 +55,34 @@ pub fn serve_http(
     driver: ringloop::DriverChoice,
     ready: impl FnOnce() + 'static,
 ) -> io::Result<()> {
-    let lp = ringloop::EventLoop::builder().driver(driver).build()?;
-    lp.run_until_complete(async move {
-        let l = ringloop::net::TcpListener::from_std(l)?;
-        ready();
-        loop {
-            let (s, _) = l.accept().await?;
-            ringloop::spawn(async move {
-                let _ = s.set_nodelay(true);
-                let mut input = Vec::with_capacity(http::INBUF);
-                let mut out = Vec::with_capacity(http::RESPONSE.len());
-                loop {
-                    if !http::make_room(&mut input) {
-                        return;
-                    }
-                    let at = input.len();
-                    let (res, b) = s.read(input.slice(at..)).await;
-                    input = b.into_inner();
-                    if !matches!(res, Ok(n) if n > 0) {
-                        return;
-                    }
-                    let used = http::respond(&input, &mut out);
-                    input.drain(..used);
-                    if out.is_empty() {
-                        continue;
-                    }
-                    let (res, o) = s.write_all(out).await;
-                    if res.is_err() {
-                        return;
-                    }
-                    out = o;
-                    out.clear();
-                }
-            })
-            .detach();
+    accept_loop(l, driver, ready, hello)
+}
+
+async fn hello(s: ringloop::net::TcpStream) {
+    let mut input = Vec::with_capacity(http::INBUF);
+    let mut out = Vec::with_capacity(http::RESPONSE.len());
+    loop {
+        if !http::make_room(&mut input) {
+            return;
         }
-    })?
+        let at = input.len();
+        let (res, b) = s.read(input.slice(at..)).await;
+        input = b.into_inner();
+        if !matches!(res, Ok(n) if n > 0) {
+            return;
+        }
+        let used = http::respond(&input, &mut out);
+        input.drain(..used);
+        if out.is_empty() {
+            continue;
+        }
+        let (res, o) = s.write_all(out).await;
+        if res.is_err() {
+            return;
+        }
+        out = o;
+        out.clear();
+    }
 }
 
 pub fn serve_udp(
