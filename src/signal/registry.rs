@@ -140,68 +140,66 @@ extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut libc::
     unsafe { *errno = saved };
 }
 
-fn set_cloexec_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl with integer arguments on an fd we just created.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
-        return Err(io::Error::last_os_error());
+/// The self-pipe, both ends close-on-exec and non-blocking (one `pipe2`
+/// where it exists).
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
+fn cloexec_nonblocking_pipe() -> io::Result<[c_int; 2]> {
+    let mut fds = [-1 as c_int; 2];
+    // SAFETY: `fds` is a valid two-int array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("ringloop::signal: pipe2 failed: {e}")));
     }
-    crate::io::set_nonblocking(fd, true)
+    Ok(fds)
+}
+
+/// The self-pipe, both ends close-on-exec and non-blocking (`pipe` + `fcntl`).
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+)))]
+fn cloexec_nonblocking_pipe() -> io::Result<[c_int; 2]> {
+    let mut fds = [-1 as c_int; 2];
+    // SAFETY: `fds` is a valid two-int array.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("ringloop::signal: pipe failed: {e}")));
+    }
+    for fd in fds {
+        // SAFETY: fcntl with integer arguments on an fd we just created.
+        let res = if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            crate::io::set_nonblocking(fd, true)
+        };
+        if let Err(e) = res {
+            // SAFETY: closing the two fds we just created and own.
+            unsafe {
+                libc::close(fds[0]);
+                libc::close(fds[1]);
+            }
+            return Err(e);
+        }
+    }
+    Ok(fds)
 }
 
 fn ensure_pipe(g: &mut Globals) -> io::Result<()> {
     if g.read_fd >= 0 {
         return Ok(());
     }
-    let mut fds = [-1 as c_int; 2];
-    #[cfg(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    ))]
-    {
-        // SAFETY: `fds` is a valid two-int array.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(e.kind(), format!("ringloop::signal: pipe2 failed: {e}")));
-        }
-    }
-    #[cfg(not(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    )))]
-    {
-        // SAFETY: `fds` is a valid two-int array.
-        if unsafe { libc::pipe(fds.as_mut_ptr()) } < 0 {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(e.kind(), format!("ringloop::signal: pipe failed: {e}")));
-        }
-        for fd in fds {
-            if let Err(e) = set_cloexec_nonblocking(fd) {
-                // SAFETY: closing the two fds we just created and own.
-                unsafe {
-                    libc::close(fds[0]);
-                    libc::close(fds[1]);
-                }
-                return Err(e);
-            }
-        }
-    }
-    #[cfg(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    ))]
-    let _ = set_cloexec_nonblocking;
+    let fds = cloexec_nonblocking_pipe()?;
     g.read_fd = fds[0];
     WRITE_FD.store(fds[1], Ordering::SeqCst);
     Ok(())
