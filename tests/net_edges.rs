@@ -63,6 +63,21 @@ macro_rules! read_once {
     }};
 }
 
+/// Reads (up to 1024 bytes at a time, none of them empty) until at least
+/// `n` bytes have arrived; returns them.
+macro_rules! read_at_least {
+    ($stream:expr, $n:expr) => {{
+        let mut got = Vec::new();
+        while got.len() < $n {
+            let (res, buf) = read_once!($stream, 1024);
+            let k = res.unwrap();
+            assert!(k > 0);
+            got.extend_from_slice(&buf[..k]);
+        }
+        got
+    }};
+}
+
 /// Reads with buffer sizes cycling through `sizes` until end of stream;
 /// returns everything read.
 macro_rules! read_to_end_in_sizes {
@@ -292,13 +307,7 @@ both_backends! {
             assert_eq!(n, 1);
             peer.write_all(b"def").unwrap();
             sleep(Duration::from_millis(50)).await;
-            let mut got = Vec::new();
-            while got.len() < 6 {
-                let (res, buf) = read_once!(ours, 1024);
-                let n = res.unwrap();
-                assert!(n > 0);
-                got.extend_from_slice(&buf[..n]);
-            }
+            let got = read_at_least!(ours, 6);
             assert_eq!(got, b"abcdef");
             drop(peer);
             let (res, _) = read_once!(ours, 16);
@@ -321,13 +330,7 @@ both_backends! {
             send_with_fd(&peer, b"fd!", passed.as_raw_fd());
             peer.write_all(b"world").unwrap();
             sleep(Duration::from_millis(50)).await;
-            let mut got = Vec::new();
-            while got.len() < 13 {
-                let (res, buf) = read_once!(ours, 1024);
-                let n = res.unwrap();
-                assert!(n > 0);
-                got.extend_from_slice(&buf[..n]);
-            }
+            let got = read_at_least!(ours, 13);
             assert_eq!(got, b"hellofd!world");
             drop(peer);
             let (res, _) = read_once!(ours, 16);
