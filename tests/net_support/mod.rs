@@ -142,30 +142,8 @@ pub async fn select2<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::O
 }
 
 /// Runs both futures to completion in one task (every wake-up polls both).
-pub async fn join2<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
-    let mut a = std::pin::pin!(a);
-    let mut b = std::pin::pin!(b);
-    let mut ra = None;
-    let mut rb = None;
-    std::future::poll_fn(|cx| {
-        if ra.is_none()
-            && let Poll::Ready(v) = a.as_mut().poll(cx)
-        {
-            ra = Some(v);
-        }
-        if rb.is_none()
-            && let Poll::Ready(v) = b.as_mut().poll(cx)
-        {
-            rb = Some(v);
-        }
-        if ra.is_some() && rb.is_some() {
-            Poll::Ready((ra.take().unwrap(), rb.take().unwrap()))
-        } else {
-            Poll::Pending
-        }
-    })
-    .await
-}
+#[allow(unused_imports)] // Not every test binary that includes this module joins.
+pub use futures_util::future::join as join2;
 
 /// Polls `fut` exactly once (so an I/O operation gets submitted), then
 /// returns it unfinished, or its output.
