@@ -29,6 +29,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use ringloop::{AsyncReadOwned, AsyncWriteOwned};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MSG: usize = 128;

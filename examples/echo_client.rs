@@ -10,6 +10,7 @@
 
 use ringloop::EventLoop;
 use ringloop::net::TcpStream;
+use ringloop::{AsyncReadOwned, AsyncWriteOwned};
 use std::time::Instant;
 
 fn main() -> std::io::Result<()> {

@@ -12,6 +12,7 @@
 //! and backend on stdout, then serves until killed.
 
 use ringloop::net::{TcpListener, TcpStream};
+use ringloop::{AsyncReadOwned, AsyncWriteOwned};
 use ringloop::{EventLoop, spawn};
 
 async fn serve(stream: TcpStream) {

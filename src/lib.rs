@@ -40,6 +40,7 @@ pub mod task;
 pub mod time;
 
 pub use blocking::{BlockingTask, spawn_blocking};
+pub use buf::{AsyncReadOwned, AsyncWriteOwned};
 pub use combinators::{ReturnWhen, WaitError, gather, gather_settled, gather_tasks, gather_tasks_settled, wait};
 pub use driver::{DriverChoice, DriverKind};
 pub use runtime::{
@@ -48,6 +49,11 @@ pub use runtime::{
 };
 pub use task::{CancelOnDrop, Task, TaskError, TaskRef, all_tasks, current_task, spawn, try_spawn};
 pub use time::{Elapsed, Interval, MissedTicks, Sleep, interval, sleep, sleep_until, timeout, timeout_at, yield_now};
+
+/// The traits most programs need in scope: `use ringloop::prelude::*;`.
+pub mod prelude {
+    pub use crate::buf::{AsyncReadOwned, AsyncWriteOwned, IoBuf, IoBufMut};
+}
 
 /// The README's code blocks, compiled and run as doctests so they stay true.
 #[doc = include_str!("../README.md")]

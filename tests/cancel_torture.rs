@@ -17,6 +17,7 @@
 mod common;
 mod net_support;
 
+use ringloop::{AsyncReadOwned, AsyncWriteOwned};
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;

@@ -2,10 +2,11 @@
 //! `BufReader`, `lines`, `copy`, `AsyncReadExt`/`AsyncWriteExt`) driving
 //! ringloop sockets on both backends.
 //!
-//! The stream types' inherent owned-buffer methods (`read`, `write_all`,
-//! ...) take precedence over the extension traits' methods of the same name,
-//! so those are called as `AsyncWriteExt::write_all(&mut s, ..)` here;
-//! generic code (like `upper_server`) sees only the traits.
+//! The owned-buffer methods live in ringloop's `AsyncReadOwned` /
+//! `AsyncWriteOwned` traits, which this file does not import, so method
+//! calls such as `c.write_all(..)` and `wr.close()` resolve to `futures`'
+//! extension traits (`futures_io_methods_are_not_shadowed` checks that);
+//! the few owned-buffer writes are spelled `ringloop::AsyncWriteOwned::write_all(&s, ..)`.
 
 #[macro_use]
 mod common;
@@ -105,7 +106,7 @@ both_backends! {
             for _ in 0..5 {
                 assert!(timeout(Duration::from_millis(1), AsyncReadExt::read(&mut a, &mut buf)).await.is_err());
             }
-            let (r, _) = b.write_all(b"still here".as_slice()).await;
+            let (r, _) = ringloop::AsyncWriteOwned::write_all(&b, b"still here".as_slice()).await;
             r.unwrap();
             let n = AsyncReadExt::read(&mut a, &mut buf).await.unwrap();
             assert_eq!(&buf[..n], b"still here");
@@ -118,7 +119,7 @@ both_backends! {
             let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
             let mut c = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
             let (s, _) = listener.accept().await.unwrap();
-            let (r, _) = s.write_all(b"first\nsecond\n".as_slice()).await;
+            let (r, _) = ringloop::AsyncWriteOwned::write_all(&s, b"first\nsecond\n".as_slice()).await;
             r.unwrap();
             s.shutdown(std::net::Shutdown::Write).unwrap();
             let mut line = String::new();
@@ -159,5 +160,149 @@ both_backends! {
             );
         })
         .unwrap();
+    }
+}
+
+/// A slow reader on a std thread: accepts one connection, reads it to the
+/// end in small steps with pauses, and returns the bytes.
+fn slow_reader(listener: std::net::TcpListener) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let (mut s, _) = listener.accept().unwrap();
+        socket2::SockRef::from(&s).set_recv_buffer_size(16 * 1024).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match s.read(&mut buf).unwrap() {
+                0 => return got,
+                n => got.extend_from_slice(&buf[..n]),
+            }
+            if got.len() % (64 * 1024) < 8192 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    })
+}
+
+fn mebibyte() -> Vec<u8> {
+    (0..1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8)
+        .collect()
+}
+
+/// Connects a ringloop stream with a 16 KiB send buffer to a slow reader.
+async fn small_sndbuf_stream_to_slow_reader() -> (TcpStream, std::thread::JoinHandle<Vec<u8>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reader = slow_reader(listener);
+    let s = TcpStream::connect(addr).await.unwrap();
+    socket2::SockRef::from(&s).set_send_buffer_size(16 * 1024).unwrap();
+    (s, reader)
+}
+
+both_backends! {
+    fn futures_io_methods_are_not_shadowed(lp) {
+        lp.run_until_complete(async {
+            let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let mut c = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+            let (mut s, _) = listener.accept().await.unwrap();
+            // `futures`' write_all: a borrowed slice in, `io::Result<()>` out.
+            let r: std::io::Result<()> = c.write_all(b"ping").await;
+            r.unwrap();
+            // `futures`' close: flush + shutdown(Write); `c` stays usable.
+            c.close().await.unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"ping");
+            s.write_all(b"pong").await.unwrap();
+            s.close().await.unwrap();
+            let mut buf = [0u8; 8];
+            let n = c.read(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"pong");
+        })
+        .unwrap();
+    }
+
+    fn futures_io_write_all_then_drop_delivers_every_byte(lp) {
+        let data = mebibyte();
+        let d = data.clone();
+        let reader = lp.run_until_complete(async move {
+            let (mut s, reader) = small_sndbuf_stream_to_slow_reader().await;
+            AsyncWriteExt::write_all(&mut s, &d).await.unwrap();
+            drop(s);
+            reader
+        })
+        .unwrap();
+        // The loop keeps running while the tail drains (a linger task).
+        let got = std::thread::scope(|sc| {
+            let h = sc.spawn(|| reader.join().unwrap());
+            while !h.is_finished() {
+                lp.run_until_complete(ringloop::sleep(Duration::from_millis(5))).unwrap();
+            }
+            h.join().unwrap()
+        });
+        assert_eq!(got.len(), data.len(), "bytes lost after drop");
+        assert!(got == data, "bytes differ");
+    }
+
+    fn futures_io_write_all_then_builtin_close_delivers_every_byte(lp) {
+        let data = mebibyte();
+        let d = data.clone();
+        let reader = lp.run_until_complete(async move {
+            let (mut s, reader) = small_sndbuf_stream_to_slow_reader().await;
+            AsyncWriteExt::write_all(&mut s, &d).await.unwrap();
+            ringloop::AsyncWriteOwned::close(s).await.unwrap();
+            reader
+        })
+        .unwrap();
+        let got = reader.join().unwrap();
+        assert_eq!(got.len(), data.len(), "bytes lost after close");
+        assert!(got == data, "bytes differ");
+    }
+
+    fn futures_io_write_all_then_drop_then_loop_teardown_delivers_every_byte(lp) {
+        // The driver's teardown finishes lingering sends before the ring goes.
+        let choice = match lp.driver_kind() {
+            ringloop::DriverKind::Uring => ringloop::DriverChoice::Uring,
+            _ => ringloop::DriverChoice::Fallback,
+        };
+        let own = ringloop::EventLoop::builder().driver(choice).build().unwrap();
+        let data = mebibyte();
+        let d = data.clone();
+        let reader = own
+            .run_until_complete(async move {
+                let (mut s, reader) = small_sndbuf_stream_to_slow_reader().await;
+                AsyncWriteExt::write_all(&mut s, &d).await.unwrap();
+                drop(s);
+                reader
+            })
+            .unwrap();
+        own.close().unwrap();
+        drop(own);
+        let got = reader.join().unwrap();
+        assert_eq!(got.len(), data.len(), "bytes lost at loop teardown");
+        assert!(got == data, "bytes differ");
+    }
+
+    fn futures_io_write_all_on_a_write_half_then_drop_delivers_every_byte(lp) {
+        let data = mebibyte();
+        let d = data.clone();
+        let reader = lp.run_until_complete(async move {
+            let (s, reader) = small_sndbuf_stream_to_slow_reader().await;
+            let (rd, mut wr) = s.into_split();
+            AsyncWriteExt::write_all(&mut wr, &d).await.unwrap();
+            drop(wr);
+            drop(rd);
+            reader
+        })
+        .unwrap();
+        let got = std::thread::scope(|sc| {
+            let h = sc.spawn(|| reader.join().unwrap());
+            while !h.is_finished() {
+                lp.run_until_complete(ringloop::sleep(Duration::from_millis(5))).unwrap();
+            }
+            h.join().unwrap()
+        });
+        assert_eq!(got.len(), data.len(), "bytes lost after drop");
     }
 }

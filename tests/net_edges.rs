@@ -7,6 +7,7 @@
 mod common;
 
 use ringloop::net::{TcpListener, TcpStream, UnixStream};
+use ringloop::{AsyncReadOwned, AsyncWriteOwned};
 use ringloop::{sleep, spawn, timeout, yield_now};
 use std::future::Future;
 use std::io::Write;

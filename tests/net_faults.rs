@@ -12,6 +12,7 @@
 mod common;
 mod net_support;
 
+use ringloop::{AsyncReadOwned, AsyncWriteOwned};
 use std::cell::Cell;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};

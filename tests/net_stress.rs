@@ -5,6 +5,7 @@
 mod common;
 mod net_support;
 
+use ringloop::{AsyncReadOwned, AsyncWriteOwned};
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};

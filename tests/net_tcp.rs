@@ -5,6 +5,7 @@ mod common;
 
 use ringloop::net::{TcpListener, TcpStream};
 use ringloop::spawn;
+use ringloop::{AsyncReadOwned, AsyncWriteOwned};
 use std::io::ErrorKind;
 
 async fn echo_server(listener: TcpListener) {

@@ -6,6 +6,7 @@ mod common;
 use futures_util::StreamExt;
 use ringloop::buf::IoBuf;
 use ringloop::net::{TcpListener, TcpStream};
+use ringloop::{AsyncReadOwned, AsyncWriteOwned};
 use ringloop::{spawn, timeout};
 use std::time::Duration;
 

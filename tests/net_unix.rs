@@ -6,6 +6,7 @@ mod common;
 
 use futures_util::StreamExt;
 use ringloop::net::{UnixDatagram, UnixListener, UnixStream};
+use ringloop::{AsyncReadOwned, AsyncWriteOwned};
 use ringloop::{EventLoop, spawn};
 use std::io::ErrorKind;
 use std::net::Shutdown;

@@ -6,6 +6,7 @@
 //! therefore take buffers by value and give them back with the result:
 //!
 //! ```ignore
+//! use ringloop::prelude::*; // AsyncReadOwned / AsyncWriteOwned
 //! let (res, buf) = stream.read(vec![0u8; 4096]).await;
 //! let n = res?;
 //! ```
@@ -16,6 +17,9 @@
 //! `'static` memory only). [`Slice`] restricts an operation to a sub-range.
 
 use std::ops::{Bound, RangeBounds};
+
+mod owned_io;
+pub use owned_io::{AsyncReadOwned, AsyncWriteOwned};
 
 /// A buffer whose initialised bytes can be written out.
 ///

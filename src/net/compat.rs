@@ -22,9 +22,12 @@
 //!   write side, so `poll_flush` is immediate.
 //!
 //! Dropping the object while an operation is in flight is fine: the driver
-//! keeps the buffer until the kernel is done. But bytes accepted by
-//! `poll_write` and not yet flushed may then be lost: flush (or close)
-//! before dropping, as with any buffered writer.
+//! keeps the buffer until the kernel is done. Bytes that `poll_write`
+//! accepted are never lost to a drop: a write-behind send still in flight
+//! when the stream (or its write half) is dropped is handed to the driver
+//! ([`Op::linger`]), which finishes it, short sends included, for up to
+//! [`WRITE_LINGER`] while the loop runs (and when the loop is torn down), and
+//! only then closes the socket. The stream's own `close()` flushes first.
 //!
 //! Mixing the owned-buffer methods (`read(buf)`) with the `futures-io`
 //! traits on the same direction is allowed but bytes already buffered for
@@ -47,6 +50,11 @@ use crate::io::{SharedFd, cvt};
 const READ_CAP: usize = 16 * 1024;
 #[cfg(target_os = "linux")]
 const WRITE_CAP: usize = 64 * 1024;
+/// How long bytes accepted by `poll_write` may keep a dropped stream's
+/// socket open while the driver finishes sending them (like `SO_LINGER`,
+/// but for the userspace write-behind buffer; the kernel's own send buffer
+/// is flushed by the kernel after `close` as usual).
+pub(crate) const WRITE_LINGER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Read-direction state.
 #[derive(Default)]
@@ -88,6 +96,15 @@ impl CompatSlot {
     pub(crate) fn get(&mut self) -> &mut Compat {
         self.0.get_or_insert_with(Default::default)
     }
+    /// Waits until bytes accepted by `poll_write` have been sent (for the
+    /// streams' `close`); the error of a failed send is returned.
+    pub(crate) async fn flush(&mut self, drv: &Driver, fd: &SharedFd) -> io::Result<()> {
+        match &mut self.0 {
+            Some(c) => std::future::poll_fn(|cx| c.wr.poll_flush(drv, fd, cx)).await,
+            None => Ok(()),
+        }
+    }
+
     /// Takes the state out (for `into_split`).
     pub(crate) fn take(&mut self) -> Compat {
         self.0.take().map(|b| *b).unwrap_or_default()
@@ -270,6 +287,46 @@ impl ReadState {
         self.consume(n);
         Poll::Ready(Ok(n))
     }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for WriteState {
+    fn drop(&mut self) {
+        let Some(op) = self.op.take() else { return };
+        let deadline = std::time::Instant::now() + WRITE_LINGER;
+        // SAFETY: every SQE `linger_send_step` builds points into the
+        // state's `Vec`, which the driver owns (in the lingering slot) until
+        // the final completion, and at its `SharedFd`, which keeps the fd open.
+        unsafe {
+            op.linger(
+                deadline,
+                |(fd, slice): (SharedFd, Slice<Vec<u8>>)| {
+                    let begin = slice.begin();
+                    (fd, slice.into_inner(), begin)
+                },
+                linger_send_step,
+            )
+        }
+    }
+}
+
+/// One completion of a lingering write-behind send: the SEND for the bytes
+/// still unsent, or `None` when all were sent or the send failed.
+#[cfg(target_os = "linux")]
+fn linger_send_step(state: &mut (SharedFd, Vec<u8>, usize), res: i32) -> Option<io_uring::squeue::Entry> {
+    let (fd, buf, off) = state;
+    match res {
+        n if n > 0 => *off += n as usize,
+        n if n == -libc::EINTR || n == -libc::EAGAIN => {}
+        _ => return None,
+    }
+    let rest = buf.get(*off..).filter(|r| !r.is_empty())?;
+    let len = rest.len().min(u32::MAX as usize) as u32;
+    Some(
+        io_uring::opcode::Send::new(io_uring::types::Fd(fd.raw()), rest.as_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build(),
+    )
 }
 
 impl WriteState {

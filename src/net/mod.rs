@@ -4,7 +4,9 @@
 //! * [`TcpListener`] / [`TcpStream`], [`UdpSocket`], and (Unix only)
 //!   [`UnixListener`] / [`UnixStream`] / [`UnixDatagram`].
 //! * I/O takes buffers by value and gives them back:
-//!   `let (res, buf) = stream.read(buf).await;` (see [`crate::buf`]).
+//!   `let (res, buf) = stream.read(buf).await;` (see [`crate::buf`]); the
+//!   stream methods come from [`AsyncReadOwned`](crate::AsyncReadOwned) /
+//!   [`AsyncWriteOwned`](crate::AsyncWriteOwned) (`use ringloop::prelude::*`).
 //!   Vectored `readv`/`writev` take a `Vec` of buffers.
 //! * Datagram sockets keep message boundaries. A datagram longer than the
 //!   buffer is truncated; `recv_msg` reports it ([`RecvMeta::truncated`]).
@@ -16,11 +18,11 @@
 //!   16 KiB; writes: up to 64 KiB submitted per `poll_write`, which returns
 //!   before the kernel took the bytes; `poll_flush` waits for them, and
 //!   `poll_close` flushes then shuts writing down). On the readiness backend
-//!   they call `recv`/`send` on the caller's slice directly. The inherent
-//!   owned-buffer methods (`read`, `write`, `write_all`, `read_exact`)
-//!   take precedence over the `futures` extension-trait methods of the
-//!   same names; call those as `AsyncWriteExt::write_all(&mut s, ..)` (code
-//!   generic over the traits is unaffected).
+//!   they call `recv`/`send` on the caller's slice directly. The
+//!   owned-buffer methods are trait methods, so they do not hide the
+//!   `futures` extension methods of the same names. Accepted bytes are not
+//!   lost to a drop: `close` flushes, and a dropped stream's write-behind
+//!   send is finished by the driver (up to 10 s) before the socket closes.
 //!
 //! What a dropped (cancelled) operation may already have done: a receive
 //! may have consumed bytes or a datagram, a send may have sent, an accept

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
-use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::buf::{AsyncReadOwned, AsyncWriteOwned, BufResult, IoBuf, IoBufMut};
 use crate::driver::Driver;
 use crate::io::{SharedFd, ShortRead, current_driver, ops};
 use crate::net::compat::{self, CompatSlot, ReadState, WriteState};
@@ -88,8 +88,15 @@ impl AsRawFd for TcpListener {
     }
 }
 
+impl std::os::fd::AsFd for TcpListener {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 /// A TCP connection. I/O takes owned buffers and gives them back:
-/// `let (res, buf) = stream.read(buf).await;`. Methods take `&self`, so one
+/// `let (res, buf) = stream.read(buf).await;` (with
+/// [`AsyncReadOwned`]/[`AsyncWriteOwned`] in scope). Methods take `&self`, so one
 /// task may read while another writes (see also [`TcpStream::into_split`]).
 ///
 /// It also implements `futures-io`'s `AsyncRead`, `AsyncBufRead` and
@@ -143,28 +150,6 @@ impl TcpStream {
         let stream = TcpStream::from_owned(OwnedFd::from(sock), drv)?;
         ops::connect(&stream.drv, &stream.fd, addr.into()).await?;
         Ok(stream)
-    }
-
-    /// Reads into `buf`'s spare capacity; `Ok(0)` means end of stream (or a
-    /// zero-capacity buffer).
-    pub async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
-        ops::recv(&self.drv, &self.fd, buf, 0).await
-    }
-
-    /// Writes some of `buf`'s bytes; returns how many.
-    pub async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-        ops::send(&self.drv, &self.fd, buf, 0).await
-    }
-
-    /// Writes all of `buf`'s bytes.
-    pub async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-        crate::io::write_all_with(buf, |s, _| self.write(s)).await
-    }
-
-    /// Reads until `buf` holds `len` initialised bytes in total; an early end
-    /// of stream is `UnexpectedEof`.
-    pub async fn read_exact(&self, buf: Vec<u8>, len: usize) -> BufResult<(), Vec<u8>> {
-        super::ops::recv_exact(&self.drv, &self.fd, buf, len).await
     }
 
     /// Shuts down one or both directions.
@@ -221,6 +206,12 @@ impl AsRawFd for TcpStream {
     }
 }
 
+impl std::os::fd::AsFd for TcpStream {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 /// Read half of [`TcpStream::into_split`] (also `AsyncRead` /
 /// `AsyncBufRead`).
 pub struct OwnedReadHalf {
@@ -248,26 +239,64 @@ impl fmt::Debug for OwnedWriteHalf {
     }
 }
 
-impl OwnedReadHalf {
-    /// See [`TcpStream::read`].
-    pub async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+impl AsyncReadOwned for TcpStream {
+    async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+        ops::recv(&self.drv, &self.fd, buf, 0).await
+    }
+
+    async fn read_exact(&self, buf: Vec<u8>, len: usize) -> BufResult<(), Vec<u8>> {
+        net_ops::recv_exact(&self.drv, &self.fd, buf, len).await
+    }
+}
+
+impl AsyncWriteOwned for TcpStream {
+    async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        ops::send(&self.drv, &self.fd, buf, 0).await
+    }
+
+    /// Closes the connection and reports `close(2)`'s result (io_uring
+    /// `CLOSE` on the io_uring backend), after flushing the bytes the
+    /// `futures-io` `AsyncWrite` impl accepted (a failed flush is reported
+    /// after the close). If a dropped operation still holds the socket (its
+    /// cancellation is in flight), the socket is closed when that completes
+    /// and `Ok` is returned.
+    async fn close(self) -> io::Result<()> {
+        let TcpStream { fd, drv, mut compat } = self;
+        // Bytes the `futures-io` impl accepted go out first.
+        let flushed = compat.flush(&drv, &fd).await;
+        // The compat state may hold in-flight operations (and fd handles).
+        drop(compat);
+        let closed = net_ops::close(&drv, fd).await;
+        flushed.and(closed)
+    }
+}
+
+impl AsyncReadOwned for OwnedReadHalf {
+    async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
         self.inner.read(buf).await
     }
-    /// See [`TcpStream::read_exact`].
-    pub async fn read_exact(&self, buf: Vec<u8>, len: usize) -> BufResult<(), Vec<u8>> {
+
+    async fn read_exact(&self, buf: Vec<u8>, len: usize) -> BufResult<(), Vec<u8>> {
         self.inner.read_exact(buf, len).await
     }
 }
 
-impl OwnedWriteHalf {
-    /// See [`TcpStream::write`].
-    pub async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+impl AsyncWriteOwned for OwnedWriteHalf {
+    async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
         self.inner.write(buf).await
     }
-    /// See [`TcpStream::write_all`].
-    pub async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-        self.inner.write_all(buf).await
+
+    /// Flushes what the `futures-io` impl accepted, then shuts the write
+    /// direction down; the socket closes when both halves are gone.
+    async fn close(mut self) -> io::Result<()> {
+        let inner = &self.inner;
+        let flushed = std::future::poll_fn(|cx| self.wr.poll_flush(&inner.drv, &inner.fd, cx)).await;
+        let shut = self.inner.shutdown(Shutdown::Write);
+        flushed.and(shut)
     }
+}
+
+impl OwnedWriteHalf {
     /// Shuts the write direction down (the peer reads end of stream).
     pub fn shutdown(&self) -> io::Result<()> {
         self.inner.shutdown(Shutdown::Write)
@@ -403,17 +432,5 @@ impl TcpStream {
     /// Whether `SO_KEEPALIVE` is on.
     pub fn keepalive(&self) -> io::Result<bool> {
         SockRef::from(&self.fd).keepalive()
-    }
-
-    /// Closes the connection and reports `close(2)`'s result (io_uring
-    /// `CLOSE` on the io_uring backend). If a dropped operation still holds
-    /// the socket (its cancellation is in flight), the socket is closed when
-    /// that completes and `Ok` is returned. Bytes accepted by the
-    /// `futures-io` `AsyncWrite` impl and not flushed are discarded.
-    pub async fn close(self) -> io::Result<()> {
-        let TcpStream { fd, drv, compat } = self;
-        // The compat state may hold in-flight operations (and fd handles).
-        drop(compat);
-        net_ops::close(&drv, fd).await
     }
 }

@@ -222,3 +222,9 @@ impl AsRawFd for UdpSocket {
         self.fd.raw()
     }
 }
+
+impl std::os::fd::AsFd for UdpSocket {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

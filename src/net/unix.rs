@@ -21,7 +21,7 @@ use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 use super::RecvMeta;
 use super::compat::{self, CompatSlot, ReadState, WriteState};
 use super::ops::{self as net_ops, One};
-use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::buf::{AsyncReadOwned, AsyncWriteOwned, BufResult, IoBuf, IoBufMut};
 use crate::driver::Driver;
 use crate::io::{SharedFd, ShortRead, current_driver, ops};
 
@@ -182,6 +182,12 @@ impl AsRawFd for UnixListener {
     }
 }
 
+impl std::os::fd::AsFd for UnixListener {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 /// The stream returned by [`UnixListener::incoming`].
 pub struct UnixIncoming<'a> {
     acceptor: net_ops::Acceptor,
@@ -263,28 +269,6 @@ impl UnixStream {
         Ok(UnixStream::from_shared(fd, drv))
     }
 
-    /// Reads into `buf`'s capacity (from its start); `Ok(0)` means end of
-    /// stream (or a zero-capacity buffer).
-    pub async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
-        ops::recv(&self.drv, &self.fd, buf, 0).await
-    }
-
-    /// Writes some of `buf`'s bytes; returns how many.
-    pub async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-        ops::send(&self.drv, &self.fd, buf, 0).await
-    }
-
-    /// Writes all of `buf`'s bytes.
-    pub async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-        net_ops::send_all(&self.drv, &self.fd, buf).await
-    }
-
-    /// Reads until `buf` holds `len` initialised bytes in total; an early end
-    /// of stream is `UnexpectedEof`.
-    pub async fn read_exact(&self, buf: Vec<u8>, len: usize) -> BufResult<(), Vec<u8>> {
-        net_ops::recv_exact(&self.drv, &self.fd, buf, len).await
-    }
-
     /// Vectored read; see [`TcpStream::readv`](super::TcpStream::readv).
     pub async fn readv<B: IoBufMut>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
         net_ops::recv_vectored(&self.drv, &self.fd, bufs).await
@@ -323,19 +307,17 @@ impl UnixStream {
             UnixWriteHalf { inner: s, wr: state.wr },
         )
     }
-
-    /// Closes the socket and reports the result; see
-    /// [`TcpStream::close`](super::TcpStream::close).
-    pub async fn close(self) -> io::Result<()> {
-        let UnixStream { fd, drv, compat } = self;
-        drop(compat);
-        net_ops::close(&drv, fd).await
-    }
 }
 
 impl AsRawFd for UnixStream {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.raw()
+    }
+}
+
+impl std::os::fd::AsFd for UnixStream {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
@@ -365,15 +347,68 @@ impl fmt::Debug for UnixWriteHalf {
     }
 }
 
-impl UnixReadHalf {
-    /// See [`UnixStream::read`].
-    pub async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+impl AsyncReadOwned for UnixStream {
+    async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
+        ops::recv(&self.drv, &self.fd, buf, 0).await
+    }
+
+    async fn read_exact(&self, buf: Vec<u8>, len: usize) -> BufResult<(), Vec<u8>> {
+        net_ops::recv_exact(&self.drv, &self.fd, buf, len).await
+    }
+}
+
+impl AsyncWriteOwned for UnixStream {
+    async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        ops::send(&self.drv, &self.fd, buf, 0).await
+    }
+
+    async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
+        net_ops::send_all(&self.drv, &self.fd, buf).await
+    }
+
+    /// Closes the socket and reports the result, after flushing; see
+    /// [`TcpStream::close`](super::TcpStream#method.close).
+    async fn close(self) -> io::Result<()> {
+        let UnixStream { fd, drv, mut compat } = self;
+        // Bytes the `futures-io` impl accepted go out first.
+        let flushed = compat.flush(&drv, &fd).await;
+        // The compat state may hold in-flight operations (and fd handles).
+        drop(compat);
+        let closed = net_ops::close(&drv, fd).await;
+        flushed.and(closed)
+    }
+}
+
+impl AsyncReadOwned for UnixReadHalf {
+    async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
         self.inner.read(buf).await
     }
-    /// See [`UnixStream::read_exact`].
-    pub async fn read_exact(&self, buf: Vec<u8>, len: usize) -> BufResult<(), Vec<u8>> {
+
+    async fn read_exact(&self, buf: Vec<u8>, len: usize) -> BufResult<(), Vec<u8>> {
         self.inner.read_exact(buf, len).await
     }
+}
+
+impl AsyncWriteOwned for UnixWriteHalf {
+    async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
+        self.inner.write(buf).await
+    }
+
+    async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
+        self.inner.write_all(buf).await
+    }
+
+    /// Flushes what the `futures-io` impl accepted, then shuts the write
+    /// direction down; the socket closes when both halves are gone.
+    async fn close(mut self) -> io::Result<()> {
+        let inner = &self.inner;
+        let flushed = std::future::poll_fn(|cx| self.wr.poll_flush(&inner.drv, &inner.fd, cx)).await;
+        let shut = self.inner.shutdown(Shutdown::Write);
+        flushed.and(shut)
+    }
+}
+
+impl UnixReadHalf {
     /// See [`UnixStream::readv`].
     pub async fn readv<B: IoBufMut>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
         self.inner.readv(bufs).await
@@ -381,14 +416,6 @@ impl UnixReadHalf {
 }
 
 impl UnixWriteHalf {
-    /// See [`UnixStream::write`].
-    pub async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-        self.inner.write(buf).await
-    }
-    /// See [`UnixStream::write_all`].
-    pub async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-        self.inner.write_all(buf).await
-    }
     /// See [`UnixStream::writev`].
     pub async fn writev<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
         self.inner.writev(bufs).await
@@ -521,5 +548,11 @@ impl UnixDatagram {
 impl AsRawFd for UnixDatagram {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.raw()
+    }
+}
+
+impl std::os::fd::AsFd for UnixDatagram {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }

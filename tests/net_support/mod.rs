@@ -5,6 +5,7 @@
 //! signal dispositions).
 #![allow(dead_code)]
 
+use ringloop::{AsyncReadOwned, AsyncWriteOwned};
 use std::future::Future;
 use std::pin::Pin;
 use std::process::Command;

@@ -1,5 +1,6 @@
 //! ringloop TCP echo, HTTP and UDP echo servers (either backend).
 
+use ringloop::{AsyncReadOwned, AsyncWriteOwned};
 use std::future::Future;
 use std::io;
 

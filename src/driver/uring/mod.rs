@@ -258,6 +258,11 @@ pub(crate) struct Core {
     /// Resources of orphaned operations whose final CQE arrived, dropped
     /// after the borrow ends.
     graveyard: Vec<Box<dyn Any>>,
+    /// Next SQEs of lingering operations, collected while the CQ is
+    /// borrowed and pushed right after.
+    resubmit: Vec<squeue::Entry>,
+    /// The earliest deadline of a lingering operation not yet cancelled.
+    linger_deadline: Option<Instant>,
     eventfd: Arc<EventFd>,
     /// Target of the armed eventfd read. Raw (from `Box::into_raw`) because
     /// the kernel writes it behind Rust's back; freed in `Drop` only when no
@@ -395,6 +400,8 @@ impl UringDriver {
             backlog: VecDeque::new(),
             to_wake: Vec::new(),
             graveyard: Vec::new(),
+            resubmit: Vec::new(),
+            linger_deadline: None,
             eventfd,
             eventfd_buf: NonNull::from(Box::leak(Box::new(0u64))),
             eventfd_armed: false,
@@ -552,6 +559,45 @@ impl Core {
         self.backlog.push_back(entry);
     }
 
+    /// Records a new lingering operation's deadline.
+    pub(super) fn note_linger(&mut self, deadline: Instant) {
+        self.linger_deadline = Some(self.linger_deadline.map_or(deadline, |d| d.min(deadline)));
+    }
+
+    /// Cancels lingering operations whose deadline passed and returns how
+    /// long until the next deadline (`None`: nothing lingers).
+    fn expire_lingering(&mut self) -> Option<Duration> {
+        let earliest = self.linger_deadline?;
+        let now = Instant::now();
+        if now < earliest {
+            return Some(earliest - now);
+        }
+        let mut next: Option<Instant> = None;
+        let mut expired = Vec::new();
+        for (key, slot) in self.slots.iter_mut() {
+            if let Lifecycle::Lingering(l) = slot
+                && !l.cancelled
+            {
+                if l.deadline <= now {
+                    l.cancelled = true;
+                    expired.push(key);
+                } else {
+                    next = Some(next.map_or(l.deadline, |d| d.min(l.deadline)));
+                }
+            }
+        }
+        for key in expired {
+            self.push_cancel(key as u64);
+        }
+        self.linger_deadline = next;
+        next.map(|d| d - now)
+    }
+
+    /// Whether an operation handed over with `Op::linger` is still running.
+    fn has_lingering(&self) -> bool {
+        self.linger_deadline.is_some() && self.slots.iter().any(|(_, s)| matches!(s, Lifecycle::Lingering(_)))
+    }
+
     /// Queues an AsyncCancel for operation `key`.
     fn push_cancel(&mut self, key: u64) {
         let entry = opcode::AsyncCancel::new(key).build().user_data(CANCEL_UD);
@@ -657,6 +703,11 @@ impl Core {
     }
 
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let timeout = match self.expire_lingering() {
+            // Wake up in time to cancel an operation lingering too long.
+            Some(left) => Some(timeout.map_or(left, |t| t.min(left))),
+            None => timeout,
+        };
         self.flush_backlog()?;
         let timeout = if self.backlog.is_empty() {
             timeout
@@ -780,6 +831,7 @@ impl Core {
                     slots,
                     to_wake,
                     graveyard,
+                    resubmit,
                     legacy,
                     stats,
                     eventfd_armed,
@@ -793,7 +845,15 @@ impl Core {
                     if user_data < INTERNAL {
                         stats.op_cqes += 1;
                         progress = true;
-                        op::dispatch(slots, to_wake, graveyard, user_data as usize, cqe.result(), cqe.flags());
+                        op::dispatch(
+                            slots,
+                            to_wake,
+                            graveyard,
+                            resubmit,
+                            user_data as usize,
+                            cqe.result(),
+                            cqe.flags(),
+                        );
                     } else if user_data == EVENTFD_UD {
                         *eventfd_armed = false;
                         progress = true;
@@ -831,6 +891,11 @@ impl Core {
                     }
                     // CANCEL_UD: nothing to do.
                 }
+            }
+            for entry in mem::take(&mut self.resubmit) {
+                // SAFETY: `op::Linger::step` built it under `Op::linger`'s
+                // contract; the state it points into stays in the slot.
+                unsafe { self.push(entry) };
             }
             if drain_eventfd {
                 drain_eventfd = false;
@@ -883,6 +948,21 @@ fn is_transient(e: &io::Error) -> bool {
 impl Drop for Core {
     fn drop(&mut self) {
         self.closing = true;
+        // Writes the API already reported as done are finished first (each
+        // until its own deadline; `wait` cancels the late ones).
+        let mut hard_stop = None;
+        while self.has_lingering() {
+            if self.linger_deadline.is_none() {
+                // All cancelled: their final CQEs get the usual grace.
+                let stop = *hard_stop.get_or_insert_with(|| Instant::now() + TEARDOWN_GRACE);
+                if Instant::now() >= stop {
+                    break;
+                }
+            }
+            if self.wait(Some(TEARDOWN_GRACE)).is_err() {
+                break;
+            }
+        }
         // Every slot left is `Ignored`: a live operation holds an `Rc` to the
         // driver, so none can exist now. Cancel them all (again: the first
         // AsyncCancel may not have been submitted yet, a second is harmless).
@@ -915,8 +995,10 @@ impl Drop for Core {
         // closed), so its memory is leaked rather than freed.
         let leaked = self.slots.len();
         for slot in self.slots.drain() {
-            if let Lifecycle::Ignored { resources, .. } = slot {
-                mem::forget(resources);
+            match slot {
+                Lifecycle::Ignored { resources, .. } => mem::forget(resources),
+                Lifecycle::Lingering(linger) => mem::forget(linger),
+                _ => {}
             }
         }
         if !self.eventfd_armed {

@@ -15,8 +15,15 @@
 //! Submitted ──poll──> Waiting(waker) ──CQE──> Completed(res, flags) ──poll──> (freed)
 //!     │  └──────────────CQE─────────────────────────┘
 //!     ├── CQE with F_MORE ──> Streaming(queue) ── final CQE ──> finished ──> (freed)
-//!     └── future dropped ──> Ignored(resources) ── final CQE ──> (freed, resources dropped)
+//!     ├── future dropped ──> Ignored(resources) ── final CQE ──> (freed, resources dropped)
+//!     └── Op::linger ──> Lingering(state) ── CQE ──> step: next SQE (same key) | done ──> (freed)
 //! ```
+//!
+//! `Lingering` is for writes that the API already reported as accepted
+//! (the `futures-io` write-behind buffer): instead of being cancelled when
+//! their owner goes away, they run to the end in the driver (resubmitting
+//! the rest after short sends) until a deadline, and the driver's teardown
+//! waits for them.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -26,7 +33,7 @@ use std::mem;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types};
 use slab::Slab;
@@ -56,6 +63,20 @@ pub(crate) enum Lifecycle {
         resources: Box<dyn Any>,
         orphan: Option<OrphanFn>,
     },
+    /// The owner handed the operation to the driver to finish
+    /// ([`Op::linger`]); boxed to keep the common slot small.
+    Lingering(Box<Linger>),
+}
+
+/// A dropped operation the driver finishes on its own: each CQE goes to
+/// `step`, which returns the next SQE (pointing into the state it owns) or
+/// `None` when done; the state is dropped then.
+pub(crate) struct Linger {
+    step: Box<dyn FnMut(i32) -> Option<squeue::Entry>>,
+    /// After this the operation is cancelled and not continued.
+    pub(super) deadline: Instant,
+    /// An AsyncCancel was queued (deadline passed): do not continue.
+    pub(super) cancelled: bool,
 }
 
 /// Completions of a multi-CQE operation not yet taken by its future.
@@ -76,11 +97,13 @@ fn cvt(res: i32) -> io::Result<u32> {
 }
 
 /// Records one CQE for operation `key`. Wakers to wake and resources to drop
-/// are pushed to `to_wake` / `graveyard`, handled after the borrow ends.
+/// are pushed to `to_wake` / `graveyard`, handled after the borrow ends; the
+/// next SQE of a lingering operation goes to `resubmit` (its user_data set).
 pub(super) fn dispatch(
     slots: &mut Slab<Lifecycle>,
     to_wake: &mut Vec<Waker>,
     graveyard: &mut Vec<Box<dyn Any>>,
+    resubmit: &mut Vec<squeue::Entry>,
     key: usize,
     res: i32,
     flags: u32,
@@ -118,6 +141,24 @@ pub(super) fn dispatch(
             }
             if !more && let Lifecycle::Ignored { resources, .. } = slots.remove(key) {
                 graveyard.push(resources);
+            }
+        }
+        Lifecycle::Lingering(linger) => {
+            if more {
+                return;
+            }
+            let next = if linger.cancelled || Instant::now() >= linger.deadline {
+                None
+            } else {
+                (linger.step)(res)
+            };
+            match next {
+                Some(entry) => resubmit.push(entry.user_data(key as u64)),
+                None => {
+                    if let Lifecycle::Lingering(linger) = slots.remove(key) {
+                        graveyard.push(linger);
+                    }
+                }
             }
         }
         Lifecycle::Completed(..) => {
@@ -225,6 +266,73 @@ impl<T: 'static> Op<T> {
         self
     }
 
+    /// Hands the operation to the driver to finish instead of cancelling
+    /// it: the resources become `init(resources)`, and every completion
+    /// (including one that already arrived) goes to `step`, which returns
+    /// the next SQE or `None` when the work is done. After `deadline` the
+    /// operation is cancelled and not continued. The driver's teardown waits
+    /// for lingering operations (until their deadlines) before cancelling
+    /// the rest.
+    ///
+    /// # Safety
+    ///
+    /// Every SQE `step` returns must satisfy [`UringDriver::submit`]'s
+    /// contract with the state `S` as the resources (pointers into its heap
+    /// memory only, valid until the next completion).
+    pub(crate) unsafe fn linger<S: 'static>(
+        mut self,
+        deadline: Instant,
+        init: impl FnOnce(T) -> S,
+        step: fn(&mut S, i32) -> Option<squeue::Entry>,
+    ) {
+        let raw = &mut self.raw;
+        if !raw.live {
+            return;
+        }
+        let Ok(mut core) = raw.driver.core.try_borrow_mut() else {
+            // Not reachable (ops are never dropped under the driver's
+            // borrow); cancel as an ordinary drop does.
+            return;
+        };
+        let key = raw.key;
+        let done = match &core.slots[key] {
+            Lifecycle::Completed(res, _) => Some(*res),
+            Lifecycle::Submitted | Lifecycle::Waiting(_) => None,
+            // Multishot or already finished: an ordinary drop handles it.
+            _ => return,
+        };
+        raw.live = false;
+        let mut state = init(raw.resources.take().expect("a live Op owns its resources"));
+        let first = match done {
+            Some(res) => match step(&mut state, res) {
+                Some(entry) => Some(entry),
+                None => {
+                    let old = core.slots.remove(key);
+                    drop(core);
+                    drop(old);
+                    return;
+                }
+            },
+            None => None,
+        };
+        let linger = Linger {
+            step: Box::new(move |res| step(&mut state, res)),
+            deadline,
+            cancelled: false,
+        };
+        let old = mem::replace(&mut core.slots[key], Lifecycle::Lingering(Box::new(linger)));
+        core.note_linger(deadline);
+        if let Some(entry) = first {
+            // SAFETY: the entry satisfies `submit`'s contract (this
+            // function's), with the state now owned by the slot until the
+            // final CQE.
+            unsafe { core.push(entry.user_data(key as u64)) };
+        }
+        drop(core);
+        // The waker of a `Waiting` slot, dropped outside the borrow.
+        drop(old);
+    }
+
     /// Like `poll`, also returning the CQE flags (buffer ids, socket state).
     ///
     /// # Panics
@@ -259,7 +367,9 @@ impl<T: 'static> Op<T> {
                 drop(old);
                 return Poll::Pending;
             }
-            Lifecycle::Ignored { .. } => unreachable!("a live Op's slot is never Ignored"),
+            Lifecycle::Ignored { .. } | Lifecycle::Lingering(_) => {
+                unreachable!("a live Op's slot is never Ignored or Lingering")
+            }
         };
         let old = core.slots.remove(raw.key);
         drop(core);
@@ -331,7 +441,9 @@ impl<T: 'static> MultiOp<T> {
                 drop(old);
                 return Poll::Pending;
             }
-            Lifecycle::Ignored { .. } => unreachable!("a live MultiOp's slot is never Ignored"),
+            Lifecycle::Ignored { .. } | Lifecycle::Lingering(_) => {
+                unreachable!("a live MultiOp's slot is never Ignored or Lingering")
+            }
         };
         if last {
             let old = core.slots.remove(raw.key);
