@@ -11,25 +11,21 @@
 //! `fallback`; default: io_uring when available). Prints the bound address
 //! and backend on stdout, then serves until killed.
 
+use ringloop::AsyncWriteOwned;
 use ringloop::net::{TcpListener, TcpStream};
-use ringloop::{AsyncReadOwned, AsyncWriteOwned};
 use ringloop::{EventLoop, spawn};
 
 async fn serve(stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let mut buf = Vec::with_capacity(64 * 1024);
-    loop {
-        buf.clear();
-        let (res, b) = stream.read(buf).await;
-        match res {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let (res, b) = stream.write_all(b).await;
+    // Pooled receives: on io_uring one multishot receive stays armed and the
+    // kernel fills buffers of the loop's pool; each chunk is written
+    // straight back and its buffer returns to the pool when the write is done.
+    let mut chunks = stream.recv_stream();
+    while let Some(Ok(chunk)) = chunks.next_buf().await {
+        let (res, _) = stream.write_all(chunk).await;
         if res.is_err() {
             return;
         }
-        buf = b;
     }
 }
 

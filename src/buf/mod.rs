@@ -19,7 +19,9 @@
 use std::ops::{Bound, RangeBounds};
 
 mod owned_io;
+mod pooled;
 pub use owned_io::{AsyncReadOwned, AsyncWriteOwned};
+pub use pooled::PooledBuf;
 
 /// A buffer whose initialised bytes can be written out.
 ///

@@ -74,6 +74,9 @@ pub(crate) struct UringConfig {
     pub tuned_flags: bool,
     /// Pretend the kernel lacks IORING_FEAT_EXT_ARG (tests the Timeout-SQE path).
     pub disable_ext_arg: bool,
+    /// Receive pool: number of buffers (a power of two) and their size.
+    pub recv_pool_entries: u16,
+    pub recv_pool_buf_size: u32,
 }
 
 impl Default for UringConfig {
@@ -82,6 +85,8 @@ impl Default for UringConfig {
             entries: 256,
             tuned_flags: true,
             disable_ext_arg: false,
+            recv_pool_entries: 256,
+            recv_pool_buf_size: 4096,
         }
     }
 }

@@ -178,7 +178,7 @@ fn poll_retry<T>(
 /// # Safety
 ///
 /// `ptr` must be valid for writes of `len` bytes for the call's duration.
-unsafe fn poll_recv_now(
+pub(super) unsafe fn poll_recv_now(
     drv: &Driver,
     fd: &SharedFd,
     token: &mut Option<WaitToken>,

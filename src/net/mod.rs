@@ -32,11 +32,13 @@
 
 mod compat;
 mod ops;
+mod recv_stream;
 mod tcp;
 mod udp;
 #[cfg(unix)]
 pub mod unix;
 
+pub use recv_stream::RecvStream;
 pub use tcp::{Incoming, OwnedReadHalf, OwnedWriteHalf, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 #[cfg(unix)]

@@ -14,6 +14,7 @@ use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 use crate::buf::{AsyncReadOwned, AsyncWriteOwned, BufResult, IoBuf, IoBufMut};
 use crate::driver::Driver;
 use crate::io::{SharedFd, ShortRead, current_driver, ops};
+use crate::net::RecvStream;
 use crate::net::compat::{self, CompatSlot, ReadState, WriteState};
 use crate::net::ops as net_ops;
 
@@ -185,6 +186,18 @@ impl TcpStream {
         Self::from_owned(fd, drv)
     }
 
+    /// Received chunks in buffers of the loop's receive pool, as a
+    /// `futures_core::Stream` (or [`RecvStream::next_buf`]): on io_uring one
+    /// multishot receive stays armed and the kernel fills pool buffers
+    /// (no SQE per chunk, no copy); write a chunk back with
+    /// `write_all(buf)`, drop it to return the buffer. Use it for
+    /// request/response protocols with many connections; use
+    /// `read(buf)` to read into memory you own (e.g. a large transfer into
+    /// one buffer). Bytes buffered by the `futures-io` impls are not seen.
+    pub fn recv_stream(&self) -> RecvStream<'_> {
+        RecvStream::new(&self.drv, &self.fd)
+    }
+
     /// Splits into a read half and a write half usable from two tasks.
     /// Bytes buffered by the `futures-io` impls move with their half.
     pub fn into_split(mut self) -> (OwnedReadHalf, OwnedWriteHalf) {
@@ -304,6 +317,11 @@ impl OwnedWriteHalf {
 }
 
 impl OwnedReadHalf {
+    /// See [`TcpStream::recv_stream`].
+    pub fn recv_stream(&self) -> RecvStream<'_> {
+        RecvStream::new(&self.inner.drv, &self.inner.fd)
+    }
+
     /// See [`TcpStream::readv`].
     pub async fn readv<B: IoBufMut>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
         self.inner.readv(bufs).await

@@ -447,6 +447,14 @@ impl Builder {
         self.uring.tuned_flags = on;
         self
     }
+    /// The io_uring receive pool used by `recv_stream` (default 256 buffers
+    /// of 4 KiB): `buffers` must be a power of two (at most 32768). With 0
+    /// buffers, pooled receives use single-shot receives into heap buffers.
+    pub fn recv_pool(mut self, buffers: u16, buffer_size: u32) -> Self {
+        self.uring.recv_pool_entries = buffers;
+        self.uring.recv_pool_buf_size = buffer_size;
+        self
+    }
     /// Test hook: behave as if the kernel lacked `IORING_FEAT_EXT_ARG`
     /// (the wait timeout then goes through a Timeout SQE).
     #[doc(hidden)]

@@ -36,18 +36,14 @@ pub fn serve(
 }
 
 async fn echo(s: ringloop::net::TcpStream) {
-    let mut buf = Vec::with_capacity(BUF);
-    loop {
-        buf.clear();
-        let (res, b) = s.read(buf).await;
-        if !matches!(res, Ok(n) if n > 0) {
-            return;
-        }
-        let (res, b) = s.write_all(b).await;
+    // Pooled receives: on io_uring one multishot RECV per connection fills
+    // buffers of the loop's ring, each written straight back.
+    let mut rx = s.recv_stream();
+    while let Some(Ok(buf)) = rx.next_buf().await {
+        let (res, _) = s.write_all(buf).await;
         if res.is_err() {
             return;
         }
-        buf = b;
     }
 }
 

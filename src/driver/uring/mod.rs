@@ -51,6 +51,7 @@
 //!   resources keep alive at a fixed address.
 
 mod op;
+pub(crate) mod pool;
 #[cfg(test)]
 mod tests;
 
@@ -263,6 +264,9 @@ pub(crate) struct Core {
     resubmit: Vec<squeue::Entry>,
     /// The earliest deadline of a lingering operation not yet cancelled.
     linger_deadline: Option<Instant>,
+    /// The receive-buffer pool, registered on first use.
+    pool: PoolState,
+    pool_config: (u16, u32),
     eventfd: Arc<EventFd>,
     /// Target of the armed eventfd read. Raw (from `Box::into_raw`) because
     /// the kernel writes it behind Rust's back; freed in `Drop` only when no
@@ -284,6 +288,24 @@ pub(crate) struct Core {
     /// The loop was closed: new operations complete at once with ECANCELED
     /// instead of queueing SQEs nobody would ever submit.
     closed: bool,
+}
+
+/// Whether the receive-buffer pool exists.
+pub(crate) enum PoolState {
+    Unset,
+    Ready(Rc<pool::Pool>),
+    /// Registration failed (kernel before 5.19, or out of memory): receives
+    /// that would use it fall back to single-shot ones into heap buffers.
+    Failed,
+}
+
+impl PoolState {
+    pub(crate) fn get(&self) -> Option<&pool::Pool> {
+        match self {
+            PoolState::Ready(p) => Some(p),
+            _ => None,
+        }
+    }
 }
 
 pub(crate) struct Inner {
@@ -402,6 +424,8 @@ impl UringDriver {
             graveyard: Vec::new(),
             resubmit: Vec::new(),
             linger_deadline: None,
+            pool: PoolState::Unset,
+            pool_config: (cfg.recv_pool_entries, cfg.recv_pool_buf_size),
             eventfd,
             eventfd_buf: NonNull::from(Box::leak(Box::new(0u64))),
             eventfd_armed: false,
@@ -471,6 +495,28 @@ impl UringDriver {
     /// A `Send + Sync` handle whose `notify()` wakes a blocked `wait`.
     pub(crate) fn notifier(&self) -> Arc<dyn Notify> {
         self.inner.core.borrow().eventfd.clone()
+    }
+
+    /// The loop's receive-buffer pool, registered on first use; `None` if
+    /// this kernel (or the configuration) cannot have one.
+    pub(crate) fn recv_pool(&self) -> Option<Rc<pool::Pool>> {
+        let mut core = self.inner.core.borrow_mut();
+        if let PoolState::Unset = core.pool {
+            let (entries, size) = core.pool_config;
+            core.pool = match pool::Pool::register(&core.ring, entries, size) {
+                Ok(p) => PoolState::Ready(Rc::new(p)),
+                Err(e) => {
+                    crate::runtime::debug_log(format_args!(
+                        "ringloop: no io_uring receive pool ({e}); pooled receives use single-shot RECV"
+                    ));
+                    PoolState::Failed
+                }
+            };
+        }
+        match &core.pool {
+            PoolState::Ready(p) => Some(p.clone()),
+            _ => None,
+        }
     }
 
     /// Counters since the ring was built.
@@ -832,6 +878,7 @@ impl Core {
                     to_wake,
                     graveyard,
                     resubmit,
+                    pool,
                     legacy,
                     stats,
                     eventfd_armed,
@@ -850,9 +897,8 @@ impl Core {
                             to_wake,
                             graveyard,
                             resubmit,
-                            user_data as usize,
-                            cqe.result(),
-                            cqe.flags(),
+                            pool.get(),
+                            (user_data as usize, cqe.result(), cqe.flags()),
                         );
                     } else if user_data == EVENTFD_UD {
                         *eventfd_armed = false;
@@ -994,6 +1040,10 @@ impl Drop for Core {
         // (the ring's own teardown runs asynchronously after its fd is
         // closed), so its memory is leaked rather than freed.
         let leaked = self.slots.len();
+        if leaked > 0 {
+            // A receive still in flight may write into a pool buffer.
+            mem::forget(mem::replace(&mut self.pool, PoolState::Failed));
+        }
         for slot in self.slots.drain() {
             match slot {
                 Lifecycle::Ignored { resources, .. } => mem::forget(resources),

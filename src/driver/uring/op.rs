@@ -104,9 +104,8 @@ pub(super) fn dispatch(
     to_wake: &mut Vec<Waker>,
     graveyard: &mut Vec<Box<dyn Any>>,
     resubmit: &mut Vec<squeue::Entry>,
-    key: usize,
-    res: i32,
-    flags: u32,
+    pool: Option<&super::pool::Pool>,
+    (key, res, flags): (usize, i32, u32),
 ) {
     let more = cqueue::more(flags);
     let Some(slot) = slots.get_mut(key) else {
@@ -138,6 +137,10 @@ pub(super) fn dispatch(
         Lifecycle::Ignored { orphan, .. } => {
             if let Some(orphan) = orphan {
                 orphan(res, flags);
+            }
+            // A pool buffer picked for a result nobody collects goes back.
+            if let (Some(pool), Some(bid)) = (pool, cqueue::buffer_select(flags)) {
+                pool.recycle(bid);
             }
             if !more && let Lifecycle::Ignored { resources, .. } = slots.remove(key) {
                 graveyard.push(resources);
@@ -224,6 +227,24 @@ impl<T: 'static> Drop for RawOp<T> {
             core.push_cancel(self.key as u64);
             old
         };
+        // Pool buffers picked for results that will never be collected.
+        if let Some(pool) = core.pool.get() {
+            match &old {
+                Lifecycle::Completed(_, flags) => {
+                    if let Some(bid) = cqueue::buffer_select(*flags) {
+                        pool.recycle(bid);
+                    }
+                }
+                Lifecycle::Streaming(stream) => {
+                    for &(_, flags) in &stream.queue {
+                        if let Some(bid) = cqueue::buffer_select(flags) {
+                            pool.recycle(bid);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
         drop(core);
         // Results that arrived but will never be collected.
         if let Some(orphan) = self.orphan {

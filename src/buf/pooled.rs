@@ -1,0 +1,123 @@
+//! [`PooledBuf`]: bytes received into the loop's buffer pool.
+
+use std::fmt;
+use std::ops::Deref;
+#[cfg(target_os = "linux")]
+use std::rc::Rc;
+
+use super::IoBuf;
+#[cfg(target_os = "linux")]
+use crate::driver::uring::pool::Pool;
+
+/// Bytes a pooled receive produced ([`TcpStream::recv_stream`](crate::net::TcpStream::recv_stream)).
+///
+/// On io_uring it is a buffer of the loop's provided-buffer ring that the
+/// kernel filled: no copy, and it goes back to the ring when dropped, so
+/// keep it only as long as needed (an echo server writes it straight back:
+/// `stream.write_all(buf)`). Elsewhere (and when the ring ran out of
+/// buffers) it owns a heap buffer. Dereferences to the received bytes and
+/// implements [`IoBuf`], so it can be written out without copying.
+pub struct PooledBuf {
+    inner: Inner,
+}
+
+enum Inner {
+    #[cfg(target_os = "linux")]
+    Ring {
+        pool: Rc<Pool>,
+        bid: u16,
+        len: usize,
+    },
+    Heap(Vec<u8>),
+}
+
+impl PooledBuf {
+    #[cfg(target_os = "linux")]
+    pub(crate) fn from_ring(pool: Rc<Pool>, bid: u16, len: usize) -> PooledBuf {
+        let len = len.min(pool.buf_size() as usize);
+        PooledBuf {
+            inner: Inner::Ring { pool, bid, len },
+        }
+    }
+
+    pub(crate) fn from_vec(v: Vec<u8>) -> PooledBuf {
+        PooledBuf { inner: Inner::Heap(v) }
+    }
+
+    /// Whether the bytes live in the loop's buffer ring (else on the heap).
+    pub fn is_ring_buffer(&self) -> bool {
+        match &self.inner {
+            #[cfg(target_os = "linux")]
+            Inner::Ring { .. } => true,
+            Inner::Heap(_) => false,
+        }
+    }
+
+    /// The bytes as a `Vec` (a copy for a ring buffer, which goes back to
+    /// the ring).
+    pub fn into_vec(mut self) -> Vec<u8> {
+        match &mut self.inner {
+            Inner::Heap(v) => std::mem::take(v),
+            #[cfg(target_os = "linux")]
+            Inner::Ring { .. } => self.to_vec(),
+        }
+    }
+}
+
+impl Deref for PooledBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.inner {
+            #[cfg(target_os = "linux")]
+            Inner::Ring { pool, bid, len } => {
+                // SAFETY: the kernel wrote `len` bytes (clamped to the buffer
+                // size) into buffer `bid` before posting the completion, and
+                // the buffer is not in the ring (so not written again) until
+                // this value is dropped.
+                unsafe { std::slice::from_raw_parts(pool.buf_ptr(*bid), *len) }
+            }
+            Inner::Heap(v) => v,
+        }
+    }
+}
+
+impl AsRef<[u8]> for PooledBuf {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl fmt::Debug for PooledBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledBuf")
+            .field("len", &self.len())
+            .field("ring", &self.is_ring_buffer())
+            .finish()
+    }
+}
+
+impl Drop for PooledBuf {
+    fn drop(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Inner::Ring { pool, bid, .. } = &self.inner {
+            pool.recycle(*bid);
+        }
+    }
+}
+
+// SAFETY: the bytes are either a ring buffer (fixed memory owned by the
+// pool, which this value keeps alive through its `Rc`, not handed back to
+// the kernel before the value is dropped) or a `Vec`'s heap buffer; neither
+// moves with the value, and `len` bytes are initialised.
+unsafe impl IoBuf for PooledBuf {
+    fn stable_ptr(&self) -> *const u8 {
+        self.deref().as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.len()
+    }
+}
