@@ -203,6 +203,9 @@ impl UringRecv {
                     match e.raw_os_error() {
                         // Every pool buffer is out; no data was consumed.
                         Some(libc::ENOBUFS) => self.single = Some(submit_single(d, fd)),
+                        // The driver stopped it: too many results queued
+                        // (`STREAM_QUEUE_LIMIT`); they were all taken, re-arm.
+                        Some(libc::ECANCELED) => {}
                         // A kernel without multishot receive.
                         Some(libc::EINVAL) if !self.multi_worked => self.single_only = true,
                         _ => return Poll::Ready(Err(e)),
