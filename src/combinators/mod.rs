@@ -139,19 +139,20 @@ impl<T: 'static, M: Mode<T>> Future for GatherBody<T, M> {
     type Output = Result<Vec<M::Out>, TaskError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        if !this.registered {
-            this.registered = true;
-            for c in this.children.iter().flatten() {
-                c.add_listener(cx.waker().clone());
-            }
-        }
+        let first = !this.registered;
         for i in 0..this.children.len() {
             match &this.children[i] {
                 Some(child) if child.is_done() => {}
+                // A child of another loop could never finish here.
+                Some(child) if first && child.is_foreign_and_pending() => {}
                 _ => continue,
             }
             let Some(child) = this.children[i].take() else { continue };
-            let r = child.take_result().unwrap_or(Err(TaskError::AlreadyRetrieved));
+            let r = if child.is_done() {
+                child.take_result().unwrap_or(Err(TaskError::AlreadyRetrieved))
+            } else {
+                Err(TaskError::ForeignLoop)
+            };
             this.pending -= 1;
             match M::accept(r) {
                 Ok(v) => this.results[i] = Some(v),
@@ -171,6 +172,12 @@ impl<T: 'static, M: Mode<T>> Future for GatherBody<T, M> {
             this.finished = true;
             let out = this.results.iter_mut().filter_map(Option::take).collect();
             return Poll::Ready(Ok(out));
+        }
+        if first {
+            this.registered = true;
+            for c in this.children.iter().flatten() {
+                c.add_listener(cx.waker().clone());
+            }
         }
         Poll::Pending
     }
@@ -288,11 +295,17 @@ pub enum ReturnWhen {
 pub enum WaitError {
     /// `wait` was given no tasks (asyncio: `ValueError`).
     Empty,
+    /// A task belongs to another event loop than the one running `wait`
+    /// (asyncio: `ValueError`); it could never finish while this loop runs.
+    ForeignLoop,
 }
 
 impl fmt::Display for WaitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Set of Tasks/Futures is empty.")
+        f.write_str(match self {
+            WaitError::Empty => "Set of Tasks/Futures is empty.",
+            WaitError::ForeignLoop => "a task belongs to a different event loop",
+        })
     }
 }
 impl std::error::Error for WaitError {}
@@ -338,6 +351,9 @@ impl<T: 'static> Future for Wait<T> {
         let this = &mut *self;
         if this.tasks.is_empty() {
             return Poll::Ready(Err(WaitError::Empty));
+        }
+        if !this.registered && this.tasks.iter().any(|t| t.is_foreign_and_pending()) {
+            return Poll::Ready(Err(WaitError::ForeignLoop));
         }
         let done_count = this.tasks.iter().filter(|t| t.is_done()).count();
         let finished = match this.return_when {

@@ -178,10 +178,18 @@ pub(crate) fn push_local_task(shared: &Arc<Shared>, key: usize, id: u64) -> bool
         .unwrap_or(false)
 }
 
+/// Whether a loop other than the one owning `shared` runs on this thread: a
+/// task of the `shared` loop awaited there could never make progress.
+pub(crate) fn other_loop_running(shared: &Arc<Shared>) -> bool {
+    RUNNING
+        .try_with(|r| matches!(&*r.borrow(), Some(lp) if !Arc::ptr_eq(&lp.shared, shared)))
+        .unwrap_or(false)
+}
+
 /// Cancels a timer of the loop identified by `loop_id` if that loop is the
 /// current one on this thread (otherwise the timer simply fires later and
 /// wakes a stale waker, which is harmless).
-pub(crate) fn cancel_timer(loop_id: usize, id: TimerId) {
+pub(crate) fn cancel_timer(loop_id: u64, id: TimerId) {
     if let Some(lp) = current_inner() {
         if lp.id() == loop_id {
             let action = lp.timers.try_borrow_mut().ok().and_then(|mut t| t.cancel(id));
@@ -191,9 +199,11 @@ pub(crate) fn cancel_timer(loop_id: usize, id: TimerId) {
 }
 
 impl LoopInner {
-    /// Identity of this loop (address of its shared state).
-    pub(crate) fn id(&self) -> usize {
-        Arc::as_ptr(&self.shared) as usize
+    /// Identity of this loop: a process-wide counter, never reused (an
+    /// address could be reused by a later loop, and a stale `Sleep` would
+    /// then touch that loop's timers).
+    pub(crate) fn id(&self) -> u64 {
+        self.shared.id
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -528,6 +538,10 @@ pub fn current() -> Option<EventLoop> {
 /// cancels every task still pending, lets them unwind for one iteration,
 /// shuts the blocking pool down and closes the loop.
 ///
+/// Called while a loop runs on this thread, it returns
+/// [`LoopError::AnotherLoopRunning`] (as an `io::Error`) without creating a
+/// loop, and leaves the running loop and its tasks alone.
+///
 /// ```
 /// let v = ringloop::run(async { 6 * 7 }).unwrap();
 /// assert_eq!(v, 42);
@@ -537,9 +551,19 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
+    if RUNNING.with(|r| r.borrow().is_some()) {
+        return Err(LoopError::AnotherLoopRunning.into());
+    }
     let lp = EventLoop::new()?;
     let out = lp.run_until_complete(fut);
-    let leftovers = crate::task::all_tasks();
+    // This loop's own tasks (never the tasks of whatever loop is current).
+    let leftovers: Vec<TaskRef> = lp
+        .inner
+        .tasks
+        .borrow()
+        .iter()
+        .map(|(_, t)| TaskRef::from_raw(t.clone()))
+        .collect();
     if !leftovers.is_empty() {
         for t in &leftovers {
             t.cancel();
@@ -647,9 +671,11 @@ impl EventLoop {
         Ok(Handle::new(self.inner.schedule_callback(Box::new(f))))
     }
 
-    /// Schedules `f` to run `delay` from now (`call_at(time() + delay)`).
+    /// Schedules `f` to run `delay` from now (`call_at(time() + delay)`). A
+    /// delay too large for an `Instant` (e.g. `Duration::MAX`) is clamped to
+    /// about 30 years.
     pub fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> Result<TimerHandle, LoopError> {
-        let when = self.time() + delay;
+        let when = crate::time::add_clamped(self.time(), delay);
         self.call_at(when, f)
     }
 

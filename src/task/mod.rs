@@ -32,6 +32,10 @@ pub enum TaskError {
     Panicked(Box<dyn Any + Send + 'static>),
     /// The result was already taken by an earlier `.await` / `take_result`.
     AlreadyRetrieved,
+    /// The task belongs to another event loop than the one that awaited it
+    /// (asyncio: "attached to a different loop"). Such a task can only make
+    /// progress while its own loop runs, so waiting for it would hang.
+    ForeignLoop,
 }
 
 impl TaskError {
@@ -76,6 +80,7 @@ impl fmt::Debug for TaskError {
                 .field(&panic_message(p.as_ref()).unwrap_or("<non-string payload>"))
                 .finish(),
             TaskError::AlreadyRetrieved => f.write_str("AlreadyRetrieved"),
+            TaskError::ForeignLoop => f.write_str("ForeignLoop"),
         }
     }
 }
@@ -89,6 +94,7 @@ impl fmt::Display for TaskError {
                 None => f.write_str("task panicked"),
             },
             TaskError::AlreadyRetrieved => f.write_str("task result was already retrieved"),
+            TaskError::ForeignLoop => f.write_str("the task belongs to a different event loop"),
         }
     }
 }
@@ -155,6 +161,11 @@ impl TaskCore {
     }
     fn schedule(&self) {
         self.waker.wake_by_ref();
+    }
+    /// Whether another loop than this task's runs on this thread (awaiting
+    /// the task there would hang).
+    fn on_foreign_loop(&self) -> bool {
+        runtime::other_loop_running(&self.header.shared)
     }
 }
 
@@ -532,6 +543,11 @@ impl<T: 'static> Task<T> {
     pub(crate) fn add_listener(&self, w: Waker) {
         self.core().listeners.borrow_mut().push(w);
     }
+    /// Whether the task is pending and belongs to another loop than the one
+    /// running on this thread (see [`TaskError::ForeignLoop`]).
+    pub(crate) fn is_foreign_and_pending(&self) -> bool {
+        !self.is_done() && self.core().on_foreign_loop()
+    }
 }
 
 impl TaskRef {
@@ -559,6 +575,9 @@ impl<T: 'static> Future for Task<T> {
         let core = self.core();
         if core.is_done() {
             return Poll::Ready(self.slot.take_output().unwrap_or(Err(TaskError::AlreadyRetrieved)));
+        }
+        if core.on_foreign_loop() {
+            return Poll::Ready(Err(TaskError::ForeignLoop));
         }
         let mut l = core.listeners.borrow_mut();
         if !l.iter().any(|w| w.will_wake(cx.waker())) {

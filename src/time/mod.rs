@@ -205,17 +205,28 @@ pub fn sleep(duration: Duration) -> Sleep {
             yielded: false,
         };
     }
-    let now = runtime::current_inner()
-        .map(|lp| lp.clock.now())
-        .unwrap_or_else(Instant::now);
     Sleep {
-        deadline: Some(
-            now.checked_add(duration)
-                .unwrap_or(now + Duration::from_secs(86400 * 365 * 30)),
-        ),
+        deadline: Some(add_clamped(loop_now(), duration)),
         timer: None,
         yielded: false,
     }
+}
+
+/// About 30 years: what a duration too large for an `Instant` is clamped to.
+const FAR_FUTURE: Duration = Duration::from_secs(86400 * 365 * 30);
+
+/// `t + d`, clamped to `t` + ~30 years when the sum does not fit in an
+/// `Instant` (no duration ever panics; such a deadline is never reached).
+pub(crate) fn add_clamped(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .unwrap_or_else(|| t.checked_add(FAR_FUTURE).unwrap_or(t))
+}
+
+/// The current loop's clock, else the real clock.
+fn loop_now() -> Instant {
+    runtime::current_inner()
+        .map(|lp| lp.clock.now())
+        .unwrap_or_else(Instant::now)
 }
 
 /// Waits until the loop clock reaches `deadline` (see [`EventLoop::time`](crate::EventLoop::time)).
@@ -237,7 +248,7 @@ pub fn yield_now() -> Sleep {
 /// so `Send` futures that sleep can be spawned from other threads.
 pub struct Sleep {
     deadline: Option<Instant>,
-    timer: Option<(TimerId, usize)>,
+    timer: Option<(TimerId, u64)>,
     yielded: bool,
 }
 
@@ -395,12 +406,9 @@ pub enum MissedTicks {
 /// When `period` is zero.
 pub fn interval(period: Duration) -> Interval {
     assert!(!period.is_zero(), "ringloop::interval: period must be non-zero");
-    let now = runtime::current_inner()
-        .map(|lp| lp.clock.now())
-        .unwrap_or_else(Instant::now);
     Interval {
         period,
-        next: now,
+        next: loop_now(),
         sleep: None,
         missed: MissedTicks::default(),
     }
@@ -435,26 +443,24 @@ impl Interval {
         }
         self.sleep = None;
         let scheduled = self.next;
-        let now = runtime::current_inner()
-            .map(|lp| lp.clock.now())
-            .unwrap_or_else(Instant::now);
+        let now = loop_now();
+        let on_schedule = add_clamped(scheduled, self.period);
         self.next = match self.missed {
-            MissedTicks::Burst => scheduled + self.period,
-            MissedTicks::Delay => {
-                if now > scheduled + self.period {
-                    now + self.period
-                } else {
-                    scheduled + self.period
-                }
+            MissedTicks::Burst => on_schedule,
+            MissedTicks::Delay if now > on_schedule => add_clamped(now, self.period),
+            MissedTicks::Delay => on_schedule,
+            MissedTicks::Skip if on_schedule <= now => {
+                // The first grid point after `now`: scheduled + k * period
+                // with k = elapsed / period + 1, computed in u128 nanoseconds.
+                let period = self.period.as_nanos();
+                let elapsed = now.duration_since(scheduled).as_nanos();
+                let offset = elapsed - elapsed % period + period;
+                let secs = u64::try_from(offset / 1_000_000_000).unwrap_or(u64::MAX);
+                // The remainder is below 10^9, so it fits in a u32.
+                let nanos = (offset % 1_000_000_000) as u32;
+                add_clamped(scheduled, Duration::new(secs, nanos))
             }
-            MissedTicks::Skip => {
-                let mut n = scheduled + self.period;
-                if n <= now {
-                    let behind = now.duration_since(n).as_nanos() / self.period.as_nanos() + 1;
-                    n += self.period * behind as u32;
-                }
-                n
-            }
+            MissedTicks::Skip => on_schedule,
         };
         Poll::Ready(scheduled)
     }
