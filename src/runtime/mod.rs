@@ -495,6 +495,9 @@ impl Builder {
     /// Builds the loop. With [`DriverChoice::Auto`] a failure to set up
     /// io_uring selects the readiness backend; an explicit choice errors.
     pub fn build(self) -> io::Result<EventLoop> {
+        if self.driver == DriverChoice::Auto {
+            warn_on_unknown_driver_env();
+        }
         let driver = Driver::build(self.driver, &self.uring)?;
         let shared = Arc::new(Shared::new(driver.notifier()));
         let debug = self
@@ -524,6 +527,26 @@ impl Builder {
         ));
         DEFAULT.with(|d| *d.borrow_mut() = Rc::downgrade(&inner));
         Ok(EventLoop { inner, owner: true })
+    }
+}
+
+/// Warns once per process on stderr when `RINGLOOP_DRIVER` holds a value
+/// `Driver::build` does not know (it then chooses automatically), so a typo
+/// such as `urnig` is not silently ignored.
+fn warn_on_unknown_driver_env() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let Some(v) = std::env::var_os("RINGLOOP_DRIVER") else {
+        return;
+    };
+    // The values `Driver::build` accepts, plus the spelled-out default.
+    let known = ["uring", "io_uring", "fallback", "readiness", "auto", ""];
+    if !known.iter().any(|k| v == *k) {
+        WARNED.call_once(|| {
+            eprintln!(
+                "ringloop: ignoring RINGLOOP_DRIVER={v:?}: expected uring (or io_uring), \
+                 fallback (or readiness) or auto; choosing the backend automatically"
+            )
+        });
     }
 }
 
