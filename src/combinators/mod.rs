@@ -66,6 +66,7 @@ fn gather_task<T: 'static, M: Mode<T>>(children: Vec<Task<T>>) -> Task<Vec<M::Ou
         _mode: PhantomData,
     };
     let gather = task::spawn_raw(&lp, body);
+    gather.mark_gather();
     // Cancelling the gather cancels its children at once, as asyncio does,
     // so a child cancelled before its first step never runs.
     for r in refs {
@@ -77,7 +78,8 @@ fn gather_task<T: 'static, M: Mode<T>>(children: Vec<Task<T>>) -> Task<Vec<M::Ou
 /// Runs the futures concurrently (each as a task) and resolves to their
 /// outputs in argument order. The returned task fails with the first child
 /// error in completion order (the others keep running); cancelling it
-/// cancels every unfinished child. An empty input gives `Ok(vec![])`.
+/// cancels every unfinished child (when none is left, `cancel()` returns
+/// `false` and the gather keeps its result). An empty input gives `Ok(vec![])`.
 ///
 /// # Panics
 ///

@@ -104,7 +104,8 @@ pub struct ExceptionContext {
     pub task: Option<TaskRef>,
 }
 
-type ExceptionHandler = Rc<dyn Fn(&ExceptionContext)>;
+/// A custom exception handler, as [`EventLoop::get_exception_handler`] returns it.
+pub type ExceptionHandler = Rc<dyn Fn(&ExceptionContext)>;
 
 /// The default exception handler: logs to stderr.
 pub fn default_exception_handler(ctx: &ExceptionContext) {
@@ -123,6 +124,8 @@ pub(crate) enum Runnable {
         key: usize,
         id: u64,
     },
+    /// `LoopHandle::stop`, in order with the other cross-thread items.
+    Stop,
 }
 
 /// Loop state shared (via `Rc`) by the loop, its tasks and handles.
@@ -169,6 +172,7 @@ pub(crate) fn push_local_task(shared: &Arc<Shared>, key: usize, id: u64) -> bool
             let r = r.borrow();
             match &*r {
                 Some(lp) if Arc::ptr_eq(&lp.shared, shared) => {
+                    lp.drain_remote();
                     lp.ready.borrow_mut().push_back(Runnable::Task { key, id });
                     true
                 }
@@ -221,6 +225,7 @@ impl LoopInner {
     pub(crate) fn schedule_callback(&self, f: Box<dyn FnOnce()>) -> Rc<CallbackCell> {
         let cell = CallbackCell::new(f);
         if !self.closed.get() {
+            self.drain_remote();
             self.ready.borrow_mut().push_back(Runnable::Callback(cell.clone()));
         }
         cell
@@ -339,6 +344,10 @@ impl LoopInner {
                     }
                     None
                 }
+                Runnable::Stop => {
+                    self.stopping.set(true);
+                    None
+                }
                 Runnable::Task { key, id } => {
                     let t = self.tasks.borrow().get(key).filter(|t| t.core().id() == id).cloned();
                     match t {
@@ -370,7 +379,12 @@ impl LoopInner {
         self.iterations.set(self.iterations.get() + 1);
     }
 
-    fn drain_remote(self: &Rc<Self>) {
+    /// Moves the cross-thread queue to the end of the ready queue. Called
+    /// after each wait and before every local push (call_soon, task wake-up
+    /// on the loop thread), so one FIFO holds callbacks and wake-ups in call
+    /// order whichever thread made them; without remote items this costs
+    /// one atomic load.
+    fn drain_remote(&self) {
         if !self.shared.has_remote() {
             return;
         }
@@ -380,7 +394,9 @@ impl LoopInner {
             match r {
                 shared::Remote::Wake { key, id } => self.ready.borrow_mut().push_back(Runnable::Task { key, id }),
                 shared::Remote::Call(f) => self.ready.borrow_mut().push_back(Runnable::Remote(f)),
-                shared::Remote::Stop => self.stopping.set(true),
+                // In FIFO order like asyncio's `call_soon_threadsafe(loop.stop)`:
+                // callbacks queued before the stop still run.
+                shared::Remote::Stop => self.ready.borrow_mut().push_back(Runnable::Stop),
             }
         }
         *self.remote_batch.borrow_mut() = batch;
@@ -672,6 +688,12 @@ impl EventLoop {
         *self.inner.exception_handler.borrow_mut() = handler.map(|h| Rc::new(h) as ExceptionHandler);
     }
 
+    /// The exception handler set by [`set_exception_handler`](EventLoop::set_exception_handler),
+    /// or `None` when the default one ([`default_exception_handler`]) is in use.
+    pub fn get_exception_handler(&self) -> Option<ExceptionHandler> {
+        self.inner.exception_handler.borrow().clone()
+    }
+
     /// Calls the current exception handler.
     pub fn call_exception_handler(&self, ctx: ExceptionContext) {
         self.inner.call_exception_handler(ctx)
@@ -708,7 +730,7 @@ impl EventLoop {
         self.inner.check_open()?;
         let cb = CallbackCell::new(Box::new(f));
         let id = crate::time::schedule_timer(&self.inner, when, cb.clone());
-        Ok(TimerHandle::new(cb, id, when, Rc::downgrade(&self.inner)))
+        Ok(TimerHandle::new(cb, id, when, &self.inner))
     }
 
     /// Spawns `fut` as a task on this loop.

@@ -70,6 +70,13 @@ pub(crate) struct TimerId {
     seq: u64,
 }
 
+impl TimerId {
+    /// The timer's sequence number: equal deadlines fire in this order.
+    pub(crate) fn seq(self) -> u64 {
+        self.seq
+    }
+}
+
 struct Live {
     seq: u64,
     action: TimerAction,
@@ -330,29 +337,24 @@ impl From<Elapsed> for std::io::Error {
 }
 
 /// Runs `fut` for at most `duration`; on expiry the inner future is dropped
-/// (which cancels it) and `Err(Elapsed)` is returned. The inner future is
-/// polled before the deadline is checked, so an already-ready future wins.
+/// (which cancels it) and `Err(Elapsed)` is returned.
+///
+/// As asyncio's `timeout`/`wait_for`: a zero duration (or a deadline already
+/// past at the first poll) returns `Err(Elapsed)` without ever polling `fut`.
+/// Afterwards the deadline is checked before the inner future is polled, so
+/// of nested timeouts whose deadlines have both passed, the outer one (the
+/// earlier deadline) reports the expiry, and its `Err` is the outer result.
+/// A duration too large for an `Instant` is clamped to about 30 years.
 pub fn timeout<F: Future>(duration: Duration, fut: F) -> Timeout<F> {
-    let sleep = if duration.is_zero() {
-        // A zero timeout still gives the future one poll.
-        let now = runtime::current_inner()
-            .map(|lp| lp.clock.now())
-            .unwrap_or_else(Instant::now);
-        sleep_until(now)
-    } else {
-        sleep(duration)
-    };
-    Timeout {
-        inner: Some(fut),
-        sleep,
-    }
+    timeout_at(add_clamped(loop_now(), duration), fut)
 }
 
-/// Like [`timeout`] with an absolute deadline.
+/// Like [`timeout`] with an absolute deadline on the loop clock.
 pub fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Timeout<F> {
     Timeout {
         inner: Some(fut),
         sleep: sleep_until(deadline),
+        started: false,
     }
 }
 
@@ -360,28 +362,40 @@ pub fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Timeout<F> {
 pub struct Timeout<F> {
     inner: Option<F>,
     sleep: Sleep,
+    started: bool,
 }
 
 impl<F: Future> Future for Timeout<F> {
     type Output = Result<F::Output, Elapsed>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // SAFETY: `inner` is structurally pinned (never moved; only dropped
-        // in place by assigning `None`); `sleep` is `Unpin`.
+        // in place by assigning `None`); `sleep` and `started` are `Unpin`.
         let this = unsafe { self.get_unchecked_mut() };
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(Err(Elapsed(())));
         };
+        // The deadline first: on the first poll against the clock (one read
+        // per timeout), later through the timer (no clock read).
+        let expired = if this.started {
+            Pin::new(&mut this.sleep).poll(cx).is_ready()
+        } else {
+            this.sleep.deadline.is_some_and(|d| d <= loop_now())
+        };
+        if expired {
+            this.inner = None;
+            return Poll::Ready(Err(Elapsed(())));
+        }
         // SAFETY: see above, `inner` is never moved while pinned.
         if let Poll::Ready(v) = unsafe { Pin::new_unchecked(inner) }.poll(cx) {
             return Poll::Ready(Ok(v));
         }
-        match Pin::new(&mut this.sleep).poll(cx) {
-            Poll::Ready(()) => {
-                this.inner = None;
-                Poll::Ready(Err(Elapsed(())))
-            }
-            Poll::Pending => Poll::Pending,
+        if !this.started {
+            this.started = true;
+            // Registers the timer; a positive sleep never completes on its
+            // first poll.
+            let _ = Pin::new(&mut this.sleep).poll(cx);
         }
+        Poll::Pending
     }
 }
 
