@@ -208,6 +208,23 @@ both_backends_vt! {
         assert!(done && cancelled, "done {done}, cancelled {cancelled}");
     }
 
+    fn a_timeout_expiring_around_a_cancel_on_drop_gather_leaves_it_and_its_children_cancelled(lp) {
+        let states = lp
+            .run_until_complete(async {
+                let children = [1u64, 10].map(|s| spawn(sleep(Duration::from_secs(s))));
+                let refs = children.each_ref().map(|c| c.as_ref());
+                let g = ringloop::gather_tasks(children);
+                let gr = g.as_ref();
+                let r = ringloop::timeout(Duration::from_secs(5), g.cancel_on_drop()).await;
+                assert!(r.is_err());
+                [gr, refs[0].clone(), refs[1].clone()].map(|t| (t.is_done(), t.is_cancelled()))
+            })
+            .unwrap();
+        // The gather and its unfinished child are cancelled; the child that
+        // finished in time is not.
+        assert_eq!(states, [(true, true), (true, false), (true, true)]);
+    }
+
     fn a_task_that_cancels_itself_and_then_returns_ends_cancelled(lp) {
         // asyncio's test_cancel_at_end.
         let t = lp

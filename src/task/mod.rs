@@ -315,10 +315,21 @@ impl<T: 'static, F: Future<Output = Result<T, TaskError>> + 'static> RawTask for
         if core.is_done() {
             return;
         }
-        core.cancel_requested.set(true);
         let Some(lp) = core.lp.upgrade().filter(|lp| !lp.is_closed()) else {
+            core.cancel_requested.set(true);
             return;
         };
+        // A gather's children first (at once too), as `cancel_core` does.
+        let linked = core.linked.borrow().clone();
+        let mut cancelled_a_child = false;
+        for t in linked.into_iter().filter(|t| !t.is_done()) {
+            t.raw.cancel_now();
+            cancelled_a_child = true;
+        }
+        if core.gather.get() && !cancelled_a_child {
+            return;
+        }
+        core.cancel_requested.set(true);
         // Not while the task's own step runs (its future is borrowed): it
         // then ends at its next scheduling point like any cancel.
         let Ok(mut slot) = self.future.try_borrow_mut() else {
@@ -729,6 +740,10 @@ impl Future for Finished {
 }
 
 /// A task handle that cancels its task when dropped (see [`Task::cancel_on_drop`]).
+///
+/// The cancellation is immediate: the task's future (and, for a gather, its
+/// unfinished children's) is dropped and the task is done and cancelled
+/// before `drop` returns, unless that task's own step is running.
 pub struct CancelOnDrop<T: 'static> {
     task: Option<Task<T>>,
 }
