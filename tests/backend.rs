@@ -5,34 +5,31 @@ mod common;
 use ringloop::{DriverChoice, DriverKind, EventLoop};
 use std::process::Command;
 
-/// Runs the ignored probe test below in a child process with `env` set and
-/// returns the driver kind it reported.
-fn driver_kind_in_child(env: &[(&str, &str)]) -> String {
+/// Runs the ignored probe test `probe` in a child process with `env` set and
+/// returns the driver kind it reported and its stderr.
+fn probe_in_child(probe: &str, env: &[(&str, &str)]) -> (String, String) {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = Command::new(exe);
-    cmd.args([
-        "--ignored",
-        "--exact",
-        "child_probe_reports_driver_kind",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
+    cmd.args(["--ignored", "--exact", probe, "--nocapture", "--test-threads=1"]);
     cmd.env_remove("RINGLOOP_DRIVER");
     for (k, v) in env {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "child failed: {stdout}\n{stderr}");
+    let kind = stdout
         .lines()
         .find_map(|l| l.split_once("DRIVER_KIND=").map(|(_, k)| k.trim()))
         .unwrap_or_else(|| panic!("child printed no kind: {stdout}"))
-        .to_string()
+        .to_string();
+    (kind, stderr)
+}
+
+/// The driver kind a default loop gets in a child process with `env` set.
+fn driver_kind_in_child(env: &[(&str, &str)]) -> String {
+    probe_in_child("child_probe_reports_driver_kind", env).0
 }
 
 #[test]
@@ -40,7 +37,34 @@ fn driver_kind_in_child(env: &[(&str, &str)]) -> String {
 fn child_probe_reports_driver_kind() {
     let lp = EventLoop::new().unwrap();
     assert_eq!(lp.run_until_complete(async { 1 }).unwrap(), 1);
+    // A second loop: a warning about the environment is printed only once.
+    drop(EventLoop::new().unwrap());
     println!("DRIVER_KIND={}", lp.driver_kind());
+}
+
+#[test]
+#[ignore = "helper: run by the tests below in a child process"]
+fn child_probe_explicit_fallback_choice() {
+    let lp = EventLoop::builder().driver(DriverChoice::Fallback).build().unwrap();
+    assert_eq!(lp.run_until_complete(async { 1 }).unwrap(), 1);
+    println!("DRIVER_KIND={}", lp.driver_kind());
+}
+
+#[test]
+fn a_misspelt_ringloop_driver_is_reported_once_on_stderr() {
+    let (kind, stderr) = probe_in_child("child_probe_reports_driver_kind", &[("RINGLOOP_DRIVER", "urnig")]);
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("RINGLOOP_DRIVER")).collect();
+    assert_eq!(warnings.len(), 1, "expected one warning, stderr: {stderr}");
+    for word in ["urnig", "uring", "fallback", "auto"] {
+        assert!(warnings[0].contains(word), "warning lacks {word:?}: {}", warnings[0]);
+    }
+    // The value is ignored: the choice is automatic.
+    assert_eq!(kind, driver_kind_in_child(&[]));
+    // Accepted values are not reported.
+    for ok in ["uring", "fallback", "auto"] {
+        let (_, stderr) = probe_in_child("child_probe_reports_driver_kind", &[("RINGLOOP_DRIVER", ok)]);
+        assert!(!stderr.contains("RINGLOOP_DRIVER"), "{ok}: {stderr}");
+    }
 }
 
 fn uring_available() -> bool {
@@ -93,6 +117,9 @@ fn explicit_fallback_choice_beats_the_environment() {
     let lp = EventLoop::builder().driver(DriverChoice::Fallback).build().unwrap();
     assert_eq!(lp.driver_kind(), DriverKind::Readiness);
     assert!(lp.driver_description().starts_with("fallback ("));
+    // With RINGLOOP_DRIVER=uring actually set (in a child process).
+    let (kind, _) = probe_in_child("child_probe_explicit_fallback_choice", &[("RINGLOOP_DRIVER", "uring")]);
+    assert_eq!(kind, "fallback");
 }
 
 #[cfg(feature = "fallback")]

@@ -66,6 +66,7 @@ fn gather_task<T: 'static, M: Mode<T>>(children: Vec<Task<T>>) -> Task<Vec<M::Ou
         _mode: PhantomData,
     };
     let gather = task::spawn_raw(&lp, body);
+    gather.mark_gather();
     // Cancelling the gather cancels its children at once, as asyncio does,
     // so a child cancelled before its first step never runs.
     for r in refs {
@@ -77,7 +78,8 @@ fn gather_task<T: 'static, M: Mode<T>>(children: Vec<Task<T>>) -> Task<Vec<M::Ou
 /// Runs the futures concurrently (each as a task) and resolves to their
 /// outputs in argument order. The returned task fails with the first child
 /// error in completion order (the others keep running); cancelling it
-/// cancels every unfinished child. An empty input gives `Ok(vec![])`.
+/// cancels every unfinished child (when none is left, `cancel()` returns
+/// `false` and the gather keeps its result). An empty input gives `Ok(vec![])`.
 ///
 /// # Panics
 ///
@@ -139,19 +141,20 @@ impl<T: 'static, M: Mode<T>> Future for GatherBody<T, M> {
     type Output = Result<Vec<M::Out>, TaskError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        if !this.registered {
-            this.registered = true;
-            for c in this.children.iter().flatten() {
-                c.add_listener(cx.waker().clone());
-            }
-        }
+        let first = !this.registered;
         for i in 0..this.children.len() {
             match &this.children[i] {
                 Some(child) if child.is_done() => {}
+                // A child of another loop could never finish here.
+                Some(child) if first && child.is_foreign_and_pending() => {}
                 _ => continue,
             }
             let Some(child) = this.children[i].take() else { continue };
-            let r = child.take_result().unwrap_or(Err(TaskError::AlreadyRetrieved));
+            let r = if child.is_done() {
+                child.take_result().unwrap_or(Err(TaskError::AlreadyRetrieved))
+            } else {
+                Err(TaskError::ForeignLoop)
+            };
             this.pending -= 1;
             match M::accept(r) {
                 Ok(v) => this.results[i] = Some(v),
@@ -171,6 +174,12 @@ impl<T: 'static, M: Mode<T>> Future for GatherBody<T, M> {
             this.finished = true;
             let out = this.results.iter_mut().filter_map(Option::take).collect();
             return Poll::Ready(Ok(out));
+        }
+        if first {
+            this.registered = true;
+            for c in this.children.iter().flatten() {
+                c.add_listener(cx.waker().clone());
+            }
         }
         Poll::Pending
     }
@@ -288,11 +297,17 @@ pub enum ReturnWhen {
 pub enum WaitError {
     /// `wait` was given no tasks (asyncio: `ValueError`).
     Empty,
+    /// A task belongs to another event loop than the one running `wait`
+    /// (asyncio: `ValueError`); it could never finish while this loop runs.
+    ForeignLoop,
 }
 
 impl fmt::Display for WaitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Set of Tasks/Futures is empty.")
+        f.write_str(match self {
+            WaitError::Empty => "Set of Tasks/Futures is empty.",
+            WaitError::ForeignLoop => "a task belongs to a different event loop",
+        })
     }
 }
 impl std::error::Error for WaitError {}
@@ -338,6 +353,9 @@ impl<T: 'static> Future for Wait<T> {
         let this = &mut *self;
         if this.tasks.is_empty() {
             return Poll::Ready(Err(WaitError::Empty));
+        }
+        if !this.registered && this.tasks.iter().any(|t| t.is_foreign_and_pending()) {
+            return Poll::Ready(Err(WaitError::ForeignLoop));
         }
         let done_count = this.tasks.iter().filter(|t| t.is_done()).count();
         let finished = match this.return_when {

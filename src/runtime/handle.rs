@@ -65,16 +65,31 @@ impl fmt::Debug for Handle {
 
 /// Handle of a [`call_later`](crate::EventLoop::call_later) /
 /// [`call_at`](crate::EventLoop::call_at) callback.
+///
+/// Handles order by [`when`](TimerHandle::when) (asyncio's `TimerHandle`
+/// comparisons); equal deadlines order as they fire, in scheduling order.
+/// Two handles are equal only when they are the same timer.
 pub struct TimerHandle {
     cell: Rc<CallbackCell>,
     id: TimerId,
     when: Instant,
+    loop_id: u64,
     lp: Weak<LoopInner>,
 }
 
 impl TimerHandle {
-    pub(crate) fn new(cell: Rc<CallbackCell>, id: TimerId, when: Instant, lp: Weak<LoopInner>) -> TimerHandle {
-        TimerHandle { cell, id, when, lp }
+    pub(crate) fn new(cell: Rc<CallbackCell>, id: TimerId, when: Instant, lp: &Rc<LoopInner>) -> TimerHandle {
+        TimerHandle {
+            cell,
+            id,
+            when,
+            loop_id: lp.id(),
+            lp: Rc::downgrade(lp),
+        }
+    }
+    /// The ordering key: deadline, then firing order, then loop.
+    fn key(&self) -> (Instant, u64, u64) {
+        (self.when, self.id.seq(), self.loop_id)
     }
     /// Cancels the timer (idempotent, O(1)).
     pub fn cancel(&self) {
@@ -100,5 +115,22 @@ impl fmt::Debug for TimerHandle {
             .field("when", &self.when())
             .field("cancelled", &self.cancelled())
             .finish()
+    }
+}
+
+impl PartialEq for TimerHandle {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+impl Eq for TimerHandle {}
+impl PartialOrd for TimerHandle {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for TimerHandle {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
     }
 }

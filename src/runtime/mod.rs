@@ -104,7 +104,8 @@ pub struct ExceptionContext {
     pub task: Option<TaskRef>,
 }
 
-type ExceptionHandler = Rc<dyn Fn(&ExceptionContext)>;
+/// A custom exception handler, as [`EventLoop::get_exception_handler`] returns it.
+pub type ExceptionHandler = Rc<dyn Fn(&ExceptionContext)>;
 
 /// The default exception handler: logs to stderr.
 pub fn default_exception_handler(ctx: &ExceptionContext) {
@@ -123,6 +124,8 @@ pub(crate) enum Runnable {
         key: usize,
         id: u64,
     },
+    /// `LoopHandle::stop`, in order with the other cross-thread items.
+    Stop,
 }
 
 /// Loop state shared (via `Rc`) by the loop, its tasks and handles.
@@ -169,6 +172,7 @@ pub(crate) fn push_local_task(shared: &Arc<Shared>, key: usize, id: u64) -> bool
             let r = r.borrow();
             match &*r {
                 Some(lp) if Arc::ptr_eq(&lp.shared, shared) => {
+                    lp.drain_remote();
                     lp.ready.borrow_mut().push_back(Runnable::Task { key, id });
                     true
                 }
@@ -178,10 +182,18 @@ pub(crate) fn push_local_task(shared: &Arc<Shared>, key: usize, id: u64) -> bool
         .unwrap_or(false)
 }
 
+/// Whether a loop other than the one owning `shared` runs on this thread: a
+/// task of the `shared` loop awaited there could never make progress.
+pub(crate) fn other_loop_running(shared: &Arc<Shared>) -> bool {
+    RUNNING
+        .try_with(|r| matches!(&*r.borrow(), Some(lp) if !Arc::ptr_eq(&lp.shared, shared)))
+        .unwrap_or(false)
+}
+
 /// Cancels a timer of the loop identified by `loop_id` if that loop is the
 /// current one on this thread (otherwise the timer simply fires later and
 /// wakes a stale waker, which is harmless).
-pub(crate) fn cancel_timer(loop_id: usize, id: TimerId) {
+pub(crate) fn cancel_timer(loop_id: u64, id: TimerId) {
     if let Some(lp) = current_inner() {
         if lp.id() == loop_id {
             let action = lp.timers.try_borrow_mut().ok().and_then(|mut t| t.cancel(id));
@@ -191,9 +203,11 @@ pub(crate) fn cancel_timer(loop_id: usize, id: TimerId) {
 }
 
 impl LoopInner {
-    /// Identity of this loop (address of its shared state).
-    pub(crate) fn id(&self) -> usize {
-        Arc::as_ptr(&self.shared) as usize
+    /// Identity of this loop: a process-wide counter, never reused (an
+    /// address could be reused by a later loop, and a stale `Sleep` would
+    /// then touch that loop's timers).
+    pub(crate) fn id(&self) -> u64 {
+        self.shared.id
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -211,6 +225,7 @@ impl LoopInner {
     pub(crate) fn schedule_callback(&self, f: Box<dyn FnOnce()>) -> Rc<CallbackCell> {
         let cell = CallbackCell::new(f);
         if !self.closed.get() {
+            self.drain_remote();
             self.ready.borrow_mut().push_back(Runnable::Callback(cell.clone()));
         }
         cell
@@ -329,6 +344,10 @@ impl LoopInner {
                     }
                     None
                 }
+                Runnable::Stop => {
+                    self.stopping.set(true);
+                    None
+                }
                 Runnable::Task { key, id } => {
                     let t = self.tasks.borrow().get(key).filter(|t| t.core().id() == id).cloned();
                     match t {
@@ -360,7 +379,12 @@ impl LoopInner {
         self.iterations.set(self.iterations.get() + 1);
     }
 
-    fn drain_remote(self: &Rc<Self>) {
+    /// Moves the cross-thread queue to the end of the ready queue. Called
+    /// after each wait and before every local push (call_soon, task wake-up
+    /// on the loop thread), so one FIFO holds callbacks and wake-ups in call
+    /// order whichever thread made them; without remote items this costs
+    /// one atomic load.
+    fn drain_remote(&self) {
         if !self.shared.has_remote() {
             return;
         }
@@ -370,7 +394,9 @@ impl LoopInner {
             match r {
                 shared::Remote::Wake { key, id } => self.ready.borrow_mut().push_back(Runnable::Task { key, id }),
                 shared::Remote::Call(f) => self.ready.borrow_mut().push_back(Runnable::Remote(f)),
-                shared::Remote::Stop => self.stopping.set(true),
+                // In FIFO order like asyncio's `call_soon_threadsafe(loop.stop)`:
+                // callbacks queued before the stop still run.
+                shared::Remote::Stop => self.ready.borrow_mut().push_back(Runnable::Stop),
             }
         }
         *self.remote_batch.borrow_mut() = batch;
@@ -493,6 +519,9 @@ impl Builder {
     /// Builds the loop. With [`DriverChoice::Auto`] a failure to set up
     /// io_uring selects the readiness backend; an explicit choice errors.
     pub fn build(self) -> io::Result<EventLoop> {
+        if self.driver == DriverChoice::Auto {
+            warn_on_unknown_driver_env();
+        }
         let driver = Driver::build(self.driver, &self.uring)?;
         let shared = Arc::new(Shared::new(driver.notifier()));
         let debug = self
@@ -525,6 +554,26 @@ impl Builder {
     }
 }
 
+/// Warns once per process on stderr when `RINGLOOP_DRIVER` holds a value
+/// `Driver::build` does not know (it then chooses automatically), so a typo
+/// such as `urnig` is not silently ignored.
+fn warn_on_unknown_driver_env() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let Some(v) = std::env::var_os("RINGLOOP_DRIVER") else {
+        return;
+    };
+    // The values `Driver::build` accepts, plus the spelled-out default.
+    let known = ["uring", "io_uring", "fallback", "readiness", "auto", ""];
+    if !known.iter().any(|k| v == *k) {
+        WARNED.call_once(|| {
+            eprintln!(
+                "ringloop: ignoring RINGLOOP_DRIVER={v:?}: expected uring (or io_uring), \
+                 fallback (or readiness) or auto; choosing the backend automatically"
+            )
+        });
+    }
+}
+
 /// The loop running on this thread, else this thread's default loop (the
 /// most recently created loop that is still open), like asyncio's
 /// `get_event_loop()`.
@@ -536,6 +585,10 @@ pub fn current() -> Option<EventLoop> {
 /// cancels every task still pending, lets them unwind for one iteration,
 /// shuts the blocking pool down and closes the loop.
 ///
+/// Called while a loop runs on this thread, it returns
+/// [`LoopError::AnotherLoopRunning`] (as an `io::Error`) without creating a
+/// loop, and leaves the running loop and its tasks alone.
+///
 /// ```
 /// let v = ringloop::run(async { 6 * 7 }).unwrap();
 /// assert_eq!(v, 42);
@@ -545,9 +598,19 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
+    if RUNNING.with(|r| r.borrow().is_some()) {
+        return Err(LoopError::AnotherLoopRunning.into());
+    }
     let lp = EventLoop::new()?;
     let out = lp.run_until_complete(fut);
-    let leftovers = crate::task::all_tasks();
+    // This loop's own tasks (never the tasks of whatever loop is current).
+    let leftovers: Vec<TaskRef> = lp
+        .inner
+        .tasks
+        .borrow()
+        .iter()
+        .map(|(_, t)| TaskRef::from_raw(t.clone()))
+        .collect();
     if !leftovers.is_empty() {
         for t in &leftovers {
             t.cancel();
@@ -633,6 +696,12 @@ impl EventLoop {
         *self.inner.exception_handler.borrow_mut() = handler.map(|h| Rc::new(h) as ExceptionHandler);
     }
 
+    /// The exception handler set by [`set_exception_handler`](EventLoop::set_exception_handler),
+    /// or `None` when the default one ([`default_exception_handler`]) is in use.
+    pub fn get_exception_handler(&self) -> Option<ExceptionHandler> {
+        self.inner.exception_handler.borrow().clone()
+    }
+
     /// Calls the current exception handler.
     pub fn call_exception_handler(&self, ctx: ExceptionContext) {
         self.inner.call_exception_handler(ctx)
@@ -655,9 +724,11 @@ impl EventLoop {
         Ok(Handle::new(self.inner.schedule_callback(Box::new(f))))
     }
 
-    /// Schedules `f` to run `delay` from now (`call_at(time() + delay)`).
+    /// Schedules `f` to run `delay` from now (`call_at(time() + delay)`). A
+    /// delay too large for an `Instant` (e.g. `Duration::MAX`) is clamped to
+    /// about 30 years.
     pub fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> Result<TimerHandle, LoopError> {
-        let when = self.time() + delay;
+        let when = crate::time::add_clamped(self.time(), delay);
         self.call_at(when, f)
     }
 
@@ -667,7 +738,7 @@ impl EventLoop {
         self.inner.check_open()?;
         let cb = CallbackCell::new(Box::new(f));
         let id = crate::time::schedule_timer(&self.inner, when, cb.clone());
-        Ok(TimerHandle::new(cb, id, when, Rc::downgrade(&self.inner)))
+        Ok(TimerHandle::new(cb, id, when, &self.inner))
     }
 
     /// Spawns `fut` as a task on this loop.

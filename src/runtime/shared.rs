@@ -10,7 +10,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -24,7 +24,12 @@ pub(crate) enum Remote {
     Stop,
 }
 
+/// Source of loop ids: process-wide and never reused, unlike an address.
+static NEXT_LOOP_ID: AtomicU64 = AtomicU64::new(1);
+
 pub(crate) struct Shared {
+    /// The loop's identity (see `LoopInner::id`).
+    pub(crate) id: u64,
     queue: Mutex<Vec<Remote>>,
     has_remote: AtomicBool,
     pub(crate) sleeping: AtomicBool,
@@ -35,6 +40,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(notifier: Arc<dyn Notify>) -> Shared {
         Shared {
+            id: NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed),
             queue: Mutex::new(Vec::new()),
             has_remote: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),

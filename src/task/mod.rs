@@ -32,6 +32,10 @@ pub enum TaskError {
     Panicked(Box<dyn Any + Send + 'static>),
     /// The result was already taken by an earlier `.await` / `take_result`.
     AlreadyRetrieved,
+    /// The task belongs to another event loop than the one that awaited it
+    /// (asyncio: "attached to a different loop"). Such a task can only make
+    /// progress while its own loop runs, so waiting for it would hang.
+    ForeignLoop,
 }
 
 impl TaskError {
@@ -76,6 +80,7 @@ impl fmt::Debug for TaskError {
                 .field(&panic_message(p.as_ref()).unwrap_or("<non-string payload>"))
                 .finish(),
             TaskError::AlreadyRetrieved => f.write_str("AlreadyRetrieved"),
+            TaskError::ForeignLoop => f.write_str("ForeignLoop"),
         }
     }
 }
@@ -89,6 +94,7 @@ impl fmt::Display for TaskError {
                 None => f.write_str("task panicked"),
             },
             TaskError::AlreadyRetrieved => f.write_str("task result was already retrieved"),
+            TaskError::ForeignLoop => f.write_str("the task belongs to a different event loop"),
         }
     }
 }
@@ -130,6 +136,14 @@ enum State {
 
 type DoneCallback = Box<dyn FnOnce(&TaskRef)>;
 
+static NEXT_CALLBACK_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Identifies one [`Task::add_done_callback`] registration, for
+/// [`Task::remove_done_callback`]. Ids are unique in the process, so an id
+/// from another task (or a callback that already ran) removes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DoneCallbackId(u64);
+
 /// Loop-local task bookkeeping shared by every task type.
 pub(crate) struct TaskCore {
     header: Arc<WakeHeader>,
@@ -138,11 +152,13 @@ pub(crate) struct TaskCore {
     state: Cell<State>,
     cancel_requested: Cell<bool>,
     handle_alive: Cell<bool>,
-    done_callbacks: RefCell<Vec<DoneCallback>>,
+    done_callbacks: RefCell<Vec<(DoneCallbackId, DoneCallback)>>,
     listeners: RefCell<Vec<Waker>>,
     /// Tasks cancelled together with this one, synchronously (a gather's
     /// children, like asyncio's `_GatheringFuture.cancel`).
     linked: RefCell<Vec<TaskRef>>,
+    /// A gather: `cancel()` succeeds only if it cancels a child.
+    gather: Cell<bool>,
     lp: Weak<LoopInner>,
 }
 
@@ -156,12 +172,20 @@ impl TaskCore {
     fn schedule(&self) {
         self.waker.wake_by_ref();
     }
+    /// Whether another loop than this task's runs on this thread (awaiting
+    /// the task there would hang).
+    fn on_foreign_loop(&self) -> bool {
+        runtime::other_loop_running(&self.header.shared)
+    }
 }
 
 pub(crate) trait RawTask {
     fn core(&self) -> &TaskCore;
     /// Runs one step (or the cancellation) of the task.
     fn run(self: Rc<Self>, lp: &LoopInner);
+    /// Cancels the task now: drops its future and finishes it cancelled
+    /// before returning (unless its own step is running).
+    fn cancel_now(self: Rc<Self>);
     /// Drops the future without scheduling anything (loop close).
     fn discard(self: Rc<Self>);
     /// Whether the stored output is an unretrieved panic.
@@ -189,7 +213,7 @@ impl<T: 'static, F: Future<Output = Result<T, TaskError>> + 'static> TaskCell<T,
                 raw: self.clone() as Rc<dyn RawTask>,
             };
             let callbacks = std::mem::take(&mut *core.done_callbacks.borrow_mut());
-            for cb in callbacks {
+            for (_, cb) in callbacks {
                 let r = as_ref();
                 lp.schedule_callback(Box::new(move || cb(&r)));
             }
@@ -260,6 +284,18 @@ impl<T: 'static, F: Future<Output = Result<T, TaskError>> + 'static> RawTask for
         lp.current_task.replace(prev);
         let out = match res {
             Ok(Poll::Pending) => return,
+            // Cancelled during its own last step (e.g. it cancelled itself
+            // and returned): it ends cancelled, as in asyncio.
+            Ok(Poll::Ready(v)) if core.cancel_requested.get() => {
+                if let Err(p) = catch_unwind(AssertUnwindSafe(|| drop(v))) {
+                    lp.report_panic(
+                        ExceptionKind::CallbackPanicked,
+                        "panic while dropping a cancelled task's output",
+                        p,
+                    );
+                }
+                Err(TaskError::Cancelled)
+            }
             Ok(Poll::Ready(v)) => v,
             Err(p) => Err(TaskError::Panicked(p)),
         };
@@ -270,7 +306,48 @@ impl<T: 'static, F: Future<Output = Result<T, TaskError>> + 'static> RawTask for
                 p,
             );
         }
-        self.finish(Some(lp), out, false);
+        let cancelled = matches!(out, Err(TaskError::Cancelled)) && core.cancel_requested.get();
+        self.finish(Some(lp), out, cancelled);
+    }
+
+    fn cancel_now(self: Rc<Self>) {
+        let core = &self.core;
+        if core.is_done() {
+            return;
+        }
+        let Some(lp) = core.lp.upgrade().filter(|lp| !lp.is_closed()) else {
+            core.cancel_requested.set(true);
+            return;
+        };
+        // A gather's children first (at once too), as `cancel_core` does.
+        let linked = core.linked.borrow().clone();
+        let mut cancelled_a_child = false;
+        for t in linked.into_iter().filter(|t| !t.is_done()) {
+            t.raw.cancel_now();
+            cancelled_a_child = true;
+        }
+        if core.gather.get() && !cancelled_a_child {
+            return;
+        }
+        core.cancel_requested.set(true);
+        // Not while the task's own step runs (its future is borrowed): it
+        // then ends at its next scheduling point like any cancel.
+        let Ok(mut slot) = self.future.try_borrow_mut() else {
+            core.schedule();
+            return;
+        };
+        let fut = slot.take();
+        drop(slot);
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| drop(fut))) {
+            lp.report_panic(
+                ExceptionKind::CallbackPanicked,
+                "panic while dropping a cancelled task",
+                p,
+            );
+        }
+        if !core.is_done() {
+            self.finish(Some(&lp), Err(TaskError::Cancelled), true);
+        }
     }
 
     fn discard(self: Rc<Self>) {
@@ -359,6 +436,7 @@ where
             done_callbacks: RefCell::new(Vec::new()),
             listeners: RefCell::new(Vec::new()),
             linked: RefCell::new(Vec::new()),
+            gather: Cell::new(false),
             lp: Rc::downgrade(lp),
         },
         future: RefCell::new(Some(fut)),
@@ -439,12 +517,18 @@ fn cancel_core(core: &TaskCore) -> bool {
     if core.is_done() {
         return false;
     }
+    let linked = core.linked.borrow().clone();
+    // Children first, like asyncio's `_GatheringFuture.cancel`.
+    let mut cancelled_a_child = false;
+    for t in linked {
+        cancelled_a_child |= t.cancel();
+    }
+    if core.gather.get() && !cancelled_a_child {
+        // Every child already finished: the gather keeps its result.
+        return false;
+    }
     core.cancel_requested.set(true);
     core.schedule();
-    let linked = core.linked.borrow().clone();
-    for t in linked {
-        t.cancel();
-    }
     true
 }
 
@@ -482,7 +566,10 @@ impl<T: 'static> Task<T> {
     /// `true` otherwise (also when a cancel was already requested). The
     /// task's future is dropped at its next scheduling point (the next loop
     /// iteration), which cancels any I/O it owns; a task cancelled before
-    /// its first step never runs its body.
+    /// its first step never runs its body, and one cancelled during its own
+    /// step (it cancelled itself) ends cancelled even if the step returned.
+    /// A gather's `cancel` cancels its unfinished children and returns
+    /// `false`, leaving the gather's result alone, if there are none.
     pub fn cancel(&self) -> bool {
         cancel_core(self.core())
     }
@@ -501,9 +588,22 @@ impl<T: 'static> Task<T> {
     }
     /// Schedules `f` to run (through the ready queue, never synchronously)
     /// once the task is done; if it already is, `f` is scheduled now.
-    /// Callbacks run in registration order.
-    pub fn add_done_callback(&self, f: impl FnOnce(&TaskRef) + 'static) {
+    /// Callbacks run in registration order. The returned id lets
+    /// [`remove_done_callback`](Task::remove_done_callback) unregister it.
+    pub fn add_done_callback(&self, f: impl FnOnce(&TaskRef) + 'static) -> DoneCallbackId {
         self.as_ref().add_done_callback(f)
+    }
+    /// Unregisters a callback added by [`add_done_callback`](Task::add_done_callback)
+    /// and returns how many were removed (asyncio's count): 1, or 0 when the
+    /// id is not registered on this task (removed already, another task's,
+    /// or the task is done and its callbacks were already scheduled).
+    pub fn remove_done_callback(&self, id: DoneCallbackId) -> usize {
+        self.as_ref().remove_done_callback(id)
+    }
+    /// Whether `cancel()` was called on a task that is still pending.
+    pub fn is_cancelling(&self) -> bool {
+        let c = self.core();
+        c.cancel_requested.get() && !c.is_done()
     }
     /// An untyped reference to this task.
     pub fn as_ref(&self) -> TaskRef {
@@ -529,14 +629,25 @@ impl<T: 'static> Task<T> {
     pub(crate) fn link_child(&self, child: TaskRef) {
         self.core().linked.borrow_mut().push(child);
     }
+    /// Gives this task a gather's `cancel()`: it returns `false` (and the
+    /// task keeps its result) when no child was left to cancel.
+    pub(crate) fn mark_gather(&self) {
+        self.core().gather.set(true);
+    }
     pub(crate) fn add_listener(&self, w: Waker) {
         self.core().listeners.borrow_mut().push(w);
+    }
+    /// Whether the task is pending and belongs to another loop than the one
+    /// running on this thread (see [`TaskError::ForeignLoop`]).
+    pub(crate) fn is_foreign_and_pending(&self) -> bool {
+        !self.is_done() && self.core().on_foreign_loop()
     }
 }
 
 impl TaskRef {
     /// See [`Task::add_done_callback`].
-    pub fn add_done_callback(&self, f: impl FnOnce(&TaskRef) + 'static) {
+    pub fn add_done_callback(&self, f: impl FnOnce(&TaskRef) + 'static) -> DoneCallbackId {
+        let id = DoneCallbackId(NEXT_CALLBACK_ID.fetch_add(1, Ordering::Relaxed));
         let core = self.raw.core();
         if core.is_done() {
             if let Some(lp) = core.lp.upgrade() {
@@ -544,8 +655,18 @@ impl TaskRef {
                 lp.schedule_callback(Box::new(move || f(&me)));
             }
         } else {
-            core.done_callbacks.borrow_mut().push(Box::new(f));
+            core.done_callbacks.borrow_mut().push((id, Box::new(f)));
         }
+        id
+    }
+    /// See [`Task::remove_done_callback`].
+    pub fn remove_done_callback(&self, id: DoneCallbackId) -> usize {
+        let removed = {
+            let mut cbs = self.raw.core().done_callbacks.borrow_mut();
+            cbs.iter().position(|(i, _)| *i == id).map(|at| cbs.remove(at))
+        };
+        // Dropped outside the borrow: a callback's captures may touch the task.
+        usize::from(removed.is_some())
     }
     /// See [`Task::finished`].
     pub fn finished(&self) -> Finished {
@@ -559,6 +680,9 @@ impl<T: 'static> Future for Task<T> {
         let core = self.core();
         if core.is_done() {
             return Poll::Ready(self.slot.take_output().unwrap_or(Err(TaskError::AlreadyRetrieved)));
+        }
+        if core.on_foreign_loop() {
+            return Poll::Ready(Err(TaskError::ForeignLoop));
         }
         let mut l = core.listeners.borrow_mut();
         if !l.iter().any(|w| w.will_wake(cx.waker())) {
@@ -616,6 +740,10 @@ impl Future for Finished {
 }
 
 /// A task handle that cancels its task when dropped (see [`Task::cancel_on_drop`]).
+///
+/// The cancellation is immediate: the task's future (and, for a gather, its
+/// unfinished children's) is dropped and the task is done and cancelled
+/// before `drop` returns, unless that task's own step is running.
 pub struct CancelOnDrop<T: 'static> {
     task: Option<Task<T>>,
 }
@@ -642,9 +770,16 @@ impl<T: 'static> Future for CancelOnDrop<T> {
 }
 
 impl<T: 'static> Drop for CancelOnDrop<T> {
+    /// Cancels the task at once: its future is dropped (and the task is done
+    /// and cancelled) before `drop` returns, so e.g. a `timeout` around it
+    /// returns with the task already finished, as asyncio's `wait_for`
+    /// waits for the cancelled inner task. Only a task dropping its own
+    /// handle during its step is cancelled at its next scheduling point.
     fn drop(&mut self) {
         if let Some(t) = &self.task {
-            t.cancel();
+            if !t.is_done() {
+                t.slot.clone().raw().cancel_now();
+            }
         }
     }
 }

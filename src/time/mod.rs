@@ -70,6 +70,13 @@ pub(crate) struct TimerId {
     seq: u64,
 }
 
+impl TimerId {
+    /// The timer's sequence number: equal deadlines fire in this order.
+    pub(crate) fn seq(self) -> u64 {
+        self.seq
+    }
+}
+
 struct Live {
     seq: u64,
     action: TimerAction,
@@ -205,17 +212,28 @@ pub fn sleep(duration: Duration) -> Sleep {
             yielded: false,
         };
     }
-    let now = runtime::current_inner()
-        .map(|lp| lp.clock.now())
-        .unwrap_or_else(Instant::now);
     Sleep {
-        deadline: Some(
-            now.checked_add(duration)
-                .unwrap_or(now + Duration::from_secs(86400 * 365 * 30)),
-        ),
+        deadline: Some(add_clamped(loop_now(), duration)),
         timer: None,
         yielded: false,
     }
+}
+
+/// About 30 years: what a duration too large for an `Instant` is clamped to.
+const FAR_FUTURE: Duration = Duration::from_secs(86400 * 365 * 30);
+
+/// `t + d`, clamped to `t` + ~30 years when the sum does not fit in an
+/// `Instant` (no duration ever panics; such a deadline is never reached).
+pub(crate) fn add_clamped(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .unwrap_or_else(|| t.checked_add(FAR_FUTURE).unwrap_or(t))
+}
+
+/// The current loop's clock, else the real clock.
+fn loop_now() -> Instant {
+    runtime::current_inner()
+        .map(|lp| lp.clock.now())
+        .unwrap_or_else(Instant::now)
 }
 
 /// Waits until the loop clock reaches `deadline` (see [`EventLoop::time`](crate::EventLoop::time)).
@@ -237,7 +255,7 @@ pub fn yield_now() -> Sleep {
 /// so `Send` futures that sleep can be spawned from other threads.
 pub struct Sleep {
     deadline: Option<Instant>,
-    timer: Option<(TimerId, usize)>,
+    timer: Option<(TimerId, u64)>,
     yielded: bool,
 }
 
@@ -319,29 +337,24 @@ impl From<Elapsed> for std::io::Error {
 }
 
 /// Runs `fut` for at most `duration`; on expiry the inner future is dropped
-/// (which cancels it) and `Err(Elapsed)` is returned. The inner future is
-/// polled before the deadline is checked, so an already-ready future wins.
+/// (which cancels it) and `Err(Elapsed)` is returned.
+///
+/// As asyncio's `timeout`/`wait_for`: a zero duration (or a deadline already
+/// past at the first poll) returns `Err(Elapsed)` without ever polling `fut`.
+/// Afterwards the deadline is checked before the inner future is polled, so
+/// of nested timeouts whose deadlines have both passed, the outer one (the
+/// earlier deadline) reports the expiry, and its `Err` is the outer result.
+/// A duration too large for an `Instant` is clamped to about 30 years.
 pub fn timeout<F: Future>(duration: Duration, fut: F) -> Timeout<F> {
-    let sleep = if duration.is_zero() {
-        // A zero timeout still gives the future one poll.
-        let now = runtime::current_inner()
-            .map(|lp| lp.clock.now())
-            .unwrap_or_else(Instant::now);
-        sleep_until(now)
-    } else {
-        sleep(duration)
-    };
-    Timeout {
-        inner: Some(fut),
-        sleep,
-    }
+    timeout_at(add_clamped(loop_now(), duration), fut)
 }
 
-/// Like [`timeout`] with an absolute deadline.
+/// Like [`timeout`] with an absolute deadline on the loop clock.
 pub fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Timeout<F> {
     Timeout {
         inner: Some(fut),
         sleep: sleep_until(deadline),
+        started: false,
     }
 }
 
@@ -349,28 +362,40 @@ pub fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Timeout<F> {
 pub struct Timeout<F> {
     inner: Option<F>,
     sleep: Sleep,
+    started: bool,
 }
 
 impl<F: Future> Future for Timeout<F> {
     type Output = Result<F::Output, Elapsed>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // SAFETY: `inner` is structurally pinned (never moved; only dropped
-        // in place by assigning `None`); `sleep` is `Unpin`.
+        // in place by assigning `None`); `sleep` and `started` are `Unpin`.
         let this = unsafe { self.get_unchecked_mut() };
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(Err(Elapsed(())));
         };
+        // The deadline first: on the first poll against the clock (one read
+        // per timeout), later through the timer (no clock read).
+        let expired = if this.started {
+            Pin::new(&mut this.sleep).poll(cx).is_ready()
+        } else {
+            this.sleep.deadline.is_some_and(|d| d <= loop_now())
+        };
+        if expired {
+            this.inner = None;
+            return Poll::Ready(Err(Elapsed(())));
+        }
         // SAFETY: see above, `inner` is never moved while pinned.
         if let Poll::Ready(v) = unsafe { Pin::new_unchecked(inner) }.poll(cx) {
             return Poll::Ready(Ok(v));
         }
-        match Pin::new(&mut this.sleep).poll(cx) {
-            Poll::Ready(()) => {
-                this.inner = None;
-                Poll::Ready(Err(Elapsed(())))
-            }
-            Poll::Pending => Poll::Pending,
+        if !this.started {
+            this.started = true;
+            // Registers the timer; a positive sleep never completes on its
+            // first poll.
+            let _ = Pin::new(&mut this.sleep).poll(cx);
         }
+        Poll::Pending
     }
 }
 
@@ -395,12 +420,9 @@ pub enum MissedTicks {
 /// When `period` is zero.
 pub fn interval(period: Duration) -> Interval {
     assert!(!period.is_zero(), "ringloop::interval: period must be non-zero");
-    let now = runtime::current_inner()
-        .map(|lp| lp.clock.now())
-        .unwrap_or_else(Instant::now);
     Interval {
         period,
-        next: now,
+        next: loop_now(),
         sleep: None,
         missed: MissedTicks::default(),
     }
@@ -435,26 +457,24 @@ impl Interval {
         }
         self.sleep = None;
         let scheduled = self.next;
-        let now = runtime::current_inner()
-            .map(|lp| lp.clock.now())
-            .unwrap_or_else(Instant::now);
+        let now = loop_now();
+        let on_schedule = add_clamped(scheduled, self.period);
         self.next = match self.missed {
-            MissedTicks::Burst => scheduled + self.period,
-            MissedTicks::Delay => {
-                if now > scheduled + self.period {
-                    now + self.period
-                } else {
-                    scheduled + self.period
-                }
+            MissedTicks::Burst => on_schedule,
+            MissedTicks::Delay if now > on_schedule => add_clamped(now, self.period),
+            MissedTicks::Delay => on_schedule,
+            MissedTicks::Skip if on_schedule <= now => {
+                // The first grid point after `now`: scheduled + k * period
+                // with k = elapsed / period + 1, computed in u128 nanoseconds.
+                let period = self.period.as_nanos();
+                let elapsed = now.duration_since(scheduled).as_nanos();
+                let offset = elapsed - elapsed % period + period;
+                let secs = u64::try_from(offset / 1_000_000_000).unwrap_or(u64::MAX);
+                // The remainder is below 10^9, so it fits in a u32.
+                let nanos = (offset % 1_000_000_000) as u32;
+                add_clamped(scheduled, Duration::new(secs, nanos))
             }
-            MissedTicks::Skip => {
-                let mut n = scheduled + self.period;
-                if n <= now {
-                    let behind = now.duration_since(n).as_nanos() / self.period.as_nanos() + 1;
-                    n += self.period * behind as u32;
-                }
-                n
-            }
+            MissedTicks::Skip => on_schedule,
         };
         Poll::Ready(scheduled)
     }
