@@ -203,8 +203,7 @@ impl UringRecv {
                     match e.raw_os_error() {
                         // Every pool buffer is out; no data was consumed.
                         Some(libc::ENOBUFS) => self.single = Some(submit_single(d, fd)),
-                        // The driver stopped it: too many results queued
-                        // (`STREAM_QUEUE_LIMIT`); they were all taken, re-arm.
+                        // Ended by a cancel that was not ours: re-arm.
                         Some(libc::ECANCELED) => {}
                         // A kernel without multishot receive.
                         Some(libc::EINVAL) if !self.multi_worked => self.single_only = true,
