@@ -6,7 +6,7 @@
 mod common;
 
 use common::Log;
-use ringloop::sync::{Discipline, GenericQueue, LifoQueue, PriorityQueue, Queue};
+use ringloop::sync::{Barrier, BrokenBarrierError, Discipline, GenericQueue, LifoQueue, PriorityQueue, Queue};
 use ringloop::{spawn, yield_now};
 use std::pin::Pin;
 
@@ -33,7 +33,152 @@ async fn drain_after_shutdown<K: Discipline<i32>>(q: GenericQueue<i32, K>) -> Ve
     got
 }
 
+fn broken(r: Result<usize, BrokenBarrierError>) -> bool {
+    matches!(r, Err(BrokenBarrierError { .. }))
+}
+
+/// A task that waits on `b` and logs `name=<index>` or `name=broken`.
+fn barrier_waiter(b: &Barrier, log: &Log, name: &'static str) -> ringloop::Task<Result<usize, BrokenBarrierError>> {
+    let (b, log) = (b.clone(), log.clone());
+    spawn(async move {
+        let r = b.wait().await;
+        match r {
+            Ok(i) => log.push(format!("{name}={i}")),
+            Err(_) => log.push(format!("{name}=broken")),
+        }
+        r
+    })
+}
+
 both_backends! {
+    // ------------------------------------------------------ Barrier (3.11)
+
+    fn barrier_wait_returns_arrival_index_and_last_party_does_not_block(lp) {
+        let log = Log::new();
+        let l = log.clone();
+        lp.run_until_complete(async move {
+            let b = Barrier::new(3);
+            assert_eq!((b.parties(), b.n_waiting(), b.broken()), (3, 0, false));
+            let t0 = barrier_waiter(&b, &l, "a");
+            let t1 = barrier_waiter(&b, &l, "b");
+            yield_now().await;
+            assert_eq!(b.n_waiting(), 2);
+            // The last party is released at once (no yield), the others after.
+            assert_eq!(b.wait().await, Ok(2));
+            l.push("main=2");
+            assert_eq!(b.n_waiting(), 0, "draining");
+            assert_eq!(t0.await.unwrap(), Ok(0));
+            assert_eq!(t1.await.unwrap(), Ok(1));
+            // The barrier refilled: a second round works the same way.
+            let t2 = barrier_waiter(&b, &l, "c");
+            let t3 = barrier_waiter(&b, &l, "d");
+            let t4 = barrier_waiter(&b, &l, "e");
+            for t in [t2, t3, t4] {
+                t.await.unwrap().unwrap();
+            }
+        })
+        .unwrap();
+        assert_eq!(log.get(), ["main=2", "a=0", "b=1", "e=2", "c=0", "d=1"]);
+    }
+
+    fn barrier_newcomer_waits_while_the_barrier_drains(lp) {
+        let log = Log::new();
+        let l = log.clone();
+        lp.run_until_complete(async move {
+            let b = Barrier::new(2);
+            let a = barrier_waiter(&b, &l, "a");
+            yield_now().await;
+            // Release; `a` has not run yet, so the barrier still drains.
+            assert_eq!(b.wait().await, Ok(1));
+            let c = barrier_waiter(&b, &l, "c");
+            let d = barrier_waiter(&b, &l, "d");
+            a.await.unwrap().unwrap();
+            // `c` and `d` arrived while `a` was leaving: they form the next round.
+            c.await.unwrap().unwrap();
+            d.await.unwrap().unwrap();
+        })
+        .unwrap();
+        assert_eq!(log.get(), ["a=0", "d=1", "c=0"]);
+    }
+
+    fn barrier_abort_raises_broken_barrier_error_until_reset(lp) {
+        let log = Log::new();
+        let l = log.clone();
+        lp.run_until_complete(async move {
+            let b = Barrier::new(3);
+            let a = barrier_waiter(&b, &l, "a");
+            let c = barrier_waiter(&b, &l, "b");
+            yield_now().await;
+            b.abort();
+            assert!(b.broken());
+            assert_eq!(b.n_waiting(), 0);
+            assert!(broken(a.await.unwrap()));
+            assert!(broken(c.await.unwrap()));
+            assert!(broken(b.wait().await), "stays broken");
+            b.reset();
+            assert!(!b.broken());
+            let a = barrier_waiter(&b, &l, "x");
+            let c = barrier_waiter(&b, &l, "y");
+            yield_now().await;
+            assert_eq!(b.wait().await, Ok(2), "usable again after reset");
+            a.await.unwrap().unwrap();
+            c.await.unwrap().unwrap();
+        })
+        .unwrap();
+        assert_eq!(log.get(), ["a=broken", "b=broken", "x=0", "y=1"]);
+    }
+
+    fn barrier_reset_breaks_current_waiters_then_refills(lp) {
+        let log = Log::new();
+        let l = log.clone();
+        lp.run_until_complete(async move {
+            let b = Barrier::new(3);
+            let a = barrier_waiter(&b, &l, "a");
+            let c = barrier_waiter(&b, &l, "b");
+            yield_now().await;
+            b.reset();
+            assert!(!b.broken(), "reset is not abort");
+            // A newcomer waits until the reset waiters have left.
+            let n = barrier_waiter(&b, &l, "n");
+            assert!(broken(a.await.unwrap()));
+            assert!(broken(c.await.unwrap()));
+            yield_now().await;
+            assert_eq!(b.n_waiting(), 1, "the newcomer counts in the new round");
+            let m = barrier_waiter(&b, &l, "m");
+            yield_now().await;
+            assert_eq!(b.wait().await, Ok(2));
+            n.await.unwrap().unwrap();
+            m.await.unwrap().unwrap();
+        })
+        .unwrap();
+        assert_eq!(log.get(), ["a=broken", "b=broken", "n=0", "m=1"]);
+    }
+
+    fn barrier_cancelled_waiter_leaves_the_barrier(lp) {
+        let log = Log::new();
+        let l = log.clone();
+        lp.run_until_complete(async move {
+            let b = Barrier::new(3);
+            let a = barrier_waiter(&b, &l, "a");
+            let c = barrier_waiter(&b, &l, "b");
+            yield_now().await;
+            assert_eq!(b.n_waiting(), 2);
+            assert!(a.cancel());
+            assert!(a.await.unwrap_err().is_cancelled());
+            assert_eq!(b.n_waiting(), 1, "the cancelled waiter left");
+            let d = barrier_waiter(&b, &l, "d");
+            yield_now().await;
+            assert_eq!(b.n_waiting(), 2);
+            assert_eq!(b.wait().await, Ok(2));
+            // As in asyncio, the index is the count at arrival, so after a
+            // cancellation two tasks of one round can share an index.
+            assert_eq!(c.await.unwrap(), Ok(1));
+            assert_eq!(d.await.unwrap(), Ok(1));
+        })
+        .unwrap();
+        assert_eq!(log.get(), ["b=1", "d=1"]);
+    }
+
     // ------------------------------------------------- Queue.shutdown (3.13)
 
     fn queue_shutdown_put_raises_and_get_raises_once_empty(lp) {

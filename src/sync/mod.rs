@@ -1,6 +1,6 @@
 //! Synchronization primitives for tasks of one loop, mirroring asyncio's
-//! `Lock`, `Event`, `Condition`, `Semaphore`, `BoundedSemaphore`, `Queue`,
-//! `LifoQueue` and `PriorityQueue`.
+//! `Lock`, `Event`, `Condition`, `Semaphore`, `BoundedSemaphore`, `Barrier`,
+//! `Queue`, `LifoQueue` and `PriorityQueue`.
 //!
 //! All of them are loop-local: they are `!Send`, keep their state in
 //! `Rc`/`Cell`/`RefCell` (no atomics, no mutexes), and need nothing from the
@@ -61,6 +61,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod barrier;
 mod condition;
 mod error;
 mod event;
@@ -74,6 +75,7 @@ mod test_exec;
 #[cfg(test)]
 mod tests;
 
+pub use barrier::{Barrier, BarrierWait};
 pub use condition::Condition;
 pub use error::{
     BoundedReleaseError, BrokenBarrierError, ForeignGuard, NotHeld, QueueEmpty, QueueFull, QueueShutDown,
