@@ -30,6 +30,7 @@ pub mod buf;
 pub mod combinators;
 mod driver;
 pub mod fs;
+pub mod future;
 mod io;
 pub mod net;
 pub mod process;
@@ -42,6 +43,7 @@ pub mod time;
 pub use blocking::{BlockingTask, spawn_blocking};
 pub use combinators::{ReturnWhen, WaitError, gather, gather_settled, gather_tasks, gather_tasks_settled, wait};
 pub use driver::{DriverChoice, DriverKind};
+pub use future::{CallbackId, FutureError, InvalidStateError, LoopFuture, create_future};
 pub use runtime::{
     Builder, EventLoop, ExceptionContext, ExceptionKind, Handle, LoopError, LoopHandle, RemoteTask, TimerHandle,
     current, default_exception_handler, run,

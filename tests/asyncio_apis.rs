@@ -7,7 +7,7 @@ mod common;
 
 use common::Log;
 use ringloop::sync::{Barrier, BrokenBarrierError, Discipline, GenericQueue, LifoQueue, PriorityQueue, Queue};
-use ringloop::{spawn, yield_now};
+use ringloop::{FutureError, LoopFuture, create_future, spawn, yield_now};
 use std::pin::Pin;
 
 /// Await the next item of a stream (no futures-util needed).
@@ -50,7 +50,138 @@ fn barrier_waiter(b: &Barrier, log: &Log, name: &'static str) -> ringloop::Task<
     })
 }
 
+#[derive(Debug)]
+struct Boom;
+impl std::fmt::Display for Boom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("boom")
+    }
+}
+impl std::error::Error for Boom {}
+
 both_backends! {
+    // ------------------------------------------------- loop.create_future()
+
+    fn future_set_result_wakes_every_awaiter(lp) {
+        let log = Log::new();
+        let l = log.clone();
+        let fut: LoopFuture<String> = lp.create_future();
+        let f = fut.clone();
+        lp.run_until_complete(async move {
+            let waiters: Vec<_> = (0..3)
+                .map(|i| {
+                    let (f, l) = (f.clone(), l.clone());
+                    spawn(async move { l.push(format!("w{i}={}", f.await.unwrap())) })
+                })
+                .collect();
+            yield_now().await;
+            assert!(!f.is_done());
+            f.set_result("v".to_string()).unwrap();
+            l.push("set");
+            for w in waiters {
+                w.await.unwrap();
+            }
+            // Awaiting a done future does not yield: nothing else runs first.
+            let (l2, f2) = (l.clone(), f.clone());
+            let other = spawn(async move { l2.push("other") });
+            l.push(format!("again={}", f2.await.unwrap()));
+            other.await.unwrap();
+        })
+        .unwrap();
+        assert_eq!(log.get(), ["set", "w0=v", "w1=v", "w2=v", "again=v", "other"]);
+        assert_eq!(fut.result().unwrap(), "v");
+    }
+
+    fn future_result_raises_invalid_state_and_double_set_is_invalid(lp) {
+        let fut = lp.create_future::<i32>();
+        assert!(matches!(fut.result(), Err(FutureError::InvalidState)));
+        assert!(matches!(fut.error(), Err(FutureError::InvalidState)));
+        assert!(!fut.is_done() && !fut.is_cancelled());
+        fut.set_result(1).unwrap();
+        assert_eq!(fut.set_result(2).unwrap_err().into_inner(), 2);
+        assert!(fut.set_error(Boom).is_err());
+        assert!(!fut.cancel(), "cancel of a done future returns false");
+        assert_eq!(fut.result().unwrap(), 1);
+        assert!(fut.error().unwrap().is_none());
+
+        let c = lp.create_future::<i32>();
+        assert!(c.cancel());
+        assert!(c.is_done() && c.is_cancelled());
+        assert!(c.set_result(3).is_err(), "set after cancel is InvalidStateError");
+        assert!(c.result().unwrap_err().is_cancelled());
+        assert!(c.error().unwrap_err().is_cancelled());
+        let r = lp.run_until_complete(c.clone()).unwrap();
+        assert!(r.unwrap_err().is_cancelled(), "awaiting a cancelled future");
+    }
+
+    fn future_set_error_is_raised_to_awaiters(lp) {
+        let fut = lp.create_future::<i32>();
+        let f = fut.clone();
+        let r = lp
+            .run_until_complete(async move {
+                let f2 = f.clone();
+                let waiter = spawn(async move { f2.await });
+                yield_now().await;
+                f.set_error(Boom).unwrap();
+                waiter.await.unwrap()
+            })
+            .unwrap();
+        let e = r.unwrap_err();
+        assert!(e.error().unwrap().downcast_ref::<Boom>().is_some());
+        assert!(fut.error().unwrap().unwrap().is::<Boom>());
+        assert!(matches!(fut.result(), Err(FutureError::Failed(_))));
+    }
+
+    fn future_done_callbacks_are_scheduled_in_order_never_synchronously(lp) {
+        let log = Log::new();
+        let l = log.clone();
+        lp.run_until_complete(async move {
+            let fut = create_future::<i32>();
+            let (f, l1) = (fut.clone(), l.clone());
+            let waiter = spawn(async move { l1.push(format!("task={}", f.await.unwrap())) });
+            yield_now().await; // the task now awaits: it registered first
+            let l2 = l.clone();
+            fut.add_done_callback(move |f| l2.push(format!("cb1={}", f.result().unwrap())));
+            let l3 = l.clone();
+            fut.add_done_callback(move |_| l3.push("cb2"));
+            fut.set_result(7).unwrap();
+            l.push("after set_result");
+            waiter.await.unwrap();
+            yield_now().await;
+            // Added to a done future: call_soon'ed, after what was queued before.
+            let l4 = ringloop::current().unwrap();
+            let l5 = l.clone();
+            l4.call_soon(move || l5.push("earlier call_soon")).unwrap();
+            let l6 = l.clone();
+            fut.add_done_callback(move |_| l6.push("cb3"));
+            l.push("added cb3");
+            yield_now().await;
+        })
+        .unwrap();
+        assert_eq!(
+            log.get(),
+            ["after set_result", "task=7", "cb1=7", "cb2", "added cb3", "earlier call_soon", "cb3"]
+        );
+    }
+
+    fn future_remove_done_callback_returns_count(lp) {
+        let log = Log::new();
+        let l = log.clone();
+        lp.run_until_complete(async move {
+            let fut = create_future::<()>();
+            let l1 = l.clone();
+            let id = fut.add_done_callback(move |_| l1.push("removed"));
+            let l2 = l.clone();
+            fut.add_done_callback(move |_| l2.push("kept"));
+            assert_eq!(fut.remove_done_callback(id), 1);
+            assert_eq!(fut.remove_done_callback(id), 0);
+            assert!(fut.cancel());
+            yield_now().await;
+        })
+        .unwrap();
+        assert_eq!(log.get(), ["kept"]);
+    }
+
     // ------------------------------------------------------ Barrier (3.11)
 
     fn barrier_wait_returns_arrival_index_and_last_party_does_not_block(lp) {

@@ -672,6 +672,12 @@ impl EventLoop {
         Ok(task::spawn_raw(&self.inner, OkWrap(fut)))
     }
 
+    /// A new pending [`LoopFuture`](crate::LoopFuture) bound to this loop
+    /// (asyncio's `loop.create_future()`; like it, works on a closed loop).
+    pub fn create_future<T: 'static>(&self) -> crate::LoopFuture<T> {
+        crate::LoopFuture::new(&self.inner)
+    }
+
     /// Runs `f` on the loop's blocking thread pool; the result comes back
     /// through the cross-thread path.
     pub fn run_in_executor<T, F>(&self, f: F) -> Result<BlockingTask<T>, LoopError>
