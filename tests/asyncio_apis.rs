@@ -120,7 +120,7 @@ both_backends! {
         let r = lp
             .run_until_complete(async move {
                 let f2 = f.clone();
-                let waiter = spawn(async move { f2.await });
+                let waiter = spawn(f2);
                 yield_now().await;
                 f.set_error(Boom).unwrap();
                 waiter.await.unwrap()
