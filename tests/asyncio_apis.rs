@@ -6,9 +6,14 @@
 mod common;
 
 use common::Log;
+use ringloop::combinators::ChildError;
 use ringloop::sync::{Barrier, BrokenBarrierError, Discipline, GenericQueue, LifoQueue, PriorityQueue, Queue};
-use ringloop::{FutureError, LoopFuture, create_future, spawn, yield_now};
+use ringloop::{
+    FutureError, LoopFuture, TaskError, TaskGroup, as_completed, create_future, shield, sleep, spawn, task_group,
+    yield_now,
+};
 use std::pin::Pin;
+use std::time::Duration;
 
 /// Await the next item of a stream (no futures-util needed).
 async fn next<S: futures_core::Stream + Unpin>(s: &mut S) -> Option<S::Item> {
@@ -58,6 +63,271 @@ impl std::fmt::Display for Boom {
     }
 }
 impl std::error::Error for Boom {}
+
+both_backends_vt! {
+    // ------------------------------------------------------- as_completed
+
+    fn as_completed_yields_results_in_completion_order(lp) {
+        let out = lp
+            .run_until_complete(async {
+                let tasks = [30u64, 10, 20, 0].map(|ms| {
+                    spawn(async move {
+                        sleep(Duration::from_millis(ms)).await;
+                        if ms == 20 {
+                            panic!("twenty");
+                        }
+                        ms
+                    })
+                });
+                let mut s = as_completed(tasks);
+                assert_eq!(s.remaining(), 4);
+                let mut order = Vec::new();
+                while let Some(r) = s.next().await {
+                    order.push(r.map_err(|e| e.panic_message().unwrap().to_owned()));
+                }
+                assert_eq!(s.remaining(), 0);
+                order
+            })
+            .unwrap();
+        assert_eq!(out, [Ok(0), Ok(10), Err("twenty".to_owned()), Ok(30)]);
+    }
+
+    fn as_completed_accepts_futures_and_works_as_a_stream(lp) {
+        let out = lp
+            .run_until_complete(async {
+                let a = create_future::<&str>();
+                let b = create_future::<&str>();
+                let mut s = as_completed([a.clone(), b.clone()]);
+                let (a2, b2) = (a.clone(), b.clone());
+                spawn(async move {
+                    b2.set_result("b").unwrap();
+                    yield_now().await;
+                    a2.set_result("a").unwrap();
+                });
+                let mut got = Vec::new();
+                while let Some(v) = next(&mut s).await {
+                    got.push(v.unwrap());
+                }
+                got
+            })
+            .unwrap();
+        assert_eq!(out, ["b", "a"]);
+    }
+
+    fn as_completed_timeout_raises_timeout_error_and_cancels_nothing(lp) {
+        lp.run_until_complete(async {
+            let tasks = [10u64, 50, 20, 100].map(|ms| {
+                spawn(async move {
+                    sleep(Duration::from_millis(ms)).await;
+                    ms
+                })
+            });
+            let mut s = as_completed(tasks).timeout(Duration::from_millis(30));
+            assert_eq!(s.next().await.unwrap().unwrap().unwrap(), 10);
+            assert_eq!(s.next().await.unwrap().unwrap().unwrap(), 20);
+            assert!(s.next().await.unwrap().is_err(), "then TimeoutError");
+            assert!(s.next().await.is_none(), "and the end");
+            let rest = s.into_remaining();
+            assert_eq!(rest.len(), 2);
+            // The unfinished tasks were not cancelled.
+            let mut outs = Vec::new();
+            for t in rest {
+                outs.push(t.await.unwrap());
+            }
+            assert_eq!(outs, [50, 100]);
+        })
+        .unwrap();
+    }
+
+    // ------------------------------------------------------------ shield
+
+    fn shield_cancelling_the_outer_does_not_cancel_the_inner(lp) {
+        let log = Log::new();
+        let l = log.clone();
+        lp.run_until_complete(async move {
+            let inner_body = |l: Log, name: &'static str| async move {
+                sleep(Duration::from_millis(10)).await;
+                l.push(format!("{name} finished"));
+                name
+            };
+            // Without shield, cancel-on-drop propagates the outer's cancellation.
+            let unshielded = spawn(inner_body(l.clone(), "unshielded")).cancel_on_drop();
+            let watch_unshielded = unshielded.task().as_ref();
+            let outer1 = spawn(unshielded);
+            // With shield, it does not.
+            let shielded = spawn(inner_body(l.clone(), "shielded")).cancel_on_drop();
+            let watch_shielded = shielded.task().as_ref();
+            let outer2 = spawn(shield(shielded));
+            yield_now().await;
+            assert!(outer1.cancel());
+            assert!(outer2.cancel());
+            assert!(outer1.await.unwrap_err().is_cancelled());
+            assert!(outer2.await.unwrap_err().is_cancelled());
+            watch_shielded.finished().await;
+            watch_unshielded.finished().await;
+            assert!(watch_unshielded.is_cancelled());
+            assert!(!watch_shielded.is_cancelled());
+        })
+        .unwrap();
+        assert_eq!(log.get(), ["shielded finished"]);
+    }
+
+    fn shield_inner_cancel_cancels_the_outer(lp) {
+        lp.run_until_complete(async {
+            let inner = spawn(sleep(Duration::from_secs(1)));
+            let s = shield(inner);
+            assert!(s.task().cancel());
+            assert!(s.await.unwrap_err().is_cancelled());
+            let ok = shield(spawn(async { 5 })).await.unwrap();
+            assert_eq!(ok, 5);
+        })
+        .unwrap();
+    }
+
+    // --------------------------------------------------- TaskGroup (3.11)
+
+    fn task_group_join_awaits_all_children(lp) {
+        let log = Log::new();
+        let l = log.clone();
+        lp.run_until_complete(async move {
+            let tg = TaskGroup::new();
+            let tasks: Vec<_> = [30u64, 10, 20]
+                .into_iter()
+                .map(|ms| {
+                    let l = l.clone();
+                    tg.spawn(async move {
+                        sleep(Duration::from_millis(ms)).await;
+                        l.push(format!("{ms}"));
+                        ms
+                    })
+                })
+                .collect();
+            // A child can add a sibling through a clone.
+            let tg2 = tg.clone();
+            let l2 = l.clone();
+            tg.spawn(async move {
+                sleep(Duration::from_millis(25)).await;
+                tg2.spawn(async move {
+                    sleep(Duration::from_millis(20)).await;
+                    l2.push("grandchild");
+                });
+            });
+            assert_eq!(tg.len(), 4);
+            tg.join().await.unwrap();
+            l.push("joined");
+            assert!(tg.is_empty());
+            let mut outs = Vec::new();
+            for t in tasks {
+                outs.push(t.await.unwrap());
+            }
+            assert_eq!(outs, [30, 10, 20]);
+            assert!(tg.try_spawn(async {}).is_err(), "a joined group is finished");
+        })
+        .unwrap();
+        assert_eq!(log.get(), ["10", "20", "30", "grandchild", "joined"]);
+    }
+
+    fn task_group_child_failure_cancels_the_others_and_reports_all_errors(lp) {
+        let log = Log::new();
+        let l = log.clone();
+        lp.run_until_complete(async move {
+            let tg = TaskGroup::new();
+            let l1 = l.clone();
+            let slow = tg.spawn(async move {
+                sleep(Duration::from_secs(10)).await;
+                l1.push("slow finished");
+            });
+            tg.spawn_fallible(async {
+                sleep(Duration::from_millis(10)).await;
+                Err::<(), _>(Boom)
+            });
+            // Fails in the same iteration as the first failure: both are reported.
+            let p = tg.spawn(async {
+                sleep(Duration::from_millis(10)).await;
+                panic!("second");
+            });
+            let err = tg.join().await.unwrap_err();
+            let errors = err.errors();
+            assert_eq!(errors.len(), 2, "{errors:?}");
+            assert!(errors[0].error().unwrap().is::<Boom>());
+            assert!(matches!(&errors[1], ChildError::Panicked(_)));
+            assert_eq!(errors[1].panic_message(), Some("second"));
+            assert!(slow.await.unwrap_err().is_cancelled());
+            assert!(matches!(p.await, Err(TaskError::AlreadyRetrieved)), "the group took the panic");
+            assert!(tg.try_spawn(async {}).is_err());
+        })
+        .unwrap();
+        assert!(log.get().is_empty(), "the slow child was cancelled");
+    }
+
+    fn task_group_cancelling_the_parent_cancels_the_children(lp) {
+        let log = Log::new();
+        let l = log.clone();
+        lp.run_until_complete(async move {
+            let (l1, l2) = (l.clone(), l.clone());
+            let parent = spawn(async move {
+                let tg = TaskGroup::new();
+                for i in 0..3 {
+                    let l = l1.clone();
+                    tg.spawn(async move {
+                        sleep(Duration::from_millis(100)).await;
+                        l.push(format!("child {i}"));
+                    });
+                }
+                tg.join().await.unwrap();
+                l1.push("parent joined");
+            });
+            let parent2 = spawn(async move {
+                task_group(|tg| async move {
+                    tg.spawn(async move {
+                        sleep(Duration::from_millis(100)).await;
+                        l2.push("closure child");
+                    });
+                    sleep(Duration::from_millis(200)).await;
+                })
+                .await
+            });
+            sleep(Duration::from_millis(10)).await;
+            assert!(parent.cancel());
+            assert!(parent2.cancel());
+            assert!(parent.await.unwrap_err().is_cancelled());
+            assert!(parent2.await.unwrap_err().is_cancelled());
+            sleep(Duration::from_millis(500)).await;
+        })
+        .unwrap();
+        assert!(log.get().is_empty(), "{:?}", log.get());
+    }
+
+    fn task_group_closure_body_is_cancelled_on_child_failure(lp) {
+        let log = Log::new();
+        let l = log.clone();
+        let r = lp
+            .run_until_complete(async move {
+                task_group(|tg| async move {
+                    tg.spawn(async {
+                        sleep(Duration::from_millis(10)).await;
+                        panic!("child failed");
+                    });
+                    sleep(Duration::from_secs(10)).await;
+                    l.push("body finished");
+                })
+                .await
+            })
+            .unwrap();
+        let err = r.unwrap_err();
+        assert_eq!(err.errors().len(), 1);
+        assert_eq!(err.errors()[0].panic_message(), Some("child failed"));
+        assert!(log.get().is_empty(), "the body was dropped");
+
+        let ok = lp
+            .run_until_complete(task_group(|tg| async move {
+                let t = tg.spawn(async { 1 });
+                t.await.unwrap() + 1
+            }))
+            .unwrap();
+        assert_eq!(ok.unwrap(), 2);
+    }
+}
 
 both_backends! {
     // ------------------------------------------------- loop.create_future()
