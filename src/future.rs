@@ -139,7 +139,8 @@ struct FutInner<T> {
 /// * Completion wakes the awaiting tasks and schedules the done callbacks
 ///   through the loop's ready queue, all in registration order, never
 ///   synchronously (asyncio's `call_soon(callback, fut)`); a callback added
-///   to a done future is scheduled at once.
+///   to a done future is scheduled at once. A callback runs in the
+///   [context](crate::context) that was current when it was added.
 /// * [`result`](Self::result) never blocks: `Err(FutureError::InvalidState)`
 ///   while pending.
 ///
@@ -288,6 +289,9 @@ impl<T: 'static> LoopFuture<T> {
     /// is done (at once if it already is); never called synchronously.
     /// Callbacks run in registration order.
     pub fn add_done_callback(&self, f: impl FnOnce(&LoopFuture<T>) + 'static) -> CallbackId {
+        // asyncio runs the callback in the context current when it was added.
+        let snap = crate::context::snapshot();
+        let f = move |fut: &LoopFuture<T>| crate::context::run_snapshot(snap, || f(fut));
         let mut st = self.inner.state.borrow_mut();
         let id = st.next_id;
         st.next_id += 1;

@@ -7,6 +7,7 @@ mod common;
 
 use common::Log;
 use ringloop::combinators::ChildError;
+use ringloop::context::ContextVar;
 use ringloop::sync::{Barrier, BrokenBarrierError, Discipline, GenericQueue, LifoQueue, PriorityQueue, Queue};
 use ringloop::{
     FutureError, LoopFuture, TaskError, TaskGroup, as_completed, create_future, shield, sleep, spawn, task_group,
@@ -63,6 +64,156 @@ impl std::fmt::Display for Boom {
     }
 }
 impl std::error::Error for Boom {}
+
+static REQUEST: ContextVar<String> = ContextVar::new("request");
+static DEPTH: ContextVar<u32> = ContextVar::new("depth");
+
+both_backends! {
+    // ------------------------------------------------------ contextvars
+
+    fn contextvar_spawned_task_starts_with_a_copy_of_the_spawners_context(lp) {
+        let log = Log::new();
+        let l = log.clone();
+        lp.run_until_complete(async move {
+            assert_eq!(REQUEST.get(), None);
+            REQUEST.set("parent".into());
+            let l1 = l.clone();
+            let child = spawn(async move {
+                l1.push(format!("child sees {:?}", REQUEST.get()));
+                REQUEST.set("child".into());
+                yield_now().await;
+                l1.push(format!("child after yield {:?}", REQUEST.get()));
+                // A grandchild copies the child's context.
+                let g = spawn(async { REQUEST.get() });
+                l1.push(format!("grandchild sees {:?}", g.await.unwrap()));
+            });
+            let l2 = l.clone();
+            let sibling = spawn(async move {
+                yield_now().await;
+                l2.push(format!("sibling sees {:?}", REQUEST.get()));
+            });
+            child.await.unwrap();
+            sibling.await.unwrap();
+            l.push(format!("parent sees {:?}", REQUEST.get()));
+        })
+        .unwrap();
+        assert_eq!(
+            log.get(),
+            [
+                "child sees Some(\"parent\")",
+                "child after yield Some(\"child\")",
+                "sibling sees Some(\"parent\")",
+                "grandchild sees Some(\"child\")",
+                "parent sees Some(\"parent\")",
+            ]
+        );
+    }
+
+    fn contextvar_interleaved_tasks_keep_their_own_values(lp) {
+        let out = lp
+            .run_until_complete(async {
+                let tasks: Vec<_> = (0..3u32)
+                    .map(|i| {
+                        spawn(async move {
+                            DEPTH.set(i);
+                            let mut seen = Vec::new();
+                            for _ in 0..3 {
+                                yield_now().await;
+                                seen.push(DEPTH.get().unwrap());
+                            }
+                            seen
+                        })
+                    })
+                    .collect();
+                let mut all = Vec::new();
+                for t in tasks {
+                    all.push(t.await.unwrap());
+                }
+                (all, DEPTH.get())
+            })
+            .unwrap();
+        assert_eq!(out, (vec![vec![0; 3], vec![1; 3], vec![2; 3]], None));
+    }
+
+    fn contextvar_run_in_executor_copies_the_callers_context(lp) {
+        let lp2 = lp.clone();
+        lp.run_until_complete(async move {
+            REQUEST.set("caller".into());
+            let seen = ringloop::spawn_blocking(|| {
+                let v = REQUEST.get();
+                REQUEST.set("job".into());
+                v
+            })
+            .await
+            .unwrap();
+            assert_eq!(seen.as_deref(), Some("caller"));
+            let seen = lp2.run_in_executor(|| REQUEST.get()).unwrap().await.unwrap();
+            assert_eq!(seen.as_deref(), Some("caller"));
+            assert_eq!(REQUEST.get().as_deref(), Some("caller"), "the job's set stays in its copy");
+        })
+        .unwrap();
+    }
+
+    fn contextvar_callbacks_run_in_the_context_they_were_scheduled_in(lp) {
+        let log = Log::new();
+        let l = log.clone();
+        let lp2 = lp.clone();
+        lp.run_until_complete(async move {
+            let fut = create_future::<()>();
+            let (l1, l2, l3, f2) = (l.clone(), l.clone(), l.clone(), fut.clone());
+            spawn(async move {
+                REQUEST.set("scheduler".into());
+                let lp = ringloop::current().unwrap();
+                lp.call_soon(move || l1.push(format!("call_soon {:?}", REQUEST.get()))).unwrap();
+                lp.call_later(Duration::from_millis(1), move || l2.push(format!("call_later {:?}", REQUEST.get())))
+                    .unwrap();
+                f2.add_done_callback(move |_| l3.push(format!("done callback {:?}", REQUEST.get())));
+                REQUEST.set("changed later".into());
+            })
+            .await
+            .unwrap();
+            // Scheduled from here (the main task, which never set it): unset.
+            let l4 = l.clone();
+            lp2.call_soon(move || l4.push(format!("main call_soon {:?}", REQUEST.get()))).unwrap();
+            fut.set_result(()).unwrap();
+            sleep(Duration::from_millis(20)).await;
+        })
+        .unwrap();
+        let mut got = log.get();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "call_later Some(\"scheduler\")",
+                "call_soon Some(\"scheduler\")",
+                "done callback Some(\"scheduler\")",
+                "main call_soon None",
+            ]
+        );
+    }
+
+    fn contextvar_reset_restores_the_previous_value(lp) {
+        lp.run_until_complete(async {
+            let t1 = DEPTH.set(1);
+            let t2 = DEPTH.set(2);
+            assert_eq!(DEPTH.get(), Some(2));
+            DEPTH.reset(t2).unwrap();
+            assert_eq!(DEPTH.get(), Some(1));
+            DEPTH.reset(t1).unwrap();
+            assert_eq!(DEPTH.get(), None);
+            static OTHER: ContextVar<u32> = ContextVar::new("other");
+            let foreign = OTHER.set(5);
+            assert!(DEPTH.reset(foreign).is_err(), "a token of another variable");
+            assert_eq!(OTHER.get(), Some(5));
+            // A Context snapshot runs code in isolation.
+            let mut ctx = ringloop::context::Context::current();
+            ctx.run(|| DEPTH.set(9));
+            assert_eq!(ctx.get(&DEPTH), Some(9));
+            assert_eq!(DEPTH.get(), None);
+        })
+        .unwrap();
+    }
+}
 
 both_backends_vt! {
     // ------------------------------------------------------- as_completed

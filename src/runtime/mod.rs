@@ -644,7 +644,9 @@ impl EventLoop {
     /// task wake-ups).
     pub fn call_soon(&self, f: impl FnOnce() + 'static) -> Result<Handle, LoopError> {
         self.inner.check_open()?;
-        Ok(Handle::new(self.inner.schedule_callback(Box::new(f))))
+        Ok(Handle::new(
+            self.inner.schedule_callback(crate::context::bind(Box::new(f))),
+        ))
     }
 
     /// Schedules `f` to run `delay` from now (`call_at(time() + delay)`).
@@ -657,7 +659,7 @@ impl EventLoop {
     /// iteration, after earlier deadlines.
     pub fn call_at(&self, when: Instant, f: impl FnOnce() + 'static) -> Result<TimerHandle, LoopError> {
         self.inner.check_open()?;
-        let cb = CallbackCell::new(Box::new(f));
+        let cb = CallbackCell::new(crate::context::bind(Box::new(f)));
         let id = crate::time::schedule_timer(&self.inner, when, cb.clone());
         Ok(TimerHandle::new(cb, id, when, Rc::downgrade(&self.inner)))
     }
