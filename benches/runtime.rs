@@ -929,14 +929,14 @@ fn queue_pingpong(rt: Rt, size: Size) -> Sample {
             let (p1, p2) = (q1.clone(), q2.clone());
             let pong = ringloop::spawn(async move {
                 for _ in 0..n {
-                    let x = p1.get().await;
-                    p2.put(x + 1).await;
+                    let x = p1.get().await.unwrap();
+                    p2.put(x + 1).await.unwrap();
                 }
             });
             let mut sum = 0;
             for i in 0..n {
-                q1.put(i).await;
-                sum += q2.get().await;
+                q1.put(i).await.unwrap();
+                sum += q2.get().await.unwrap();
             }
             pong.await.expect("pong");
             sum

@@ -28,8 +28,10 @@
 pub mod blocking;
 pub mod buf;
 pub mod combinators;
+pub mod context;
 mod driver;
 pub mod fs;
+pub mod future;
 mod io;
 pub mod net;
 pub mod process;
@@ -42,7 +44,10 @@ pub mod time;
 pub use blocking::{BlockingTask, spawn_blocking};
 pub use buf::{AsyncReadOwned, AsyncWriteOwned};
 pub use combinators::{ReturnWhen, WaitError, gather, gather_settled, gather_tasks, gather_tasks_settled, wait};
+pub use combinators::{TaskGroup, TaskGroupError, as_completed, shield, task_group};
+pub use context::ContextVar;
 pub use driver::{DriverChoice, DriverKind};
+pub use future::{CallbackId, FutureError, InvalidStateError, LoopFuture, create_future};
 pub use runtime::{
     Builder, EventLoop, ExceptionContext, ExceptionKind, Handle, LoopError, LoopHandle, RemoteTask, TimerHandle,
     current, default_exception_handler, run,

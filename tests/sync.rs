@@ -6,8 +6,8 @@ mod common;
 
 use common::Log;
 use ringloop::sync::{
-    BoundedReleaseError, BoundedSemaphore, Condition, Event, LifoQueue, Lock, NotHeld, PriorityQueue, Queue,
-    QueueEmpty, Semaphore, TaskDoneError,
+    BoundedReleaseError, BoundedSemaphore, Condition, Event, LifoQueue, Lock, NotHeld, PriorityQueue, Queue, Semaphore,
+    TaskDoneError, TryGetError,
 };
 use ringloop::{TaskError, spawn, yield_now};
 use std::cell::Cell;
@@ -466,15 +466,15 @@ both_backends! {
             .run_until_complete(async {
                 let (q, lq, pq) = (Queue::new(0), LifoQueue::new(0), PriorityQueue::new(0));
                 for i in [1, 3, 2] {
-                    q.put(i).await;
-                    lq.put(i).await;
-                    pq.put(i).await;
+                    q.put(i).await.unwrap();
+                    lq.put(i).await.unwrap();
+                    pq.put(i).await.unwrap();
                 }
                 let mut out = (vec![], vec![], vec![]);
                 for _ in 0..3 {
-                    out.0.push(q.get().await);
-                    out.1.push(lq.get().await);
-                    out.2.push(pq.get().await);
+                    out.0.push(q.get().await.unwrap());
+                    out.1.push(lq.get().await.unwrap());
+                    out.2.push(pq.get().await.unwrap());
                 }
                 out
             })
@@ -491,8 +491,8 @@ both_backends! {
             let l2 = l.clone();
             let other = spawn(async move { l2.push("other task") });
             let q = Queue::new(1);
-            q.put("x").await;
-            assert_eq!(q.get().await, "x");
+            q.put("x").await.unwrap();
+            assert_eq!(q.get().await.unwrap(), "x");
             l.push("put and got");
             other.await.unwrap();
         })
@@ -505,12 +505,12 @@ both_backends! {
         let l = log.clone();
         lp.run_until_complete(async move {
             let q = Queue::new(2);
-            q.put(1).await;
-            q.put(2).await;
+            q.put(1).await.unwrap();
+            q.put(2).await.unwrap();
             assert!(q.full());
             let (q2, l2) = (q.clone(), l.clone());
             let putter = spawn(async move {
-                q2.put(3).await;
+                q2.put(3).await.unwrap();
                 l2.push("put 3");
             });
             for _ in 0..3 {
@@ -518,10 +518,10 @@ both_backends! {
             }
             assert!(l.get().is_empty(), "put must wait while full");
             assert_eq!(q.qsize(), 2);
-            assert_eq!(q.get().await, 1);
+            assert_eq!(q.get().await.unwrap(), 1);
             putter.await.unwrap();
-            assert_eq!(q.get().await, 2);
-            assert_eq!(q.get().await, 3);
+            assert_eq!(q.get().await.unwrap(), 2);
+            assert_eq!(q.get().await.unwrap(), 3);
         })
         .unwrap();
         assert_eq!(log.get(), ["put 3"]);
@@ -530,7 +530,7 @@ both_backends! {
     fn queue_nowait_errors(lp) {
         lp.run_until_complete(async {
             let q = Queue::new(1);
-            assert!(matches!(q.get_nowait(), Err(QueueEmpty { .. })));
+            assert!(matches!(q.get_nowait(), Err(TryGetError::Empty(_))));
             q.put_nowait("a").unwrap();
             let err = q.put_nowait("b").unwrap_err();
             assert_eq!(err.into_inner(), "b", "the rejected item is handed back");
@@ -556,7 +556,7 @@ both_backends! {
                 .map(|n| {
                     let (q, l) = (q.clone(), l.clone());
                     spawn(async move {
-                        let v: i32 = q.get().await;
+                        let v: i32 = q.get().await.unwrap();
                         l.push(format!("{n}={v}"));
                     })
                 })
@@ -565,7 +565,7 @@ both_backends! {
             let putters: Vec<_> = (1..=5)
                 .map(|i| {
                     let q = q.clone();
-                    spawn(async move { q.put(i).await })
+                    spawn(async move { q.put(i).await.unwrap() })
                 })
                 .collect();
             for g in getters {
@@ -576,7 +576,7 @@ both_backends! {
             }
             let mut rest = vec![];
             for _ in 0..2 {
-                rest.push(q.get().await);
+                rest.push(q.get().await.unwrap());
             }
             l.push(format!("rest={rest:?}"));
         })
@@ -589,18 +589,18 @@ both_backends! {
             // A getter woken by a put keeps its item.
             let q = Queue::new(0);
             let q2 = q.clone();
-            let getter = spawn(async move { q2.get().await });
+            let getter = spawn(async move { q2.get().await.unwrap() });
             yield_now().await;
             q.put_nowait("x").unwrap();
             assert_eq!(q.qsize(), 1);
-            assert!(matches!(q.get_nowait(), Err(QueueEmpty { .. })));
+            assert!(matches!(q.get_nowait(), Err(TryGetError::Empty(_))));
             assert_eq!(getter.await.unwrap(), "x");
 
             // A putter woken by a get keeps its slot.
             let q = Queue::new(1);
             q.put_nowait(1).unwrap();
             let q2 = q.clone();
-            let putter = spawn(async move { q2.put(2).await });
+            let putter = spawn(async move { q2.put(2).await.unwrap() });
             yield_now().await;
             assert_eq!(q.get_nowait().unwrap(), 1);
             assert_eq!(q.put_nowait(3).unwrap_err().into_inner(), 3);
@@ -615,7 +615,7 @@ both_backends! {
             let q = Queue::new(0);
             let getter = |q: &Queue<&'static str>| {
                 let q = q.clone();
-                spawn(async move { q.get().await })
+                spawn(async move { q.get().await.unwrap() })
             };
             let a = getter(&q);
             let b = getter(&q);
@@ -643,7 +643,7 @@ both_backends! {
             assert!(matches!(q.task_done(), Err(TaskDoneError { .. })));
             q.join().await; // nothing unfinished: returns at once
             for i in 0..4 {
-                q.put(i).await;
+                q.put(i).await.unwrap();
             }
             let (q2, l2) = (q.clone(), l.clone());
             let joiner = spawn(async move {
@@ -655,7 +655,7 @@ both_backends! {
                     let (q, l) = (q.clone(), l.clone());
                     spawn(async move {
                         loop {
-                            let item = q.get().await;
+                            let item = q.get().await.unwrap();
                             yield_now().await;
                             l.push(format!("done {item}"));
                             q.task_done().unwrap();
@@ -695,7 +695,7 @@ both_backends! {
                 }
                 yield_now().await;
                 for i in [6, 4, 5] {
-                    q.put(i).await;
+                    q.put(i).await.unwrap();
                     yield_now().await;
                 }
                 consumer.await.unwrap()

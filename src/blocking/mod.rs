@@ -90,6 +90,8 @@ impl BlockingPool {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
+        // The job runs in a copy of the caller's context (asyncio's `to_thread`).
+        let f = crate::context::bind_send(f);
         let slot = Arc::new(Mutex::new(Slot {
             result: None,
             waker: None,

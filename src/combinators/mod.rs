@@ -16,6 +16,14 @@ use crate::runtime::{self, LoopError};
 use crate::task::{self, Task, TaskError};
 use crate::time::Sleep;
 
+mod as_completed;
+mod shield;
+mod task_group;
+
+pub use as_completed::{AsCompleted, AsCompletedTimeout, as_completed};
+pub use shield::{Shield, shield};
+pub use task_group::{ChildError, GroupSpawnError, TaskGroup, TaskGroupError, TaskGroupJoin, task_group};
+
 fn spawn_all<F>(futs: impl IntoIterator<Item = F>) -> Vec<Task<F::Output>>
 where
     F: Future + 'static,

@@ -721,7 +721,9 @@ impl EventLoop {
     /// task wake-ups).
     pub fn call_soon(&self, f: impl FnOnce() + 'static) -> Result<Handle, LoopError> {
         self.inner.check_open()?;
-        Ok(Handle::new(self.inner.schedule_callback(Box::new(f))))
+        Ok(Handle::new(
+            self.inner.schedule_callback(crate::context::bind(Box::new(f))),
+        ))
     }
 
     /// Schedules `f` to run `delay` from now (`call_at(time() + delay)`). A
@@ -736,7 +738,7 @@ impl EventLoop {
     /// iteration, after earlier deadlines.
     pub fn call_at(&self, when: Instant, f: impl FnOnce() + 'static) -> Result<TimerHandle, LoopError> {
         self.inner.check_open()?;
-        let cb = CallbackCell::new(Box::new(f));
+        let cb = CallbackCell::new(crate::context::bind(Box::new(f)));
         let id = crate::time::schedule_timer(&self.inner, when, cb.clone());
         Ok(TimerHandle::new(cb, id, when, &self.inner))
     }
@@ -749,6 +751,12 @@ impl EventLoop {
     {
         self.inner.check_open()?;
         Ok(task::spawn_raw(&self.inner, OkWrap(fut)))
+    }
+
+    /// A new pending [`LoopFuture`](crate::LoopFuture) bound to this loop
+    /// (asyncio's `loop.create_future()`; like it, works on a closed loop).
+    pub fn create_future<T: 'static>(&self) -> crate::LoopFuture<T> {
+        crate::LoopFuture::new(&self.inner)
     }
 
     /// Runs `f` on the loop's blocking thread pool; the result comes back

@@ -1,6 +1,6 @@
 //! Synchronization primitives for tasks of one loop, mirroring asyncio's
-//! `Lock`, `Event`, `Condition`, `Semaphore`, `BoundedSemaphore`, `Queue`,
-//! `LifoQueue` and `PriorityQueue`.
+//! `Lock`, `Event`, `Condition`, `Semaphore`, `BoundedSemaphore`, `Barrier`,
+//! `Queue`, `LifoQueue` and `PriorityQueue`.
 //!
 //! All of them are loop-local: they are `!Send`, keep their state in
 //! `Rc`/`Cell`/`RefCell` (no atomics, no mutexes), and need nothing from the
@@ -45,7 +45,7 @@
 //! * [`PriorityQueue`] returns equal items in put order.
 //!
 //! ```
-//! use ringloop::sync::{Queue, QueueEmpty};
+//! use ringloop::sync::{Queue, TryGetError};
 //!
 //! let q = Queue::new(2);
 //! q.put_nowait("a").unwrap();
@@ -53,11 +53,15 @@
 //! assert_eq!(q.put_nowait("c").unwrap_err().into_inner(), "c");
 //! assert_eq!(q.get_nowait(), Ok("a"));
 //! assert_eq!(q.get_nowait(), Ok("b"));
-//! assert!(matches!(q.get_nowait(), Err(QueueEmpty { .. })));
+//! assert!(matches!(q.get_nowait(), Err(TryGetError::Empty(_))));
+//! q.shutdown(false);
+//! assert!(q.put_nowait("d").unwrap_err().is_shut_down());
+//! assert!(q.get_nowait().unwrap_err().is_shut_down());
 //! ```
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod barrier;
 mod condition;
 mod error;
 mod event;
@@ -71,8 +75,12 @@ mod test_exec;
 #[cfg(test)]
 mod tests;
 
+pub use barrier::{Barrier, BarrierWait};
 pub use condition::Condition;
-pub use error::{BoundedReleaseError, ForeignGuard, NotHeld, QueueEmpty, QueueFull, TaskDoneError};
+pub use error::{
+    BoundedReleaseError, BrokenBarrierError, ForeignGuard, NotHeld, QueueEmpty, QueueFull, QueueShutDown,
+    TaskDoneError, TryGetError, TryPutError,
+};
 pub use event::{Event, EventWait};
 pub use lock::{Lock, LockFuture, LockGuard};
 pub use queue::{

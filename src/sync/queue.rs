@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Waker};
 use futures_core::Stream;
 use futures_core::stream::FusedStream;
 
-use super::error::{QueueEmpty, QueueFull, TaskDoneError};
+use super::error::{QueueEmpty, QueueFull, QueueShutDown, TaskDoneError, TryGetError, TryPutError};
 use super::wait_list::{WaitList, Waiter, wake_all};
 
 /// A first-in, first-out queue (asyncio's `asyncio.Queue`): puts of 1, 3, 2
@@ -190,7 +190,11 @@ impl<T: Ord> Discipline<T> for Priority {}
 ///   `false`.
 /// * [`put_nowait`](Self::put_nowait) on a full queue fails with
 ///   [`QueueFull`] (handing the item back); [`get_nowait`](Self::get_nowait)
-///   on an empty one fails with [`QueueEmpty`].
+///   on an empty one fails with [`QueueEmpty`] (both wrapped in
+///   [`TryPutError`] / [`TryGetError`]).
+/// * [`shutdown`](Self::shutdown) (Python 3.13): puts then fail with
+///   [`QueueShutDown`], gets fail once the queue is empty, and blocked
+///   putters and getters are woken to see it.
 /// * [`put`](Self::put) and [`get`](Self::get) complete on their first poll
 ///   when they need not wait. Blocked putters and getters are served in FIFO
 ///   order with **no barging**: an item put while getters wait is reserved
@@ -240,6 +244,8 @@ struct QueueState<T, K: Discipline<T>> {
     put_reserved: usize,
     /// asyncio's `_unfinished_tasks`.
     unfinished: usize,
+    /// Python 3.13's `_is_shutdown`.
+    shutdown: bool,
 }
 
 impl<T, K: Discipline<T>> QueueState<T, K> {
@@ -291,13 +297,17 @@ impl<T, K: Discipline<T>> QueueState<T, K> {
 }
 
 impl<T, K: Discipline<T>> QueueInner<T, K> {
-    /// A newcomer's put: succeeds unless no slot is free.
-    fn try_put(&self, item: T) -> Result<(), T> {
+    /// A newcomer's put: succeeds unless the queue is shut down or no slot
+    /// is free.
+    fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
         let mut wakers = Vec::new();
         {
             let mut st = self.state.borrow_mut();
+            if st.shutdown {
+                return Err(TryPutError::ShutDown(QueueShutDown::new(item)));
+            }
             if st.no_free_slot(self.maxsize) {
-                return Err(item);
+                return Err(TryPutError::Full(QueueFull::new(item)));
             }
             st.push(item, &mut wakers);
         }
@@ -305,42 +315,54 @@ impl<T, K: Discipline<T>> QueueInner<T, K> {
         Ok(())
     }
 
-    /// A newcomer's get: succeeds if some item is not reserved.
-    fn try_get(&self) -> Option<T> {
+    /// A newcomer's get: succeeds if some item is not reserved; otherwise
+    /// fails with `ShutDown` once the queue is shut down, else `Empty`.
+    fn try_get(&self) -> Result<T, TryGetError> {
         let mut wakers = Vec::new();
         let item = {
             let mut st = self.state.borrow_mut();
             if st.len() <= st.get_reserved {
-                return None;
+                return Err(if st.shutdown {
+                    TryGetError::ShutDown(QueueShutDown::new(()))
+                } else {
+                    TryGetError::Empty(QueueEmpty)
+                });
             }
             st.pop(self.maxsize, &mut wakers)
         };
         wake_all(wakers);
-        item
+        item.ok_or(TryGetError::Empty(QueueEmpty))
     }
 
-    fn poll_get(&self, state: &mut GetState, cx: &mut Context<'_>) -> Poll<T> {
+    fn poll_get(&self, state: &mut GetState, cx: &mut Context<'_>) -> Poll<Result<T, QueueShutDown>> {
         match mem::replace(state, GetState::Done) {
-            GetState::Init => {
-                if let Some(item) = self.try_get() {
-                    return Poll::Ready(item);
+            GetState::Init => match self.try_get() {
+                Ok(item) => Poll::Ready(Ok(item)),
+                Err(TryGetError::ShutDown(e)) => Poll::Ready(Err(e)),
+                Err(TryGetError::Empty(_)) => {
+                    let node = self.state.borrow_mut().getters.push(Some(cx.waker()));
+                    *state = GetState::Waiting(node);
+                    Poll::Pending
                 }
-                let node = self.state.borrow_mut().getters.push(Some(cx.waker()));
-                *state = GetState::Waiting(node);
-                Poll::Pending
-            }
+            },
             GetState::Waiting(node) => {
                 if !node.is_notified() {
-                    node.set_waker(cx.waker());
-                    *state = GetState::Waiting(node);
-                    return Poll::Pending;
+                    if !self.state.borrow().shutdown {
+                        node.set_waker(cx.waker());
+                        *state = GetState::Waiting(node);
+                        return Poll::Pending;
+                    }
+                    // Woken by `shutdown`: leave the line, then take an
+                    // unreserved item if one is left, else fail.
+                    let _stale = self.state.borrow_mut().getters.cancel(&node);
+                    return Poll::Ready(self.try_get().map_err(|_| QueueShutDown::new(())));
                 }
                 let mut wakers = Vec::new();
                 let item = {
                     let mut st = self.state.borrow_mut();
                     st.get_reserved = st.get_reserved.saturating_sub(1);
                     let item = st.pop(self.maxsize, &mut wakers);
-                    if item.is_none() {
+                    if item.is_none() && !st.shutdown {
                         // Unreachable while the invariants hold; wait again
                         // rather than panic.
                         *state = GetState::Waiting(st.getters.push(Some(cx.waker())));
@@ -348,7 +370,12 @@ impl<T, K: Discipline<T>> QueueInner<T, K> {
                     item
                 };
                 wake_all(wakers);
-                item.map_or(Poll::Pending, Poll::Ready)
+                match item {
+                    Some(item) => Poll::Ready(Ok(item)),
+                    // `shutdown(immediate = true)` drained the reserved item.
+                    None if matches!(state, GetState::Done) => Poll::Ready(Err(QueueShutDown::new(()))),
+                    None => Poll::Pending,
+                }
             }
             GetState::Done => Poll::Pending,
         }
@@ -402,6 +429,7 @@ impl<T, K: Discipline<T>> GenericQueue<T, K> {
                     get_reserved: 0,
                     put_reserved: 0,
                     unfinished: 0,
+                    shutdown: false,
                 }),
             }),
         }
@@ -428,18 +456,24 @@ impl<T, K: Discipline<T>> GenericQueue<T, K> {
     }
 
     /// Put `item` if a slot is free right now; otherwise hand it back in
-    /// [`QueueFull`]. Never overtakes a waiting putter.
-    pub fn put_nowait(&self, item: T) -> Result<(), QueueFull<T>> {
-        self.inner.try_put(item).map_err(QueueFull::new)
+    /// [`TryPutError::Full`] ([`TryPutError::ShutDown`] after
+    /// [`shutdown`](Self::shutdown)). Never overtakes a waiting putter.
+    pub fn put_nowait(&self, item: T) -> Result<(), TryPutError<T>> {
+        self.inner.try_put(item)
     }
 
     /// Take the next item if one is there for a newcomer right now;
-    /// otherwise fail with [`QueueEmpty`]. Never overtakes a waiting getter.
-    pub fn get_nowait(&self) -> Result<T, QueueEmpty> {
-        self.inner.try_get().ok_or(QueueEmpty)
+    /// otherwise fail with [`TryGetError::Empty`], or with
+    /// [`TryGetError::ShutDown`] once the queue is shut down (and empty).
+    /// Never overtakes a waiting getter.
+    pub fn get_nowait(&self) -> Result<T, TryGetError> {
+        self.inner.try_get()
     }
 
     /// Put `item`, waiting in FIFO order for a free slot if the queue is full.
+    ///
+    /// Fails with [`QueueShutDown`] (handing the item back) if the queue is
+    /// shut down, also while this put waits.
     ///
     /// Dropping the future before it completes drops `item` unput; a slot
     /// already reserved for it passes on to the next putter.
@@ -451,6 +485,9 @@ impl<T, K: Discipline<T>> GenericQueue<T, K> {
     }
 
     /// Take the next item, waiting in FIFO order if the queue is empty.
+    ///
+    /// Fails with [`QueueShutDown`] once the queue is shut down and empty
+    /// (a waiting get is woken for it).
     ///
     /// Dropping the future before it completes leaves the items in the
     /// queue; an item already reserved for it passes on to the next getter.
@@ -500,13 +537,58 @@ impl<T, K: Discipline<T>> GenericQueue<T, K> {
     /// A [`Stream`] of the items, got one by one as by [`get`](Self::get)
     /// (FIFO among getters, sharing the queue with them).
     ///
-    /// A queue has no end, so the stream never yields `None`. Dropping the
-    /// stream while it waits behaves like dropping a `get` future.
+    /// The stream ends (yields `None`) once the queue is shut down and empty,
+    /// where `get` would fail with [`QueueShutDown`]. Dropping the stream
+    /// while it waits behaves like dropping a `get` future.
     pub fn stream(&self) -> QueueStream<T, K> {
         QueueStream {
             queue: self.clone(),
             state: GetState::Init,
+            ended: false,
         }
+    }
+
+    /// Shut the queue down (Python 3.13's `Queue.shutdown`).
+    ///
+    /// Afterwards every put (`put`, `put_nowait`) fails with
+    /// [`QueueShutDown`], and so does every get once the queue is empty.
+    /// Blocked putters are woken and fail; blocked getters are woken and
+    /// fail unless an unreserved item is left for them.
+    ///
+    /// With `immediate`, the queue is also emptied at once (the items are
+    /// dropped), so every get fails from now on, and the unfinished-task
+    /// count drops by the number of items removed, so [`join`](Self::join)
+    /// returns once the items already taken are marked done. Idempotent;
+    /// there is no way back.
+    pub fn shutdown(&self, immediate: bool) {
+        let mut wakers = Vec::new();
+        let mut drained = Vec::new();
+        {
+            let mut st = self.inner.state.borrow_mut();
+            st.shutdown = true;
+            if immediate {
+                while let Some(item) = K::pop(&mut st.buf) {
+                    drained.push(item);
+                }
+                st.get_reserved = 0;
+                st.unfinished = st.unfinished.saturating_sub(drained.len());
+                if st.unfinished == 0 {
+                    while let Some(node) = st.joiners.pop_waiting() {
+                        wakers.extend(node.notify());
+                    }
+                }
+            }
+            st.getters.wake_waiting(&mut wakers);
+            st.putters.wake_waiting(&mut wakers);
+        }
+        wake_all(wakers);
+        // The items are dropped outside the borrow (their `Drop` may use the queue).
+        drop(drained);
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.state.borrow().shutdown
     }
 }
 
@@ -551,21 +633,36 @@ pub struct QueuePut<'a, T, K: Discipline<T>> {
 impl<T, K: Discipline<T>> Unpin for QueuePut<'_, T, K> {}
 
 impl<T, K: Discipline<T>> Future for QueuePut<'_, T, K> {
-    type Output = ();
+    type Output = Result<(), QueueShutDown<T>>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let queue = this.queue;
         match mem::replace(&mut this.state, PutState::Done) {
             PutState::Init(item) => match queue.try_put(item) {
-                Ok(()) => Poll::Ready(()),
-                Err(item) => {
+                Ok(()) => Poll::Ready(Ok(())),
+                Err(TryPutError::ShutDown(e)) => Poll::Ready(Err(e)),
+                Err(TryPutError::Full(e)) => {
                     let node = queue.state.borrow_mut().putters.push(Some(cx.waker()));
-                    this.state = PutState::Waiting(node, item);
+                    this.state = PutState::Waiting(node, e.into_inner());
                     Poll::Pending
                 }
             },
             PutState::Waiting(node, item) => {
+                if queue.state.borrow().shutdown {
+                    // Woken by `shutdown` (or shut down after a slot was
+                    // reserved for us): give the slot back and fail.
+                    let mut st = queue.state.borrow_mut();
+                    if node.is_notified() {
+                        st.put_reserved = st.put_reserved.saturating_sub(1);
+                        drop(st);
+                    } else {
+                        let stale = st.putters.cancel(&node);
+                        drop(st);
+                        drop(stale);
+                    }
+                    return Poll::Ready(Err(QueueShutDown::new(item)));
+                }
                 if !node.is_notified() {
                     node.set_waker(cx.waker());
                     this.state = PutState::Waiting(node, item);
@@ -578,7 +675,7 @@ impl<T, K: Discipline<T>> Future for QueuePut<'_, T, K> {
                     st.push(item, &mut wakers);
                 }
                 wake_all(wakers);
-                Poll::Ready(())
+                Poll::Ready(Ok(()))
             }
             PutState::Done => Poll::Pending,
         }
@@ -623,9 +720,9 @@ pub struct QueueGet<'a, T, K: Discipline<T>> {
 }
 
 impl<T, K: Discipline<T>> Future for QueueGet<'_, T, K> {
-    type Output = T;
+    type Output = Result<T, QueueShutDown>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         this.queue.poll_get(&mut this.state, cx)
     }
@@ -699,12 +796,13 @@ impl<T, K: Discipline<T>> fmt::Debug for QueueJoin<'_, T, K> {
     }
 }
 
-/// A never-ending [`Stream`] of a queue's items, from
-/// [`GenericQueue::stream`]. It owns a handle to the queue.
+/// A [`Stream`] of a queue's items, from [`GenericQueue::stream`]; it ends
+/// once the queue is shut down and empty. It owns a handle to the queue.
 #[must_use = "streams do nothing unless polled"]
 pub struct QueueStream<T, K: Discipline<T>> {
     queue: GenericQueue<T, K>,
     state: GetState,
+    ended: bool,
 }
 
 impl<T, K: Discipline<T>> QueueStream<T, K> {
@@ -719,17 +817,27 @@ impl<T, K: Discipline<T>> Stream for QueueStream<T, K> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
         if matches!(this.state, GetState::Done) {
             this.state = GetState::Init;
         }
-        this.queue.inner.poll_get(&mut this.state, cx).map(Some)
+        match this.queue.inner.poll_get(&mut this.state, cx) {
+            Poll::Ready(Ok(item)) => Poll::Ready(Some(item)),
+            Poll::Ready(Err(_)) => {
+                this.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
 impl<T, K: Discipline<T>> FusedStream for QueueStream<T, K> {
-    /// Always `false`: a queue stream never ends.
+    /// `true` once the stream has ended (the queue was shut down and emptied).
     fn is_terminated(&self) -> bool {
-        false
+        self.ended
     }
 }
 

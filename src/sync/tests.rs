@@ -602,7 +602,7 @@ fn priority_queue_equal_items_come_out_in_put_order() {
 #[test]
 fn queue_nowait_errors() {
     let q = Queue::new(1);
-    assert_eq!(q.get_nowait(), Err(QueueEmpty));
+    assert_eq!(q.get_nowait(), Err(TryGetError::Empty(QueueEmpty)));
     q.put_nowait(1).unwrap();
     assert!(q.full());
     let err = q.put_nowait(2).unwrap_err();
@@ -628,7 +628,7 @@ fn unbounded_queue_is_never_full() {
 fn queue_uncontended_put_and_get_are_ready_on_first_poll() {
     let q = Queue::new(1);
     assert!(poll_once(&mut pin!(q.put(7))).is_ready());
-    assert_eq!(poll_once(&mut pin!(q.get())), Poll::Ready(7));
+    assert_eq!(poll_once(&mut pin!(q.get())), Poll::Ready(Ok(7)));
 }
 
 #[test]
@@ -639,7 +639,7 @@ fn queue_put_blocks_while_full() {
     q.put_nowait(1).unwrap();
     let (q2, l) = (q.clone(), log.clone());
     ex.spawn(async move {
-        q2.put(2).await;
+        q2.put(2).await.unwrap();
         l.push("put 2 done");
     });
     ex.run_until_stalled();
@@ -659,7 +659,7 @@ fn queue_blocked_getters_are_served_fifo() {
     for i in 0..3 {
         let (q, log) = (q.clone(), log.clone());
         ex.spawn(async move {
-            let item = q.get().await;
+            let item = q.get().await.unwrap();
             log.push((i, item));
         });
     }
@@ -678,7 +678,7 @@ fn queue_blocked_putters_are_served_fifo() {
     q.put_nowait(0).unwrap();
     for i in 1..=3 {
         let q = q.clone();
-        ex.spawn(async move { q.put(i).await });
+        ex.spawn(async move { q.put(i).await.unwrap() });
     }
     ex.run_until_stalled();
     let (_, out) = ex.spawn_with({
@@ -686,7 +686,7 @@ fn queue_blocked_putters_are_served_fifo() {
         async move {
             let mut got = Vec::new();
             for _ in 0..4 {
-                got.push(q.get().await);
+                got.push(q.get().await.unwrap());
             }
             got
         }
@@ -701,11 +701,15 @@ fn queue_get_nowait_does_not_barge_past_woken_getter() {
     let q = Queue::new(0);
     let (q2, out) = (q.clone(), Log::new());
     let o = out.clone();
-    ex.spawn(async move { o.push(q2.get().await) });
+    ex.spawn(async move { o.push(q2.get().await.unwrap()) });
     ex.run_until_stalled();
     q.put_nowait("x").unwrap();
     assert_eq!(q.qsize(), 1, "the item is still in the queue, as in asyncio");
-    assert_eq!(q.get_nowait(), Err(QueueEmpty), "but reserved for the getter");
+    assert_eq!(
+        q.get_nowait(),
+        Err(TryGetError::Empty(QueueEmpty)),
+        "but reserved for the getter"
+    );
     ex.run_until_stalled();
     assert_eq!(out.get(), ["x"]);
     assert!(q.empty());
@@ -717,11 +721,11 @@ fn queue_put_nowait_does_not_barge_past_woken_putter() {
     let q = Queue::new(1);
     q.put_nowait(1).unwrap();
     let q2 = q.clone();
-    ex.spawn(async move { q2.put(2).await });
+    ex.spawn(async move { q2.put(2).await.unwrap() });
     ex.run_until_stalled();
     assert_eq!(q.get_nowait(), Ok(1));
     assert!(!q.full(), "the slot is free, as in asyncio");
-    assert_eq!(q.put_nowait(3).map_err(QueueFull::into_inner), Err(3));
+    assert_eq!(q.put_nowait(3).map_err(TryPutError::into_inner), Err(3));
     ex.run_until_stalled();
     assert_eq!(drain(&q), [2]);
 }
@@ -732,7 +736,7 @@ fn lifo_woken_getter_takes_the_top_when_it_runs() {
     let q = LifoQueue::new(0);
     let out = Log::new();
     let (q2, o) = (q.clone(), out.clone());
-    ex.spawn(async move { o.push(q2.get().await) });
+    ex.spawn(async move { o.push(q2.get().await.unwrap()) });
     ex.run_until_stalled();
     q.put_nowait(1).unwrap();
     q.put_nowait(2).unwrap();
@@ -749,7 +753,7 @@ fn queue_woken_then_cancelled_getter_passes_item_on() {
     let mut ids = Vec::new();
     for i in 0..2 {
         let (q, o) = (q.clone(), out.clone());
-        ids.push(ex.spawn(async move { o.push((i, q.get().await)) }));
+        ids.push(ex.spawn(async move { o.push((i, q.get().await.unwrap())) }));
     }
     ex.run_until_stalled();
     q.put_nowait("a").unwrap(); // reserved for getter 0
@@ -764,7 +768,7 @@ fn queue_woken_then_cancelled_last_getter_keeps_item_in_queue() {
     let q = Queue::new(0);
     let q2 = q.clone();
     let id = ex.spawn(async move {
-        q2.get().await;
+        q2.get().await.unwrap();
     });
     ex.run_until_stalled();
     q.put_nowait("a").unwrap();
@@ -780,7 +784,7 @@ fn queue_woken_then_cancelled_putter_passes_slot_on() {
     let mut ids = Vec::new();
     for i in 1..=2 {
         let q = q.clone();
-        ids.push(ex.spawn(async move { q.put(i).await }));
+        ids.push(ex.spawn(async move { q.put(i).await.unwrap() }));
     }
     ex.run_until_stalled();
     assert_eq!(q.get_nowait(), Ok(0)); // slot reserved for putter 1
@@ -795,11 +799,11 @@ fn queue_cancelled_waiting_putter_drops_its_item() {
     let q = Queue::new(1);
     q.put_nowait(0).unwrap();
     let q2 = q.clone();
-    let id = ex.spawn(async move { q2.put(1).await });
+    let id = ex.spawn(async move { q2.put(1).await.unwrap() });
     ex.run_until_stalled();
     ex.cancel(id);
     assert_eq!(q.get_nowait(), Ok(0));
-    assert_eq!(q.get_nowait(), Err(QueueEmpty));
+    assert_eq!(q.get_nowait(), Err(TryGetError::Empty(QueueEmpty)));
     assert!(q.put_nowait(2).is_ok());
 }
 

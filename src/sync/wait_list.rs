@@ -109,6 +109,21 @@ impl WaitList {
         None
     }
 
+    /// Collect (clones of) the wakers of every node still waiting, leaving
+    /// the nodes in the list: each woken future re-checks the primitive's
+    /// state itself (used when a queue is shut down).
+    pub(crate) fn wake_waiting(&self, out: &mut Vec<Waker>) {
+        for node in &self.queue {
+            if node.state.get() != State::Waiting {
+                continue;
+            }
+            if let Some(w) = node.waker.take() {
+                out.push(w.clone());
+                node.waker.set(Some(w));
+            }
+        }
+    }
+
     /// Cancel a node whose future is being dropped while it still waits.
     /// Does nothing if the node is not waiting. Returns the node's waker for
     /// the caller to drop outside its borrows.

@@ -160,6 +160,9 @@ pub(crate) struct TaskCore {
     /// A gather: `cancel()` succeeds only if it cancels a child.
     gather: Cell<bool>,
     lp: Weak<LoopInner>,
+    /// The task's `contextvars` context (a copy of its spawner's); `None`
+    /// while empty, which is always the case until a `ContextVar` is set.
+    context: Cell<crate::context::Ctx>,
 }
 
 impl TaskCore {
@@ -266,6 +269,13 @@ impl<T: 'static, F: Future<Output = Result<T, TaskError>> + 'static> RawTask for
         let prev = lp.current_task.replace(Some(TaskRef {
             raw: self.clone() as Rc<dyn RawTask>,
         }));
+        // Switch to the task's context only once context variables are in use.
+        let ctx_on = crate::context::in_use();
+        let prev_ctx = if ctx_on {
+            crate::context::enter(core.context.take())
+        } else {
+            None
+        };
         let mut cx = Context::from_waker(&core.waker);
         let res = {
             let mut slot = self.future.borrow_mut();
@@ -282,6 +292,9 @@ impl<T: 'static, F: Future<Output = Result<T, TaskError>> + 'static> RawTask for
             }
         };
         lp.current_task.replace(prev);
+        if ctx_on || crate::context::in_use() {
+            core.context.set(crate::context::enter(prev_ctx));
+        }
         let out = match res {
             Ok(Poll::Pending) => return,
             // Cancelled during its own last step (e.g. it cancelled itself
@@ -438,6 +451,7 @@ where
             linked: RefCell::new(Vec::new()),
             gather: Cell::new(false),
             lp: Rc::downgrade(lp),
+            context: Cell::new(crate::context::capture()),
         },
         future: RefCell::new(Some(fut)),
         output: RefCell::new(None),
