@@ -254,22 +254,28 @@ async fn closed<C: load::Client>(clients: Vec<C>, pid: u32, cfg: &Cfg, count_sys
         t0.elapsed(),
     );
     let reqs_f = reqs.max(1) as f64;
-    let mut syscalls = None;
+    let mut k = sys::Counts::default();
+    let mut k_reqs = 1.0;
     if count_sys && !cfg.sys_window.is_zero() {
         if let Some(counter) = SysCount::start(cfg.tool, pid) {
             // The server is idle while the tool attaches and detaches.
             tokio::time::sleep(Duration::from_millis(300)).await;
             let (_c, r) = load::phase(c, cfg.sys_window).await?;
             tokio::time::sleep(Duration::from_millis(50)).await;
-            syscalls = counter.stop().map(|n| n as f64 / r.max(1) as f64);
+            k = counter.stop();
+            k_reqs = r.max(1) as f64;
         }
     }
+    let per_req = |n: Option<u64>| n.map(|n| n as f64 / k_reqs);
     Ok(Sample {
         rps: reqs as f64 / wall.as_secs_f64(),
         cpu_us: (s1 - s0) as f64 / 1e3 / reqs_f,
         core_us: if cfg.pin { (b1 - b0) / reqs_f } else { f64::NAN },
         ctxt: (x1 - x0) as f64 / reqs_f,
-        sys: syscalls,
+        sys: per_req(k.syscalls),
+        sqes: per_req(k.sqes),
+        poll_arms: per_req(k.poll_arms),
+        punts: per_req(k.punts),
         lg_cpu: (l1 - l0) as f64 / 1e9 / wall.as_secs_f64(),
     })
 }
@@ -332,7 +338,13 @@ struct Plan {
 fn plan(mode: &str) -> Plan {
     match mode {
         "smoke" => Plan {
-            peers: vec!["ringloop/uring", "ringloop/fallback", "tokio-ct", "raw-epoll"],
+            peers: vec![
+                "ringloop/uring",
+                "ringloop/fallback",
+                "tokio-ct",
+                "raw-uring-ms",
+                "raw-epoll",
+            ],
             closed: vec![echo(4, 128), http(4), udp(2, 128)],
             open: vec![echo(4, 128), http(4)],
             wrk: vec![],
@@ -344,7 +356,15 @@ fn plan(mode: &str) -> Plan {
         },
         "quick" => Plan {
             peers: peers::ALL.to_vec(),
-            closed: vec![echo(1, 128), echo(64, 128), echo(64, 4096), http(64), udp(1, 128)],
+            closed: vec![
+                echo(1, 128),
+                echo(64, 128),
+                echo(256, 128),
+                echo(512, 128),
+                echo(64, 4096),
+                http(64),
+                udp(1, 128),
+            ],
             open: vec![echo(1, 128), echo(64, 128)],
             wrk: vec![http(64)],
             rounds: 1,
@@ -358,6 +378,9 @@ fn plan(mode: &str) -> Plan {
             for c in [1, 64, 512] {
                 for s in [128, 4096, 65536] {
                     closed.push(echo(c, s));
+                }
+                if c == 64 {
+                    closed.push(echo(256, 128));
                 }
             }
             closed.extend([http(1), http(64), http(512), udp(1, 128), udp(64, 128)]);
@@ -402,7 +425,10 @@ fn main() {
     };
     if mode == "smoke" {
         // The pure parts are checked here so `cargo test` catches a broken parser.
-        if let Err(e) = peers::http::self_check().and_then(|_| load::self_check()) {
+        if let Err(e) = peers::http::self_check()
+            .and_then(|_| load::self_check())
+            .and_then(|_| sys::self_check())
+        {
             eprintln!("self-check failed: {e}");
             std::process::exit(1);
         }
@@ -488,7 +514,7 @@ fn main() {
                 match measure(peer, *w, &cfg, round == 0) {
                     Ok(s) => row.samples.push(s),
                     Err(e) => {
-                        eprintln!("{peer} {label}: unavailable: {e}");
+                        eprintln!("{peer} {label}: {}", report::why(&e));
                         row.error = Some(e);
                     }
                 }
@@ -543,7 +569,7 @@ fn main() {
                         }
                     }
                     Err(e) => {
-                        eprintln!("{peer} open loop {label}: unavailable: {e}");
+                        eprintln!("{peer} open loop {label}: {}", report::why(&e));
                         row.error = Some(e);
                     }
                 }
@@ -590,7 +616,7 @@ fn main() {
                     match res {
                         Ok(s) => row.samples.push(s),
                         Err(e) => {
-                            eprintln!("{peer} wrk {label}: unavailable: {e}");
+                            eprintln!("{peer} wrk {label}: {}", report::why(&e));
                             row.error = Some(e);
                         }
                     }
