@@ -3,17 +3,24 @@
 //! loops (the ceilings), each server in its own process; plus file reads.
 //!
 //! ```text
-//! cargo bench --bench compare -- --quick   # every peer, 5 closed-loop + 2 open-loop workloads, wrk, files; ~4 min
-//! cargo bench --bench compare              # 14 closed-loop + 3 open-loop workloads, 3 rounds; ~25 min
+//! cargo bench --bench compare -- --quick   # every peer, 7 closed-loop + 2 open-loop workloads, wrk, files; ~5 min
+//! cargo bench --bench compare              # 15 closed-loop + 3 open-loop workloads, 3 rounds; ~28 min
 //! cargo bench --bench compare -- --peers ringloop/uring,raw-uring --rounds 5
-//! cargo bench --bench compare -- --quick --workloads 64x4KiB,http-64c --syscalls strace --no-files
+//! cargo bench --bench compare -- --quick --workloads 256x128B,http-64c --syscalls strace --no-files
 //! ```
 //!
 //! Workloads (labels as in `--workloads`): TCP echo `<conns>x<size>`
-//! (1/64/512 connections × 128 B/4 KiB/64 KiB), HTTP/1.1 keep-alive "hello"
-//! `http-<conns>c` (own load generator, and `wrk` when installed), UDP
-//! ping-pong `udp-<clients>x<size>`, open-loop latency on some of them, and
-//! random 4 KiB file reads (`files/mod.rs`).
+//! (1/64/512 connections × 128 B/4 KiB/64 KiB, and 256 × 128 B), HTTP/1.1
+//! keep-alive "hello" `http-<conns>c` (own load generator, and `wrk` when
+//! installed), UDP ping-pong `udp-<clients>x<size>`, open-loop latency on
+//! some of them, and random 4 KiB file reads (`files/mod.rs`).
+//!
+//! Peers: `peers::ALL`. The hand-written io_uring ceilings are `raw-uring`
+//! (default ring flags), `raw-uring-sq+dt` (SINGLE_ISSUER | DEFER_TASKRUN),
+//! both one single-shot RECV or SEND in flight per connection, and
+//! `raw-uring-ms` (SQ+DT, multishot accept, one multishot RECV per
+//! connection from a provided-buffer ring; TCP only, its UDP rows say
+//! `skipped:`, and so do all its rows on a kernel without multishot receive).
 //!
 //! Method. The bench binary re-executes itself as `--serve <peer> --proto
 //! <echo|http|udp>`; the child pins itself to CPU 0, binds 127.0.0.1:0 and
@@ -25,11 +32,19 @@
 //! per request (sum of the per-thread `/proc/<pid>/task/*/schedstat` run
 //! times, i.e. utime+stime at nanosecond resolution), because on 2 loopback
 //! cores the load generator saturates before a lean server does. Also
-//! reported: req/s, context switches per request, syscalls per request
-//! (first round only, counted in an extra window by `perf stat -e
-//! raw_syscalls:sys_enter -p`, or `strace -c -f -p` when perf cannot; the
-//! server is idle while the tool attaches and detaches), and the load
-//! generator's own CPU use (near 100% means it is the bottleneck).
+//! reported: req/s, context switches per request, kernel counts per request
+//! (first round only, counted in an extra window; the server is idle while
+//! the tool attaches and detaches) and the load generator's own CPU use
+//! (near 100% means it is the bottleneck). The kernel counts come from
+//! `perf stat -x, -e raw_syscalls:sys_enter,io_uring:io_uring_submit_req,
+//! io_uring:io_uring_poll_arm,io_uring:io_uring_queue_async_work -p
+//! <server>`: syscalls, SQEs submitted, internal poll arms (a request that
+//! found its socket not ready, so the kernel armed a poll and retries it
+//! from task work on wake-up) and io-wq punts (requests handed to a kernel
+//! worker thread); the io_uring ones are 0 for the readiness peers. When
+//! the io_uring tracepoints are missing, only syscalls are counted (the
+//! others say n/a); `strace -c -f -p` when perf cannot count syscalls at
+//! all (syscalls only).
 //!
 //! Open loop: after the closed-loop rounds, each latency workload is offered
 //! a fixed rate of 50% of tokio-ct's median closed-loop req/s on that
@@ -40,7 +55,9 @@
 //! reads. Medians over rounds. Writes `target/ringloop-bench/compare.{md,json,svg}`.
 //!
 //! Without `--bench` (under `cargo test --bench compare`) a tiny smoke
-//! configuration runs so the code cannot rot; it writes `compare-smoke.*`.
+//! configuration runs so the code cannot rot (including `raw-uring-ms`, and
+//! self-checks of the HTTP, wrk and perf/strace output parsers); it writes
+//! `compare-smoke.*`.
 
 #[path = "files/mod.rs"]
 mod files;

@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use super::http;
+use super::raw_uring::wait;
 
 /// Provided buffers in the ring (a power of two, at most 32768).
 const NBUF: u16 = 2048;
@@ -192,7 +193,7 @@ fn probe(ring: &mut IoUring, bufs: &mut BufRing) -> io::Result<()> {
     }
     let mut b = Some(b);
     loop {
-        ring.submit_and_wait(1)?;
+        wait(ring)?;
         let cqes: Vec<(i32, u32)> = ring.completion().map(|c| (c.result(), c.flags())).collect();
         for (res, flags) in cqes {
             if let Some(bid) = cqueue::buffer_select(flags) {
@@ -384,7 +385,7 @@ pub fn serve(l: std::net::TcpListener, http: bool, ready: impl FnOnce() + 'stati
     let mut waiting: Vec<usize> = Vec::new();
     ready();
     loop {
-        ring.submit_and_wait(1)?;
+        wait(&mut ring)?;
         let given = bufs.tail;
         let cqes: Vec<(u64, i32, u32)> = ring
             .completion()
