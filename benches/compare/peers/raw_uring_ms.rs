@@ -64,6 +64,9 @@ struct BufRing {
     bufs: Box<[u8]>,
     /// Our tail: entries up to it are written; published by [`publish`].
     tail: u16,
+    /// Buffers the kernel has handed to us (in CQEs) and we have not given
+    /// back: while below NBUF the ring has buffers, as far as we know.
+    held: usize,
 }
 
 impl BufRing {
@@ -89,6 +92,8 @@ impl BufRing {
             map_len,
             bufs: vec![0u8; NBUF as usize * BUFSZ].into_boxed_slice(),
             tail: 0,
+            // Until `setup` gives them all to the kernel.
+            held: NBUF as usize,
         })
     }
 
@@ -111,6 +116,14 @@ impl BufRing {
             std::ptr::addr_of_mut!((*p).bid).write(bid);
         }
         self.tail = self.tail.wrapping_add(1);
+        self.held -= 1;
+    }
+
+    /// Records that a CQE handed us a buffer; returns its id.
+    fn take(&mut self, flags: u32) -> Option<u16> {
+        let bid = cqueue::buffer_select(flags)?;
+        self.held += 1;
+        Some(bid)
     }
 
     /// Makes the given buffers visible to the kernel (release store of the
@@ -196,7 +209,7 @@ fn probe(ring: &mut IoUring, bufs: &mut BufRing) -> io::Result<()> {
         wait(ring)?;
         let cqes: Vec<(i32, u32)> = ring.completion().map(|c| (c.result(), c.flags())).collect();
         for (res, flags) in cqes {
-            if let Some(bid) = cqueue::buffer_select(flags) {
+            if let Some(bid) = bufs.take(flags) {
                 bufs.give(bid);
                 bufs.publish();
             }
@@ -382,7 +395,7 @@ pub fn serve(l: std::net::TcpListener, http: bool, ready: impl FnOnce() + 'stati
     push(&mut ring, accept.clone())?;
     let mut conns: Vec<Option<Conn>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
-    let mut waiting: Vec<usize> = Vec::new();
+    let mut waiting: VecDeque<usize> = VecDeque::new();
     ready();
     loop {
         wait(&mut ring)?;
@@ -433,7 +446,7 @@ pub fn serve(l: std::net::TcpListener, http: bool, ready: impl FnOnce() + 'stati
                         continue;
                     };
                     if res > 0 {
-                        let bid = cqueue::buffer_select(flags).expect("a buffer-select receive names its buffer");
+                        let bid = bufs.take(flags).expect("a buffer-select receive names its buffer");
                         if c.closing {
                             bufs.give(bid);
                         } else if !c.received(&mut bufs, bid, res as usize) {
@@ -445,7 +458,7 @@ pub fn serve(l: std::net::TcpListener, http: bool, ready: impl FnOnce() + 'stati
                         if !c.closing {
                             if res == -libc::ENOBUFS {
                                 c.waiting = true;
-                                waiting.push(slot);
+                                waiting.push_back(slot);
                             } else if res > 0 {
                                 push(&mut ring, recv_multi(&c.fd, ud))?;
                                 c.recv_armed = true;
@@ -499,16 +512,23 @@ pub fn serve(l: std::net::TcpListener, http: bool, ready: impl FnOnce() + 'stati
         }
         if bufs.tail != given {
             bufs.publish();
-            for s in waiting.drain(..) {
-                // A slot freed and reused meanwhile has `waiting == false`.
-                let Some(c) = conns.get_mut(s).and_then(Option::as_mut) else {
-                    continue;
-                };
-                if c.waiting {
-                    c.waiting = false;
-                    c.recv_armed = true;
-                    push(&mut ring, recv_multi(&c.fd, (s as u64) << 2 | RECV))?;
-                }
+        }
+        // Receives that ran out of buffers go again, oldest first, as many
+        // as the ring has buffers (returned in this batch or earlier: an
+        // ENOBUFS CQE can arrive after the buffers came back). Should the
+        // kernel still be out, the receive ends with ENOBUFS and waits again.
+        let mut room = NBUF as usize - bufs.held;
+        while room > 0 {
+            let Some(s) = waiting.pop_front() else { break };
+            // A slot freed and reused meanwhile has `waiting == false`.
+            let Some(c) = conns.get_mut(s).and_then(Option::as_mut) else {
+                continue;
+            };
+            if c.waiting {
+                c.waiting = false;
+                c.recv_armed = true;
+                push(&mut ring, recv_multi(&c.fd, (s as u64) << 2 | RECV))?;
+                room -= 1;
             }
         }
     }
