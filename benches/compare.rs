@@ -3,17 +3,24 @@
 //! loops (the ceilings), each server in its own process; plus file reads.
 //!
 //! ```text
-//! cargo bench --bench compare -- --quick   # every peer, 5 closed-loop + 2 open-loop workloads, wrk, files; ~4 min
-//! cargo bench --bench compare              # 14 closed-loop + 3 open-loop workloads, 3 rounds; ~25 min
+//! cargo bench --bench compare -- --quick   # every peer, 7 closed-loop + 2 open-loop workloads, wrk, files; ~5 min
+//! cargo bench --bench compare              # 15 closed-loop + 3 open-loop workloads, 3 rounds; ~28 min
 //! cargo bench --bench compare -- --peers ringloop/uring,raw-uring --rounds 5
-//! cargo bench --bench compare -- --quick --workloads 64x4KiB,http-64c --syscalls strace --no-files
+//! cargo bench --bench compare -- --quick --workloads 256x128B,http-64c --syscalls strace --no-files
 //! ```
 //!
 //! Workloads (labels as in `--workloads`): TCP echo `<conns>x<size>`
-//! (1/64/512 connections × 128 B/4 KiB/64 KiB), HTTP/1.1 keep-alive "hello"
-//! `http-<conns>c` (own load generator, and `wrk` when installed), UDP
-//! ping-pong `udp-<clients>x<size>`, open-loop latency on some of them, and
-//! random 4 KiB file reads (`files/mod.rs`).
+//! (1/64/512 connections × 128 B/4 KiB/64 KiB, and 256 × 128 B), HTTP/1.1
+//! keep-alive "hello" `http-<conns>c` (own load generator, and `wrk` when
+//! installed), UDP ping-pong `udp-<clients>x<size>`, open-loop latency on
+//! some of them, and random 4 KiB file reads (`files/mod.rs`).
+//!
+//! Peers: `peers::ALL`. The hand-written io_uring ceilings are `raw-uring`
+//! (default ring flags), `raw-uring-sq+dt` (SINGLE_ISSUER | DEFER_TASKRUN),
+//! both one single-shot RECV or SEND in flight per connection, and
+//! `raw-uring-ms` (SQ+DT, multishot accept, one multishot RECV per
+//! connection from a provided-buffer ring; TCP only, its UDP rows say
+//! `skipped:`, and so do all its rows on a kernel without multishot receive).
 //!
 //! Method. The bench binary re-executes itself as `--serve <peer> --proto
 //! <echo|http|udp>`; the child pins itself to CPU 0, binds 127.0.0.1:0 and
@@ -25,11 +32,19 @@
 //! per request (sum of the per-thread `/proc/<pid>/task/*/schedstat` run
 //! times, i.e. utime+stime at nanosecond resolution), because on 2 loopback
 //! cores the load generator saturates before a lean server does. Also
-//! reported: req/s, context switches per request, syscalls per request
-//! (first round only, counted in an extra window by `perf stat -e
-//! raw_syscalls:sys_enter -p`, or `strace -c -f -p` when perf cannot; the
-//! server is idle while the tool attaches and detaches), and the load
-//! generator's own CPU use (near 100% means it is the bottleneck).
+//! reported: req/s, context switches per request, kernel counts per request
+//! (first round only, counted in an extra window; the server is idle while
+//! the tool attaches and detaches) and the load generator's own CPU use
+//! (near 100% means it is the bottleneck). The kernel counts come from
+//! `perf stat -x, -e raw_syscalls:sys_enter,io_uring:io_uring_submit_req,
+//! io_uring:io_uring_poll_arm,io_uring:io_uring_queue_async_work -p
+//! <server>`: syscalls, SQEs submitted, internal poll arms (a request that
+//! found its socket not ready, so the kernel armed a poll and retries it
+//! from task work on wake-up) and io-wq punts (requests handed to a kernel
+//! worker thread); the io_uring ones are 0 for the readiness peers. When
+//! the io_uring tracepoints are missing, only syscalls are counted (the
+//! others say n/a); `strace -c -f -p` when perf cannot count syscalls at
+//! all (syscalls only).
 //!
 //! Open loop: after the closed-loop rounds, each latency workload is offered
 //! a fixed rate of 50% of tokio-ct's median closed-loop req/s on that
@@ -40,7 +55,9 @@
 //! reads. Medians over rounds. Writes `target/ringloop-bench/compare.{md,json,svg}`.
 //!
 //! Without `--bench` (under `cargo test --bench compare`) a tiny smoke
-//! configuration runs so the code cannot rot; it writes `compare-smoke.*`.
+//! configuration runs so the code cannot rot (including `raw-uring-ms`, and
+//! self-checks of the HTTP, wrk and perf/strace output parsers); it writes
+//! `compare-smoke.*`.
 
 #[path = "files/mod.rs"]
 mod files;
@@ -254,22 +271,28 @@ async fn closed<C: load::Client>(clients: Vec<C>, pid: u32, cfg: &Cfg, count_sys
         t0.elapsed(),
     );
     let reqs_f = reqs.max(1) as f64;
-    let mut syscalls = None;
+    let mut k = sys::Counts::default();
+    let mut k_reqs = 1.0;
     if count_sys && !cfg.sys_window.is_zero() {
         if let Some(counter) = SysCount::start(cfg.tool, pid) {
             // The server is idle while the tool attaches and detaches.
             tokio::time::sleep(Duration::from_millis(300)).await;
             let (_c, r) = load::phase(c, cfg.sys_window).await?;
             tokio::time::sleep(Duration::from_millis(50)).await;
-            syscalls = counter.stop().map(|n| n as f64 / r.max(1) as f64);
+            k = counter.stop();
+            k_reqs = r.max(1) as f64;
         }
     }
+    let per_req = |n: Option<u64>| n.map(|n| n as f64 / k_reqs);
     Ok(Sample {
         rps: reqs as f64 / wall.as_secs_f64(),
         cpu_us: (s1 - s0) as f64 / 1e3 / reqs_f,
         core_us: if cfg.pin { (b1 - b0) / reqs_f } else { f64::NAN },
         ctxt: (x1 - x0) as f64 / reqs_f,
-        sys: syscalls,
+        sys: per_req(k.syscalls),
+        sqes: per_req(k.sqes),
+        poll_arms: per_req(k.poll_arms),
+        punts: per_req(k.punts),
         lg_cpu: (l1 - l0) as f64 / 1e9 / wall.as_secs_f64(),
     })
 }
@@ -332,7 +355,13 @@ struct Plan {
 fn plan(mode: &str) -> Plan {
     match mode {
         "smoke" => Plan {
-            peers: vec!["ringloop/uring", "ringloop/fallback", "tokio-ct", "raw-epoll"],
+            peers: vec![
+                "ringloop/uring",
+                "ringloop/fallback",
+                "tokio-ct",
+                "raw-uring-ms",
+                "raw-epoll",
+            ],
             closed: vec![echo(4, 128), http(4), udp(2, 128)],
             open: vec![echo(4, 128), http(4)],
             wrk: vec![],
@@ -344,7 +373,15 @@ fn plan(mode: &str) -> Plan {
         },
         "quick" => Plan {
             peers: peers::ALL.to_vec(),
-            closed: vec![echo(1, 128), echo(64, 128), echo(64, 4096), http(64), udp(1, 128)],
+            closed: vec![
+                echo(1, 128),
+                echo(64, 128),
+                echo(256, 128),
+                echo(512, 128),
+                echo(64, 4096),
+                http(64),
+                udp(1, 128),
+            ],
             open: vec![echo(1, 128), echo(64, 128)],
             wrk: vec![http(64)],
             rounds: 1,
@@ -358,6 +395,9 @@ fn plan(mode: &str) -> Plan {
             for c in [1, 64, 512] {
                 for s in [128, 4096, 65536] {
                     closed.push(echo(c, s));
+                }
+                if c == 64 {
+                    closed.push(echo(256, 128));
                 }
             }
             closed.extend([http(1), http(64), http(512), udp(1, 128), udp(64, 128)]);
@@ -402,7 +442,10 @@ fn main() {
     };
     if mode == "smoke" {
         // The pure parts are checked here so `cargo test` catches a broken parser.
-        if let Err(e) = peers::http::self_check().and_then(|_| load::self_check()) {
+        if let Err(e) = peers::http::self_check()
+            .and_then(|_| load::self_check())
+            .and_then(|_| sys::self_check())
+        {
             eprintln!("self-check failed: {e}");
             std::process::exit(1);
         }
@@ -488,7 +531,7 @@ fn main() {
                 match measure(peer, *w, &cfg, round == 0) {
                     Ok(s) => row.samples.push(s),
                     Err(e) => {
-                        eprintln!("{peer} {label}: unavailable: {e}");
+                        eprintln!("{peer} {label}: {}", report::why(&e));
                         row.error = Some(e);
                     }
                 }
@@ -543,7 +586,7 @@ fn main() {
                         }
                     }
                     Err(e) => {
-                        eprintln!("{peer} open loop {label}: unavailable: {e}");
+                        eprintln!("{peer} open loop {label}: {}", report::why(&e));
                         row.error = Some(e);
                     }
                 }
@@ -590,7 +633,7 @@ fn main() {
                     match res {
                         Ok(s) => row.samples.push(s),
                         Err(e) => {
-                            eprintln!("{peer} wrk {label}: unavailable: {e}");
+                            eprintln!("{peer} wrk {label}: {}", report::why(&e));
                             row.error = Some(e);
                         }
                     }

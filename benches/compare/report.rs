@@ -14,7 +14,13 @@ pub struct Sample {
     pub cpu_us: f64,
     pub core_us: f64,
     pub ctxt: f64,
+    /// Per request, counted in the first round's extra window (`None`
+    /// where not counted): syscalls, and from the io_uring tracepoints SQEs
+    /// submitted, internal poll arms and io-wq punts.
     pub sys: Option<f64>,
+    pub sqes: Option<f64>,
+    pub poll_arms: Option<f64>,
+    pub punts: Option<f64>,
     pub lg_cpu: f64,
 }
 
@@ -38,8 +44,9 @@ impl Row {
     pub fn med(&self, f: impl Fn(&Sample) -> f64) -> f64 {
         median(self.samples.iter().map(f).collect())
     }
-    fn sys(&self) -> Option<f64> {
-        let v: Vec<f64> = self.samples.iter().filter_map(|s| s.sys).collect();
+    /// Median of a per-request kernel count over the samples that have it.
+    fn counted(&self, f: impl Fn(&Sample) -> Option<f64>) -> Option<f64> {
+        let v: Vec<f64> = self.samples.iter().filter_map(f).collect();
         if v.is_empty() { None } else { Some(median(v)) }
     }
 }
@@ -118,6 +125,21 @@ fn cell(e: &str) -> String {
     e.replace('|', "/").replace('\n', " ")
 }
 
+/// A row's error as a table cell: `skipped: …` (a peer that does not serve
+/// this protocol or kernel) as is, anything else as `unavailable: …`.
+pub fn why(e: &str) -> String {
+    if e.starts_with("skipped:") {
+        cell(e)
+    } else {
+        format!("unavailable: {}", cell(e))
+    }
+}
+
+/// A per-request count, or `n/a` when it was not counted.
+fn fmt_count(v: Option<f64>) -> String {
+    v.map_or("n/a".into(), |v| format!("{v:.2}"))
+}
+
 pub const BASELINE: &str = "tokio-ct";
 
 impl Report<'_> {
@@ -159,29 +181,65 @@ impl Report<'_> {
             }
             m.push('\n');
         }
+        let uring_counted = self.rows.iter().any(|r| r.counted(|s| s.sqes).is_some());
+        if uring_counted {
+            let _ = writeln!(
+                m,
+                "\n### Closed loop: io_uring SQEs / internal poll arms per request (first round; 0 = no io_uring)\n"
+            );
+            let _ = write!(m, "| peer |");
+            for w in &self.workloads {
+                let _ = write!(m, " {w} |");
+            }
+            let _ = write!(m, "\n|---|");
+            for _ in &self.workloads {
+                let _ = write!(m, "---:|");
+            }
+            m.push('\n');
+            for p in &self.peers {
+                let _ = write!(m, "| {p} |");
+                for w in &self.workloads {
+                    match self.row(w, p).filter(|r| r.error.is_none()) {
+                        Some(r) => {
+                            let _ = write!(
+                                m,
+                                " {} / {} |",
+                                fmt_count(r.counted(|s| s.sqes)),
+                                fmt_count(r.counted(|s| s.poll_arms))
+                            );
+                        }
+                        None => m.push_str(" n/a |"),
+                    }
+                }
+                m.push('\n');
+            }
+        }
         let _ = writeln!(
             m,
-            "\n| workload | peer | server CPU µs/req | CPU vs tokio | CPU 0 busy µs/req | req/s | req/s vs tokio | ctx sw/req | syscalls/req | load-gen CPU |"
+            "\n| workload | peer | server CPU µs/req | CPU vs tokio | CPU 0 busy µs/req | req/s | req/s vs tokio | ctx sw/req | syscalls/req | SQEs/req | poll arms/req | io-wq punts/req | load-gen CPU |"
         );
-        let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for w in &self.workloads {
             let base = self.row(w, BASELINE).filter(|r| r.error.is_none());
             let (bc, br) = base.map_or((f64::NAN, f64::NAN), |b| (b.med(|s| s.cpu_us), b.med(|s| s.rps)));
             for p in &self.peers {
                 let Some(r) = self.row(w, p) else { continue };
                 if let Some(e) = &r.error {
-                    let _ = writeln!(m, "| {w} | {p} | unavailable: {} | | | | | | | |", cell(e));
+                    let _ = writeln!(m, "| {w} | {p} | {} | | | | | | | | | | |", why(e));
                     continue;
                 }
                 let (c, q) = (r.med(|s| s.cpu_us), r.med(|s| s.rps));
-                let sys = r.sys().map_or("n/a".into(), |v| format!("{v:.2}"));
                 let _ = writeln!(
                     m,
-                    "| {w} | {p} | {c:.2} | {} | {:.2} | {q:.0} | {} | {:.3} | {sys} | {:.0}% |",
+                    "| {w} | {p} | {c:.2} | {} | {:.2} | {q:.0} | {} | {:.3} | {} | {} | {} | {} | {:.0}% |",
                     fmt_ratio(c, bc),
                     r.med(|s| s.core_us),
                     fmt_ratio(q, br),
                     r.med(|s| s.ctxt),
+                    fmt_count(r.counted(|s| s.sys)),
+                    fmt_count(r.counted(|s| s.sqes)),
+                    fmt_count(r.counted(|s| s.poll_arms)),
+                    fmt_count(r.counted(|s| s.punts)),
                     r.med(|s| s.lg_cpu) * 100.0
                 );
             }
@@ -205,7 +263,7 @@ impl Report<'_> {
                 for p in &self.peers {
                     let Some(r) = self.lat_row(w, p) else { continue };
                     if let Some(e) = &r.error {
-                        let _ = writeln!(m, "| {w} | {p} | unavailable: {} | | | | | | | | |", cell(e));
+                        let _ = writeln!(m, "| {w} | {p} | {} | | | | | | | | |", why(e));
                         continue;
                     }
                     let _ = writeln!(
@@ -243,7 +301,7 @@ impl Report<'_> {
                     for p in &self.peers {
                         let Some(r) = self.wrk_row(w, p) else { continue };
                         if let Some(e) = &r.error {
-                            let _ = writeln!(m, "| {w} | {p} | unavailable: {} | | | | | |", cell(e));
+                            let _ = writeln!(m, "| {w} | {p} | {} | | | | | |", why(e));
                             continue;
                         }
                         let (q, c) = (r.med(|s| s.rps), r.med(|s| s.cpu_us));
@@ -290,12 +348,15 @@ impl Report<'_> {
                         .iter()
                         .map(|s| {
                             format!(
-                                "{{\"req_per_s\": {}, \"server_cpu_us_per_req\": {}, \"cpu0_busy_us_per_req\": {}, \"ctxt_per_req\": {}, \"syscalls_per_req\": {}, \"loadgen_cpu_share\": {}}}",
+                                "{{\"req_per_s\": {}, \"server_cpu_us_per_req\": {}, \"cpu0_busy_us_per_req\": {}, \"ctxt_per_req\": {}, \"syscalls_per_req\": {}, \"sqes_per_req\": {}, \"poll_arms_per_req\": {}, \"iowq_punts_per_req\": {}, \"loadgen_cpu_share\": {}}}",
                                 json_num(s.rps),
                                 json_num(s.cpu_us),
                                 json_num(s.core_us),
                                 json_num(s.ctxt),
-                                s.sys.map_or("null".into(), json_num),
+                                json_opt(s.sys),
+                                json_opt(s.sqes),
+                                json_opt(s.poll_arms),
+                                json_opt(s.punts),
                                 json_num(s.lg_cpu)
                             )
                         })
@@ -516,7 +577,7 @@ struct Geo {
 }
 
 const COLORS: &[&str] = &[
-    "#d62728", "#ff9896", "#1f77b4", "#2ca02c", "#9467bd", "#7f7f7f", "#bcbd22", "#17becf",
+    "#d62728", "#ff9896", "#1f77b4", "#2ca02c", "#9467bd", "#7f7f7f", "#bcbd22", "#e377c2", "#17becf",
 ];
 
 fn json_str(s: &str) -> String {
@@ -551,6 +612,10 @@ fn json_row(workload: &str, peer: &str, head: &str, error: Option<&str>, body: i
 
 fn json_nums(v: &[f64]) -> String {
     v.iter().map(|x| json_num(*x)).collect::<Vec<_>>().join(", ")
+}
+
+fn json_opt(x: Option<f64>) -> String {
+    x.map_or("null".into(), json_num)
 }
 
 fn json_num(x: f64) -> String {

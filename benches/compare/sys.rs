@@ -80,24 +80,155 @@ pub fn self_cpu_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// How syscalls are counted.
+/// How syscalls (and, with perf, io_uring kernel events) are counted.
 #[derive(Clone, Copy, PartialEq)]
 pub enum SysTool {
-    Perf,
+    /// `perf stat`; `uring`: the io_uring tracepoints ([`URING_EVENTS`])
+    /// are counted too.
+    Perf {
+        uring: bool,
+    },
     Strace,
     None,
 }
 
+/// The syscall tracepoint every perf count includes.
+pub const SYSCALL_EVENT: &str = "raw_syscalls:sys_enter";
+
+/// The io_uring tracepoints counted beside syscalls, in [`Counts`] order:
+/// SQEs submitted, internal poll arms (an operation that found its socket
+/// not ready and waits for a wake-up to retry), io-wq punts (an operation
+/// handed to a kernel worker thread).
+pub const URING_EVENTS: [&str; 3] = [
+    "io_uring:io_uring_submit_req",
+    "io_uring:io_uring_poll_arm",
+    "io_uring:io_uring_queue_async_work",
+];
+
+/// Kernel event counts over one window; `None` where not counted.
+#[derive(Clone, Copy, PartialEq, Debug, Default)]
+pub struct Counts {
+    pub syscalls: Option<u64>,
+    pub sqes: Option<u64>,
+    pub poll_arms: Option<u64>,
+    pub punts: Option<u64>,
+}
+
+/// Parses the output of `perf stat -x,` (lines `count,unit,event,...`;
+/// `<not counted>` or `<not supported>` instead of a count, `#` comments).
+pub fn parse_perf(text: &str) -> Counts {
+    let count = |event: &str| {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find(|l| l.split(',').any(|f| f.trim() == event))
+            .and_then(|l| l.split(',').next()?.trim().parse().ok())
+    };
+    Counts {
+        syscalls: count(SYSCALL_EVENT),
+        sqes: count(URING_EVENTS[0]),
+        poll_arms: count(URING_EVENTS[1]),
+        punts: count(URING_EVENTS[2]),
+    }
+}
+
+/// Parses `strace -c` output: the syscall count of its `total` line.
+pub fn parse_strace(text: &str) -> Counts {
+    Counts {
+        syscalls: text
+            .lines()
+            .find(|l| l.trim_end().ends_with("total"))
+            .and_then(|l| l.split_whitespace().nth(3)?.parse().ok()),
+        ..Counts::default()
+    }
+}
+
+/// Checks the perf and strace parsers on captured outputs.
+pub fn self_check() -> Result<(), String> {
+    let check = |what: &str, got: Counts, want: Counts| {
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("{what}: parsed {got:?}, want {want:?}"))
+        }
+    };
+    // `perf stat -x, -o FILE -e <all four> -p PID`, perf 6.1.
+    let all = "# started on Sat Dec  5 10:00:00 2026\n\n\
+               12929,,raw_syscalls:sys_enter,857335,100.00,,\n\
+               40120,,io_uring:io_uring_submit_req,857335,100.00,,\n\
+               13001,,io_uring:io_uring_poll_arm,857335,100.00,,\n\
+               0,,io_uring:io_uring_queue_async_work,857335,100.00,,\n";
+    let want = Counts {
+        syscalls: Some(12929),
+        sqes: Some(40120),
+        poll_arms: Some(13001),
+        punts: Some(0),
+    };
+    check("perf, four events", parse_perf(all), want)?;
+    let partial = "<not counted>,,raw_syscalls:sys_enter,0,0.00,,\n\
+                   7,,io_uring:io_uring_submit_req,100,100.00,,\n\
+                   <not supported>,,io_uring:io_uring_poll_arm,0,100.00,,\n";
+    let want = Counts {
+        sqes: Some(7),
+        ..Counts::default()
+    };
+    check("perf, events not counted or missing", parse_perf(partial), want)?;
+    let only_syscalls = "# started on x\n\n5,,raw_syscalls:sys_enter,100,100.00,,\n";
+    let want = Counts {
+        syscalls: Some(5),
+        ..Counts::default()
+    };
+    check("perf, syscalls only", parse_perf(only_syscalls), want)?;
+    let strace = "% time     seconds  usecs/call     calls    errors syscall\n\
+                  ------ ----------- ----------- --------- --------- ----------------\n\
+                  100.00    0.000100           1       100           io_uring_enter\n\
+                  ------ ----------- ----------- --------- --------- ----------------\n\
+                  100.00    0.000100           1       100           total\n";
+    let want = Counts {
+        syscalls: Some(100),
+        ..Counts::default()
+    };
+    check("strace -c", parse_strace(strace), want)
+}
+
+/// Whether `perf stat -x, -e <events>` counts all of `events` here.
+fn perf_counts(events: &str) -> bool {
+    Command::new("perf")
+        .args(["stat", "-x,", "-e", events, "--", "true"])
+        .stdout(Stdio::null())
+        .output()
+        .map(|o| {
+            let err = String::from_utf8_lossy(&o.stderr);
+            o.status.success() && events.split(',').all(|e| err.contains(e))
+        })
+        .unwrap_or(false)
+}
+
+/// The perf `-e` list for `uring`.
+fn perf_events(uring: bool) -> String {
+    let mut ev = vec![SYSCALL_EVENT];
+    if uring {
+        ev.extend(URING_EVENTS);
+    }
+    ev.join(",")
+}
+
 pub fn probe_systool(want: Option<&str>) -> (SysTool, String) {
-    let perf_ok = want != Some("strace")
-        && Command::new("perf")
-            .args(["stat", "-x,", "-e", "raw_syscalls:sys_enter", "--", "true"])
-            .stdout(Stdio::null())
-            .output()
-            .map(|o| o.status.success() && String::from_utf8_lossy(&o.stderr).contains("raw_syscalls"))
-            .unwrap_or(false);
-    if perf_ok {
-        return (SysTool::Perf, "perf stat -e raw_syscalls:sys_enter -p <server>".into());
+    if want != Some("strace") {
+        if perf_counts(&perf_events(true)) {
+            return (
+                SysTool::Perf { uring: true },
+                format!("perf stat -e {} -p <server>", perf_events(true)),
+            );
+        }
+        if perf_counts(SYSCALL_EVENT) {
+            return (
+                SysTool::Perf { uring: false },
+                format!(
+                    "perf stat -e {SYSCALL_EVENT} -p <server>; the io_uring tracepoints ({}) are unavailable here, so SQEs, poll arms and io-wq punts are n/a",
+                    URING_EVENTS.join(", ")
+                ),
+            );
+        }
     }
     let strace_ok = Command::new("strace")
         .arg("-V")
@@ -108,7 +239,7 @@ pub fn probe_systool(want: Option<&str>) -> (SysTool, String) {
     if strace_ok {
         return (
             SysTool::Strace,
-            "strace -c -f -p <server> (ptrace slows the server during that window)".into(),
+            "strace -c -f -p <server> (ptrace slows the server during that window; io_uring events n/a)".into(),
         );
     }
     (
@@ -117,7 +248,7 @@ pub fn probe_systool(want: Option<&str>) -> (SysTool, String) {
     )
 }
 
-/// A running syscall counter attached to `pid`.
+/// A running syscall (and io_uring event) counter attached to `pid`.
 pub struct SysCount {
     child: Child,
     tool: SysTool,
@@ -130,9 +261,9 @@ impl SysCount {
         let p = pid.to_string();
         let f = file.to_str()?.to_string();
         let mut cmd = match tool {
-            SysTool::Perf => {
+            SysTool::Perf { uring } => {
                 let mut c = Command::new("perf");
-                c.args(["stat", "-x,", "-e", "raw_syscalls:sys_enter", "-o", &f, "-p", &p]);
+                c.args(["stat", "-x,", "-e", &perf_events(uring), "-o", &f, "-p", &p]);
                 c
             }
             SysTool::Strace => {
@@ -146,22 +277,20 @@ impl SysCount {
         Some(SysCount { child, tool, file })
     }
 
-    pub fn stop(mut self) -> Option<u64> {
+    /// Stops counting; the counts of the window (all `None` if the tool
+    /// left no output).
+    pub fn stop(mut self) -> Counts {
         // SAFETY: signals our own child process by its pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let _ = self.child.wait();
-        let text = std::fs::read_to_string(&self.file).ok()?;
+        let Ok(text) = std::fs::read_to_string(&self.file) else {
+            return Counts::default();
+        };
         let _ = std::fs::remove_file(&self.file);
         match self.tool {
-            SysTool::Perf => text
-                .lines()
-                .find(|l| l.contains("raw_syscalls:sys_enter"))
-                .and_then(|l| l.split(',').next()?.trim().parse().ok()),
-            SysTool::Strace => text
-                .lines()
-                .find(|l| l.trim_end().ends_with("total"))
-                .and_then(|l| l.split_whitespace().nth(3)?.parse().ok()),
-            SysTool::None => None,
+            SysTool::Perf { .. } => parse_perf(&text),
+            SysTool::Strace => parse_strace(&text),
+            SysTool::None => Counts::default(),
         }
     }
 }

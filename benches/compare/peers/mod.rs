@@ -27,6 +27,10 @@
 //!   loses just that datagram and receive errors caused by ICMP or signals
 //!   ([`transient_udp_error`]) are skipped; other receive errors end the
 //!   server.
+//!
+//! `raw-uring-ms` ([`raw_uring_ms`]) differs on purpose: its connections
+//! share a provided-buffer ring (multishot receive) instead of owning a
+//! 64 KiB buffer each, and it serves no UDP (those rows say `skipped`).
 
 use std::io;
 use std::net::{TcpListener, UdpSocket};
@@ -36,6 +40,7 @@ pub mod epoll;
 pub mod http;
 pub mod monoio_peer;
 pub mod raw_uring;
+pub mod raw_uring_ms;
 pub mod ringloop_peer;
 pub mod tokio_peer;
 
@@ -51,6 +56,7 @@ pub const ALL: &[&str] = &[
     "compio",
     "raw-uring",
     "raw-uring-sq+dt",
+    "raw-uring-ms",
     "raw-epoll",
 ];
 
@@ -73,6 +79,7 @@ pub fn serve(name: &str, l: TcpListener, ready: impl FnOnce() + 'static) -> io::
         "compio" => compio_peer::serve(l, ready),
         "raw-uring" => raw_uring::serve(l, false, ready),
         "raw-uring-sq+dt" => raw_uring::serve(l, true, ready),
+        "raw-uring-ms" => raw_uring_ms::serve(l, false, ready),
         "raw-epoll" => epoll::serve(l, ready),
         _ => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -92,6 +99,7 @@ pub fn serve_http(name: &str, l: TcpListener, ready: impl FnOnce() + 'static) ->
         "compio" => compio_peer::serve_http(l, ready),
         "raw-uring" => raw_uring::serve_http(l, false, ready),
         "raw-uring-sq+dt" => raw_uring::serve_http(l, true, ready),
+        "raw-uring-ms" => raw_uring_ms::serve(l, true, ready),
         "raw-epoll" => epoll::serve_http(l, ready),
         _ => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -111,6 +119,10 @@ pub fn serve_udp(name: &str, s: UdpSocket, ready: impl FnOnce() + 'static) -> io
         "compio" => compio_peer::serve_udp(s, ready),
         "raw-uring" => raw_uring::serve_udp(s, false, ready),
         "raw-uring-sq+dt" => raw_uring::serve_udp(s, true, ready),
+        "raw-uring-ms" => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "skipped: raw-uring-ms serves TCP (echo, HTTP) only",
+        )),
         "raw-epoll" => epoll::serve_udp(s, ready),
         _ => Err(io::Error::new(
             io::ErrorKind::InvalidInput,

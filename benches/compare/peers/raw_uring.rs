@@ -34,6 +34,18 @@ fn push(ring: &mut IoUring, e: squeue::Entry) -> io::Result<()> {
     }
 }
 
+/// Submits and waits for at least one CQE. A signal (e.g. `strace`
+/// attaching while the ring is idle) interrupts the wait with EINTR: wait
+/// again.
+pub fn wait(ring: &mut IoUring) -> io::Result<()> {
+    loop {
+        match ring.submit_and_wait(1) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r.map(drop),
+        }
+    }
+}
+
 fn recv(c: &mut Conn, slot: usize) -> squeue::Entry {
     opcode::Recv::new(types::Fd(c.fd.as_raw_fd()), c.buf.as_mut_ptr(), BUF as u32)
         .build()
@@ -65,7 +77,7 @@ pub fn serve(l: std::net::TcpListener, sq_dt: bool, ready: impl FnOnce() + 'stat
     let mut free: Vec<usize> = Vec::new();
     ready();
     loop {
-        ring.submit_and_wait(1)?;
+        wait(&mut ring)?;
         let cqes: Vec<(u64, i32)> = ring.completion().map(|c| (c.user_data(), c.result())).collect();
         for (ud, res) in cqes {
             let slot = (ud >> 2) as usize;
@@ -183,7 +195,7 @@ pub fn serve_http(l: std::net::TcpListener, sq_dt: bool, ready: impl FnOnce() + 
     let mut free: Vec<usize> = Vec::new();
     ready();
     loop {
-        ring.submit_and_wait(1)?;
+        wait(&mut ring)?;
         let cqes: Vec<(u64, i32)> = ring.completion().map(|c| (c.user_data(), c.result())).collect();
         for (ud, res) in cqes {
             let slot = (ud >> 2) as usize;
@@ -283,7 +295,7 @@ pub fn serve_udp(s: std::net::UdpSocket, sq_dt: bool, ready: impl FnOnce() + 'st
     push(&mut ring, dgram_recv(&mut d, fd))?;
     ready();
     loop {
-        ring.submit_and_wait(1)?;
+        wait(&mut ring)?;
         let Some(cqe) = ring.completion().next() else { continue };
         let res = cqe.result();
         let e = if cqe.user_data() == RECV && res >= 0 {
