@@ -628,3 +628,47 @@ fn refused_flag_sets_fall_through_to_the_next() {
     let (res, ()) = block_on(&d, d.nop());
     res.unwrap();
 }
+
+/// An op on a closed driver: its slot is `Completed(ECANCELED)` and no SQE
+/// was queued, so the slot can be tampered with safely.
+fn closed_driver_probed_nop(drops: &Rc<Cell<u32>>) -> Option<(UringDriver, Op<DropProbe>)> {
+    let d = default_driver()?;
+    d.close();
+    // SAFETY: a NOP references no memory (and is not even queued: closed).
+    let op = unsafe { d.submit(DropProbe(drops.clone()), |_| opcode::Nop::new().build()) };
+    Some((d, op))
+}
+
+#[test]
+fn dropping_an_op_whose_slot_is_gone_leaks_its_resources() {
+    // The "impossible" branch of `RawOp::drop`: nothing proves the kernel is
+    // done with the resources, so they must be leaked, never freed.
+    let drops = Rc::new(Cell::new(0));
+    let Some((d, op)) = closed_driver_probed_nop(&drops) else {
+        return;
+    };
+    assert_eq!(d.slots_in_use(), 1);
+    let gone: Vec<_> = d.inner.core.borrow_mut().slots.drain().collect();
+    drop(gone);
+    // Debug builds report the broken invariant with a panic: catch it.
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(op)));
+    assert_eq!(res.is_err(), cfg!(debug_assertions));
+    assert_eq!(drops.get(), 0, "resources of an op without a slot were freed");
+}
+
+#[test]
+fn dropping_an_op_while_the_driver_is_borrowed_leaks_its_resources() {
+    let drops = Rc::new(Cell::new(0));
+    let Some((d, op)) = closed_driver_probed_nop(&drops) else {
+        return;
+    };
+    {
+        let _busy = d.inner.core.borrow();
+        drop(op);
+    }
+    assert_eq!(drops.get(), 0, "resources dropped under a driver borrow were freed");
+    // The op left its (completed) slot behind; free it so teardown does not
+    // wait for a completion that will never come.
+    let left: Vec<_> = d.inner.core.borrow_mut().slots.drain().collect();
+    assert_eq!(left.len(), 1);
+}
