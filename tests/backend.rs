@@ -212,3 +212,279 @@ fn uring_loop_without_ext_arg_and_with_untuned_flags_keeps_time() {
         assert!(w.elapsed() < std::time::Duration::from_secs(5));
     }
 }
+
+// ---------------------------------------------------------------------------
+// A seccomp filter in a re-executed child: io_uring_setup allowed but
+// io_uring_enter refused (Auto must fall back), and a loop whose wait
+// syscall starts failing after it was built (it must stop, not spin).
+
+/// The seccomp `AUDIT_ARCH_*` of the archs whose syscall numbers the filter
+/// below knows (`None`: the tests skip).
+const AUDIT_ARCH: Option<u32> = if cfg!(target_arch = "x86_64") {
+    Some(0xC000_003E)
+} else if cfg!(target_arch = "aarch64") {
+    Some(0xC000_00B7)
+} else {
+    None
+};
+
+/// The syscalls a readiness loop may wait in (epoll, or poll(2) under
+/// `polling_test_poll_backend`).
+#[cfg(target_arch = "x86_64")]
+const READINESS_WAITS: &[libc::c_long] = &[
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_epoll_pwait2,
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+];
+#[cfg(not(target_arch = "x86_64"))]
+const READINESS_WAITS: &[libc::c_long] = &[libc::SYS_epoll_pwait, libc::SYS_epoll_pwait2, libc::SYS_ppoll];
+
+/// Makes `syscalls` fail with `errno` for this thread (and threads it starts
+/// later) for good: `PR_SET_NO_NEW_PRIVS`, then a classic BPF program
+/// (check the arch, load the syscall number, compare) installed with
+/// `seccomp(SECCOMP_SET_MODE_FILTER)`. Only for child processes.
+fn forbid_syscalls(syscalls: &[libc::c_long], errno: i32) {
+    let arch = AUDIT_ARCH.expect("forbid_syscalls on an arch it does not know");
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k: u32, jt: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf: 0,
+        k,
+    };
+    let n = syscalls.len();
+    assert!(n < 250);
+    // struct seccomp_data { int nr; __u32 arch; ... }
+    let mut prog = vec![
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4),
+        jeq(arch, 1),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+    ];
+    for (i, &nr) in syscalls.iter().enumerate() {
+        // Match: jump over the remaining compares and the ALLOW.
+        prog.push(jeq(nr as u32, (n - i) as u8));
+    }
+    prog.push(stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW));
+    prog.push(stmt(
+        libc::BPF_RET | libc::BPF_K,
+        libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA),
+    ));
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: prctl with integer arguments.
+    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    assert_eq!(rc, 0, "PR_SET_NO_NEW_PRIVS: {}", std::io::Error::last_os_error());
+    // SAFETY: `fprog` points at `prog`, alive for the call; the kernel
+    // copies the program.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    assert_eq!(rc, 0, "seccomp(SET_MODE_FILTER): {}", std::io::Error::last_os_error());
+}
+
+/// Runs the ignored helper test `name` in a child process with `env`, and
+/// returns (stdout, stderr); fails if it does not succeed within `limit`
+/// (a spinning or hung child is killed). Output is kept up to 1 MiB per
+/// stream: a child that writes more blocks, and times out.
+fn run_child_within(name: &str, env: &[(&str, &str)], limit: std::time::Duration) -> (String, String) {
+    use std::io::Read;
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--ignored", "--exact", name, "--nocapture", "--test-threads=1"]);
+    cmd.env_remove("RINGLOOP_DRIVER");
+    cmd.envs(env.iter().copied());
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let capture = |r: Option<Box<dyn Read + Send>>| {
+        let mut r = r.unwrap().take(1 << 20);
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let _ = r.read_to_end(&mut out);
+            String::from_utf8_lossy(&out).into_owned()
+        })
+    };
+    let out = capture(child.stdout.take().map(|s| Box::new(s) as _));
+    let err = capture(child.stderr.take().map(|s| Box::new(s) as _));
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    let tail = |s: &str| s.chars().take(2000).collect::<String>();
+    match status {
+        None => panic!(
+            "child {name} {env:?} still running after {limit:?} (spinning?); it printed:\n{}\n{}",
+            tail(&out),
+            tail(&err)
+        ),
+        Some(st) => assert!(
+            st.success() && out.contains("1 passed"),
+            "child {name} {env:?} failed ({st:?}):\n{}\n{}",
+            tail(&out),
+            tail(&err)
+        ),
+    }
+    (out, err)
+}
+
+const CHILD_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+#[test]
+#[ignore = "helper: run by the test below in a child process"]
+fn child_auto_with_io_uring_enter_forbidden() {
+    if std::env::var_os("RINGLOOP_TEST_SECCOMP_CHILD").is_none() {
+        eprintln!("helper test: only meaningful when run by its parent test; skipping");
+        return;
+    }
+    forbid_syscalls(&[libc::SYS_io_uring_enter], libc::EPERM);
+    // io_uring_setup still works, so only the enter check can refuse the ring.
+    // SAFETY: io_uring_setup(1, params) with a zeroed 120-byte params struct
+    // the kernel fills in; the returned fd is closed right away.
+    let fd = unsafe {
+        let mut params = [0u8; 120];
+        libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr())
+    };
+    assert!(fd >= 0, "io_uring_setup refused: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh fd nothing else owns.
+    drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) });
+    let err = EventLoop::builder().driver(DriverChoice::Uring).build().unwrap_err();
+    assert!(err.to_string().contains("io_uring_enter"), "{err}");
+    println!("explicit uring: {err}");
+
+    let lp = EventLoop::new().unwrap();
+    assert_eq!(lp.driver_kind(), DriverKind::Readiness);
+    let out = lp
+        .run_until_complete(async {
+            let t = ringloop::spawn(async {
+                ringloop::sleep(std::time::Duration::from_millis(5)).await;
+                21
+            });
+            t.await.unwrap() * 2
+        })
+        .unwrap();
+    assert_eq!(out, 42);
+    println!("DRIVER_KIND={}", lp.driver_kind());
+}
+
+#[cfg(not(feature = "fallback"))]
+#[test]
+fn auto_falls_back_when_io_uring_setup_works_but_io_uring_enter_is_forbidden() {
+    if AUDIT_ARCH.is_none() {
+        eprintln!("SKIP: no seccomp syscall table for this arch");
+        return;
+    }
+    if !uring_available() {
+        assert!(!common::require_uring(), "io_uring required but unavailable");
+        eprintln!("SKIP: io_uring unavailable here");
+        return;
+    }
+    let (out, err) = run_child_within(
+        "child_auto_with_io_uring_enter_forbidden",
+        &[("RINGLOOP_TEST_SECCOMP_CHILD", "1"), ("RINGLOOP_DEBUG", "1")],
+        CHILD_LIMIT,
+    );
+    assert!(out.contains("DRIVER_KIND=fallback"), "{out}");
+    // The fallback is said once, at debug level, naming the refused syscall.
+    assert!(
+        err.lines()
+            .any(|l| l.contains("io_uring unavailable") && l.contains("io_uring_enter")),
+        "no debug line about the fallback:\n{err}"
+    );
+}
+
+#[test]
+#[ignore = "helper: run by the test below in a child process"]
+fn child_loop_whose_wait_fails() {
+    let (Ok(backend), Ok(errno)) = (
+        std::env::var("RINGLOOP_TEST_CHILD_BACKEND"),
+        std::env::var("RINGLOOP_TEST_SECCOMP_ERRNO"),
+    ) else {
+        eprintln!("helper test: only meaningful when run by its parent test; skipping");
+        return;
+    };
+    let errno: i32 = errno.parse().unwrap();
+    let (choice, waits): (_, &[libc::c_long]) = match backend.as_str() {
+        "uring" => (DriverChoice::Uring, &[libc::SYS_io_uring_enter]),
+        _ => (DriverChoice::Fallback, READINESS_WAITS),
+    };
+    let lp = EventLoop::builder().driver(choice).build().unwrap();
+    let reports = std::rc::Rc::new(std::cell::Cell::new(0u32));
+    let r = reports.clone();
+    lp.set_exception_handler(Some(move |ctx: &ringloop::ExceptionContext| {
+        assert_eq!(ctx.kind, ringloop::ExceptionKind::DriverError, "{}", ctx.message);
+        r.set(r.get() + 1);
+    }));
+    // Something to wait for, so every backend has to make its wait syscall.
+    assert_eq!(
+        lp.run_until_complete(async { ringloop::sleep(std::time::Duration::from_millis(1)).await }),
+        Ok(())
+    );
+    forbid_syscalls(waits, errno);
+
+    let res = lp.run_until_complete(async {
+        ringloop::sleep(std::time::Duration::from_millis(10)).await;
+    });
+    assert_eq!(res, Err(ringloop::LoopError::DriverFailed));
+    let first = reports.get();
+    lp.call_later(std::time::Duration::from_millis(10), {
+        let lp = lp.clone();
+        move || lp.stop()
+    })
+    .unwrap();
+    assert_eq!(lp.run_forever(), Err(ringloop::LoopError::DriverFailed));
+    println!("REPORTS={first},{}", reports.get() - first);
+}
+
+#[test]
+fn a_driver_wait_that_keeps_failing_stops_the_loop_with_an_error() {
+    if AUDIT_ARCH.is_none() {
+        eprintln!("SKIP: no seccomp syscall table for this arch");
+        return;
+    }
+    let mut backends = vec!["fallback"];
+    if cfg!(not(feature = "fallback")) && uring_available() {
+        backends.push("uring");
+    } else {
+        assert!(!common::require_uring(), "io_uring required but unavailable");
+        eprintln!("SKIP [uring]: io_uring unavailable here");
+    }
+    // EPERM cannot go away: the loop stops at the first failure. ENOMEM
+    // might: it stops after 8 failures in a row.
+    for backend in backends {
+        for (errno, failures) in [(libc::EPERM, 1), (libc::ENOMEM, 8)] {
+            let (out, _) = run_child_within(
+                "child_loop_whose_wait_fails",
+                &[
+                    ("RINGLOOP_TEST_CHILD_BACKEND", backend),
+                    ("RINGLOOP_TEST_SECCOMP_ERRNO", &errno.to_string()),
+                ],
+                CHILD_LIMIT,
+            );
+            let want = format!("REPORTS={failures},{failures}");
+            assert!(out.contains(&want), "[{backend} errno {errno}] want {want}:\n{out}");
+        }
+    }
+}

@@ -450,6 +450,32 @@ both_backends! {
         })
         .unwrap();
     }
+
+    fn read_exact_of_an_unallocatable_length_is_an_error_not_an_abort(lp) {
+        lp.run_until_complete(async {
+            let (client, peer) = pair_with_std_peer().await;
+            (&peer).write_all(b"later").unwrap();
+            for len in [usize::MAX, 1 << 60] {
+                let mut mine = Vec::with_capacity(16);
+                mine.extend_from_slice(b"kept");
+                let (r, buf) = client.read_exact(mine, len).await;
+                let e = r.expect_err("a read_exact that cannot allocate succeeded");
+                assert_eq!(e.kind(), ErrorKind::OutOfMemory, "{e}");
+                assert_eq!(buf, b"kept", "the buffer comes back as it was");
+            }
+            // Nothing was consumed: the stream still works.
+            let (r, got) = client.read_exact(Vec::new(), 5).await;
+            r.unwrap();
+            assert_eq!(got, b"later");
+
+            let (a, b) = ringloop::net::UnixStream::pair().unwrap();
+            let (r, buf) = a.read_exact(Vec::new(), usize::MAX - 1).await;
+            assert_eq!(r.unwrap_err().kind(), ErrorKind::OutOfMemory);
+            assert!(buf.is_empty());
+            drop(b);
+        })
+        .unwrap();
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -2,10 +2,11 @@
 //! (including ones dropped while their wait is armed) leave no file
 //! descriptor behind.
 //!
-//! This file holds only these tests, serialized by a lock, so counting
-//! `/proc/self/fd` is not disturbed by other tests of the same process.
+//! This file holds only these tests, serialized by a lock taken before the
+//! loop is built and released after it is dropped, so counting
+//! `/proc/self/fd` is not disturbed by the other backend's loop (its ring or
+//! epoll fd and eventfd) or by other tests of the same process.
 
-#[macro_use]
 mod common;
 
 use std::path::Path;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use ringloop::process::{Command, Stdio};
 use ringloop::signal::{self, SignalKind};
-use ringloop::{sleep, timeout};
+use ringloop::{DriverChoice, EventLoop, sleep, timeout};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -22,9 +23,27 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
 }
 
-both_backends! {
-    fn children_and_signal_streams_leave_no_fds_behind(lp) {
-        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+/// Runs `body` on `choice`'s loop with the lock held from before the loop
+/// is built until after it is dropped.
+fn serial(choice: DriverChoice, body: fn(&EventLoop)) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    common::run_on(choice, false, "children_and_signal_streams_leave_no_fds_behind", body);
+}
+
+mod children_and_signal_streams_leave_no_fds_behind {
+    use super::*;
+
+    #[test]
+    fn uring() {
+        serial(DriverChoice::Uring, body);
+    }
+
+    #[test]
+    fn fallback() {
+        serial(DriverChoice::Fallback, body);
+    }
+
+    fn body(lp: &EventLoop) {
         // Warm-up: the process-wide signal pipe and the first pool threads
         // are created once and kept for good.
         lp.run_until_complete(async {

@@ -54,6 +54,24 @@ pub enum DriverChoice {
     Fallback,
 }
 
+/// Consecutive failed [`Driver::wait`]s after which the loop gives up and
+/// `run_forever` / `run_until_complete` return `LoopError::DriverFailed`
+/// (an error that no retry can cure stops it at the first failure).
+pub(crate) const MAX_FAILED_WAITS: u32 = 8;
+
+/// Whether a failed wait will fail again however often it is retried: the
+/// mechanism is forbidden (EPERM/EACCES, e.g. a seccomp filter), missing
+/// (ENOSYS/EOPNOTSUPP) or broken (EBADF/EFAULT/EINVAL/ENXIO). Transient
+/// errors (EINTR, EAGAIN, EBUSY, ETIME) never reach the loop: the drivers
+/// absorb them. Errors that name their syscall keep only the errno's kind
+/// (ENOSYS/EOPNOTSUPP are `Unsupported`, EINVAL `InvalidInput`), which is
+/// what is checked first.
+pub(crate) fn wait_error_is_permanent(e: &io::Error) -> bool {
+    use io::ErrorKind::{InvalidInput, PermissionDenied, Unsupported};
+    matches!(e.kind(), PermissionDenied | Unsupported | InvalidInput)
+        || matches!(e.raw_os_error(), Some(libc::EBADF | libc::EFAULT | libc::ENXIO))
+}
+
 /// Wakes a sleeping driver from any thread.
 pub(crate) trait Notify: Send + Sync {
     fn notify(&self);

@@ -364,9 +364,14 @@ pub(crate) async fn send_all<B: IoBuf>(drv: &Driver, fd: &SharedFd, buf: B) -> B
 }
 
 /// `read_exact` for stream sockets: receives until `buf` holds `len`
-/// initialised bytes; an early end of stream is `UnexpectedEof`.
+/// initialised bytes; an early end of stream is `UnexpectedEof`. A `len`
+/// whose buffer cannot be allocated is `OutOfMemory` (nothing is read),
+/// never an abort.
 pub(crate) async fn recv_exact(drv: &Driver, fd: &SharedFd, mut buf: Vec<u8>, len: usize) -> BufResult<(), Vec<u8>> {
-    buf.reserve(len.saturating_sub(buf.len()));
+    if let Err(e) = buf.try_reserve(len.saturating_sub(buf.len())) {
+        let msg = format!("read_exact: cannot allocate a buffer of {len} bytes: {e}");
+        return (Err(io::Error::new(io::ErrorKind::OutOfMemory, msg)), buf);
+    }
     while buf.len() < len {
         let start = buf.len();
         let (res, s) = ops::recv(drv, fd, buf.slice(start..len), 0).await;

@@ -558,8 +558,13 @@ impl Drop for Child {
         match self.try_wait() {
             Ok(Some(_)) => return,
             Ok(None) => {}
-            // Reaped elsewhere (ECHILD) or unknowable: nothing left to reap.
-            Err(_) => return,
+            // Reaped elsewhere: nothing left to reap.
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => return,
+            // The in-flight wait failed (e.g. its loop was closed: "the event
+            // loop ... is closed"), which says nothing about the child: it
+            // was dropped by `try_wait`, and a new one starts below (on a
+            // closed loop the child goes to the orphan list).
+            Err(_) => {}
         }
         let exit = match self.exit.take() {
             Some(exit) => Ok(exit),

@@ -143,3 +143,131 @@ fn a_child_dropped_after_its_loop_closed_is_reaped_by_a_later_spawn() {
         }
     }
 }
+
+/// What `waitid(P_PID, pid, WEXITED | WNOHANG | WNOWAIT)` says about `pid`
+/// (it never reaps anything).
+#[derive(Debug, PartialEq, Eq)]
+enum ChildState {
+    /// Our child, still running.
+    Running,
+    /// Our child, exited and not reaped: a zombie.
+    Zombie,
+    /// No (unreaped) child of ours: reaped.
+    Reaped,
+}
+
+fn child_state(pid: u32) -> ChildState {
+    // SAFETY: an all-zero siginfo_t is valid; the kernel writes it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid with a valid out-pointer to a local siginfo_t.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    if rc == -1 {
+        let e = std::io::Error::last_os_error();
+        assert_eq!(e.raw_os_error(), Some(libc::ECHILD), "waitid({pid}): {e}");
+        return ChildState::Reaped;
+    }
+    // SAFETY: waitid wrote si_pid (0 when no child changed state).
+    match unsafe { info.si_pid() } {
+        0 => ChildState::Running,
+        p => {
+            assert_eq!(p as u32, pid);
+            ChildState::Zombie
+        }
+    }
+}
+
+/// A pipe (read end, write end), both close-on-exec.
+fn pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into a valid local array.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: two fresh fds that nothing else owns.
+    unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+#[test]
+fn a_child_whose_wait_was_in_flight_when_its_loop_closed_is_reaped_by_a_later_spawn() {
+    let combos = [
+        (DriverChoice::Uring, Strategy::WaitId),
+        (DriverChoice::Uring, Strategy::PollPidfd),
+        (DriverChoice::Uring, Strategy::Blocking),
+        (DriverChoice::Fallback, Strategy::PollPidfd),
+        (DriverChoice::Fallback, Strategy::Blocking),
+    ];
+    for (choice, strategy) in combos {
+        let Some(lp) = build(choice) else { continue };
+        if strategy == Strategy::WaitId
+            && let Ok(crate::driver::Driver::Uring(d)) = crate::io::current_driver()
+            && !d.supports(io_uring::opcode::WaitId::CODE)
+        {
+            eprintln!("SKIP [{choice:?} WaitId]: this kernel lacks IORING_OP_WAITID");
+            continue;
+        }
+        FORCE.with(|f| f.set(Some(strategy)));
+        // `cat` exits when the test closes `input`'s write end (not the
+        // child's stdin pipe, which `wait` would close).
+        let (rd, input) = pipe();
+        let child = lp
+            .run_until_complete(async move {
+                Command::new("cat")
+                    .stdin(Stdio::from(rd))
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .unwrap();
+        FORCE.with(|f| f.set(None));
+        let pid = child.id().unwrap();
+        assert_eq!(child.strategy, strategy, "{child:?}");
+        // The wait is in flight (kept by the child) when the loop closes.
+        let (child, timed_out) = lp
+            .run_until_complete(async move {
+                let mut child = child;
+                let timed_out = timeout(Duration::from_millis(20), child.wait()).await.is_err();
+                (child, timed_out)
+            })
+            .unwrap();
+        assert!(timed_out, "cat exited early");
+        lp.close().unwrap();
+        drop(lp);
+        assert_eq!(child_state(pid), ChildState::Running);
+        drop(child);
+        // Now it exits, with no loop left to notice.
+        drop(input);
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while child_state(pid) == ChildState::Running {
+            assert!(std::time::Instant::now() < deadline, "cat ({pid}) did not exit");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // A spawn (here on a new loop) sweeps the orphan list.
+        let lp = build(choice).unwrap();
+        lp.run_until_complete(async { Command::new("true").status().await.unwrap() })
+            .unwrap();
+        // The blocking strategy's pool thread reaps on its own, soon after the exit.
+        while strategy == Strategy::Blocking && child_state(pid) == ChildState::Zombie {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the waitpid thread never reaped {pid}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            child_state(pid),
+            ChildState::Reaped,
+            "[{choice:?} {strategy:?}] pid {pid} was left a zombie"
+        );
+    }
+}

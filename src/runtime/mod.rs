@@ -53,6 +53,11 @@ pub enum LoopError {
     Cancelled,
     /// No event loop exists on this thread.
     NoLoop,
+    /// The driver's wait (`io_uring_enter`, `epoll_wait`, ...) failed with an
+    /// error that retrying cannot cure, or too many times in a row; each
+    /// failure went to the exception handler (`ExceptionKind::DriverError`).
+    /// Tasks stay pending; a later run tries again.
+    DriverFailed,
 }
 
 impl fmt::Display for LoopError {
@@ -65,6 +70,7 @@ impl fmt::Display for LoopError {
             LoopError::CloseWhileRunning => "Cannot close a running event loop",
             LoopError::Cancelled => "the future was cancelled",
             LoopError::NoLoop => "no event loop on this thread",
+            LoopError::DriverFailed => "the event loop's driver keeps failing to wait for events",
         })
     }
 }
@@ -145,6 +151,8 @@ pub(crate) struct LoopInner {
     slow_callback: Cell<Duration>,
     pool: BlockingPool,
     iterations: Cell<u64>,
+    /// Driver waits that failed in a row (see `driver::MAX_FAILED_WAITS`).
+    failed_waits: Cell<u32>,
     /// Reused buffer for draining the cross-thread queue (no allocation per drain).
     remote_batch: RefCell<Vec<shared::Remote>>,
 }
@@ -261,7 +269,9 @@ impl LoopInner {
         });
     }
 
-    fn run_once(self: &Rc<Self>) {
+    /// One iteration; `Err(DriverFailed)` (before running anything) when
+    /// the driver's wait failed for good.
+    fn run_once(self: &Rc<Self>) -> Result<(), LoopError> {
         // 1. Purge cancelled timers.
         self.timers.borrow_mut().purge();
 
@@ -292,13 +302,23 @@ impl LoopInner {
         if blocking {
             self.shared.sleeping.store(false, Ordering::SeqCst);
         }
-        if let Err(e) = res {
-            self.call_exception_handler(ExceptionContext {
-                kind: ExceptionKind::DriverError,
-                message: format!("driver wait failed: {e}"),
-                panic_message: None,
-                task: None,
-            });
+        match res {
+            Ok(()) => self.failed_waits.set(0),
+            Err(e) => {
+                self.call_exception_handler(ExceptionContext {
+                    kind: ExceptionKind::DriverError,
+                    message: format!("driver wait failed: {e}"),
+                    panic_message: None,
+                    task: None,
+                });
+                // Retrying at once would spin (a wait that fails does not block).
+                let failed = self.failed_waits.get() + 1;
+                self.failed_waits.set(failed);
+                if failed >= crate::driver::MAX_FAILED_WAITS || crate::driver::wait_error_is_permanent(&e) {
+                    self.failed_waits.set(0);
+                    return Err(LoopError::DriverFailed);
+                }
+            }
         }
         self.drain_remote();
         if virtual_jump && self.ready.borrow().is_empty() {
@@ -377,6 +397,7 @@ impl LoopInner {
             }
         }
         self.iterations.set(self.iterations.get() + 1);
+        Ok(())
     }
 
     /// Moves the cross-thread queue to the end of the ready queue. Called
@@ -543,6 +564,7 @@ impl Builder {
             slow_callback: Cell::new(self.slow_callback.unwrap_or(Duration::from_millis(100))),
             pool: BlockingPool::new(self.pool),
             iterations: Cell::new(0),
+            failed_waits: Cell::new(0),
             remote_batch: RefCell::new(Vec::new()),
         });
         debug_log(format_args!(
@@ -789,14 +811,16 @@ impl EventLoop {
         Ok(())
     }
 
-    /// Runs until [`stop`](EventLoop::stop) is called.
+    /// Runs until [`stop`](EventLoop::stop) is called, or until the driver's
+    /// wait fails for good ([`LoopError::DriverFailed`]: an error no retry
+    /// can cure, or `8` failures in a row) instead of spinning.
     pub fn run_forever(&self) -> Result<(), LoopError> {
         self.check_can_run()?;
         self.inner.running.set(true);
         RUNNING.with(|r| *r.borrow_mut() = Some(self.inner.clone()));
         let _guard = RunGuard { inner: &self.inner };
         loop {
-            self.inner.run_once();
+            self.inner.run_once()?;
             if self.inner.stopping.get() {
                 break;
             }

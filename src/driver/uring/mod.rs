@@ -186,6 +186,36 @@ fn setup_error(e: io::Error, entries: u32, tried: &str) -> io::Error {
     )
 }
 
+/// Submits one NOP and waits for its completion. `io_uring_setup` working
+/// says nothing about `io_uring_enter`: a seccomp filter may refuse only the
+/// latter, and a ring that cannot be entered must be rejected at setup (so
+/// `Auto` falls back) rather than fail every wait of the loop.
+fn enter_works(ring: &mut IoUring) -> io::Result<()> {
+    let nop = opcode::Nop::new().build().user_data(CANCEL_UD);
+    // SAFETY: a NOP references no memory.
+    if unsafe { ring.submission().push(&nop) }.is_err() {
+        return Err(io::Error::other("io_uring: no room for one NOP in a new SQ"));
+    }
+    loop {
+        match ring.submit_and_wait(1) {
+            Ok(_) => break,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "io_uring_enter on a new ring failed: {e} (io_uring_setup is allowed but \
+                         io_uring_enter is not, e.g. by a seccomp filter)"
+                    ),
+                ));
+            }
+        }
+    }
+    // The NOP's CQE (user_data CANCEL_UD: nothing to dispatch).
+    ring.completion().for_each(drop);
+    Ok(())
+}
+
 fn enter_error(e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("io_uring_enter failed: {e}"))
 }
@@ -351,7 +381,7 @@ impl UringDriver {
                 }
             }
         }
-        let Some((ring, flags)) = built else {
+        let Some((mut ring, flags)) = built else {
             // Unreachable: the last attempt either succeeds or returns.
             return Err(io::Error::other("io_uring_setup: no flag set to try"));
         };
@@ -374,6 +404,7 @@ impl UringDriver {
                 ));
             }
         }
+        enter_works(&mut ring)?;
         let params = ring.params();
         if !params.is_feature_nodrop() {
             return Err(io::Error::new(

@@ -206,6 +206,10 @@ impl<T: 'static> Drop for RawOp<T> {
             return;
         };
         let Some(slot) = core.slots.get_mut(self.key) else {
+            // Not reachable either (a live op's slot is removed only by the op
+            // itself). Were it reached, nothing says the kernel is done with
+            // the resources: leak them, as above, before reporting it.
+            mem::forget(resources);
             debug_assert!(false, "live op without a slot");
             return;
         };

@@ -1,7 +1,10 @@
 //! Tests of the io_uring driver: op lifecycle, waits, wake-ups, SQ/CQ limits.
 //!
 //! A test that cannot build a ring (io_uring forbidden or missing here) or
-//! needs a kernel feature this kernel lacks prints why and returns.
+//! needs a kernel feature this kernel lacks prints why and returns, unless
+//! `RINGLOOP_REQUIRE_URING=1` (set by `.ci/run` for the default-feature
+//! run), which turns an unusable ring into a failure so these tests cannot
+//! pass vacuously.
 
 use std::cell::{Cell, RefCell};
 use std::future::{Future, poll_fn};
@@ -19,14 +22,25 @@ use io_uring::{opcode, types};
 use super::{COOP_TASKRUN, DEFER_TASKRUN, Op, SUBMIT_ALL, TASKRUN_FLAG, UringDriver, WakeMode, timespec};
 use crate::driver::UringConfig;
 
-fn try_driver(cfg: UringConfig) -> Option<UringDriver> {
-    match UringDriver::new(&cfg) {
+fn require_uring() -> bool {
+    std::env::var("RINGLOOP_REQUIRE_URING").is_ok_and(|v| v == "1")
+}
+
+/// `Some` ring, or `None` (a skip, said on stdout) where io_uring is not
+/// usable; panics instead when `RINGLOOP_REQUIRE_URING=1`.
+fn usable<T>(built: io::Result<T>) -> Option<T> {
+    match built {
         Ok(d) => Some(d),
+        Err(e) if require_uring() => panic!("RINGLOOP_REQUIRE_URING=1 but io_uring is not usable: {e}"),
         Err(e) => {
             println!("skipped: io_uring is not usable here: {e}");
             None
         }
     }
+}
+
+fn try_driver(cfg: UringConfig) -> Option<UringDriver> {
+    usable(UringDriver::new(&cfg))
 }
 
 fn default_driver() -> Option<UringDriver> {
@@ -424,19 +438,22 @@ fn cq_overflow_loses_no_completion() {
         }
         d.inner.core.borrow_mut().ring.submit().unwrap();
     }
+    // The kernel must have kept completions on its overflow list (NODROP,
+    // required at setup): otherwise this test would not test the flush.
     let overflowed = d.inner.core.borrow_mut().ring.submission().cq_overflow();
-    if !overflowed {
-        println!("note: the CQ did not report an overflow; the test still checks every completion");
-    }
+    assert!(
+        overflowed,
+        "{n} NOPs on a {cq_entries}-entry CQ did not set IORING_SQ_CQ_OVERFLOW",
+        n = ops.len()
+    );
     let n = ops.len();
     let results = block_on(&d, join_all(ops));
     assert_eq!(results.len(), n);
     assert!(results.iter().all(|r| matches!(r, Ok(0))));
     assert_eq!(d.stats().op_cqes - before, n as u64, "each op completed exactly once");
     assert_eq!(d.slots_in_use(), 0);
-    if overflowed {
-        assert!(d.stats().overflow_flushes > 0);
-    }
+    assert!(d.stats().overflow_flushes > 0, "the overflow was never flushed");
+    assert!(!d.inner.core.borrow_mut().ring.submission().cq_overflow());
 }
 
 #[test]
@@ -601,12 +618,8 @@ fn refused_flag_sets_fall_through_to_the_next() {
     // DEFER_TASKRUN without SINGLE_ISSUER is refused with EINVAL by every
     // kernel, like an unknown flag on an older one.
     let attempts = [DEFER_TASKRUN, COOP_TASKRUN | TASKRUN_FLAG | SUBMIT_ALL, 0];
-    let d = match UringDriver::with_attempts(&UringConfig::default(), &attempts) {
-        Ok(d) => d,
-        Err(e) => {
-            println!("skipped: io_uring is not usable here: {e}");
-            return;
-        }
+    let Some(d) = usable(UringDriver::with_attempts(&UringConfig::default(), &attempts)) else {
+        return;
     };
     let desc = d.setup_description();
     assert!(desc.contains("refused: DEFER_TASKRUN"), "{desc}");
@@ -614,4 +627,48 @@ fn refused_flag_sets_fall_through_to_the_next() {
     assert!(accepted || desc.contains("flags none"), "{desc}");
     let (res, ()) = block_on(&d, d.nop());
     res.unwrap();
+}
+
+/// An op on a closed driver: its slot is `Completed(ECANCELED)` and no SQE
+/// was queued, so the slot can be tampered with safely.
+fn closed_driver_probed_nop(drops: &Rc<Cell<u32>>) -> Option<(UringDriver, Op<DropProbe>)> {
+    let d = default_driver()?;
+    d.close();
+    // SAFETY: a NOP references no memory (and is not even queued: closed).
+    let op = unsafe { d.submit(DropProbe(drops.clone()), |_| opcode::Nop::new().build()) };
+    Some((d, op))
+}
+
+#[test]
+fn dropping_an_op_whose_slot_is_gone_leaks_its_resources() {
+    // The "impossible" branch of `RawOp::drop`: nothing proves the kernel is
+    // done with the resources, so they must be leaked, never freed.
+    let drops = Rc::new(Cell::new(0));
+    let Some((d, op)) = closed_driver_probed_nop(&drops) else {
+        return;
+    };
+    assert_eq!(d.slots_in_use(), 1);
+    let gone: Vec<_> = d.inner.core.borrow_mut().slots.drain().collect();
+    drop(gone);
+    // Debug builds report the broken invariant with a panic: catch it.
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(op)));
+    assert_eq!(res.is_err(), cfg!(debug_assertions));
+    assert_eq!(drops.get(), 0, "resources of an op without a slot were freed");
+}
+
+#[test]
+fn dropping_an_op_while_the_driver_is_borrowed_leaks_its_resources() {
+    let drops = Rc::new(Cell::new(0));
+    let Some((d, op)) = closed_driver_probed_nop(&drops) else {
+        return;
+    };
+    {
+        let _busy = d.inner.core.borrow();
+        drop(op);
+    }
+    assert_eq!(drops.get(), 0, "resources dropped under a driver borrow were freed");
+    // The op left its (completed) slot behind; free it so teardown does not
+    // wait for a completion that will never come.
+    let left: Vec<_> = d.inner.core.borrow_mut().slots.drain().collect();
+    assert_eq!(left.len(), 1);
 }
