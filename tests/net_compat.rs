@@ -184,6 +184,16 @@ fn slow_reader(listener: std::net::TcpListener) -> std::thread::JoinHandle<Vec<u
     })
 }
 
+/// Joins the slow reader while the loop keeps running (the driver finishes
+/// a dropped stream's pending send only while the loop runs).
+fn join_while_running(lp: &ringloop::EventLoop, reader: std::thread::JoinHandle<Vec<u8>>) -> Vec<u8> {
+    while !reader.is_finished() {
+        lp.run_until_complete(ringloop::sleep(Duration::from_millis(5)))
+            .unwrap();
+    }
+    reader.join().unwrap()
+}
+
 fn mebibyte() -> Vec<u8> {
     (0..1024 * 1024u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8)
@@ -233,14 +243,7 @@ both_backends! {
             reader
         })
         .unwrap();
-        // The loop keeps running while the tail drains (a linger task).
-        let got = std::thread::scope(|sc| {
-            let h = sc.spawn(|| reader.join().unwrap());
-            while !h.is_finished() {
-                lp.run_until_complete(ringloop::sleep(Duration::from_millis(5))).unwrap();
-            }
-            h.join().unwrap()
-        });
+        let got = join_while_running(lp, reader);
         assert_eq!(got.len(), data.len(), "bytes lost after drop");
         assert!(got == data, "bytes differ");
     }
@@ -296,13 +299,7 @@ both_backends! {
             reader
         })
         .unwrap();
-        let got = std::thread::scope(|sc| {
-            let h = sc.spawn(|| reader.join().unwrap());
-            while !h.is_finished() {
-                lp.run_until_complete(ringloop::sleep(Duration::from_millis(5))).unwrap();
-            }
-            h.join().unwrap()
-        });
+        let got = join_while_running(lp, reader);
         assert_eq!(got.len(), data.len(), "bytes lost after drop");
     }
 }
