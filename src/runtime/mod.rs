@@ -5,8 +5,6 @@
 //! `handle` (Handle/TimerHandle), `shared` (the cross-thread queue),
 //! `loop_handle` (LoopHandle, remote spawn).
 
-use std::fmt;
-
 mod builder;
 mod error;
 mod event_loop;
@@ -20,13 +18,8 @@ pub use error::{ExceptionContext, ExceptionHandler, ExceptionKind, LoopError, de
 pub use event_loop::{EventLoop, current, run};
 pub(crate) use handle::CallbackCell;
 pub use handle::{Handle, TimerHandle};
-pub(crate) use inner::{LoopInner, cancel_timer, current_inner, other_loop_running, push_local_task};
+pub(crate) use inner::{
+    LoopInner, TimerAction, Timers, cancel_timer, current_inner, other_loop_running, push_local_task,
+};
 pub use loop_handle::{LoopHandle, RemoteTask};
 pub(crate) use shared::Shared;
-
-/// Debug-level diagnostics (printed when `RINGLOOP_DEBUG` is set).
-pub(crate) fn debug_log(args: fmt::Arguments<'_>) {
-    if std::env::var_os("RINGLOOP_DEBUG").is_some() {
-        eprintln!("{args}");
-    }
-}
