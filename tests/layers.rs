@@ -10,7 +10,9 @@
 //! them).
 //!
 //! A file or item is one module's code; paths inside `#[cfg(test)]` code do
-//! not count (tests may reach anywhere).
+//! not count (tests may reach anywhere). `super::` depth is counted from the
+//! file's place in `src/`; a non-test inline `mod x { .. }` using
+//! `super::super::` would be misread (none does today).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -491,4 +493,24 @@ fn the_path_parser_sees_code_only() {
     assert_eq!(root_names(&code, 2), vec!["a", "b", "c", "f", "h", "j", "l"]);
     // From a file one level deep, a single `super::` is the crate root.
     assert_eq!(root_names("super::x::y", 1), vec!["x"]);
+}
+
+/// The cycle finder itself: a three-module loop is found, a module that
+/// only points into it is not part of it, and an acyclic graph passes.
+#[test]
+fn the_cycle_finder_reports_exactly_the_modules_of_a_cycle() {
+    let graph = |edges: &[(&str, &str)]| {
+        let mut nodes = BTreeSet::new();
+        let mut adj: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (a, b) in edges {
+            nodes.insert(a.to_string());
+            nodes.insert(b.to_string());
+            adj.entry(a.to_string()).or_default().insert(b.to_string());
+        }
+        cycles(&nodes, &adj)
+    };
+    let found = graph(&[("a", "b"), ("b", "c"), ("c", "a"), ("d", "a"), ("c", "e")]);
+    let want: BTreeSet<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+    assert_eq!(found, vec![want]);
+    assert!(graph(&[("a", "b"), ("b", "c"), ("a", "c")]).is_empty());
 }
