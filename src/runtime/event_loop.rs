@@ -185,7 +185,7 @@ impl EventLoop {
     }
 
     /// The exception handler set by [`set_exception_handler`](EventLoop::set_exception_handler),
-    /// or `None` when the default one ([`default_exception_handler`]) is in use.
+    /// or `None` when the default one ([`default_exception_handler`](super::default_exception_handler)) is in use.
     pub fn get_exception_handler(&self) -> Option<ExceptionHandler> {
         self.inner.exception_handler.borrow().clone()
     }
