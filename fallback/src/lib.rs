@@ -7,7 +7,7 @@
 //! `poll(2)`, chosen per OS):
 //!
 //! 1. [`Reactor::wait`]: block for at most a timeout, then wake the
-//!    [`Waker`]s of every source whose readiness fired;
+//!    [`Waker`](std::task::Waker)s of every source whose readiness fired;
 //! 2. [`Notifier`]: a `Send + Sync` handle that makes a concurrent or the next
 //!    `wait` return promptly (cross-thread wake-up);
 //! 3. registration of raw sources and per-direction waits

@@ -15,8 +15,8 @@ pub(crate) struct Waiter {
     pub(crate) waker: Waker,
 }
 
-/// Identifies a waiter registered by [`Reactor::poll_ready_tracked`], so
-/// its owner can refresh the waker or withdraw it ([`Reactor::cancel_wait`]).
+/// Identifies a waiter registered by [`Reactor::poll_ready_tracked`](crate::Reactor::poll_ready_tracked), so
+/// its owner can refresh the waker or withdraw it ([`Reactor::cancel_wait`](crate::Reactor::cancel_wait)).
 /// Once the waiter has been woken the token is stale, and using it is
 /// harmless.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
