@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use slab::Slab;
@@ -16,8 +17,6 @@ use super::{CallbackCell, ExceptionContext, ExceptionHandler, ExceptionKind, Loo
 use crate::driver::Driver;
 use crate::task::{self, RawTask, TaskRef};
 use crate::thread_pool::BlockingPool;
-use std::task::Waker;
-
 use crate::timer::{Clock, TimerId, TimerQueue};
 
 /// What a due timer does: run a `call_later`/`call_at` callback, or wake
