@@ -16,6 +16,8 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) mod fd;
+pub(crate) mod ops;
 pub(crate) mod readiness;
 #[cfg(target_os = "linux")]
 pub(crate) mod uring;

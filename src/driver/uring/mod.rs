@@ -65,7 +65,7 @@ mod tests;
 mod timeout;
 
 #[allow(unused_imports)] // `MultiOp` is used by tests now and by I/O types next.
-pub(crate) use op::{MultiOp, Op, Timeout};
+pub(crate) use op::{MultiOp, Op, OrphanFn, Timeout};
 
 use std::io;
 use std::rc::Rc;

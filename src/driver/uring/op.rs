@@ -39,6 +39,7 @@ use io_uring::{cqueue, opcode, squeue, types};
 use slab::Slab;
 
 use super::{Inner, UringDriver};
+use crate::driver::ops::OpCode;
 
 /// Called, under the driver's borrow, for every CQE of an operation whose
 /// result will never be collected (future dropped, or completed and then
@@ -517,6 +518,26 @@ impl Future for Timeout {
 }
 
 impl UringDriver {
+    /// Submits `op` (the one safe entry point: [`OpCode`]'s contract is
+    /// [`submit`](Self::submit)'s).
+    pub(crate) fn submit_op<O: OpCode>(&self, op: O) -> Op<O> {
+        // SAFETY: `OpCode` implementors promise that `sqe` only points into
+        // heap memory the op owns (or 'static memory) and that the op keeps
+        // any fd in the SQE open: `submit`'s contract.
+        let mut op = unsafe { self.submit(op, O::sqe) };
+        op.raw.orphan = O::ORPHAN;
+        op
+    }
+
+    /// Submits a multishot `op` (its completions are a stream); see
+    /// [`submit_op`](Self::submit_op).
+    pub(crate) fn submit_multi<O: OpCode>(&self, op: O) -> MultiOp<O> {
+        // SAFETY: as in `submit_op`, until the final completion.
+        let mut op = unsafe { self.submit_multishot(op, O::sqe) };
+        op.raw.orphan = O::ORPHAN;
+        op
+    }
+
     /// Submits an operation: `build` gets the resources and returns the SQE
     /// (its user_data is overwritten). The SQE is queued now and handed to
     /// the kernel by the next `wait` (or sooner, if the SQ fills up).
@@ -531,7 +552,7 @@ impl UringDriver {
     /// kernel's access until the operation completes (`resources` is only
     /// handed back then). Any fd in the SQE must stay open as long, or be
     /// owned by `resources`.
-    pub(crate) unsafe fn submit<T: 'static>(
+    pub(super) unsafe fn submit<T: 'static>(
         &self,
         mut resources: T,
         build: impl FnOnce(&mut T) -> squeue::Entry,
@@ -556,8 +577,7 @@ impl UringDriver {
     /// # Safety
     ///
     /// As for [`submit`](Self::submit), until the final CQE.
-    #[allow(dead_code)] // Used by tests now, by multishot accept/recv next.
-    pub(crate) unsafe fn submit_multishot<T: 'static>(
+    pub(super) unsafe fn submit_multishot<T: 'static>(
         &self,
         mut resources: T,
         build: impl FnOnce(&mut T) -> squeue::Entry,
