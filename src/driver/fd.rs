@@ -126,7 +126,6 @@ impl SharedFd {
     /// Takes the fd back when no other handle (in-flight or orphaned
     /// operation) holds it, e.g. to close it asynchronously; otherwise gives
     /// this handle back. On the readiness backend it is deregistered first.
-    #[allow(dead_code)] // Not every platform's I/O types use it.
     pub(crate) fn try_into_owned(self) -> Result<OwnedFd, SharedFd> {
         match Rc::try_unwrap(self.0) {
             Ok(inner) => {
@@ -139,12 +138,6 @@ impl SharedFd {
             }
             Err(rc) => Err(SharedFd(rc)),
         }
-    }
-
-    /// Number of handles (object + in-flight operations).
-    #[allow(dead_code)]
-    pub(crate) fn handles(&self) -> usize {
-        Rc::strong_count(&self.0)
     }
 }
 

@@ -317,8 +317,8 @@ pub(crate) fn reap_orphans() {
     });
 }
 
+#[cfg(test)]
 /// Number of orphans not reaped yet (tests).
-#[allow(dead_code)]
 pub(crate) fn orphans() -> usize {
     ORPHANS.lock().unwrap_or_else(|e| e.into_inner()).len()
 }

@@ -65,7 +65,7 @@ mod tests;
 mod timeout;
 
 #[allow(unused_imports)] // `MultiOp` is used by tests now and by I/O types next.
-pub(crate) use op::{MultiOp, Op, OrphanFn, Timeout};
+pub(crate) use op::{MultiOp, Op, OrphanFn};
 
 use std::io;
 use std::rc::Rc;
@@ -176,15 +176,15 @@ impl UringDriver {
         }
     }
 
+    #[cfg(test)]
     /// Counters since the ring was built.
-    #[allow(dead_code)] // Benchmarks and the loop's debug output will read these.
     pub(crate) fn stats(&self) -> Stats {
         self.inner.core.borrow().stats
     }
 
+    #[cfg(test)]
     /// Number of operation slots in use (in flight, completed but not yet
     /// collected, or orphaned awaiting their final CQE).
-    #[allow(dead_code)]
     pub(crate) fn slots_in_use(&self) -> usize {
         self.inner.core.borrow().slots.len()
     }

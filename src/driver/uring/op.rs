@@ -33,9 +33,13 @@ use std::mem;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+#[cfg(test)]
+use std::time::Duration;
+use std::time::Instant;
 
-use io_uring::{cqueue, opcode, squeue, types};
+use io_uring::{cqueue, squeue};
+#[cfg(test)]
+use io_uring::{opcode, types};
 use slab::Slab;
 
 use super::{Inner, UringDriver};
@@ -284,14 +288,6 @@ pub(crate) struct Op<T: 'static> {
 impl<T: 'static> Unpin for Op<T> {}
 
 impl<T: 'static> Op<T> {
-    /// Sets the hook called for CQEs whose result will never be collected
-    /// (e.g. close an fd produced after the future was dropped).
-    #[allow(dead_code)] // For accept/open in the next issue.
-    pub(crate) fn on_orphan_cqe(mut self, orphan: OrphanFn) -> Self {
-        self.raw.orphan = Some(orphan);
-        self
-    }
-
     /// Hands the operation to the driver to finish instead of cancelling
     /// it: the resources become `init(resources)`, and every completion
     /// (including one that already arrived) goes to `step`, which returns
@@ -420,21 +416,13 @@ impl<T: 'static> Future for Op<T> {
 /// CQE, ending after the CQE without `IORING_CQE_F_MORE`. Dropping it before
 /// the end cancels the operation.
 #[must_use = "dropping a MultiOp cancels the operation"]
-#[allow(dead_code)] // Used by tests now, by multishot accept/recv next.
 pub(crate) struct MultiOp<T: 'static> {
     raw: RawOp<T>,
 }
 
 impl<T: 'static> Unpin for MultiOp<T> {}
 
-#[allow(dead_code)]
 impl<T: 'static> MultiOp<T> {
-    /// See [`Op::on_orphan_cqe`].
-    pub(crate) fn on_orphan_cqe(mut self, orphan: OrphanFn) -> Self {
-        self.raw.orphan = Some(orphan);
-        self
-    }
-
     /// The next completion, or `None` once the final one has been taken.
     pub(crate) fn poll_next_cqe(&mut self, cx: &mut Context<'_>) -> Poll<Option<(io::Result<u32>, u32)>> {
         let raw = &mut self.raw;
@@ -480,11 +468,13 @@ impl<T: 'static> MultiOp<T> {
         Poll::Ready(Some((cvt(res), flags)))
     }
 
+    #[cfg(test)]
     /// Whether the final completion has been taken.
     pub(crate) fn is_finished(&self) -> bool {
         !self.raw.live
     }
 
+    #[cfg(test)]
     /// The resources, once the final completion has been taken.
     pub(crate) fn take_resources(&mut self) -> Option<T> {
         if self.raw.live { None } else { self.raw.resources.take() }
@@ -501,10 +491,12 @@ impl<T: 'static> futures_core::Stream for MultiOp<T> {
 
 /// `IORING_OP_TIMEOUT` as a future: `Ok(())` when the time has passed.
 #[must_use = "dropping a Timeout cancels it"]
+#[cfg(test)]
 pub(crate) struct Timeout {
     op: Op<Box<types::Timespec>>,
 }
 
+#[cfg(test)]
 impl Future for Timeout {
     type Output = io::Result<()>;
 
@@ -596,16 +588,16 @@ impl UringDriver {
         }
     }
 
+    #[cfg(test)]
     /// `IORING_OP_NOP`: completes with 0 as soon as the kernel sees it.
-    #[allow(dead_code)] // Tests and the loop's yield path.
     pub(crate) fn nop(&self) -> Op<()> {
         // SAFETY: a NOP references no memory.
         unsafe { self.submit((), |_| opcode::Nop::new().build()) }
     }
 
+    #[cfg(test)]
     /// `IORING_OP_TIMEOUT`: completes once `duration` has passed (counted
     /// from when the kernel receives the SQE, so never early).
-    #[allow(dead_code)] // Tests; the loop's timers use `wait`'s timeout.
     pub(crate) fn timeout(&self, duration: Duration) -> Timeout {
         let ts = Box::new(super::timespec(duration));
         // SAFETY: the SQE points at the boxed timespec, whose heap address
