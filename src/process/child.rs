@@ -24,7 +24,7 @@ enum Exit {
     Blocking(BlockingTask<io::Result<ExitStatus>>),
 }
 
-/// A spawned child process. See the [module docs](self) for reaping and
+/// A spawned child process. See the [module docs](crate::process) for reaping and
 /// what dropping it does.
 pub struct Child {
     pid: u32,
