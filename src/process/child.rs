@@ -36,11 +36,11 @@ pub struct Child {
     exit: Option<Exit>,
     status: Option<ExitStatus>,
     kill_on_drop: bool,
-    /// The child's stdin, if it was [`Stdio::piped()`].
+    /// The child's stdin, if it was [`Stdio::piped()`](std::process::Stdio::piped).
     pub stdin: Option<ChildStdin>,
-    /// The child's stdout, if it was [`Stdio::piped()`].
+    /// The child's stdout, if it was [`Stdio::piped()`](std::process::Stdio::piped).
     pub stdout: Option<ChildStdout>,
-    /// The child's stderr, if it was [`Stdio::piped()`].
+    /// The child's stderr, if it was [`Stdio::piped()`](std::process::Stdio::piped).
     pub stderr: Option<ChildStderr>,
 }
 

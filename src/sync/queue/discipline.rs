@@ -3,15 +3,15 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
-/// Marker for [`Queue`]'s first-in, first-out order.
+/// Marker for [`Queue`](super::Queue)'s first-in, first-out order.
 #[derive(Debug)]
 pub enum Fifo {}
 
-/// Marker for [`LifoQueue`]'s last-in, first-out order.
+/// Marker for [`LifoQueue`](super::LifoQueue)'s last-in, first-out order.
 #[derive(Debug)]
 pub enum Lifo {}
 
-/// Marker for [`PriorityQueue`]'s smallest-first order.
+/// Marker for [`PriorityQueue`](super::PriorityQueue)'s smallest-first order.
 #[derive(Debug)]
 pub enum Priority {}
 
@@ -54,14 +54,14 @@ pub(super) mod sealed {
         }
     }
 
-    /// [`PriorityQueue`](super::PriorityQueue)'s buffer: a min-heap plus the next sequence number.
+    /// [`PriorityQueue`](super::PriorityQueue)(super::PriorityQueue)'s buffer: a min-heap plus the next sequence number.
     pub struct PriorityBuf<T> {
         pub(crate) heap: BinaryHeap<Reverse<PriorityEntry<T>>>,
         pub(crate) next_seq: u64,
     }
 }
 
-/// The order in which a [`GenericQueue`] hands out its items: [`Fifo`],
+/// The order in which a [`GenericQueue`](super::GenericQueue) hands out its items: [`Fifo`],
 /// [`Lifo`] or [`Priority`]. Sealed: it cannot be implemented outside
 /// ringloop.
 pub trait Discipline<T>: sealed::Store<T> {}

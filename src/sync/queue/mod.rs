@@ -411,7 +411,7 @@ impl<T, K: Discipline<T>> GenericQueue<T, K> {
         }
     }
 
-    /// A [`Stream`] of the items, got one by one as by [`get`](Self::get)
+    /// A [`Stream`](futures_core::Stream) of the items, got one by one as by [`get`](Self::get)
     /// (FIFO among getters, sharing the queue with them).
     ///
     /// The stream ends (yields `None`) once the queue is shut down and empty,
