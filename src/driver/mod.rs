@@ -155,6 +155,29 @@ impl Driver {
         }
     }
 
+    /// SQEs queued on io_uring since the ring was built (`None` on the
+    /// readiness backend); tests use it to check how many operations a
+    /// workload costs.
+    #[cfg(test)]
+    pub(crate) fn sqes_queued(&self) -> Option<u64> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::Uring(d) => Some(d.stats().sqes),
+            Driver::Readiness(_) => None,
+        }
+    }
+
+    /// Multishot operations the io_uring driver cancelled because their
+    /// completion queue reached its bound (`None` on the readiness backend).
+    #[cfg(test)]
+    pub(crate) fn queue_bound_cancels(&self) -> Option<u64> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::Uring(d) => Some(d.stats().queue_bound_cancels),
+            Driver::Readiness(_) => None,
+        }
+    }
+
     pub(crate) fn notifier(&self) -> Arc<dyn Notify> {
         match self {
             #[cfg(target_os = "linux")]

@@ -35,6 +35,8 @@ mod ops;
 mod recv_stream;
 mod stream;
 mod tcp;
+#[cfg(test)]
+mod tests;
 mod udp;
 #[cfg(unix)]
 pub mod unix;

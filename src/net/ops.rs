@@ -89,15 +89,12 @@ pub(crate) async fn send_vectored<B: IoBuf>(drv: &Driver, fd: &SharedFd, bufs: V
     send_msg(drv, fd, bufs, None).await
 }
 
-type AcceptFut = std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<(OwnedFd, SockAddr)>>>>;
-
-/// The accept loop behind the listeners' `incoming()` streams: one boxed
-/// accept future at a time (dropping it cancels the accept, and an fd the
-/// kernel accepted late is closed by the driver).
+/// The accept loop behind the listeners' `incoming()` streams (the
+/// driver's [`AcceptLoop`](crate::driver::ops::multi::AcceptLoop)).
 pub(crate) struct Acceptor {
     drv: Driver,
     fd: SharedFd,
-    fut: Option<AcceptFut>,
+    accept: crate::driver::ops::multi::AcceptLoop,
 }
 
 impl Acceptor {
@@ -105,21 +102,12 @@ impl Acceptor {
         Acceptor {
             drv: drv.clone(),
             fd: fd.clone(),
-            fut: None,
+            accept: Default::default(),
         }
     }
 
-    pub(crate) fn poll_accept(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<(OwnedFd, SockAddr)>> {
-        let fut = self.fut.get_or_insert_with(|| {
-            let (drv, fd) = (self.drv.clone(), self.fd.clone());
-            Box::pin(async move { ops::accept(&drv, &fd).await })
-        });
-        let res = std::task::ready!(fut.as_mut().poll(cx));
-        self.fut = None;
-        std::task::Poll::Ready(res)
+    pub(crate) fn poll_accept(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<OwnedFd>> {
+        self.accept.poll_next(&self.drv, &self.fd, cx)
     }
 
     pub(crate) fn driver(&self) -> &Driver {

@@ -190,7 +190,7 @@ impl futures_core::Stream for Incoming<'_> {
         let this = self.get_mut();
         let res = std::task::ready!(this.acceptor.poll_accept(cx));
         let drv = this.acceptor.driver().clone();
-        Poll::Ready(Some(res.and_then(|(fd, _addr)| TcpStream::from_owned(fd, drv))))
+        Poll::Ready(Some(res.and_then(|fd| TcpStream::from_owned(fd, drv))))
     }
 }
 

@@ -206,7 +206,7 @@ impl futures_core::Stream for UnixIncoming<'_> {
         let this = self.get_mut();
         let res = std::task::ready!(this.acceptor.poll_accept(cx));
         let drv = this.acceptor.driver().clone();
-        Poll::Ready(Some(res.and_then(|(fd, _)| UnixStream::from_owned(fd, drv))))
+        Poll::Ready(Some(res.and_then(|fd| UnixStream::from_owned(fd, drv))))
     }
 }
 

@@ -180,3 +180,106 @@ impl UringRecv {
 fn submit_single(drv: &Driver, fd: &SharedFd) -> Submit<Recv<Vec<u8>>> {
     super::submit(drv, Recv::new(fd, Vec::with_capacity(HEAP_RECV), 0))
 }
+
+/// Multishot `ACCEPT` (5.19): one SQE accepts connections until the kernel
+/// ends it (io_uring only). Its CQEs carry the new fds; the peer addresses
+/// are not collected (a stream of connections does not report them).
+#[cfg(target_os = "linux")]
+pub(crate) struct AcceptMulti {
+    fd: SharedFd,
+}
+
+// SAFETY: the SQE references no memory; `fd` keeps the listener open. Fds
+// of completions nobody collects are closed by `ORPHAN`.
+#[cfg(target_os = "linux")]
+unsafe impl super::OpCode for AcceptMulti {
+    type Output = ();
+    const CODE: u8 = io_uring::opcode::AcceptMulti::CODE;
+    const ORPHAN: Option<super::OrphanFn> = Some(super::net::close_orphan_fd);
+
+    fn sqe(&mut self) -> io_uring::squeue::Entry {
+        io_uring::opcode::AcceptMulti::new(io_uring::types::Fd(self.fd.raw()))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+    }
+
+    fn readiness(&self) -> super::Readiness<'_> {
+        super::Readiness::Unsupported
+    }
+
+    fn complete(self, _res: io::Result<usize>, _flags: u32) -> Self::Output {}
+}
+
+/// A listener's accept loop (behind `incoming()`): on io_uring one
+/// multishot `ACCEPT` stays armed and each connection costs a CQE, no SQE;
+/// it is re-armed when the kernel ends it (an error such as `EMFILE`, or the
+/// driver's cancel when [`STREAM_QUEUE_LIMIT`](crate::driver::uring) results
+/// wait untaken). A kernel that refuses the multishot flag (`EINVAL` before
+/// any connection: before 5.19) and the readiness backend get one `accept4`
+/// per connection. Dropping it cancels the armed accept; fds the kernel
+/// accepted for it that were never taken are closed.
+#[derive(Default)]
+pub(crate) struct AcceptLoop {
+    #[cfg(target_os = "linux")]
+    multi: Option<MultiOp<AcceptMulti>>,
+    single: Option<Submit<super::Accept>>,
+    /// Multishot accept unavailable (readiness backend, or refused).
+    single_only: bool,
+    /// A multishot accept produced a connection (so `EINVAL` is not the
+    /// kernel refusing the flag).
+    multi_worked: bool,
+}
+
+impl AcceptLoop {
+    /// The next accepted connection (errors are results; the loop goes on).
+    pub(crate) fn poll_next(
+        &mut self,
+        drv: &Driver,
+        fd: &SharedFd,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<std::os::fd::OwnedFd>> {
+        loop {
+            if let Some(op) = self.single.as_mut() {
+                let res = ready!(Pin::new(op).poll(cx));
+                self.single = None;
+                return Poll::Ready(res.map(|(fd, _addr)| fd));
+            }
+            #[cfg(target_os = "linux")]
+            if !self.single_only
+                && let Driver::Uring(d) = drv
+                && drv.supports::<AcceptMulti>()
+            {
+                let op = self
+                    .multi
+                    .get_or_insert_with(|| d.submit_multi(AcceptMulti { fd: fd.clone() }));
+                let Some((res, flags)) = ready!(op.poll_next_cqe(cx)) else {
+                    // Ended and every result taken: re-arm.
+                    self.multi = None;
+                    continue;
+                };
+                if !io_uring::cqueue::more(flags) {
+                    self.multi = None;
+                }
+                match res {
+                    Ok(newfd) => {
+                        self.multi_worked = true;
+                        // SAFETY: the kernel returned a fresh fd that we now own.
+                        let owned =
+                            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(newfd as i32) };
+                        return Poll::Ready(Ok(owned));
+                    }
+                    // Ended by a cancel (the driver's queue bound, or not
+                    // ours): re-arm.
+                    Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => continue,
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) && !self.multi_worked => {
+                        self.single_only = true;
+                        continue;
+                    }
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            }
+            self.single_only = true;
+            self.single = Some(super::submit(drv, super::Accept::new(fd)));
+        }
+    }
+}

@@ -37,9 +37,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use std::time::Instant;
 
-use io_uring::{cqueue, squeue};
 #[cfg(test)]
-use io_uring::{opcode, types};
+use io_uring::types;
+use io_uring::{cqueue, opcode, squeue};
 use slab::Slab;
 
 use super::{Inner, UringDriver};
@@ -90,7 +90,18 @@ pub(crate) struct Stream {
     waker: Option<Waker>,
     /// The final CQE (without `F_MORE`) is in `queue` (or was taken).
     finished: bool,
+    /// An AsyncCancel was queued because the queue reached
+    /// [`STREAM_QUEUE_LIMIT`].
+    cancel_sent: bool,
 }
+
+/// Completions a multishot operation may queue before its future takes
+/// them: at this many the driver cancels the operation (the queued results
+/// and those already on their way are still delivered; the final CQE ends
+/// it and its owner re-arms it once it has caught up). This bounds the
+/// memory (and, for accepts, the fds) a stalled consumer holds; the kernel's
+/// own queues (listen backlog, socket buffer) take the rest.
+pub(crate) const STREAM_QUEUE_LIMIT: usize = 256;
 
 /// Maps a CQE result to `io::Result`.
 fn cvt(res: i32) -> io::Result<u32> {
@@ -124,6 +135,7 @@ pub(super) fn dispatch(
                     queue: VecDeque::from([(res, flags)]),
                     waker: None,
                     finished: false,
+                    cancel_sent: false,
                 }))
             } else {
                 Lifecycle::Completed(res, flags)
@@ -135,6 +147,10 @@ pub(super) fn dispatch(
         Lifecycle::Streaming(stream) => {
             stream.queue.push_back((res, flags));
             stream.finished = !more;
+            if more && !stream.cancel_sent && stream.queue.len() >= STREAM_QUEUE_LIMIT {
+                stream.cancel_sent = true;
+                resubmit.push(opcode::AsyncCancel::new(key as u64).build().user_data(super::CANCEL_UD));
+            }
             if let Some(waker) = stream.waker.take() {
                 to_wake.push(waker);
             }

@@ -27,6 +27,11 @@ pub(crate) struct Stats {
     pub op_cqes: u64,
     /// Kernel-side CQE overflow flushes performed.
     pub overflow_flushes: u64,
+    /// SQEs queued (operations, cancels and the driver's own).
+    pub sqes: u64,
+    /// Multishot operations cancelled because their queue reached
+    /// `STREAM_QUEUE_LIMIT`.
+    pub queue_bound_cancels: u64,
 }
 
 pub(crate) struct Core {
@@ -131,6 +136,7 @@ impl Core {
     /// user_data has been reaped (or, for the driver's own SQEs, until the
     /// kernel has consumed it), or forever if it never is.
     pub(super) unsafe fn push(&mut self, entry: squeue::Entry) {
+        self.stats.sqes += 1;
         if self.backlog.is_empty() {
             // SAFETY: the entry's pointers satisfy this function's contract.
             if unsafe { self.ring.submission().push(&entry) }.is_ok() {
@@ -412,8 +418,12 @@ impl Core {
                 }
             }
             for entry in mem::take(&mut self.resubmit) {
+                if entry.get_user_data() == CANCEL_UD {
+                    self.stats.queue_bound_cancels += 1;
+                }
                 // SAFETY: `op::Linger::step` built it under `Op::linger`'s
-                // contract; the state it points into stays in the slot.
+                // contract (the state it points into stays in the slot), or
+                // it is an AsyncCancel, which references no memory.
                 unsafe { self.push(entry) };
             }
             if drain_eventfd {
