@@ -53,6 +53,8 @@ struct FdInner {
     fd: Cell<RawFd>,
     reg: Option<Registration>,
     short_read: Cell<ShortRead>,
+    /// Sends may use `SEND_ZC` (TCP sockets; cleared if the kernel refuses).
+    zero_copy: Cell<bool>,
 }
 
 impl Drop for FdInner {
@@ -96,11 +98,22 @@ impl SharedFd {
             fd: Cell::new(fd.into_raw_fd()),
             reg,
             short_read: Cell::new(ShortRead::Inconclusive),
+            zero_copy: Cell::new(false),
         })))
     }
 
     /// Declares what a short read on this fd proves (default: nothing). Set
     /// by the stream and pipe types right after creation.
+    /// Declares whether sends on this fd may use zero-copy `SEND_ZC`
+    /// (default: no; TCP streams say yes, AF_UNIX refuses it).
+    pub(crate) fn set_zero_copy(&self, on: bool) {
+        self.0.zero_copy.set(on);
+    }
+
+    pub(crate) fn zero_copy(&self) -> bool {
+        self.0.zero_copy.get()
+    }
+
     pub(crate) fn set_short_read(&self, kind: ShortRead) {
         self.0.short_read.set(kind);
     }

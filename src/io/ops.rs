@@ -28,8 +28,19 @@ pub(crate) async fn recv<B: IoBufMut>(drv: &Driver, fd: &SharedFd, buf: B, flags
     submit(drv, ops::Recv::new(fd, buf, flags)).await
 }
 
-/// `send(2)` of the buffer's initialised bytes, with `MSG_NOSIGNAL`.
+/// `send(2)` of the buffer's initialised bytes, with `MSG_NOSIGNAL`; on
+/// io_uring a zero-copy `SEND_ZC` from the driver's threshold on.
 pub(crate) async fn send<B: IoBuf>(drv: &Driver, fd: &SharedFd, buf: B, flags: i32) -> BufResult<usize, B> {
+    #[cfg(target_os = "linux")]
+    if fd.zero_copy() && drv.send_zc_threshold().is_some_and(|t| buf.bytes_init() >= t) {
+        let (res, buf) = submit(drv, ops::SendZc::new(fd, buf, flags)).await;
+        match res {
+            // A socket that cannot send zero-copy: plain sends from now on.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL)) => fd.set_zero_copy(false),
+            res => return (res, buf),
+        }
+        return submit(drv, ops::Send::new(fd, buf, flags)).await;
+    }
     submit(drv, ops::Send::new(fd, buf, flags)).await
 }
 

@@ -111,6 +111,8 @@ impl<F: Family> SocketStream<F> {
         } else {
             ShortRead::Drains
         });
+        // AF_UNIX has no zero-copy send (EOPNOTSUPP).
+        fd.set_zero_copy(!F::ANCILLARY);
         SocketStream {
             fd,
             drv,

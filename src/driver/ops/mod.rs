@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | [`Read`] / [`Write`] | `READ` / `WRITE` (5.6) | `read`/`pread`, `write`/`pwrite` after readiness |
 //! | [`Recv`] / [`Send`] | `RECV` / `SEND` (5.6) | `recv` (`recvmsg` on Unix streams) / `send` |
+//! | [`SendZc`] (sends from 16 KiB) | `SEND_ZC` (6.0) | — (`send`) |
 //! | [`RecvMsg`] / [`SendMsg`] | `RECVMSG` / `SENDMSG` (5.3) | `recvmsg` / `sendmsg` |
 //! | [`Accept`] | `ACCEPT` (5.5) | `accept4` |
 //! | [`Connect`] | `CONNECT` (5.5) | `connect`, then writability + `SO_ERROR` |
@@ -42,6 +43,8 @@ mod stream;
 #[cfg(target_os = "linux")]
 pub(crate) use fs::{Fsync, Ftruncate, MkdirAt, OpenAt, RenameAt, Statx, UnlinkAt, WaitId};
 pub(crate) use net::{Accept, Close, Connect, InBufs, One, OutBufs, PollReadable, Received, RecvMsg, SendMsg};
+#[cfg(target_os = "linux")]
+pub(crate) use stream::SendZc;
 pub(crate) use stream::{Read, Recv, Send, Write, poll_recv_slice, poll_send_slice};
 
 #[cfg(target_os = "linux")]

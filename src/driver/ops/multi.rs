@@ -123,6 +123,10 @@ impl UringRecv {
                 continue;
             }
             if self.multi.is_none() {
+                if !d.uses(crate::driver::Feature::MultishotRecv) {
+                    self.single_only = true;
+                    continue;
+                }
                 let Some(pool) = d.recv_pool() else {
                     self.single_only = true;
                     continue;
@@ -247,7 +251,7 @@ impl AcceptLoop {
             #[cfg(target_os = "linux")]
             if !self.single_only
                 && let Driver::Uring(d) = drv
-                && drv.supports::<AcceptMulti>()
+                && drv.uses(crate::driver::Feature::MultishotAccept)
             {
                 let op = self
                     .multi

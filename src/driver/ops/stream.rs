@@ -401,3 +401,50 @@ pub(crate) fn poll_send_slice(
         |_| false,
     ))
 }
+
+/// `SEND_ZC` (6.0): a send whose bytes the kernel takes straight from the
+/// buffer. It completes twice: the result, then (`IORING_CQE_F_NOTIF`) the
+/// notification that the kernel no longer reads the buffer; the future
+/// resolves — and a dropped one releases the buffer — only after the
+/// second. io_uring only: the readiness backend and smaller sends use
+/// [`Send`].
+#[cfg(target_os = "linux")]
+pub(crate) struct SendZc<B> {
+    fd: SharedFd,
+    buf: B,
+    flags: i32,
+}
+
+#[cfg(target_os = "linux")]
+impl<B: IoBuf> SendZc<B> {
+    pub(crate) fn new(fd: &SharedFd, buf: B, flags: i32) -> Self {
+        SendZc {
+            fd: fd.clone(),
+            buf,
+            flags: flags | libc::MSG_NOSIGNAL,
+        }
+    }
+}
+
+// SAFETY: as for `Send`; the driver keeps the op (and so the buffer) until
+// the notification, the final CQE, has arrived.
+#[cfg(target_os = "linux")]
+unsafe impl<B: IoBuf> OpCode for SendZc<B> {
+    type Output = BufResult<usize, B>;
+    const CODE: u8 = opcode::SendZc::CODE;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        let len = len32(self.buf.bytes_init());
+        opcode::SendZc::new(types::Fd(self.fd.raw()), self.buf.stable_ptr(), len)
+            .flags(self.flags)
+            .build()
+    }
+
+    fn readiness(&self) -> Readiness<'_> {
+        Readiness::Unsupported
+    }
+
+    fn complete(self, res: io::Result<usize>, _flags: u32) -> Self::Output {
+        (res, self.buf)
+    }
+}

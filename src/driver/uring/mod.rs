@@ -115,8 +115,33 @@ impl UringDriver {
 
     /// Which setup flags and features this ring runs with (debug output).
     pub(crate) fn setup_description(&self) -> String {
-        let mode = self.inner.core.borrow().wake_mode;
-        format!("{}, eventfd wake: {mode:?}", self.inner.description)
+        let core = self.inner.core.borrow();
+        let f = &self.inner.features;
+        let mut path = Vec::new();
+        if f.multishot_accept {
+            path.push("multishot accept".to_owned());
+        }
+        if f.multishot_recv {
+            let (n, size) = core.pool_config;
+            path.push(match core.pool {
+                PoolState::Failed => "multishot recv (no buffer ring: single-shot)".to_owned(),
+                _ => format!("multishot recv (buffer ring {n} x {size} B)"),
+            });
+        }
+        match self.inner.send_zc_threshold {
+            Some(t) => path.push(format!("SEND_ZC from {t} B")),
+            None if f.send_zc => path.push("SEND_ZC unsupported".to_owned()),
+            None => {}
+        }
+        let path = if path.is_empty() {
+            "plain (every feature off)".to_owned()
+        } else {
+            path.join(", ")
+        };
+        format!(
+            "{}, eventfd wake: {:?}, data path: {path}",
+            self.inner.description, core.wake_mode
+        )
     }
 
     /// Submits everything queued and waits for completions (at most
@@ -147,6 +172,22 @@ impl UringDriver {
     /// or a fallback.
     pub(crate) fn supports(&self, opcode: u8) -> bool {
         self.inner.probe.is_supported(opcode)
+    }
+
+    /// Whether `feature` was asked for (builder and `RINGLOOP_URING_DISABLE`);
+    /// the kernel's support is found out when the operation is first tried.
+    pub(crate) fn uses(&self, feature: crate::driver::Feature) -> bool {
+        use crate::driver::Feature;
+        let f = &self.inner.features;
+        match feature {
+            Feature::MultishotAccept => f.multishot_accept,
+            Feature::MultishotRecv => f.multishot_recv,
+        }
+    }
+
+    /// The size from which sends use `SEND_ZC` (`None`: off or unsupported).
+    pub(crate) fn send_zc_threshold(&self) -> Option<usize> {
+        self.inner.send_zc_threshold
     }
 
     /// A `Send + Sync` handle whose `notify()` wakes a blocked `wait`.

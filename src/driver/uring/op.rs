@@ -529,6 +529,7 @@ impl UringDriver {
     /// Submits `op` (the one safe entry point: [`OpCode`]'s contract is
     /// [`submit`](Self::submit)'s).
     pub(crate) fn submit_op<O: OpCode>(&self, op: O) -> Op<O> {
+        self.count_op(O::CODE);
         // SAFETY: `OpCode` implementors promise that `sqe` only points into
         // heap memory the op owns (or 'static memory) and that the op keeps
         // any fd in the SQE open: `submit`'s contract.
@@ -540,10 +541,24 @@ impl UringDriver {
     /// Submits a multishot `op` (its completions are a stream); see
     /// [`submit_op`](Self::submit_op).
     pub(crate) fn submit_multi<O: OpCode>(&self, op: O) -> MultiOp<O> {
+        self.count_op(O::CODE);
         // SAFETY: as in `submit_op`, until the final completion.
         let mut op = unsafe { self.submit_multishot(op, O::sqe) };
         op.raw.orphan = O::ORPHAN;
         op
+    }
+
+    fn count_op(&self, code: u8) {
+        if let Some(n) = self
+            .inner
+            .core
+            .borrow_mut()
+            .stats
+            .ops_by_opcode
+            .get_mut(usize::from(code))
+        {
+            *n += 1;
+        }
     }
 
     /// Submits an operation: `build` gets the resources and returns the SQE

@@ -19,7 +19,7 @@ use slab::Slab;
 use super::*;
 
 /// Counters for diagnostics and tests (cheap increments).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Stats {
     /// `io_uring_enter` calls made by `wait` (not counting SQ-full submits).
     pub enters: u64,
@@ -32,6 +32,21 @@ pub(crate) struct Stats {
     /// Multishot operations cancelled because their queue reached
     /// `STREAM_QUEUE_LIMIT`.
     pub queue_bound_cancels: u64,
+    /// Operations submitted, by io_uring opcode number.
+    pub ops_by_opcode: [u64; 64],
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            enters: 0,
+            op_cqes: 0,
+            overflow_flushes: 0,
+            sqes: 0,
+            queue_bound_cancels: 0,
+            ops_by_opcode: [0; 64],
+        }
+    }
 }
 
 pub(crate) struct Core {
@@ -99,6 +114,10 @@ pub(crate) struct Inner {
     pub(super) description: String,
     /// The opcodes this kernel supports (`IORING_REGISTER_PROBE`).
     pub(super) probe: Probe,
+    /// The data-path features asked for (builder and environment).
+    pub(super) features: crate::driver::UringFeatures,
+    /// Sends of at least this size use `SEND_ZC` (asked for and probed).
+    pub(super) send_zc_threshold: Option<usize>,
 }
 
 impl Inner {

@@ -261,12 +261,17 @@ impl UringDriver {
             closed: false,
         };
         core.arm_eventfd();
+        let features = cfg.features.without_env();
+        let send_zc_threshold =
+            (features.send_zc && probe.is_supported(opcode::SendZc::CODE)).then_some(cfg.send_zc_threshold.max(1));
         crate::runtime::debug_log(format_args!("ringloop: {description}"));
         Ok(UringDriver {
             inner: Rc::new(Inner {
                 core: RefCell::new(core),
                 description,
                 probe,
+                features,
+                send_zc_threshold,
             }),
         })
     }
