@@ -49,7 +49,7 @@ pub use buf::{AsyncReadOwned, AsyncWriteOwned};
 pub use combinators::{ReturnWhen, WaitError, gather, gather_settled, gather_tasks, gather_tasks_settled, wait};
 pub use combinators::{TaskGroup, TaskGroupError, as_completed, shield, task_group};
 pub use context::ContextVar;
-pub use driver::{DriverChoice, DriverKind};
+pub use driver::{DriverChoice, DriverKind, UringFeatures};
 pub use future::{CallbackId, FutureError, InvalidStateError, LoopFuture, create_future};
 pub use runtime::{
     Builder, EventLoop, ExceptionContext, ExceptionKind, Handle, LoopError, LoopHandle, RemoteTask, TimerHandle,

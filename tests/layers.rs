@@ -21,20 +21,12 @@ use std::path::{Path, PathBuf};
 /// Edges known to close a cycle today, each with why it is tolerated. Once
 /// the reason is gone, remove the entry: the check then fails on it again.
 /// An entry whose edge no longer exists fails the check (stale entry).
-const ALLOWED: &[(&str, &str, &str)] = &[
-    (
-        "task",
-        "runtime",
-        "tasks reach into the loop (ready queue, task slab, exception handler); \
+const ALLOWED: &[(&str, &str, &str)] = &[(
+    "task",
+    "runtime",
+    "tasks reach into the loop (ready queue, task slab, exception handler); \
          the schedule hook of the `tasks` branch removes this edge",
-    ),
-    (
-        "buf",
-        "io",
-        "`AsyncWriteOwned::write_all`'s default body calls `io::write_all_with`; \
-         remove with the op-layer rewrite of `io/` (the helper belongs in `buf/`)",
-    ),
-];
+)];
 
 /// Names at the crate root that belong to no module (macros exported with
 /// `#[macro_export]` live at the root, the prelude is a root module).

@@ -20,7 +20,10 @@ use std::ops::{Bound, RangeBounds};
 
 mod owned_io;
 mod pooled;
+pub(crate) use owned_io::write_all_with;
 pub use owned_io::{AsyncReadOwned, AsyncWriteOwned};
+#[cfg(target_os = "linux")]
+pub(crate) use pooled::BufRing;
 pub use pooled::PooledBuf;
 
 /// A buffer whose initialised bytes can be written out.

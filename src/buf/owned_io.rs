@@ -43,7 +43,7 @@ pub trait AsyncWriteOwned {
 
     /// Writes all of `buf`'s bytes (a zero-byte write is `WriteZero`).
     fn write_all<B: IoBuf>(&self, buf: B) -> impl Future<Output = BufResult<(), B>> {
-        crate::io::write_all_with(buf, |s, _| self.write(s))
+        write_all_with(buf, |s, _| self.write(s))
     }
 
     /// Flushes bytes the `futures-io` `AsyncWrite` impl accepted, then
@@ -53,4 +53,31 @@ pub trait AsyncWriteOwned {
     fn close(self) -> impl Future<Output = io::Result<()>>
     where
         Self: Sized;
+}
+
+/// Writes every initialised byte of `buf` through repeated calls of `write`,
+/// which gets a window over the bytes not written yet and the count already
+/// written (for positioned writes). A zero-byte write is `WriteZero`;
+/// `EINTR` retries. The buffer comes back in every case.
+pub(crate) async fn write_all_with<B, F, Fut>(buf: B, mut write: F) -> crate::buf::BufResult<(), B>
+where
+    B: crate::buf::IoBuf,
+    F: FnMut(crate::buf::Slice<B>, usize) -> Fut,
+    Fut: std::future::Future<Output = crate::buf::BufResult<usize, crate::buf::Slice<B>>>,
+{
+    let total = buf.bytes_init();
+    let mut slice = buf.slice(..);
+    let mut done = 0;
+    while done < total {
+        let (res, s) = write(slice, done).await;
+        let buf = s.into_inner();
+        match res {
+            Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (Err(e), buf),
+        }
+        slice = buf.slice(done..);
+    }
+    (Ok(()), slice.into_inner())
 }

@@ -6,8 +6,19 @@ use std::ops::Deref;
 use std::rc::Rc;
 
 use super::IoBuf;
+
+/// The memory behind ring-backed [`PooledBuf`]s: the driver's
+/// provided-buffer ring (`driver/uring/pool.rs`), seen through this trait so
+/// that `buf` does not depend on the driver.
 #[cfg(target_os = "linux")]
-use crate::driver::uring::pool::Pool;
+pub(crate) trait BufRing {
+    /// Size of each buffer.
+    fn buf_size(&self) -> u32;
+    /// Start of buffer `bid` (valid while the ring lives).
+    fn buf_ptr(&self, bid: u16) -> *mut u8;
+    /// Hands buffer `bid` back to the kernel.
+    fn recycle(&self, bid: u16);
+}
 
 /// Bytes a pooled receive produced ([`TcpStream::recv_stream`](crate::net::TcpStream::recv_stream)).
 ///
@@ -24,7 +35,7 @@ pub struct PooledBuf {
 enum Inner {
     #[cfg(target_os = "linux")]
     Ring {
-        pool: Rc<Pool>,
+        pool: Rc<dyn BufRing>,
         bid: u16,
         len: usize,
     },
@@ -33,7 +44,7 @@ enum Inner {
 
 impl PooledBuf {
     #[cfg(target_os = "linux")]
-    pub(crate) fn from_ring(pool: Rc<Pool>, bid: u16, len: usize) -> PooledBuf {
+    pub(crate) fn from_ring(pool: Rc<dyn BufRing>, bid: u16, len: usize) -> PooledBuf {
         let len = len.min(pool.buf_size() as usize);
         PooledBuf {
             inner: Inner::Ring { pool, bid, len },

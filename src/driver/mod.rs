@@ -16,6 +16,8 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) mod fd;
+pub(crate) mod ops;
 pub(crate) mod readiness;
 #[cfg(target_os = "linux")]
 pub(crate) mod uring;
@@ -72,6 +74,13 @@ pub(crate) fn wait_error_is_permanent(e: &io::Error) -> bool {
         || matches!(e.raw_os_error(), Some(libc::EBADF | libc::EFAULT | libc::ENXIO))
 }
 
+/// One of [`UringFeatures`], for [`Driver::uses`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Feature {
+    MultishotAccept,
+    MultishotRecv,
+}
+
 /// Wakes a sleeping driver from any thread.
 pub(crate) trait Notify: Send + Sync {
     fn notify(&self);
@@ -95,6 +104,86 @@ pub(crate) struct UringConfig {
     /// Receive pool: number of buffers (a power of two) and their size.
     pub recv_pool_entries: u16,
     pub recv_pool_buf_size: u32,
+    /// io_uring features to use where the kernel has them.
+    pub features: UringFeatures,
+    /// Sends of at least this many bytes use `SEND_ZC`.
+    pub send_zc_threshold: usize,
+}
+
+/// The io_uring data-path features ringloop uses where the running kernel
+/// has them (each is probed and degrades on its own). All are on by
+/// default; turning one off (for a benchmark, or to isolate a bug) selects
+/// the plain path it replaces. `RINGLOOP_URING_DISABLE` (a comma-separated
+/// list of `multishot_accept`, `multishot_recv`, `send_zc`, or `all`) turns
+/// features off for every loop of the process, on top of the builder's
+/// choice. [`EventLoop::driver_description`](crate::EventLoop::driver_description)
+/// lists the ones in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UringFeatures {
+    /// One multishot `ACCEPT` (5.19) behind `incoming()`, instead of one
+    /// `ACCEPT` per connection.
+    pub multishot_accept: bool,
+    /// One multishot `RECV` into the loop's provided-buffer ring (6.0)
+    /// behind `recv_stream()`, instead of one `RECV` into a heap buffer per
+    /// chunk.
+    pub multishot_recv: bool,
+    /// Zero-copy `SEND_ZC` (6.0) for sends at or above the threshold
+    /// ([`Builder::send_zc_threshold`](crate::Builder::send_zc_threshold)).
+    pub send_zc: bool,
+}
+
+impl UringFeatures {
+    /// Every feature on (the default).
+    pub const fn all() -> UringFeatures {
+        UringFeatures {
+            multishot_accept: true,
+            multishot_recv: true,
+            send_zc: true,
+        }
+    }
+
+    /// Every feature off: io_uring with one plain SQE per operation.
+    pub const fn none() -> UringFeatures {
+        UringFeatures {
+            multishot_accept: false,
+            multishot_recv: false,
+            send_zc: false,
+        }
+    }
+
+    /// Turns off what `RINGLOOP_URING_DISABLE` names; unknown names are
+    /// reported once on stderr and ignored.
+    pub(crate) fn without_env(mut self) -> UringFeatures {
+        let Ok(list) = std::env::var("RINGLOOP_URING_DISABLE") else {
+            return self;
+        };
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "all" => self = UringFeatures::none(),
+                "multishot_accept" => self.multishot_accept = false,
+                "multishot_recv" => self.multishot_recv = false,
+                "send_zc" => self.send_zc = false,
+                other => {
+                    static WARNED: std::sync::Once = std::sync::Once::new();
+                    let other = other.to_owned();
+                    WARNED.call_once(move || {
+                        eprintln!(
+                            "ringloop: RINGLOOP_URING_DISABLE: unknown feature {other:?} ignored \
+                             (known: multishot_accept, multishot_recv, send_zc, all)"
+                        )
+                    });
+                }
+            }
+        }
+        self
+    }
+}
+
+impl Default for UringFeatures {
+    fn default() -> Self {
+        UringFeatures::all()
+    }
 }
 
 impl Default for UringConfig {
@@ -105,6 +194,8 @@ impl Default for UringConfig {
             disable_ext_arg: false,
             recv_pool_entries: 256,
             recv_pool_buf_size: 4096,
+            features: UringFeatures::all(),
+            send_zc_threshold: 16 * 1024,
         }
     }
 }
@@ -150,6 +241,61 @@ impl Driver {
             #[cfg(target_os = "linux")]
             Driver::Uring(d) => d.wait(timeout),
             Driver::Readiness(d) => d.wait(timeout),
+        }
+    }
+
+    /// Whether io_uring runs with `feature` on (asked for and available).
+    pub(crate) fn uses(&self, feature: Feature) -> bool {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::Uring(d) => d.uses(feature),
+            Driver::Readiness(_) => {
+                let _ = feature;
+                false
+            }
+        }
+    }
+
+    /// The size from which sends use `SEND_ZC` (`None`: never).
+    pub(crate) fn send_zc_threshold(&self) -> Option<usize> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::Uring(d) => d.send_zc_threshold(),
+            Driver::Readiness(_) => None,
+        }
+    }
+
+    /// SQEs queued on io_uring since the ring was built (`None` on the
+    /// readiness backend); tests use it to check how many operations a
+    /// workload costs.
+    #[cfg(test)]
+    pub(crate) fn sqes_queued(&self) -> Option<u64> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::Uring(d) => Some(d.stats().sqes),
+            Driver::Readiness(_) => None,
+        }
+    }
+
+    /// Operations submitted on io_uring with opcode `O::CODE` (`None` on
+    /// the readiness backend).
+    #[cfg(test)]
+    pub(crate) fn ops_submitted<O: ops::OpCode>(&self) -> Option<u64> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::Uring(d) => Some(d.stats().ops_by_opcode[usize::from(O::CODE) % 64]),
+            Driver::Readiness(_) => None,
+        }
+    }
+
+    /// Multishot operations the io_uring driver cancelled because their
+    /// completion queue reached its bound (`None` on the readiness backend).
+    #[cfg(test)]
+    pub(crate) fn queue_bound_cancels(&self) -> Option<u64> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::Uring(d) => Some(d.stats().queue_bound_cancels),
+            Driver::Readiness(_) => None,
         }
     }
 

@@ -197,7 +197,7 @@ impl File {
 
     /// Writes all of `buf`'s initialised bytes at `offset`.
     pub async fn write_all_at<B: IoBuf + Send>(&self, buf: B, offset: u64) -> BufResult<(), B> {
-        crate::io::write_all_with(buf, |s, done| self.write_at(s, offset.saturating_add(done as u64))).await
+        crate::buf::write_all_with(buf, |s, done| self.write_at(s, offset.saturating_add(done as u64))).await
     }
 
     /// Reads the whole file, from offset 0 to its end, appending to `buf`;

@@ -3,7 +3,7 @@
 //! * io_uring: the real opcode (`OPENAT`, `READ`/`WRITE` with an offset,
 //!   `FSYNC`, `STATX`, `UNLINKAT`, `RENAMEAT`, `MKDIRAT`, `FTRUNCATE`,
 //!   `CLOSE`). Every opcode is checked against the probe taken when the ring
-//!   was set up ([`UringDriver::supports`]); one the running kernel lacks
+//!   was set up ([`Driver::supports`]); one the running kernel lacks
 //!   (`UNLINKAT`/`RENAMEAT` arrived in 5.11, `MKDIRAT` in 5.15, `FTRUNCATE`
 //!   in 6.9; a seccomp filter may hide others) runs on the blocking pool
 //!   instead, with a duplicate of the fd when it needs one.
@@ -23,14 +23,11 @@ use std::sync::{Arc, Mutex};
 #[cfg(target_os = "linux")]
 use std::os::fd::AsFd;
 
-#[cfg(target_os = "linux")]
-use io_uring::{opcode, types};
-
 use super::Metadata;
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::driver::Driver;
 #[cfg(target_os = "linux")]
-use crate::driver::uring::UringDriver;
+use crate::driver::ops::{self as dops, OpCode, submit};
 #[cfg(target_os = "linux")]
 use crate::io::SharedFd;
 use crate::io::cvt;
@@ -89,13 +86,10 @@ fn force_pool() -> bool {
     }
 }
 
-/// The ring, if the loop runs on io_uring and the kernel has `code`.
+/// Whether the loop runs on io_uring and the kernel has `O`'s opcode.
 #[cfg(target_os = "linux")]
-fn ring(drv: &Driver, code: u8) -> Option<&UringDriver> {
-    match drv {
-        Driver::Uring(d) if d.supports(code) && !force_pool() => Some(d),
-        _ => None,
-    }
+fn ring<O: OpCode>(drv: &Driver) -> bool {
+    drv.supports::<O>() && !force_pool()
 }
 
 /// A path as the kernel wants it; a NUL byte inside is `InvalidInput`.
@@ -207,7 +201,7 @@ pub(crate) async fn read_at<B: IoBufMut + Send>(drv: &Driver, fd: &FileFd, buf: 
     }
     #[cfg(target_os = "linux")]
     if let FileFd::Ring(sfd) = fd
-        && ring(drv, opcode::Read::CODE).is_some()
+        && ring::<dops::Read<B>>(drv)
     {
         return crate::io::ops::read(drv, sfd, buf, Some(offset)).await;
     }
@@ -227,7 +221,7 @@ pub(crate) async fn write_at<B: IoBuf + Send>(drv: &Driver, fd: &FileFd, buf: B,
     }
     #[cfg(target_os = "linux")]
     if let FileFd::Ring(sfd) = fd
-        && ring(drv, opcode::Write::CODE).is_some()
+        && ring::<dops::Write<B>>(drv)
     {
         return crate::io::ops::write(drv, sfd, buf, Some(offset)).await;
     }
@@ -256,22 +250,8 @@ fn open_blocking(path: &CStr, flags: libc::c_int, mode: u32) -> io::Result<Owned
 /// io_uring, by the pool job dropping its unclaimed result otherwise).
 pub(crate) async fn open(drv: &Driver, path: CString, flags: libc::c_int, mode: u32) -> io::Result<FileFd> {
     #[cfg(target_os = "linux")]
-    if let Some(d) = ring(drv, opcode::OpenAt::CODE) {
-        // SAFETY: the SQE points into the CString's heap buffer, owned by the
-        // op's resources until the final CQE.
-        let op = unsafe {
-            d.submit(path, |p| {
-                opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), p.as_ptr())
-                    .flags(flags)
-                    .mode(mode as libc::mode_t)
-                    .build()
-            })
-        }
-        .on_orphan_cqe(crate::io::ops::close_orphan_fd);
-        let (res, _path) = op.await;
-        let raw = res? as RawFd;
-        // SAFETY: the kernel returned a fresh fd that we now own.
-        let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+    if ring::<dops::OpenAt>(drv) {
+        let owned = submit(drv, dops::OpenAt { path, flags, mode }).await?;
         return Ok(FileFd::Ring(SharedFd::new(owned, drv)?));
     }
     let owned = pool(move || open_blocking(&path, flags, mode)).await?;
@@ -286,21 +266,10 @@ pub(crate) async fn open(drv: &Driver, path: CString, flags: libc::c_int, mode: 
 pub(crate) async fn sync(drv: &Driver, fd: &FileFd, data_only: bool) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     if let FileFd::Ring(sfd) = fd
-        && let Some(d) = ring(drv, opcode::Fsync::CODE)
+        && ring::<dops::Fsync>(drv)
     {
-        let flags = if data_only {
-            types::FsyncFlags::DATASYNC
-        } else {
-            types::FsyncFlags::empty()
-        };
-        // SAFETY: the SQE references no memory; the fd is kept open by the
-        // `SharedFd` in the resources.
-        let op = unsafe {
-            d.submit(sfd.clone(), |fd| {
-                opcode::Fsync::new(types::Fd(fd.raw())).flags(flags).build()
-            })
-        };
-        return op.await.0.map(drop);
+        let fd = sfd.clone();
+        return submit(drv, dops::Fsync { fd, data_only }).await;
     }
     #[cfg(not(target_os = "linux"))]
     let _ = drv;
@@ -313,16 +282,9 @@ pub(crate) async fn set_len(drv: &Driver, fd: &FileFd, len: u64) -> io::Result<(
     check_offset(len)?;
     #[cfg(target_os = "linux")]
     if let FileFd::Ring(sfd) = fd
-        && let Some(d) = ring(drv, opcode::Ftruncate::CODE)
+        && ring::<dops::Ftruncate>(drv)
     {
-        // SAFETY: the SQE references no memory; the fd is kept open by the
-        // `SharedFd` in the resources.
-        let op = unsafe {
-            d.submit(sfd.clone(), |fd| {
-                opcode::Ftruncate::new(types::Fd(fd.raw()), len).build()
-            })
-        };
-        return op.await.0.map(drop);
+        return submit(drv, dops::Ftruncate { fd: sfd.clone(), len }).await;
     }
     #[cfg(not(target_os = "linux"))]
     let _ = drv;
@@ -334,42 +296,22 @@ pub(crate) async fn set_len(drv: &Driver, fd: &FileFd, len: u64) -> io::Result<(
 /// path, of `fd` itself (`AT_EMPTY_PATH`).
 #[cfg(target_os = "linux")]
 async fn statx_ring(
-    d: &UringDriver,
+    drv: &Driver,
     fd: Option<SharedFd>,
     path: Option<CString>,
     flags: libc::c_int,
 ) -> io::Result<Metadata> {
-    let buf: Box<std::mem::MaybeUninit<libc::statx>> = Box::new(std::mem::MaybeUninit::zeroed());
-    // The SQE points into the boxed statx buffer and the CString's
-    // heap buffer (or the static empty string), all owned by the op's
-    // resources (or 'static) until the final CQE; the fd is kept open by the
-    // `SharedFd` in the resources.
-    // SAFETY: upheld as explained just above.
-    let op = unsafe {
-        d.submit((fd, path, buf), |(fd, path, buf)| {
-            let dirfd = fd.as_ref().map_or(libc::AT_FDCWD, |fd| fd.raw());
-            let name = path.as_ref().map_or(c"".as_ptr(), |p| p.as_ptr());
-            opcode::Statx::new(types::Fd(dirfd), name, buf.as_mut_ptr().cast())
-                .flags(flags)
-                .mask(libc::STATX_BASIC_STATS | libc::STATX_BTIME)
-                .build()
-        })
-    };
-    let (res, (_, _, buf)) = op.await;
-    res?;
-    // SAFETY: the buffer was zeroed (every field of `statx` is an integer,
-    // so any bytes are a valid value) and the kernel filled it.
-    let st = unsafe { buf.assume_init_ref() };
-    Ok(Metadata::from_statx(st))
+    let st = submit(drv, dops::Statx::new(fd, path, flags)).await?;
+    Ok(Metadata::from_statx(&st))
 }
 
 /// Metadata of an open file: `statx(fd, "", AT_EMPTY_PATH)`.
 pub(crate) async fn metadata_fd(drv: &Driver, fd: &FileFd) -> io::Result<Metadata> {
     #[cfg(target_os = "linux")]
     if let FileFd::Ring(sfd) = fd
-        && let Some(d) = ring(drv, opcode::Statx::CODE)
+        && ring::<dops::Statx>(drv)
     {
-        return statx_ring(d, Some(sfd.clone()), None, libc::AT_EMPTY_PATH).await;
+        return statx_ring(drv, Some(sfd.clone()), None, libc::AT_EMPTY_PATH).await;
     }
     #[cfg(not(target_os = "linux"))]
     let _ = drv;
@@ -380,9 +322,9 @@ pub(crate) async fn metadata_fd(drv: &Driver, fd: &FileFd) -> io::Result<Metadat
 /// Metadata of a path, following symlinks or not.
 pub(crate) async fn metadata_path(drv: &Driver, path: CString, follow: bool) -> io::Result<Metadata> {
     #[cfg(target_os = "linux")]
-    if let Some(d) = ring(drv, opcode::Statx::CODE) {
+    if ring::<dops::Statx>(drv) {
         let flags = if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
-        return statx_ring(d, None, Some(path), flags).await;
+        return statx_ring(drv, None, Some(path), flags).await;
     }
     #[cfg(not(target_os = "linux"))]
     let _ = drv;
@@ -401,18 +343,8 @@ pub(crate) async fn metadata_path(drv: &Driver, path: CString, follow: bool) -> 
 /// `unlinkat(AT_FDCWD, path, dir ? AT_REMOVEDIR : 0)`.
 pub(crate) async fn unlink(drv: &Driver, path: CString, dir: bool) -> io::Result<()> {
     #[cfg(target_os = "linux")]
-    if let Some(d) = ring(drv, opcode::UnlinkAt::CODE) {
-        let flags = if dir { libc::AT_REMOVEDIR } else { 0 };
-        // SAFETY: the SQE points into the CString's heap buffer, owned by the
-        // op's resources until the final CQE.
-        let op = unsafe {
-            d.submit(path, |p| {
-                opcode::UnlinkAt::new(types::Fd(libc::AT_FDCWD), p.as_ptr())
-                    .flags(flags)
-                    .build()
-            })
-        };
-        return op.await.0.map(drop);
+    if ring::<dops::UnlinkAt>(drv) {
+        return submit(drv, dops::UnlinkAt { path, dir }).await;
     }
     #[cfg(not(target_os = "linux"))]
     let _ = drv;
@@ -433,21 +365,8 @@ pub(crate) async fn unlink(drv: &Driver, path: CString, dir: bool) -> io::Result
 /// `renameat(AT_FDCWD, from, AT_FDCWD, to)`.
 pub(crate) async fn rename(drv: &Driver, from: CString, to: CString) -> io::Result<()> {
     #[cfg(target_os = "linux")]
-    if let Some(d) = ring(drv, opcode::RenameAt::CODE) {
-        // SAFETY: the SQE points into the two CStrings' heap buffers, owned
-        // by the op's resources until the final CQE.
-        let op = unsafe {
-            d.submit((from, to), |(from, to)| {
-                opcode::RenameAt::new(
-                    types::Fd(libc::AT_FDCWD),
-                    from.as_ptr(),
-                    types::Fd(libc::AT_FDCWD),
-                    to.as_ptr(),
-                )
-                .build()
-            })
-        };
-        return op.await.0.map(drop);
+    if ring::<dops::RenameAt>(drv) {
+        return submit(drv, dops::RenameAt { from, to }).await;
     }
     #[cfg(not(target_os = "linux"))]
     let _ = drv;
@@ -461,17 +380,8 @@ pub(crate) async fn rename(drv: &Driver, from: CString, to: CString) -> io::Resu
 /// `mkdirat(AT_FDCWD, path, mode)`.
 pub(crate) async fn mkdir(drv: &Driver, path: CString, mode: u32) -> io::Result<()> {
     #[cfg(target_os = "linux")]
-    if let Some(d) = ring(drv, opcode::MkDirAt::CODE) {
-        // SAFETY: the SQE points into the CString's heap buffer, owned by the
-        // op's resources until the final CQE.
-        let op = unsafe {
-            d.submit(path, |p| {
-                opcode::MkDirAt::new(types::Fd(libc::AT_FDCWD), p.as_ptr())
-                    .mode(mode as libc::mode_t)
-                    .build()
-            })
-        };
-        return op.await.0.map(drop);
+    if ring::<dops::MkdirAt>(drv) {
+        return submit(drv, dops::MkdirAt { path, mode }).await;
     }
     #[cfg(not(target_os = "linux"))]
     let _ = drv;
@@ -508,14 +418,8 @@ pub(crate) async fn close(drv: &Driver, fd: FileFd) -> io::Result<()> {
             let Ok(owned) = sfd.try_into_owned() else {
                 return Ok(());
             };
-            if let Some(d) = ring(drv, opcode::Close::CODE) {
-                let raw = owned.into_raw_fd();
-                // The SQE references no memory; `raw` was ours and is
-                // handed to the kernel to close (once queued, the close
-                // happens even if this future is dropped).
-                // SAFETY: upheld as explained just above.
-                let op = unsafe { d.submit((), |_| opcode::Close::new(types::Fd(raw)).build()) };
-                return op.await.0.map(drop);
+            if ring::<dops::Close>(drv) {
+                return submit(drv, dops::Close::new(owned)).await;
             }
             pool(move || close_blocking(owned)).await
         }

@@ -33,13 +33,19 @@
 mod compat;
 mod ops;
 mod recv_stream;
+mod stream;
 mod tcp;
+#[cfg(test)]
+mod tests;
 mod udp;
 #[cfg(unix)]
 pub mod unix;
 
 pub use recv_stream::RecvStream;
-pub use tcp::{Incoming, OwnedReadHalf, OwnedWriteHalf, TcpListener, TcpStream};
+#[cfg(unix)]
+pub use stream::Unix;
+pub use stream::{Family, ReadHalf, SocketStream, Tcp, WriteHalf};
+pub use tcp::{Incoming, OwnedReadHalf, OwnedWriteHalf, TcpListener, TcpReadHalf, TcpStream, TcpWriteHalf};
 pub use udp::UdpSocket;
 #[cfg(unix)]
 pub use unix::{UnixDatagram, UnixIncoming, UnixListener, UnixReadHalf, UnixStream, UnixWriteHalf};

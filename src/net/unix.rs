@@ -13,17 +13,16 @@ use std::net::Shutdown;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
-use super::compat::{self, CompatSlot, ReadState, WriteState};
+use super::RecvMeta;
 use super::ops::{self as net_ops, One};
-use super::{RecvMeta, RecvStream};
-use crate::buf::{AsyncReadOwned, AsyncWriteOwned, BufResult, IoBuf, IoBufMut};
+use super::stream::{ReadHalf, SocketStream, Unix, WriteHalf};
+use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::driver::Driver;
-use crate::io::{SharedFd, ShortRead, current_driver, ops};
+use crate::io::{SharedFd, current_driver, ops};
 
 /// The address of a Unix socket: a path, an abstract name (Linux), or
 /// unnamed (an unbound socket, or one end of a pair).
@@ -31,7 +30,7 @@ use crate::io::{SharedFd, ShortRead, current_driver, ops};
 pub struct SocketAddr(SockAddr);
 
 impl SocketAddr {
-    fn new(addr: SockAddr) -> SocketAddr {
+    pub(super) fn new(addr: SockAddr) -> SocketAddr {
         // The kernel reports an unbound peer with a zero-length (or
         // family-only) address: normalise to a proper unnamed AF_UNIX one.
         if addr.is_unix() && addr.len() as usize >= sun_path_offset() {
@@ -207,42 +206,20 @@ impl futures_core::Stream for UnixIncoming<'_> {
         let this = self.get_mut();
         let res = std::task::ready!(this.acceptor.poll_accept(cx));
         let drv = this.acceptor.driver().clone();
-        Poll::Ready(Some(res.and_then(|(fd, _)| UnixStream::from_owned(fd, drv))))
+        Poll::Ready(Some(res.and_then(|fd| UnixStream::from_owned(fd, drv))))
     }
 }
 
-/// A Unix stream connection, with the same owned-buffer API as
-/// [`TcpStream`](super::TcpStream) and the same `futures-io` impls.
-pub struct UnixStream {
-    fd: SharedFd,
-    drv: Driver,
-    compat: CompatSlot,
-}
+/// A Unix stream connection: the [`SocketStream`] of the [`Unix`] family,
+/// with the same owned-buffer API, halves and `futures-io` impls as
+/// [`TcpStream`](super::TcpStream).
+pub type UnixStream = SocketStream<Unix>;
+/// Read half of [`UnixStream::into_split`].
+pub type UnixReadHalf = ReadHalf<Unix>;
+/// Write half of [`UnixStream::into_split`].
+pub type UnixWriteHalf = WriteHalf<Unix>;
 
-impl fmt::Debug for UnixStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UnixStream")
-            .field("fd", &self.fd.raw())
-            .field("local", &self.local_addr().ok())
-            .field("peer", &self.peer_addr().ok())
-            .finish()
-    }
-}
-
-impl UnixStream {
-    fn from_owned(fd: OwnedFd, drv: Driver) -> io::Result<UnixStream> {
-        Ok(UnixStream::from_shared(SharedFd::new(fd, &drv)?, drv))
-    }
-
-    fn from_shared(fd: SharedFd, drv: Driver) -> UnixStream {
-        fd.set_short_read(ShortRead::DrainsUnlessCtrunc);
-        UnixStream {
-            fd,
-            drv,
-            compat: CompatSlot::default(),
-        }
-    }
-
+impl SocketStream<Unix> {
     /// Connects to the listener at `path` (leading NUL: abstract name).
     pub async fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
         let addr = path_addr(path.as_ref())?;
@@ -268,184 +245,7 @@ impl UnixStream {
         let (fd, drv) = adopt(OwnedFd::from(s))?;
         Ok(UnixStream::from_shared(fd, drv))
     }
-
-    /// Vectored read; see [`TcpStream::readv`](super::TcpStream::readv).
-    pub async fn readv<B: IoBufMut>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
-        net_ops::recv_vectored(&self.drv, &self.fd, bufs).await
-    }
-
-    /// Vectored write; see [`TcpStream::writev`](super::TcpStream::writev).
-    pub async fn writev<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
-        net_ops::send_vectored(&self.drv, &self.fd, bufs).await
-    }
-
-    /// Shuts down one or both directions.
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        ops::shutdown(&self.fd, how)
-    }
-
-    /// The local address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        local_of(&self.fd)
-    }
-
-    /// The peer's address.
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        peer_of(&self.fd)
-    }
-
-    /// Received chunks in buffers of the loop's receive pool, as a
-    /// `futures_core::Stream` (or [`RecvStream::next_buf`]): on io_uring one
-    /// multishot receive stays armed and the kernel fills pool buffers
-    /// (no SQE per chunk, no copy); write a chunk back with
-    /// `write_all(buf)`, drop it to return the buffer. Use it for
-    /// request/response protocols with many connections; use
-    /// `read(buf)` to read into memory you own (e.g. a large transfer into
-    /// one buffer). Bytes buffered by the `futures-io` impls are not seen.
-    pub fn recv_stream(&self) -> RecvStream<'_> {
-        RecvStream::new(&self.drv, &self.fd)
-    }
-
-    /// Splits into a read half and a write half usable from two tasks.
-    /// Bytes buffered by the `futures-io` impls move with their half.
-    pub fn into_split(mut self) -> (UnixReadHalf, UnixWriteHalf) {
-        let state = self.compat.take();
-        let s = Rc::new(self);
-        (
-            UnixReadHalf {
-                inner: s.clone(),
-                rd: state.rd,
-            },
-            UnixWriteHalf { inner: s, wr: state.wr },
-        )
-    }
 }
-
-impl AsRawFd for UnixStream {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.raw()
-    }
-}
-
-impl std::os::fd::AsFd for UnixStream {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
-
-/// Read half of [`UnixStream::into_split`] (also `AsyncRead` /
-/// `AsyncBufRead`).
-pub struct UnixReadHalf {
-    inner: Rc<UnixStream>,
-    rd: ReadState,
-}
-
-/// Write half of [`UnixStream::into_split`] (also `AsyncWrite`); dropping
-/// it does not shut the connection down.
-pub struct UnixWriteHalf {
-    inner: Rc<UnixStream>,
-    wr: WriteState,
-}
-
-impl fmt::Debug for UnixReadHalf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("UnixReadHalf").field(&self.inner).finish()
-    }
-}
-
-impl fmt::Debug for UnixWriteHalf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("UnixWriteHalf").field(&self.inner).finish()
-    }
-}
-
-impl AsyncReadOwned for UnixStream {
-    async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
-        ops::recv(&self.drv, &self.fd, buf, 0).await
-    }
-
-    async fn read_exact(&self, buf: Vec<u8>, len: usize) -> BufResult<(), Vec<u8>> {
-        net_ops::recv_exact(&self.drv, &self.fd, buf, len).await
-    }
-}
-
-impl AsyncWriteOwned for UnixStream {
-    async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-        ops::send(&self.drv, &self.fd, buf, 0).await
-    }
-
-    async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-        net_ops::send_all(&self.drv, &self.fd, buf).await
-    }
-
-    /// Closes the socket and reports the result, after flushing; see
-    /// [`TcpStream::close`](super::TcpStream#method.close).
-    async fn close(self) -> io::Result<()> {
-        let UnixStream { fd, drv, mut compat } = self;
-        // Bytes the `futures-io` impl accepted go out first.
-        let flushed = compat.flush(&drv, &fd).await;
-        // The compat state may hold in-flight operations (and fd handles).
-        drop(compat);
-        let closed = net_ops::close(&drv, fd).await;
-        flushed.and(closed)
-    }
-}
-
-impl AsyncReadOwned for UnixReadHalf {
-    async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
-        self.inner.read(buf).await
-    }
-
-    async fn read_exact(&self, buf: Vec<u8>, len: usize) -> BufResult<(), Vec<u8>> {
-        self.inner.read_exact(buf, len).await
-    }
-}
-
-impl AsyncWriteOwned for UnixWriteHalf {
-    async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-        self.inner.write(buf).await
-    }
-
-    async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-        self.inner.write_all(buf).await
-    }
-
-    /// Flushes what the `futures-io` impl accepted, then shuts the write
-    /// direction down; the socket closes when both halves are gone.
-    async fn close(mut self) -> io::Result<()> {
-        let inner = &self.inner;
-        let flushed = std::future::poll_fn(|cx| self.wr.poll_flush(&inner.drv, &inner.fd, cx)).await;
-        let shut = self.inner.shutdown(Shutdown::Write);
-        flushed.and(shut)
-    }
-}
-
-impl UnixReadHalf {
-    /// See [`UnixStream::recv_stream`].
-    pub fn recv_stream(&self) -> RecvStream<'_> {
-        RecvStream::new(&self.inner.drv, &self.inner.fd)
-    }
-
-    /// See [`UnixStream::readv`].
-    pub async fn readv<B: IoBufMut>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
-        self.inner.readv(bufs).await
-    }
-}
-
-impl UnixWriteHalf {
-    /// See [`UnixStream::writev`].
-    pub async fn writev<B: IoBuf>(&self, bufs: Vec<B>) -> BufResult<usize, Vec<B>> {
-        self.inner.writev(bufs).await
-    }
-    /// Shuts the write direction down (the peer reads end of stream).
-    pub fn shutdown(&self) -> io::Result<()> {
-        self.inner.shutdown(Shutdown::Write)
-    }
-}
-
-compat::impl_futures_io!(UnixStream);
-compat::impl_futures_io_read_half!(UnixReadHalf);
-compat::impl_futures_io_write_half!(UnixWriteHalf);
 
 /// A Unix datagram socket. Message boundaries are kept; a datagram longer
 /// than the receive buffer is truncated, which

@@ -60,19 +60,18 @@ pub(crate) fn strategy(drv: &Driver, has_pidfd: bool) -> Strategy {
     if !has_pidfd {
         return Strategy::Blocking;
     }
-    match drv {
-        #[cfg(target_os = "linux")]
-        Driver::Uring(d) => {
-            if d.supports(io_uring::opcode::WaitId::CODE) {
-                Strategy::WaitId
-            } else {
-                Strategy::PollPidfd
-            }
+    #[cfg(target_os = "linux")]
+    {
+        if drv.supports::<crate::driver::ops::WaitId>() {
+            Strategy::WaitId
+        } else {
+            Strategy::PollPidfd
         }
-        #[cfg(target_os = "linux")]
-        Driver::Readiness(_) => Strategy::PollPidfd,
-        #[cfg(not(target_os = "linux"))]
-        Driver::Readiness(_) => Strategy::Blocking,
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = drv;
+        Strategy::Blocking
     }
 }
 
@@ -254,13 +253,15 @@ pub(crate) type ExitFuture = Pin<Box<dyn Future<Output = io::Result<ExitStatus>>
 #[cfg(target_os = "linux")]
 pub(crate) fn exit_future(strategy: Strategy, drv: Driver, pid: u32, pidfd: SharedFd) -> ExitFuture {
     match (strategy, &drv) {
-        (Strategy::WaitId, Driver::Uring(_)) => Box::pin(async move { waitid_op(&drv, &pidfd).await }),
+        (Strategy::WaitId, _) if drv.supports::<crate::driver::ops::WaitId>() => {
+            Box::pin(async move { waitid_op(&drv, &pidfd).await })
+        }
         _ => Box::pin(async move {
             loop {
                 if let Some(status) = try_reap(pid, Some(pidfd.raw()))? {
                     return Ok(status);
                 }
-                crate::io::ops_poll::poll_readable(&drv, &pidfd).await?;
+                crate::io::ops::poll_readable(&drv, &pidfd).await?;
             }
         }),
     }
@@ -270,28 +271,7 @@ pub(crate) fn exit_future(strategy: Strategy, drv: Driver, pid: u32, pidfd: Shar
 /// reaped the child.
 #[cfg(target_os = "linux")]
 async fn waitid_op(drv: &Driver, pidfd: &SharedFd) -> io::Result<ExitStatus> {
-    use io_uring::opcode;
-    let Driver::Uring(d) = drv else {
-        return Err(io::Error::other(
-            "ringloop::process: IORING_OP_WAITID needs the io_uring backend",
-        ));
-    };
-    // SAFETY: an all-zero siginfo_t is a valid value.
-    let info: Box<libc::siginfo_t> = Box::new(unsafe { std::mem::zeroed() });
-    // The SQE points at the boxed siginfo (a stable heap address the
-    // kernel writes at completion) and names the pidfd; both are owned by the
-    // op's resources until the final completion, even if the future is
-    // dropped first.
-    // SAFETY: upheld as explained just above.
-    let op = unsafe {
-        d.submit((pidfd.clone(), info), |(fd, info)| {
-            opcode::WaitId::new(libc::P_PIDFD, fd.raw() as libc::id_t, libc::WEXITED)
-                .infop((&mut **info as *mut libc::siginfo_t).cast_const())
-                .build()
-        })
-    };
-    let (res, (_, info)) = op.await;
-    res?;
+    let info = crate::driver::ops::submit(drv, crate::driver::ops::WaitId::new(pidfd)).await?;
     status_from_siginfo(&info)
 }
 
@@ -337,8 +317,8 @@ pub(crate) fn reap_orphans() {
     });
 }
 
+#[cfg(test)]
 /// Number of orphans not reaped yet (tests).
-#[allow(dead_code)]
 pub(crate) fn orphans() -> usize {
     ORPHANS.lock().unwrap_or_else(|e| e.into_inner()).len()
 }

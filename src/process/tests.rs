@@ -44,8 +44,8 @@ fn exercise(choice: DriverChoice, strategy: Strategy) {
     let Some(lp) = build(choice) else { return };
     if strategy == Strategy::WaitId {
         assert_eq!(lp.driver_kind(), DriverKind::Uring);
-        if let Ok(crate::driver::Driver::Uring(d)) = crate::io::current_driver()
-            && !d.supports(io_uring::opcode::WaitId::CODE)
+        if let Ok(d @ crate::driver::Driver::Uring(_)) = crate::io::current_driver()
+            && !d.supports::<crate::driver::ops::WaitId>()
         {
             eprintln!("SKIP: this kernel lacks IORING_OP_WAITID");
             return;
@@ -210,8 +210,8 @@ fn a_child_whose_wait_was_in_flight_when_its_loop_closed_is_reaped_by_a_later_sp
     for (choice, strategy) in combos {
         let Some(lp) = build(choice) else { continue };
         if strategy == Strategy::WaitId
-            && let Ok(crate::driver::Driver::Uring(d)) = crate::io::current_driver()
-            && !d.supports(io_uring::opcode::WaitId::CODE)
+            && let Ok(d @ crate::driver::Driver::Uring(_)) = crate::io::current_driver()
+            && !d.supports::<crate::driver::ops::WaitId>()
         {
             eprintln!("SKIP [{choice:?} WaitId]: this kernel lacks IORING_OP_WAITID");
             continue;

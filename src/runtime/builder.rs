@@ -51,6 +51,20 @@ impl Builder {
         self.uring.recv_pool_buf_size = buffer_size;
         self
     }
+    /// Which io_uring data-path features to use where the kernel has them
+    /// (default: [`UringFeatures::all`](crate::UringFeatures::all));
+    /// `RINGLOOP_URING_DISABLE` can turn more off.
+    pub fn uring_features(mut self, features: crate::UringFeatures) -> Self {
+        self.uring.features = features;
+        self
+    }
+    /// Sends (`write`, `write_all`, `send`) of at least `bytes` use
+    /// io_uring's zero-copy `SEND_ZC` where the kernel has it (default 16
+    /// KiB; below that the copy is cheaper than the notification).
+    pub fn send_zc_threshold(mut self, bytes: usize) -> Self {
+        self.uring.send_zc_threshold = bytes;
+        self
+    }
     /// Test hook: behave as if the kernel lacked `IORING_FEAT_EXT_ARG`
     /// (the wait timeout then goes through a Timeout SQE).
     #[doc(hidden)]

@@ -188,7 +188,7 @@ impl Watch {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let armed = self.armed.get_or_insert_with(|| {
             let (drv, fd) = (self.drv.clone(), self.fd.clone());
-            Box::pin(async move { crate::io::ops_poll::poll_readable(&drv, &fd).await })
+            Box::pin(async move { crate::io::ops::poll_readable(&drv, &fd).await })
         });
         let res = armed.as_mut().poll(cx);
         if res.is_ready() {

@@ -33,12 +33,17 @@ use std::mem;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+#[cfg(test)]
+use std::time::Duration;
+use std::time::Instant;
 
-use io_uring::{cqueue, opcode, squeue, types};
+#[cfg(test)]
+use io_uring::types;
+use io_uring::{cqueue, opcode, squeue};
 use slab::Slab;
 
 use super::{Inner, UringDriver};
+use crate::driver::ops::OpCode;
 
 /// Called, under the driver's borrow, for every CQE of an operation whose
 /// result will never be collected (future dropped, or completed and then
@@ -85,7 +90,18 @@ pub(crate) struct Stream {
     waker: Option<Waker>,
     /// The final CQE (without `F_MORE`) is in `queue` (or was taken).
     finished: bool,
+    /// An AsyncCancel was queued because the queue reached
+    /// [`STREAM_QUEUE_LIMIT`].
+    cancel_sent: bool,
 }
+
+/// Completions a multishot operation may queue before its future takes
+/// them: at this many the driver cancels the operation (the queued results
+/// and those already on their way are still delivered; the final CQE ends
+/// it and its owner re-arms it once it has caught up). This bounds the
+/// memory (and, for accepts, the fds) a stalled consumer holds; the kernel's
+/// own queues (listen backlog, socket buffer) take the rest.
+pub(crate) const STREAM_QUEUE_LIMIT: usize = 256;
 
 /// Maps a CQE result to `io::Result`.
 fn cvt(res: i32) -> io::Result<u32> {
@@ -119,6 +135,7 @@ pub(super) fn dispatch(
                     queue: VecDeque::from([(res, flags)]),
                     waker: None,
                     finished: false,
+                    cancel_sent: false,
                 }))
             } else {
                 Lifecycle::Completed(res, flags)
@@ -130,6 +147,10 @@ pub(super) fn dispatch(
         Lifecycle::Streaming(stream) => {
             stream.queue.push_back((res, flags));
             stream.finished = !more;
+            if more && !stream.cancel_sent && stream.queue.len() >= STREAM_QUEUE_LIMIT {
+                stream.cancel_sent = true;
+                resubmit.push(opcode::AsyncCancel::new(key as u64).build().user_data(super::CANCEL_UD));
+            }
             if let Some(waker) = stream.waker.take() {
                 to_wake.push(waker);
             }
@@ -283,14 +304,6 @@ pub(crate) struct Op<T: 'static> {
 impl<T: 'static> Unpin for Op<T> {}
 
 impl<T: 'static> Op<T> {
-    /// Sets the hook called for CQEs whose result will never be collected
-    /// (e.g. close an fd produced after the future was dropped).
-    #[allow(dead_code)] // For accept/open in the next issue.
-    pub(crate) fn on_orphan_cqe(mut self, orphan: OrphanFn) -> Self {
-        self.raw.orphan = Some(orphan);
-        self
-    }
-
     /// Hands the operation to the driver to finish instead of cancelling
     /// it: the resources become `init(resources)`, and every completion
     /// (including one that already arrived) goes to `step`, which returns
@@ -419,21 +432,13 @@ impl<T: 'static> Future for Op<T> {
 /// CQE, ending after the CQE without `IORING_CQE_F_MORE`. Dropping it before
 /// the end cancels the operation.
 #[must_use = "dropping a MultiOp cancels the operation"]
-#[allow(dead_code)] // Used by tests now, by multishot accept/recv next.
 pub(crate) struct MultiOp<T: 'static> {
     raw: RawOp<T>,
 }
 
 impl<T: 'static> Unpin for MultiOp<T> {}
 
-#[allow(dead_code)]
 impl<T: 'static> MultiOp<T> {
-    /// See [`Op::on_orphan_cqe`].
-    pub(crate) fn on_orphan_cqe(mut self, orphan: OrphanFn) -> Self {
-        self.raw.orphan = Some(orphan);
-        self
-    }
-
     /// The next completion, or `None` once the final one has been taken.
     pub(crate) fn poll_next_cqe(&mut self, cx: &mut Context<'_>) -> Poll<Option<(io::Result<u32>, u32)>> {
         let raw = &mut self.raw;
@@ -479,11 +484,13 @@ impl<T: 'static> MultiOp<T> {
         Poll::Ready(Some((cvt(res), flags)))
     }
 
+    #[cfg(test)]
     /// Whether the final completion has been taken.
     pub(crate) fn is_finished(&self) -> bool {
         !self.raw.live
     }
 
+    #[cfg(test)]
     /// The resources, once the final completion has been taken.
     pub(crate) fn take_resources(&mut self) -> Option<T> {
         if self.raw.live { None } else { self.raw.resources.take() }
@@ -500,10 +507,12 @@ impl<T: 'static> futures_core::Stream for MultiOp<T> {
 
 /// `IORING_OP_TIMEOUT` as a future: `Ok(())` when the time has passed.
 #[must_use = "dropping a Timeout cancels it"]
+#[cfg(test)]
 pub(crate) struct Timeout {
     op: Op<Box<types::Timespec>>,
 }
 
+#[cfg(test)]
 impl Future for Timeout {
     type Output = io::Result<()>;
 
@@ -517,6 +526,41 @@ impl Future for Timeout {
 }
 
 impl UringDriver {
+    /// Submits `op` (the one safe entry point: [`OpCode`]'s contract is
+    /// [`submit`](Self::submit)'s).
+    pub(crate) fn submit_op<O: OpCode>(&self, op: O) -> Op<O> {
+        self.count_op(O::CODE);
+        // SAFETY: `OpCode` implementors promise that `sqe` only points into
+        // heap memory the op owns (or 'static memory) and that the op keeps
+        // any fd in the SQE open: `submit`'s contract.
+        let mut op = unsafe { self.submit(op, O::sqe) };
+        op.raw.orphan = O::ORPHAN;
+        op
+    }
+
+    /// Submits a multishot `op` (its completions are a stream); see
+    /// [`submit_op`](Self::submit_op).
+    pub(crate) fn submit_multi<O: OpCode>(&self, op: O) -> MultiOp<O> {
+        self.count_op(O::CODE);
+        // SAFETY: as in `submit_op`, until the final completion.
+        let mut op = unsafe { self.submit_multishot(op, O::sqe) };
+        op.raw.orphan = O::ORPHAN;
+        op
+    }
+
+    fn count_op(&self, code: u8) {
+        if let Some(n) = self
+            .inner
+            .core
+            .borrow_mut()
+            .stats
+            .ops_by_opcode
+            .get_mut(usize::from(code))
+        {
+            *n += 1;
+        }
+    }
+
     /// Submits an operation: `build` gets the resources and returns the SQE
     /// (its user_data is overwritten). The SQE is queued now and handed to
     /// the kernel by the next `wait` (or sooner, if the SQ fills up).
@@ -531,7 +575,7 @@ impl UringDriver {
     /// kernel's access until the operation completes (`resources` is only
     /// handed back then). Any fd in the SQE must stay open as long, or be
     /// owned by `resources`.
-    pub(crate) unsafe fn submit<T: 'static>(
+    pub(super) unsafe fn submit<T: 'static>(
         &self,
         mut resources: T,
         build: impl FnOnce(&mut T) -> squeue::Entry,
@@ -556,8 +600,7 @@ impl UringDriver {
     /// # Safety
     ///
     /// As for [`submit`](Self::submit), until the final CQE.
-    #[allow(dead_code)] // Used by tests now, by multishot accept/recv next.
-    pub(crate) unsafe fn submit_multishot<T: 'static>(
+    pub(super) unsafe fn submit_multishot<T: 'static>(
         &self,
         mut resources: T,
         build: impl FnOnce(&mut T) -> squeue::Entry,
@@ -576,16 +619,16 @@ impl UringDriver {
         }
     }
 
+    #[cfg(test)]
     /// `IORING_OP_NOP`: completes with 0 as soon as the kernel sees it.
-    #[allow(dead_code)] // Tests and the loop's yield path.
     pub(crate) fn nop(&self) -> Op<()> {
         // SAFETY: a NOP references no memory.
         unsafe { self.submit((), |_| opcode::Nop::new().build()) }
     }
 
+    #[cfg(test)]
     /// `IORING_OP_TIMEOUT`: completes once `duration` has passed (counted
     /// from when the kernel receives the SQE, so never early).
-    #[allow(dead_code)] // Tests; the loop's timers use `wait`'s timeout.
     pub(crate) fn timeout(&self, duration: Duration) -> Timeout {
         let ts = Box::new(super::timespec(duration));
         // SAFETY: the SQE points at the boxed timespec, whose heap address

@@ -159,3 +159,15 @@ impl Drop for Pool {
         }
     }
 }
+
+impl crate::buf::BufRing for Pool {
+    fn buf_size(&self) -> u32 {
+        Pool::buf_size(self)
+    }
+    fn buf_ptr(&self, bid: u16) -> *mut u8 {
+        Pool::buf_ptr(self, bid)
+    }
+    fn recycle(&self, bid: u16) {
+        Pool::recycle(self, bid)
+    }
+}

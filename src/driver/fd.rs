@@ -1,0 +1,187 @@
+//! [`SharedFd`]: an owned fd shared by an I/O object and its in-flight
+//! operations, registered with the readiness reactor when the loop runs
+//! the readiness backend.
+
+use std::cell::Cell;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+
+use super::Driver;
+use super::readiness::ReadinessDriver;
+
+struct Registration {
+    key: usize,
+    reactor: Rc<ReadinessDriver>,
+}
+
+/// What a short read (some bytes, fewer than asked) on an fd proves about
+/// its receive buffer; the readiness backend then waits before the next read
+/// instead of paying a failing syscall (`Reactor::note_short_read`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ShortRead {
+    /// Nothing: datagram sockets (one datagram per read), listeners, files,
+    /// terminals, anything not known to be a byte stream.
+    Inconclusive,
+    /// The buffer was emptied: TCP streams and pipes (a TCP read stops early
+    /// only at an urgent-data mark, and the reactor ignores short reads once
+    /// urgent data, an end of stream or an error was reported).
+    Drains,
+    /// Unix stream sockets: the buffer was emptied unless ancillary data
+    /// ended the read (the kernel stops a read after a message carrying file
+    /// descriptors, or between writers with different credentials), which
+    /// `MSG_CTRUNC` reveals because reads pass no control buffer. Reads
+    /// therefore use `recvmsg` on the readiness backend.
+    DrainsUnlessCtrunc,
+}
+
+impl ShortRead {
+    /// Whether a read that returned `n` of `asked` bytes, with the kernel's
+    /// `msg_flags` if known, emptied the receive buffer.
+    pub(crate) fn drained(self, n: usize, asked: usize, msg_flags: Option<libc::c_int>) -> bool {
+        n > 0
+            && n < asked
+            && match self {
+                ShortRead::Inconclusive => false,
+                ShortRead::Drains => true,
+                ShortRead::DrainsUnlessCtrunc => msg_flags.is_some_and(|f| f & libc::MSG_CTRUNC == 0),
+            }
+    }
+}
+
+struct FdInner {
+    fd: Cell<RawFd>,
+    reg: Option<Registration>,
+    short_read: Cell<ShortRead>,
+    /// Sends may use `SEND_ZC` (TCP sockets; cleared if the kernel refuses).
+    zero_copy: Cell<bool>,
+}
+
+impl Drop for FdInner {
+    fn drop(&mut self) {
+        if let Some(reg) = &self.reg {
+            reg.reactor.deregister(reg.key);
+        }
+        let fd = self.fd.get();
+        if fd >= 0 {
+            // SAFETY: we own `fd` (taken from an `OwnedFd`); every operation
+            // that used it held a clone of this `Rc`, so none is in flight.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+    }
+}
+
+/// An owned file descriptor shared by an I/O object and its in-flight
+/// operations: it is closed when the last of them is gone, so the kernel
+/// never sees a closed (or reused) fd number in a pending operation. On the
+/// readiness backend it is non-blocking and registered with the reactor.
+#[derive(Clone)]
+pub(crate) struct SharedFd(Rc<FdInner>);
+
+impl SharedFd {
+    /// Adopts `fd` for use with `driver`.
+    pub(crate) fn new(fd: OwnedFd, driver: &Driver) -> io::Result<SharedFd> {
+        let reg = match driver {
+            Driver::Readiness(r) => {
+                // SAFETY: `fd` is owned by the `FdInner` built below, whose
+                // `Drop` deregisters before closing it.
+                let key = unsafe { r.register(fd.as_raw_fd())? };
+                Some(Registration {
+                    key,
+                    reactor: r.clone(),
+                })
+            }
+            #[cfg(target_os = "linux")]
+            Driver::Uring(_) => None,
+        };
+        Ok(SharedFd(Rc::new(FdInner {
+            fd: Cell::new(fd.into_raw_fd()),
+            reg,
+            short_read: Cell::new(ShortRead::Inconclusive),
+            zero_copy: Cell::new(false),
+        })))
+    }
+
+    /// Declares what a short read on this fd proves (default: nothing). Set
+    /// by the stream and pipe types right after creation.
+    /// Declares whether sends on this fd may use zero-copy `SEND_ZC`
+    /// (default: no; TCP streams say yes, AF_UNIX refuses it).
+    pub(crate) fn set_zero_copy(&self, on: bool) {
+        self.0.zero_copy.set(on);
+    }
+
+    pub(crate) fn zero_copy(&self) -> bool {
+        self.0.zero_copy.get()
+    }
+
+    pub(crate) fn set_short_read(&self, kind: ShortRead) {
+        self.0.short_read.set(kind);
+    }
+
+    pub(crate) fn short_read(&self) -> ShortRead {
+        self.0.short_read.get()
+    }
+
+    pub(crate) fn raw(&self) -> RawFd {
+        self.0.fd.get()
+    }
+
+    /// The reactor key (readiness backend only).
+    pub(crate) fn key(&self) -> io::Result<usize> {
+        match &self.0.reg {
+            Some(r) => Ok(r.key),
+            None => Err(io::Error::other(
+                "ringloop: fd not registered with the readiness backend",
+            )),
+        }
+    }
+
+    /// Takes the fd back when no other handle (in-flight or orphaned
+    /// operation) holds it, e.g. to close it asynchronously; otherwise gives
+    /// this handle back. On the readiness backend it is deregistered first.
+    pub(crate) fn try_into_owned(self) -> Result<OwnedFd, SharedFd> {
+        match Rc::try_unwrap(self.0) {
+            Ok(inner) => {
+                // `FdInner::drop` deregisters and skips the close for -1.
+                let fd = inner.fd.replace(-1);
+                drop(inner);
+                // SAFETY: we owned `fd` through the unique `FdInner`, which
+                // no longer closes it.
+                Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+            }
+            Err(rc) => Err(SharedFd(rc)),
+        }
+    }
+}
+
+impl std::os::fd::AsFd for SharedFd {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        // SAFETY: the fd stays open as long as this `SharedFd` (and so the
+        // borrow) lives: it is closed only when the last clone drops.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.raw()) }
+    }
+}
+
+impl AsRawFd for SharedFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.raw()
+    }
+}
+
+pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: fcntl on an fd we own, with integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let new = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    // SAFETY: as above.
+    if new != flags && unsafe { libc::fcntl(fd, libc::F_SETFL, new) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

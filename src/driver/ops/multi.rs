@@ -1,0 +1,289 @@
+//! Multishot operations and the pooled receive built on them.
+//!
+//! [`PooledRecv`]: on io_uring one multishot `RECV` with buffer selection
+//! stays armed for the connection: the kernel picks a buffer of the loop's
+//! pool when data arrives and posts a CQE, so a request costs no SQE and no
+//! poll arm on the receive side. The operation ends when the kernel ends it
+//! (end of stream, an error, or `ENOBUFS` when every pool buffer is out); it
+//! is then re-armed on the next poll. `ENOBUFS` consumed no data: that one
+//! receive runs as a single-shot `RECV` into a heap buffer, and the next
+//! poll re-arms the multishot one. Kernels without a buffer ring (before
+//! 5.19) or without multishot receive (before 6.0, which rejects it with
+//! `EINVAL`) get single-shot receives throughout. On the readiness backend
+//! each item is one `recv` into a fresh heap buffer.
+//!
+//! Dropping it cancels the armed receive; buffers it picked but never
+//! handed out go back to the pool (the driver recycles them from the queued
+//! and the late completions).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use super::{Recv, Submit};
+use crate::buf::PooledBuf;
+use crate::driver::Driver;
+use crate::driver::fd::SharedFd;
+
+#[cfg(target_os = "linux")]
+use crate::driver::uring::{MultiOp, pool::Pool};
+
+/// Receive size on the readiness backend and for single-shot fallbacks.
+const HEAP_RECV: usize = 4096;
+
+/// Multishot `RECV` selecting buffers from the loop's pool (io_uring only).
+#[cfg(target_os = "linux")]
+pub(crate) struct RecvMulti {
+    fd: SharedFd,
+}
+
+// SAFETY: the SQE references no memory of ours (the kernel picks pool
+// buffers, which outlive the ring's use of them); `fd` keeps the fd open.
+#[cfg(target_os = "linux")]
+unsafe impl super::OpCode for RecvMulti {
+    type Output = ();
+    const CODE: u8 = io_uring::opcode::RecvMulti::CODE;
+
+    fn sqe(&mut self) -> io_uring::squeue::Entry {
+        io_uring::opcode::RecvMulti::new(
+            io_uring::types::Fd(self.fd.raw()),
+            crate::driver::uring::pool::POOL_GROUP,
+        )
+        .build()
+    }
+
+    fn readiness(&self) -> super::Readiness<'_> {
+        super::Readiness::Unsupported
+    }
+
+    fn complete(self, _res: io::Result<usize>, _flags: u32) -> Self::Output {}
+}
+
+/// A connection's pooled receives: `poll_next` yields received chunks,
+/// `None` at end of stream.
+#[derive(Default)]
+pub(crate) struct PooledRecv {
+    #[cfg(target_os = "linux")]
+    uring: UringRecv,
+    /// Readiness backend: the receive in progress.
+    heap: Option<Submit<Recv<Vec<u8>>>>,
+}
+
+impl PooledRecv {
+    /// One received chunk (`Ok(None)`: end of stream).
+    pub(crate) fn poll_next(
+        &mut self,
+        drv: &Driver,
+        fd: &SharedFd,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<Option<PooledBuf>>> {
+        match drv {
+            #[cfg(target_os = "linux")]
+            Driver::Uring(_) => self.uring.poll(drv, fd, cx),
+            Driver::Readiness(_) => {
+                let op = self
+                    .heap
+                    .get_or_insert_with(|| super::submit(drv, Recv::new(fd, Vec::with_capacity(HEAP_RECV), 0)));
+                let (res, buf) = ready!(Pin::new(op).poll(cx));
+                self.heap = None;
+                Poll::Ready(res.map(|n| (n > 0).then(|| PooledBuf::from_vec(buf))))
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[derive(Default)]
+struct UringRecv {
+    multi: Option<(MultiOp<RecvMulti>, std::rc::Rc<Pool>)>,
+    single: Option<Submit<Recv<Vec<u8>>>>,
+    /// Multishot receive unavailable (no pool, or the kernel refused it).
+    single_only: bool,
+    /// A multishot receive produced at least one result (so an `EINVAL`
+    /// is not the kernel refusing the multishot flag).
+    multi_worked: bool,
+}
+
+#[cfg(target_os = "linux")]
+impl UringRecv {
+    /// One received chunk (`None`: end of stream).
+    fn poll(&mut self, drv: &Driver, fd: &SharedFd, cx: &mut Context<'_>) -> Poll<io::Result<Option<PooledBuf>>> {
+        let Driver::Uring(d) = drv else {
+            return Poll::Ready(Err(io::Error::other("ringloop: io_uring receive on another backend")));
+        };
+        use io_uring::cqueue;
+        loop {
+            if let Some(op) = self.single.as_mut() {
+                let (res, buf) = ready!(Pin::new(op).poll(cx));
+                self.single = None;
+                return Poll::Ready(res.map(|n| (n > 0).then(|| PooledBuf::from_vec(buf))));
+            }
+            if self.single_only {
+                self.single = Some(submit_single(drv, fd));
+                continue;
+            }
+            if self.multi.is_none() {
+                if !d.uses(crate::driver::Feature::MultishotRecv) {
+                    self.single_only = true;
+                    continue;
+                }
+                let Some(pool) = d.recv_pool() else {
+                    self.single_only = true;
+                    continue;
+                };
+                let op = d.submit_multi(RecvMulti { fd: fd.clone() });
+                self.multi = Some((op, pool));
+            }
+            let (op, pool) = self.multi.as_mut().expect("multishot receive armed");
+            let Some((res, flags)) = ready!(op.poll_next_cqe(cx)) else {
+                // The kernel ended it and every result was taken: re-arm.
+                self.multi = None;
+                continue;
+            };
+            let buf = cqueue::buffer_select(flags).map(|bid| (pool.clone(), bid));
+            if !cqueue::more(flags) {
+                // Final completion: the next poll re-arms (after taking it,
+                // `poll_next_cqe` reports the end).
+                self.multi = None;
+            }
+            match res {
+                Ok(n) if n > 0 => {
+                    self.multi_worked = true;
+                    let Some((pool, bid)) = buf else {
+                        return Poll::Ready(Err(io::Error::other(
+                            "ringloop: io_uring multishot receive without a buffer",
+                        )));
+                    };
+                    return Poll::Ready(Ok(Some(PooledBuf::from_ring(pool, bid, n as usize))));
+                }
+                Ok(_) => {
+                    if let Some((pool, bid)) = buf {
+                        pool.recycle(bid);
+                    }
+                    return Poll::Ready(Ok(None));
+                }
+                Err(e) => {
+                    if let Some((pool, bid)) = buf {
+                        pool.recycle(bid);
+                    }
+                    match e.raw_os_error() {
+                        // Every pool buffer is out; no data was consumed.
+                        Some(libc::ENOBUFS) => self.single = Some(submit_single(drv, fd)),
+                        // Ended by a cancel that was not ours: re-arm.
+                        Some(libc::ECANCELED) => {}
+                        // A kernel without multishot receive.
+                        Some(libc::EINVAL) if !self.multi_worked => self.single_only = true,
+                        _ => return Poll::Ready(Err(e)),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn submit_single(drv: &Driver, fd: &SharedFd) -> Submit<Recv<Vec<u8>>> {
+    super::submit(drv, Recv::new(fd, Vec::with_capacity(HEAP_RECV), 0))
+}
+
+/// Multishot `ACCEPT` (5.19): one SQE accepts connections until the kernel
+/// ends it (io_uring only). Its CQEs carry the new fds; the peer addresses
+/// are not collected (a stream of connections does not report them).
+#[cfg(target_os = "linux")]
+pub(crate) struct AcceptMulti {
+    fd: SharedFd,
+}
+
+// SAFETY: the SQE references no memory; `fd` keeps the listener open. Fds
+// of completions nobody collects are closed by `ORPHAN`.
+#[cfg(target_os = "linux")]
+unsafe impl super::OpCode for AcceptMulti {
+    type Output = ();
+    const CODE: u8 = io_uring::opcode::AcceptMulti::CODE;
+    const ORPHAN: Option<super::OrphanFn> = Some(super::net::close_orphan_fd);
+
+    fn sqe(&mut self) -> io_uring::squeue::Entry {
+        io_uring::opcode::AcceptMulti::new(io_uring::types::Fd(self.fd.raw()))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+    }
+
+    fn readiness(&self) -> super::Readiness<'_> {
+        super::Readiness::Unsupported
+    }
+
+    fn complete(self, _res: io::Result<usize>, _flags: u32) -> Self::Output {}
+}
+
+/// A listener's accept loop (behind `incoming()`): on io_uring one
+/// multishot `ACCEPT` stays armed and each connection costs a CQE, no SQE;
+/// it is re-armed when the kernel ends it (an error such as `EMFILE`, or the
+/// driver's cancel when [`STREAM_QUEUE_LIMIT`](crate::driver::uring) results
+/// wait untaken). A kernel that refuses the multishot flag (`EINVAL` before
+/// any connection: before 5.19) and the readiness backend get one `accept4`
+/// per connection. Dropping it cancels the armed accept; fds the kernel
+/// accepted for it that were never taken are closed.
+#[derive(Default)]
+pub(crate) struct AcceptLoop {
+    #[cfg(target_os = "linux")]
+    multi: Option<MultiOp<AcceptMulti>>,
+    single: Option<Submit<super::Accept>>,
+    /// Multishot accept unavailable (readiness backend, or refused).
+    single_only: bool,
+    /// A multishot accept produced a connection (so `EINVAL` is not the
+    /// kernel refusing the flag).
+    multi_worked: bool,
+}
+
+impl AcceptLoop {
+    /// The next accepted connection (errors are results; the loop goes on).
+    pub(crate) fn poll_next(
+        &mut self,
+        drv: &Driver,
+        fd: &SharedFd,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<std::os::fd::OwnedFd>> {
+        loop {
+            if let Some(op) = self.single.as_mut() {
+                let res = ready!(Pin::new(op).poll(cx));
+                self.single = None;
+                return Poll::Ready(res.map(|(fd, _addr)| fd));
+            }
+            #[cfg(target_os = "linux")]
+            if !self.single_only
+                && let Driver::Uring(d) = drv
+                && drv.uses(crate::driver::Feature::MultishotAccept)
+            {
+                let op = self
+                    .multi
+                    .get_or_insert_with(|| d.submit_multi(AcceptMulti { fd: fd.clone() }));
+                let Some((res, flags)) = ready!(op.poll_next_cqe(cx)) else {
+                    // Ended and every result taken: re-arm.
+                    self.multi = None;
+                    continue;
+                };
+                if !io_uring::cqueue::more(flags) {
+                    self.multi = None;
+                }
+                match res {
+                    Ok(newfd) => {
+                        self.multi_worked = true;
+                        // SAFETY: the kernel returned a fresh fd that we now own.
+                        let owned =
+                            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(newfd as i32) };
+                        return Poll::Ready(Ok(owned));
+                    }
+                    // Ended by a cancel (the driver's queue bound, or not
+                    // ours): re-arm.
+                    Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => continue,
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) && !self.multi_worked => {
+                        self.single_only = true;
+                        continue;
+                    }
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            }
+            self.single_only = true;
+            self.single = Some(super::submit(drv, super::Accept::new(fd)));
+        }
+    }
+}

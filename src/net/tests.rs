@@ -1,0 +1,260 @@
+//! What the driver does underneath the socket types (operation counts,
+//! bounded queues), on both backends; the integration tests cover the
+//! behaviour seen from outside.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::time::Duration;
+
+use futures_core::Stream;
+
+use super::TcpListener;
+use crate::buf::AsyncReadOwned;
+use crate::{DriverChoice, EventLoop, sleep};
+
+fn build(choice: DriverChoice) -> Option<EventLoop> {
+    match EventLoop::builder().driver(choice).build() {
+        Ok(lp) => Some(lp),
+        Err(e) if std::env::var("RINGLOOP_REQUIRE_URING").is_ok_and(|v| v == "1") => {
+            panic!("RINGLOOP_REQUIRE_URING=1 but {choice:?} is unavailable: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIP [{choice:?}]: {e}");
+            None
+        }
+    }
+}
+
+fn next<S: Stream + Unpin>(s: &mut S) -> impl Future<Output = Option<S::Item>> + '_ {
+    std::future::poll_fn(move |cx| std::pin::Pin::new(&mut *s).poll_next(cx))
+}
+
+/// `clients` blocking connections from another thread, each sending its
+/// 4-byte index and closing; the loop takes them from `incoming()` (after
+/// `stall`, so connections pile up first) and returns the indices read and
+/// the SQEs the loop queued meanwhile and the multishot operations the
+/// driver cancelled at its queue bound (io_uring only).
+fn accept_all(lp: &EventLoop, clients: u32, stall: Duration) -> (HashSet<u32>, Option<(u64, u64)>) {
+    lp.run_until_complete(async move {
+        let drv = crate::io::current_driver().unwrap();
+        let listener = TcpListener::bind_with("127.0.0.1:0".parse().unwrap(), false, 4096).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = listener.incoming();
+        let before = drv.sqes_queued();
+        let client = std::thread::spawn(move || {
+            for i in 0..clients {
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                s.write_all(&i.to_le_bytes()).unwrap();
+            }
+        });
+        // Arm the accept, then let the connections queue up.
+        let mut seen = HashSet::new();
+        if !stall.is_zero() {
+            let first = crate::timeout(Duration::from_millis(1), next(&mut incoming)).await;
+            if let Ok(Some(s)) = first {
+                let (res, buf) = s.unwrap().read_exact(Vec::new(), 4).await;
+                res.unwrap();
+                seen.insert(u32::from_le_bytes(buf[..4].try_into().unwrap()));
+            }
+            sleep(stall).await;
+        }
+        while seen.len() < clients as usize {
+            let stream = crate::timeout(Duration::from_secs(20), next(&mut incoming))
+                .await
+                .expect("a connection was lost")
+                .expect("incoming never ends")
+                .expect("accept failed");
+            let (res, buf) = stream.read_exact(Vec::new(), 4).await;
+            res.unwrap();
+            assert!(seen.insert(u32::from_le_bytes(buf[..4].try_into().unwrap())));
+        }
+        client.join().unwrap();
+        let sqes = drv.sqes_queued().zip(before).map(|(after, before)| after - before);
+        (seen, sqes.zip(drv.queue_bound_cancels()))
+    })
+    .expect("the loop ran")
+}
+
+#[test]
+fn incoming_takes_1000_connections_and_on_io_uring_one_multishot_accept_serves_them() {
+    for choice in [DriverChoice::Uring, DriverChoice::Fallback] {
+        let Some(lp) = build(choice) else { continue };
+        let (seen, counts) = accept_all(&lp, 1000, Duration::ZERO);
+        assert_eq!(seen.len(), 1000, "{choice:?}");
+        let multishot = build(choice).is_some_and(|lp| {
+            lp.run_until_complete(async {
+                crate::io::current_driver()
+                    .unwrap()
+                    .uses(crate::driver::Feature::MultishotAccept)
+            })
+            .unwrap()
+        });
+        if let Some((sqes, _)) = counts.filter(|_| multishot) {
+            // Per connection: one RECV of its index (the accept costs no
+            // SQE); a single-shot accept loop would add 1000 more.
+            assert!(sqes < 1000 + 50, "{choice:?}: {sqes} SQEs for 1000 connections");
+        }
+    }
+}
+
+#[test]
+fn a_stalled_incoming_loses_no_connection_when_its_queue_bound_cancels_the_accept() {
+    // More connections than the driver queues for a multishot accept
+    // (`STREAM_QUEUE_LIMIT`), all arriving while nobody takes them: the
+    // driver cancels the accept, the listen backlog keeps the rest, and the
+    // stream re-arms once it has caught up.
+    for choice in [DriverChoice::Uring, DriverChoice::Fallback] {
+        let Some(lp) = build(choice) else { continue };
+        let (seen, counts) = accept_all(&lp, 700, Duration::from_millis(300));
+        assert_eq!(seen.len(), 700, "{choice:?}");
+        let multishot = build(choice).is_some_and(|lp| {
+            lp.run_until_complete(async {
+                crate::io::current_driver()
+                    .unwrap()
+                    .uses(crate::driver::Feature::MultishotAccept)
+            })
+            .unwrap()
+        });
+        if let Some((_, cancels)) = counts.filter(|_| multishot) {
+            assert!(cancels >= 1, "{choice:?}: the queue bound never cancelled the accept");
+        }
+    }
+}
+
+/// A buffer that counts its drops (to see when the driver lets go of it).
+struct ProbeBuf(Vec<u8>, std::rc::Rc<std::cell::Cell<u32>>);
+
+impl Drop for ProbeBuf {
+    fn drop(&mut self) {
+        self.1.set(self.1.get() + 1);
+    }
+}
+
+// SAFETY: delegates to the Vec's stable heap buffer.
+unsafe impl crate::buf::IoBuf for ProbeBuf {
+    fn stable_ptr(&self) -> *const u8 {
+        self.0.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.0.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.0.capacity()
+    }
+}
+
+async fn connected_pair() -> (super::TcpStream, super::TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (client, accepted) = futures_util_join(super::TcpStream::connect_addr(addr), listener.accept()).await;
+    (client.unwrap(), accepted.unwrap().0)
+}
+
+async fn futures_util_join<A: Future + 'static, B: Future>(a: A, b: B) -> (A::Output, B::Output)
+where
+    A::Output: 'static,
+{
+    let a = crate::spawn(a);
+    let b = b.await;
+    match a.await {
+        Ok(a) => (a, b),
+        Err(e) => panic!("join task: {e}"),
+    }
+}
+
+#[test]
+fn large_writes_use_send_zc_on_io_uring_and_every_byte_arrives() {
+    use crate::buf::AsyncWriteOwned;
+    for (choice, features) in [
+        (DriverChoice::Uring, crate::UringFeatures::all()),
+        (DriverChoice::Uring, crate::UringFeatures::none()),
+        (DriverChoice::Fallback, crate::UringFeatures::all()),
+    ] {
+        let Ok(lp) = EventLoop::builder().driver(choice).uring_features(features).build() else {
+            let Some(_) = build(choice) else { continue };
+            unreachable!("build succeeded without features but failed with them");
+        };
+        lp.run_until_complete(async move {
+            let drv = crate::io::current_driver().unwrap();
+            let zc_before = drv.ops_submitted::<crate::driver::ops::SendZc<Vec<u8>>>();
+            let (a, b) = connected_pair().await;
+            let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
+            let expect = data.clone();
+            let reader = crate::spawn(async move {
+                let (res, buf) = b.read_exact(Vec::new(), 1 << 20).await;
+                res.unwrap();
+                buf
+            });
+            let (res, _) = a.write_all(data).await;
+            res.unwrap();
+            assert!(reader.await.ok().unwrap() == expect, "{choice:?}: bytes differ");
+            let zc = drv
+                .ops_submitted::<crate::driver::ops::SendZc<Vec<u8>>>()
+                .zip(zc_before)
+                .map(|(a, b)| a - b);
+            match (zc, drv.send_zc_threshold()) {
+                (Some(n), Some(_)) => assert!(n >= 1, "{choice:?}: no SEND_ZC for a 1 MiB write"),
+                (Some(n), None) => assert_eq!(n, 0, "{choice:?}: SEND_ZC while off"),
+                _ => {}
+            }
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_dropped_send_zc_keeps_its_buffer_until_the_kernel_is_done_with_it() {
+    use crate::buf::AsyncWriteOwned;
+    let Some(lp) = build(DriverChoice::Uring) else { return };
+    lp.run_until_complete(async {
+        let drv = crate::io::current_driver().unwrap();
+        if drv.send_zc_threshold().is_none() {
+            eprintln!("SKIP: this kernel has no SEND_ZC");
+            return;
+        }
+        let (a, b) = connected_pair().await;
+        // Small socket buffers and a peer that does not read: the send
+        // cannot finish, so it is in flight when its future is dropped.
+        socket2::SockRef::from(&a).set_send_buffer_size(4096).unwrap();
+        socket2::SockRef::from(&b).set_recv_buffer_size(4096).unwrap();
+        // Fill the window with small (copied) sends until one cannot finish.
+        loop {
+            let filler = crate::timeout(Duration::from_millis(20), a.write(vec![1u8; 8192])).await;
+            if filler.is_err() {
+                break;
+            }
+        }
+        let drops = std::rc::Rc::new(std::cell::Cell::new(0));
+        let buf = ProbeBuf(vec![7u8; 4 << 20], drops.clone());
+        let res = crate::timeout(Duration::from_millis(100), a.write(buf)).await;
+        assert!(res.is_err(), "a 4 MiB send into a 4 KiB window finished");
+        // Dropped with the timeout, cancelled, but still the kernel's.
+        assert_eq!(drops.get(), 0, "the buffer was freed while the kernel might read it");
+        // The peer drains; the cancel and the notification arrive; only
+        // then is the buffer released, exactly once.
+        let reader = crate::spawn(async move {
+            let mut got = 0usize;
+            loop {
+                let (res, buf) = b.read(Vec::with_capacity(1 << 16)).await;
+                match res.unwrap() {
+                    0 => return got,
+                    n => {
+                        assert!(buf[..n].iter().all(|&x| x == 1 || x == 7));
+                        got += n;
+                    }
+                }
+            }
+        });
+        for _ in 0..500 {
+            if drops.get() == 1 {
+                break;
+            }
+            sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(drops.get(), 1, "the buffer was never released (or twice)");
+        drop(a);
+        let got = reader.await.ok().unwrap();
+        assert!(got > 0);
+    })
+    .unwrap();
+}
