@@ -13,7 +13,6 @@
 //! the same random choices (timing still varies). `RINGLOOP_TORTURE_OPS`
 //! changes the number of operations (default 12 000).
 
-#[macro_use]
 mod common;
 mod net_support;
 
@@ -112,15 +111,21 @@ fn buffer_census() -> (usize, usize, Vec<usize>) {
 
 // ---------------------------------------------------------------------------
 
-both_backends! {
-    fn dropped_operations_leak_no_fd_or_buffer_and_the_loop_keeps_serving(lp) {
-        let seed = XorShift::seed_from_env();
-        eprintln!("[{}] cancellation torture seed = {seed} (replay: RINGLOOP_TEST_SEED={seed})", lp.driver_kind());
-        let t0 = Instant::now();
-        let out = run_child(lp, "child_cancellation_torture", &[("RINGLOOP_TEST_SEED", &seed.to_string())]);
-        eprintln!("[{}] torture child took {:?}", lp.driver_kind(), t0.elapsed());
-        assert!(out.contains("TORTURE OK"), "{out}");
-    }
+#[ringloop::test]
+fn dropped_operations_leak_no_fd_or_buffer_and_the_loop_keeps_serving(lp: &EventLoop) {
+    let seed = XorShift::seed_from_env();
+    eprintln!(
+        "[{}] cancellation torture seed = {seed} (replay: RINGLOOP_TEST_SEED={seed})",
+        lp.driver_kind()
+    );
+    let t0 = Instant::now();
+    let out = run_child(
+        lp,
+        "child_cancellation_torture",
+        &[("RINGLOOP_TEST_SEED", &seed.to_string())],
+    );
+    eprintln!("[{}] torture child took {:?}", lp.driver_kind(), t0.elapsed());
+    assert!(out.contains("TORTURE OK"), "{out}");
 }
 
 /// Counters of what the workers did.
