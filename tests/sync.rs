@@ -55,6 +55,7 @@ fn lock_uncontended_acquire_does_not_yield(lp: &EventLoop) {
         l.push("locked");
         assert!(lock.locked());
         drop(g);
+        assert!(!lock.locked());
         other.await.unwrap();
     })
     .unwrap();
@@ -122,6 +123,7 @@ fn lock_woken_then_cancelled_waiter_passes_the_lock_on(lp: &EventLoop) {
         assert!(b.cancel());
         assert!(matches!(b.await, Err(TaskError::Cancelled)));
         c.await.unwrap();
+        assert!(!lock.locked());
         assert!(lock.try_lock().is_some());
     })
     .unwrap();
@@ -335,6 +337,8 @@ fn condition_wait_for_returns_once_the_predicate_holds(lp: &EventLoop) {
         });
         for step in 1..=2 {
             yield_now().await;
+            assert_eq!(calls.get(), step, "checked at start, then after each wakeup");
+            assert!(!t.is_done(), "the predicate does not hold yet");
             value.set(step);
             let g = cond.lock().await;
             cond.notify(1).unwrap();
@@ -390,6 +394,7 @@ fn condition_waiter_cancelled_while_reacquiring_passes_the_lock_on(lp: &EventLoo
         assert!(matches!(t1.await, Err(TaskError::Cancelled)));
         t2.await.unwrap();
         assert!(!cond.locked());
+        assert!(cond.try_lock().is_some());
     })
     .unwrap();
     assert_eq!(log.get(), ["2"]);
@@ -475,6 +480,7 @@ fn semaphore_release_is_unbounded(lp: &EventLoop) {
 fn bounded_semaphore_release_above_the_initial_value_is_an_error(lp: &EventLoop) {
     lp.run_until_complete(async {
         let sem = BoundedSemaphore::new(2);
+        assert_eq!(sem.bound(), 2);
         assert!(matches!(sem.release(), Err(BoundedReleaseError { .. })));
         let p = sem.acquire().await;
         assert!(
@@ -482,6 +488,7 @@ fn bounded_semaphore_release_above_the_initial_value_is_an_error(lp: &EventLoop)
             "a live permit releases itself"
         );
         p.forget();
+        assert_eq!(sem.available(), 1);
         assert!(sem.release().is_ok());
         assert_eq!(sem.available(), 2);
         assert!(matches!(sem.release(), Err(BoundedReleaseError { .. })));
@@ -566,9 +573,13 @@ fn queue_nowait_errors(lp: &EventLoop) {
         let q = Queue::new(1);
         assert!(matches!(q.get_nowait(), Err(TryGetError::Empty(_))));
         q.put_nowait("a").unwrap();
+        assert!(q.full());
         let err = q.put_nowait("b").unwrap_err();
+        assert_eq!(*err.item(), "b");
         assert_eq!(err.into_inner(), "b", "the rejected item is handed back");
+        assert_eq!(q.qsize(), 1);
         assert_eq!(q.get_nowait().unwrap(), "a");
+        assert!(q.empty());
 
         let unbounded = Queue::new(0);
         for i in 0..100 {
@@ -576,6 +587,7 @@ fn queue_nowait_errors(lp: &EventLoop) {
             assert!(!unbounded.full());
         }
         assert_eq!(unbounded.qsize(), 100);
+        assert_eq!(unbounded.maxsize(), 0);
     })
     .unwrap();
 }
@@ -631,6 +643,7 @@ fn queue_newcomers_do_not_barge_past_woken_waiters(lp: &EventLoop) {
         assert_eq!(q.qsize(), 1);
         assert!(matches!(q.get_nowait(), Err(TryGetError::Empty(_))));
         assert_eq!(getter.await.unwrap(), "x");
+        assert!(q.empty());
 
         // A putter woken by a get keeps its slot.
         let q = Queue::new(1);
@@ -639,6 +652,7 @@ fn queue_newcomers_do_not_barge_past_woken_waiters(lp: &EventLoop) {
         let putter = spawn(async move { q2.put(2).await.unwrap() });
         yield_now().await;
         assert_eq!(q.get_nowait().unwrap(), 1);
+        assert!(!q.full(), "the slot is free, as in asyncio");
         assert_eq!(q.put_nowait(3).unwrap_err().into_inner(), 3);
         putter.await.unwrap();
         assert_eq!(q.get_nowait().unwrap(), 2);
