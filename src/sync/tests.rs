@@ -5,6 +5,7 @@
 //! poll level or needs no loop (ready on first poll, repolling a finished
 //! future, dropping a woken stream) and the cases `tests/sync.rs` does not
 //! cover. All assert orders and results only (ASYNCIO-SEMANTICS.md §7–8).
+
 use std::cmp::Ordering;
 use std::pin::pin;
 use std::task::Poll;
