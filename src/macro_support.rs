@@ -65,18 +65,7 @@ where
 /// runs `body` on it and, with `slow_callback_ms`, fails if any callback or
 /// task step was slow.
 pub fn run_test<R: Outcome>(choice: DriverChoice, opts: Options, name: &str, body: impl FnOnce(&EventLoop) -> R) {
-    let mut builder = EventLoop::builder().driver(choice).virtual_clock(opts.virtual_clock);
-    if let Some(ms) = opts.slow_callback_ms {
-        builder = builder.debug(true).slow_callback_duration(Duration::from_millis(ms));
-    }
-    let lp = match builder.build() {
-        Ok(lp) => lp,
-        Err(e) if choice == DriverChoice::Uring && !require_uring() => {
-            eprintln!("SKIP [uring]: io_uring unavailable here: {e}");
-            return;
-        }
-        Err(e) => panic!("cannot build a {choice:?} loop: {e}"),
-    };
+    let Some(lp) = build_loop(choice, &opts) else { return };
     let expect = match choice {
         DriverChoice::Uring => DriverKind::Uring,
         _ => DriverKind::Readiness,
@@ -87,6 +76,23 @@ pub fn run_test<R: Outcome>(choice: DriverChoice, opts: Options, name: &str, bod
     body(&lp).check();
     if let Some(watch) = watch {
         watch.check(&lp);
+    }
+}
+
+/// A loop of `choice` with `opts`; `None` (after printing `SKIP [uring]: ...`)
+/// when io_uring cannot be set up and [`require_uring`] is off.
+pub fn build_loop(choice: DriverChoice, opts: &Options) -> Option<EventLoop> {
+    let mut builder = EventLoop::builder().driver(choice).virtual_clock(opts.virtual_clock);
+    if let Some(ms) = opts.slow_callback_ms {
+        builder = builder.debug(true).slow_callback_duration(Duration::from_millis(ms));
+    }
+    match builder.build() {
+        Ok(lp) => Some(lp),
+        Err(e) if choice == DriverChoice::Uring && !require_uring() => {
+            eprintln!("SKIP [uring]: io_uring unavailable here: {e}");
+            None
+        }
+        Err(e) => panic!("cannot build a {choice:?} loop: {e}"),
     }
 }
 

@@ -6,8 +6,6 @@
 //! `RINGLOOP_DEBUG=1`, whose stderr line names the backend it ran on.
 
 mod common;
-#[path = "support/examples.rs"]
-mod support;
 
 use ringloop::EventLoop;
 use std::path::{Path, PathBuf};
@@ -16,7 +14,7 @@ use std::sync::OnceLock;
 
 fn example() -> &'static Path {
     static EXE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let exe = EXE.get_or_init(|| support::build_examples().map(|dir| dir.join("file_copy")));
+    let exe = EXE.get_or_init(|| common::examples::build_examples().map(|dir| dir.join("file_copy")));
     match exe {
         Ok(p) => p,
         Err(e) => panic!("{e}"),

@@ -2,16 +2,15 @@
 
 mod common;
 
-use std::future::Future;
 use std::io::ErrorKind;
 use std::path::PathBuf;
-use std::process::Command;
-use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
+use common::{child_loop, open_fds, run_child};
+use futures_util::poll;
 use ringloop::buf::IoBuf;
 use ringloop::fs::{self, File, OpenOptions};
-use ringloop::{DriverChoice, EventLoop, gather, sleep, timeout};
+use ringloop::{EventLoop, gather, sleep, timeout};
 
 /// A fresh directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -46,16 +45,6 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len as u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect()
-}
-
-/// Polls `fut` once (submitting its operation), then drops it.
-async fn poll_once_then_drop<F: Future>(fut: F) {
-    let mut fut = Box::pin(fut);
-    std::future::poll_fn(|cx| {
-        let _ = fut.as_mut().poll(cx);
-        Poll::Ready(())
-    })
-    .await;
 }
 
 #[ringloop::test]
@@ -469,28 +458,8 @@ fn a_timed_out_read_gives_nothing_and_the_file_stays_usable(lp: &EventLoop) {
 fn dropped_in_flight_opens_and_reads_do_not_leak_fds(lp: &EventLoop) {
     // Counted in a child process: other tests in this binary open fds
     // concurrently, which would make /proc/self/fd counts meaningless.
-    let backend = match lp.driver_kind() {
-        ringloop::DriverKind::Uring => "uring",
-        _ => "fallback",
-    };
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "fd_leak_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("RINGLOOP_FS_CHILD_BACKEND", backend)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("FD_LEAK_CHILD_OK"),
-        "child did not run:\n{stdout}\n{stderr}"
-    );
+    let stdout = run_child(lp, "fd_leak_child", &[]);
+    assert!(stdout.contains("FD_LEAK_CHILD_OK"), "child did not run:\n{stdout}");
 }
 
 fn current_umask() -> u32 {
@@ -502,21 +471,14 @@ fn current_umask() -> u32 {
         .unwrap_or(0o022)
 }
 
-fn count_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
 /// Run by `dropped_in_flight_opens_and_reads_do_not_leak_fds` in a child
-/// process, alone, on the backend named by `RINGLOOP_FS_CHILD_BACKEND`.
+/// process, alone, on the parent's backend.
 #[test]
 #[ignore = "helper: run in a child process by dropped_in_flight_opens_and_reads_do_not_leak_fds"]
 fn fd_leak_child() {
-    let choice = match std::env::var("RINGLOOP_FS_CHILD_BACKEND").as_deref() {
-        Ok("uring") => DriverChoice::Uring,
-        Ok("fallback") => DriverChoice::Fallback,
-        _ => panic!("RINGLOOP_FS_CHILD_BACKEND must be uring or fallback"),
+    let Some(lp) = child_loop(EventLoop::builder()) else {
+        return;
     };
-    let lp = EventLoop::builder().driver(choice).build().unwrap();
     let dir = TempDir::new(&lp, "leak");
     let src = dir.join("src");
     std::fs::write(&src, pattern(256 * 1024)).unwrap();
@@ -528,18 +490,18 @@ fn fd_leak_child() {
         let (res, _) = f.read_at(Vec::with_capacity(16), 0).await;
         res.unwrap();
         f.close().await.unwrap();
-        let before = count_fds();
+        let before = open_fds();
 
         for i in 0..300u64 {
             // An open dropped right after submission.
-            poll_once_then_drop(File::open(&src)).await;
+            let _ = poll!(Box::pin(File::open(&src)));
             // A create (O_CREAT) dropped after submission.
-            poll_once_then_drop(File::create(d.join(format!("c{i}")))).await;
+            let _ = poll!(Box::pin(File::create(d.join(format!("c{i}")))));
             // Opens racing a random small deadline.
             let _ = timeout(Duration::from_micros(i * 7 % 250), File::open(&src)).await;
             // A read in flight when both it and its file are dropped.
             if let Ok(file) = File::open(&src).await {
-                poll_once_then_drop(file.read_at(Vec::with_capacity(64 * 1024), (i % 4) * 65536)).await;
+                let _ = poll!(Box::pin(file.read_at(Vec::with_capacity(64 * 1024), (i % 4) * 65536)));
                 let _ = timeout(Duration::from_micros(i % 50), file.metadata()).await;
                 drop(file);
             }
@@ -548,7 +510,7 @@ fn fd_leak_child() {
         // Orphaned operations finish (and close their fds) on their own.
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let now = count_fds();
+            let now = open_fds();
             if now == before {
                 break;
             }
@@ -561,7 +523,7 @@ fn fd_leak_child() {
         // The loop still serves file operations.
         let data = fs::read(&src).await.unwrap();
         assert_eq!(data.len(), 256 * 1024);
-        assert_eq!(count_fds(), before);
+        assert_eq!(open_fds(), before);
     })
     .unwrap();
     println!("FD_LEAK_CHILD_OK");

@@ -9,7 +9,6 @@
 //! the test binary re-runs itself with `--ignored --exact <helper>`.
 
 mod common;
-mod net_support;
 
 use ringloop::{AsyncReadOwned, AsyncWriteOwned};
 use std::cell::Cell;
@@ -18,7 +17,8 @@ use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use net_support::*;
+use common::net::*;
+use common::{child_loop, open_fds, run_child};
 use ringloop::buf::IoBuf;
 use ringloop::net::{TcpListener, TcpStream};
 use ringloop::{EventLoop, sleep, spawn, timeout, yield_now};
@@ -431,7 +431,7 @@ fn a_pending_connect_woken_by_a_sibling_future_does_not_report_success_early(lp:
         }
         // This connect stays pending; the sleep beside it wakes the task
         // (and so re-polls the connect) long before the SYN is retried.
-        let (res, ()) = join2(
+        let (res, ()) = futures_util::future::join(
             timeout(Duration::from_millis(400), TcpStream::connect_addr(addr)),
             sleep(Duration::from_millis(20)),
         )

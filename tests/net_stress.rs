@@ -2,7 +2,6 @@
 //! and 1 000 concurrent connections × 100 round trips each.
 
 mod common;
-mod net_support;
 
 use ringloop::EventLoop;
 use ringloop::{AsyncReadOwned, AsyncWriteOwned};
@@ -10,7 +9,8 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use net_support::*;
+use common::net::*;
+use common::open_fds;
 use ringloop::net::TcpStream;
 use ringloop::{spawn, timeout};
 
