@@ -118,7 +118,9 @@ fn panic_message(test: fn()) -> Option<String> {
 #[test]
 fn slow_callback_fails_the_test() {
     let uring = EventLoop::builder().driver(DriverChoice::Uring).build().is_ok();
-    let cases: [(fn(), fn(), &str); 3] = [
+    // (the uring test, the fallback test, what the failure says)
+    type Case = (fn(), fn(), &'static str);
+    let cases: [Case; 3] = [
         (
             blocking_callback::uring,
             blocking_callback::fallback,
