@@ -4,20 +4,12 @@
 mod common;
 
 use common::Log;
-use ringloop::{DriverChoice, DriverKind, EventLoop, LoopError, MissedTicks, ReturnWhen, TaskError, WaitError};
+use ringloop::{DriverChoice, EventLoop, LoopError, MissedTicks, ReturnWhen, TaskError, WaitError};
 use ringloop::{sleep, spawn, yield_now};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
-
-/// The explicit choice that builds a loop of `lp`'s backend.
-fn same_backend(lp: &EventLoop) -> DriverChoice {
-    match lp.driver_kind() {
-        DriverKind::Uring => DriverChoice::Uring,
-        _ => DriverChoice::Fallback,
-    }
-}
 
 /// Another loop on this thread (readiness backend: it never runs here).
 fn other_loop() -> EventLoop {
@@ -160,7 +152,7 @@ fn timeouts_and_sleeps_with_duration_max_do_not_panic(lp: &EventLoop) {
 
 #[ringloop::test(virtual_clock)]
 fn a_stale_sleep_of_a_closed_loop_cannot_touch_a_new_loops_timers(lp: &EventLoop) {
-    let choice = same_backend(lp);
+    let choice = common::choice_of(lp);
     // A new loop may reuse the memory of a dropped one; try several times
     // so an identity based on addresses would be caught.
     for attempt in 0..48 {

@@ -284,10 +284,7 @@ fn futures_io_write_all_then_builtin_close_delivers_every_byte(lp: &EventLoop) {
 #[ringloop::test]
 fn futures_io_write_all_then_drop_then_loop_teardown_delivers_every_byte(lp: &EventLoop) {
     // The driver's teardown finishes lingering sends before the ring goes.
-    let choice = match lp.driver_kind() {
-        ringloop::DriverKind::Uring => ringloop::DriverChoice::Uring,
-        _ => ringloop::DriverChoice::Fallback,
-    };
+    let choice = common::choice_of(lp);
     let own = ringloop::EventLoop::builder().driver(choice).build().unwrap();
     let data = mebibyte();
     let d = data.clone();

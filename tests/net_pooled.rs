@@ -5,19 +5,12 @@ mod common;
 
 use futures_util::StreamExt;
 use ringloop::net::{TcpListener, TcpStream, UnixStream};
-use ringloop::{AsyncWriteOwned, DriverChoice, DriverKind, EventLoop, spawn};
-
-fn choice(lp: &EventLoop) -> DriverChoice {
-    match lp.driver_kind() {
-        DriverKind::Uring => DriverChoice::Uring,
-        _ => DriverChoice::Fallback,
-    }
-}
+use ringloop::{AsyncWriteOwned, DriverKind, EventLoop, spawn};
 
 /// A loop like `lp` with a receive pool of `n` buffers of `size` bytes.
 fn loop_with_pool(lp: &EventLoop, n: u16, size: u32) -> EventLoop {
     EventLoop::builder()
-        .driver(choice(lp))
+        .driver(common::choice_of(lp))
         .recv_pool(n, size)
         .build()
         .unwrap()

@@ -140,10 +140,7 @@ fn a_stream_is_a_futures_stream(lp: &EventLoop) {
 #[ringloop::test]
 fn streams_on_two_loops_in_two_threads_both_receive_one_signal(lp: &EventLoop) {
     let sig = own_signal(lp, 4);
-    let choice = match lp.driver_kind() {
-        DriverKind::Uring => ringloop::DriverChoice::Uring,
-        _ => ringloop::DriverChoice::Fallback,
-    };
+    let choice = common::choice_of(lp);
     let ready = Arc::new(Barrier::new(2));
     let other = {
         let ready = ready.clone();
