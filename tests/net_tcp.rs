@@ -8,28 +8,10 @@ use ringloop::spawn;
 use ringloop::{AsyncReadOwned, AsyncWriteOwned};
 use std::io::ErrorKind;
 
+/// Echoes every accepted connection; ends at the first accept error.
 async fn echo_server(listener: TcpListener) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            return;
-        };
-        spawn(async move {
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
-                buf.clear();
-                let (res, b) = stream.read(buf).await;
-                match res {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-                let (res, b) = stream.write_all(b).await;
-                if res.is_err() {
-                    return;
-                }
-                buf = b;
-            }
-        })
-        .detach();
+    while let Ok((stream, _)) = listener.accept().await {
+        spawn(common::net::echo_connection(stream)).detach();
     }
 }
 
