@@ -85,7 +85,10 @@ fn expand_main(args: TokenStream2, f: ItemFn) -> syn::Result<TokenStream2> {
 ///   long (the test must keep the exception handler the harness installs).
 ///
 /// `#[ignore]` and `#[should_panic]` on the function go to the generated
-/// tests; `#[cfg(...)]` applies to the function and the module.
+/// tests (a skipped io_uring test does not panic, so a `#[should_panic]`
+/// one fails where io_uring is unavailable: give it `backend = "fallback"`);
+/// `#[cfg(...)]` applies to the function and the module. The generated
+/// tests are `pub(super)`, so a test can also call them in-process.
 #[proc_macro_attribute]
 pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
     let f = parse_macro_input!(item as ItemFn);
