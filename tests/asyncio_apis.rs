@@ -5,6 +5,7 @@
 mod common;
 
 use common::Log;
+use futures_util::StreamExt;
 use ringloop::EventLoop;
 use ringloop::combinators::ChildError;
 use ringloop::context::ContextVar;
@@ -13,13 +14,7 @@ use ringloop::{
     FutureError, LoopFuture, TaskError, TaskGroup, as_completed, create_future, shield, sleep, spawn, task_group,
     yield_now,
 };
-use std::pin::Pin;
 use std::time::Duration;
-
-/// Await the next item of a stream (no futures-util needed).
-async fn next<S: futures_core::Stream + Unpin>(s: &mut S) -> Option<S::Item> {
-    std::future::poll_fn(|cx| Pin::new(&mut *s).poll_next(cx)).await
-}
 
 /// Python 3.13: after `shutdown()`, gets drain what is left, then raise.
 async fn drain_after_shutdown<K: Discipline<i32>>(q: GenericQueue<i32, K>) -> Vec<i32> {
@@ -268,7 +263,7 @@ fn as_completed_accepts_futures_and_works_as_a_stream(lp: &EventLoop) {
                 a2.set_result("a").unwrap();
             });
             let mut got = Vec::new();
-            while let Some(v) = next(&mut s).await {
+            while let Some(v) = s.next().await {
                 got.push(v.unwrap());
             }
             got
@@ -884,12 +879,12 @@ fn queue_stream_ends_after_shutdown(lp: &EventLoop) {
             q2.shutdown(false);
         });
         let mut got = Vec::new();
-        while let Some(v) = next(&mut s).await {
+        while let Some(v) = s.next().await {
             got.push(v);
         }
         assert_eq!(got, [1, 2]);
         assert!(futures_core::stream::FusedStream::is_terminated(&s));
-        assert_eq!(next(&mut s).await, None);
+        assert_eq!(s.next().await, None);
     })
     .unwrap();
 }

@@ -4,11 +4,9 @@
 mod common;
 
 use common::Log;
+use futures_util::poll;
 use ringloop::{DriverChoice, EventLoop, LoopError, MissedTicks, ReturnWhen, TaskError, WaitError};
 use ringloop::{sleep, spawn, yield_now};
-use std::future::Future;
-use std::pin::Pin;
-use std::task::Poll;
 use std::time::Duration;
 
 /// Another loop on this thread (readiness backend: it never runs here).
@@ -160,11 +158,7 @@ fn a_stale_sleep_of_a_closed_loop_cannot_touch_a_new_loops_timers(lp: &EventLoop
         let stale = a
             .run_until_complete(async {
                 let mut s = sleep(Duration::from_secs(3600));
-                std::future::poll_fn(|cx| {
-                    let _ = Pin::new(&mut s).poll(cx);
-                    Poll::Ready(())
-                })
-                .await;
+                let _ = poll!(&mut s);
                 Some(s)
             })
             .unwrap()
@@ -183,11 +177,7 @@ fn a_stale_sleep_of_a_closed_loop_cannot_touch_a_new_loops_timers(lp: &EventLoop
         // Polled, then dropped, on the new loop.
         b.run_until_complete(async move {
             let mut stale = stale;
-            std::future::poll_fn(|cx| {
-                let _ = Pin::new(&mut stale).poll(cx);
-                Poll::Ready(())
-            })
-            .await;
+            let _ = poll!(&mut stale);
             drop(stale);
         })
         .unwrap();

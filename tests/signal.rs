@@ -10,9 +10,8 @@
 
 mod common;
 
-use std::future::poll_fn;
+use futures_util::StreamExt;
 use std::io::ErrorKind;
-use std::pin::Pin;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
@@ -126,12 +125,7 @@ fn a_stream_is_a_futures_stream(lp: &EventLoop) {
     lp.run_until_complete(async move {
         let mut sigs = signal::signal(SignalKind::from_raw(sig)).unwrap();
         raise(sig);
-        let item = timeout(
-            PATIENCE,
-            poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut sigs), cx)),
-        )
-        .await
-        .unwrap();
+        let item = timeout(PATIENCE, sigs.next()).await.unwrap();
         assert_eq!(item, Some(()));
     })
     .unwrap();

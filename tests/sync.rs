@@ -4,6 +4,7 @@
 mod common;
 
 use common::Log;
+use futures_util::StreamExt;
 use ringloop::EventLoop;
 use ringloop::sync::{
     BoundedReleaseError, BoundedSemaphore, Condition, Event, LifoQueue, Lock, NotHeld, PriorityQueue, Queue, Semaphore,
@@ -11,13 +12,7 @@ use ringloop::sync::{
 };
 use ringloop::{TaskError, spawn, yield_now};
 use std::cell::Cell;
-use std::pin::Pin;
 use std::rc::Rc;
-
-/// Await the next item of a stream (no futures-util needed).
-async fn next<S: futures_core::Stream + Unpin>(s: &mut S) -> Option<S::Item> {
-    std::future::poll_fn(|cx| Pin::new(&mut *s).poll_next(cx)).await
-}
 
 /// A task that takes `lock`, logs `name`, yields once holding it, and releases.
 fn lock_user(lock: &Lock, log: &Log, name: &'static str) -> ringloop::Task<()> {
@@ -739,7 +734,7 @@ fn queue_stream_yields_items_in_queue_order(lp: &EventLoop) {
                 let mut items = q2.stream();
                 let mut got = vec![];
                 while got.len() < 6 {
-                    got.push(next(&mut items).await.expect("queue streams never end"));
+                    got.push(items.next().await.expect("queue streams never end"));
                 }
                 got
             });
