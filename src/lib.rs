@@ -22,6 +22,40 @@
 //! assert_eq!(results, vec![10, 20, 30]);
 //! println!("ran on the {} backend", lp.driver_kind());
 //! ```
+//!
+//! # Attribute macros
+//!
+//! [`macro@main`] runs an `async fn main()` on a new loop ([`run`]):
+//!
+//! ```
+//! #[ringloop::main]
+//! async fn main() -> std::io::Result<()> {
+//!     ringloop::sleep(std::time::Duration::from_millis(1)).await;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! [`macro@test`] turns an `async fn name()` (the loop's main future) or a
+//! `fn name(lp: &EventLoop)` (which drives the loop itself) into the tests
+//! `name::uring` and `name::fallback`. Options: `backend = "uring"` /
+//! `"fallback"` / `"both"` (default), `virtual_clock` (timers jump instead of
+//! sleeping), `slow_callback_ms = N` (debug mode; the test fails if any
+//! callback or task step blocked the loop N ms or longer). The io_uring test
+//! prints `SKIP [uring]: ...` and passes where io_uring cannot be set up,
+//! unless `RINGLOOP_REQUIRE_URING=1`.
+//!
+//! ```
+//! # use ringloop::EventLoop;
+//! #[ringloop::test(virtual_clock)]
+//! async fn an_hour_passes_at_once() {
+//!     ringloop::sleep(std::time::Duration::from_secs(3600)).await;
+//! }
+//!
+//! #[ringloop::test(slow_callback_ms = 50)]
+//! fn no_callback_blocks(lp: &EventLoop) {
+//!     lp.run_until_complete(async { ringloop::spawn(async { 1 }).await }).unwrap().unwrap();
+//! }
+//! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
@@ -43,6 +77,12 @@ pub mod task;
 mod thread_pool;
 pub mod time;
 mod timer;
+
+/// Runtime side of the attribute macros (what their expansions call).
+#[doc(hidden)]
+pub mod __macros;
+
+pub use ringloop_macros::{main, test};
 
 pub use blocking::{BlockingTask, spawn_blocking};
 pub use buf::{AsyncReadOwned, AsyncWriteOwned};

@@ -13,9 +13,7 @@
 //! the same random choices (timing still varies). `RINGLOOP_TORTURE_OPS`
 //! changes the number of operations (default 12 000).
 
-#[macro_use]
 mod common;
-mod net_support;
 
 use ringloop::{AsyncReadOwned, AsyncWriteOwned};
 use std::cell::Cell;
@@ -25,10 +23,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use net_support::*;
+use common::net::*;
+use common::{child_loop, open_fds, run_child};
+use futures_util::future::{Either, join, select};
+use futures_util::poll;
 use ringloop::buf::{IoBuf, IoBufMut};
 use ringloop::net::{TcpListener, TcpStream};
 use ringloop::{EventLoop, TaskError, sleep, spawn, timeout, yield_now};
+use std::task::Poll;
 
 // ---------------------------------------------------------------------------
 // A buffer that records its own drop.
@@ -112,15 +114,21 @@ fn buffer_census() -> (usize, usize, Vec<usize>) {
 
 // ---------------------------------------------------------------------------
 
-both_backends! {
-    fn dropped_operations_leak_no_fd_or_buffer_and_the_loop_keeps_serving(lp) {
-        let seed = XorShift::seed_from_env();
-        eprintln!("[{}] cancellation torture seed = {seed} (replay: RINGLOOP_TEST_SEED={seed})", lp.driver_kind());
-        let t0 = Instant::now();
-        let out = run_child(lp, "child_cancellation_torture", &[("RINGLOOP_TEST_SEED", &seed.to_string())]);
-        eprintln!("[{}] torture child took {:?}", lp.driver_kind(), t0.elapsed());
-        assert!(out.contains("TORTURE OK"), "{out}");
-    }
+#[ringloop::test]
+fn dropped_operations_leak_no_fd_or_buffer_and_the_loop_keeps_serving(lp: &EventLoop) {
+    let seed = XorShift::seed_from_env();
+    eprintln!(
+        "[{}] cancellation torture seed = {seed} (replay: RINGLOOP_TEST_SEED={seed})",
+        lp.driver_kind()
+    );
+    let t0 = Instant::now();
+    let out = run_child(
+        lp,
+        "child_cancellation_torture",
+        &[("RINGLOOP_TEST_SEED", &seed.to_string())],
+    );
+    eprintln!("[{}] torture child took {:?}", lp.driver_kind(), t0.elapsed());
+    assert!(out.contains("TORTURE OK"), "{out}");
 }
 
 /// Counters of what the workers did.
@@ -190,8 +198,8 @@ async fn worker(env: Rc<Env>, mut rng: XorShift, ops: usize) {
                 let b = &env.conns[rng.below(env.conns.len() as u64) as usize];
                 let ra = a.read(CountedBuf::with_capacity(64));
                 let rb = b.read(CountedBuf::with_capacity(64));
-                match timeout(d.max(Duration::from_micros(500)), select2(ra, rb)).await {
-                    Ok(Either::Left((r, _)) | Either::Right((r, _))) => {
+                match timeout(d.max(Duration::from_micros(500)), select(Box::pin(ra), Box::pin(rb))).await {
+                    Ok(Either::Left(((r, _), _)) | Either::Right(((r, _), _))) => {
                         r.unwrap();
                         bump(&t.reads_done);
                         bump(&t.reads_dropped);
@@ -215,7 +223,7 @@ async fn worker(env: Rc<Env>, mut rng: XorShift, ops: usize) {
                         Err(_) => eprintln!("a connect to the accept-torture listener timed out"),
                     }
                 };
-                let (accepted, ()) = join2(timeout(d, env.acc.accept()), connector).await;
+                let (accepted, ()) = join(timeout(d, env.acc.accept()), connector).await;
                 match accepted {
                     Ok(r) => {
                         r.unwrap();
@@ -229,13 +237,14 @@ async fn worker(env: Rc<Env>, mut rng: XorShift, ops: usize) {
             // the driver must close the orphaned fd.
             4 => {
                 let client = TcpStream::connect_addr(env.acc.local_addr().unwrap()).await.unwrap();
-                match poll_once(Box::pin(env.acc.accept())).await {
-                    Ok(r) => {
+                let mut accept = Box::pin(env.acc.accept());
+                match poll!(&mut accept) {
+                    Poll::Ready(r) => {
                         r.unwrap();
                         bump(&t.accepts_done)
                     }
-                    Err(pending) => {
-                        drop(pending);
+                    Poll::Pending => {
+                        drop(accept);
                         bump(&t.accepts_dropped)
                     }
                 }
@@ -272,9 +281,13 @@ async fn worker(env: Rc<Env>, mut rng: XorShift, ops: usize) {
             },
             // Two connects raced; the hanging one loses.
             8 => {
-                let won = select2(TcpStream::connect_addr(env.full), TcpStream::connect_addr(env.echo)).await;
+                let won = select(
+                    Box::pin(TcpStream::connect_addr(env.full)),
+                    Box::pin(TcpStream::connect_addr(env.echo)),
+                )
+                .await;
                 match won {
-                    Either::Right(r) => {
+                    Either::Right((r, _)) => {
                         r.unwrap();
                     }
                     Either::Left(_) => panic!("a connect to a full accept queue completed"),
@@ -410,7 +423,7 @@ async fn torture(seed: u64, total_ops: usize, baseline_fds: usize) {
     assert_eq!(got, b"still alive");
     drop(c);
     let acc_addr = env.acc.local_addr().unwrap();
-    let (accepted, connected) = join2(env.acc.accept(), TcpStream::connect_addr(acc_addr)).await;
+    let (accepted, connected) = join(env.acc.accept(), TcpStream::connect_addr(acc_addr)).await;
     accepted.unwrap();
     connected.unwrap();
 

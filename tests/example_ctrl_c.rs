@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use ringloop::{DriverChoice, EventLoop};
 
-#[path = "support/examples.rs"]
-mod support;
+mod common;
 
 /// Generous bound for the example to start and print its first lines on a
 /// loaded machine.
@@ -27,7 +26,7 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn example() -> &'static Path {
     static EXE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let exe = EXE.get_or_init(|| support::build_examples().map(|dir| dir.join("ctrl_c")));
+    let exe = EXE.get_or_init(|| common::examples::build_examples().map(|dir| dir.join("ctrl_c")));
     match exe {
         Ok(p) => p,
         Err(e) => panic!("{e}"),

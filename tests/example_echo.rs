@@ -1,8 +1,6 @@
 //! `examples/echo_server.rs` + `examples/echo_client.rs`, on both backends.
 
 mod common;
-#[path = "support/examples.rs"]
-mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -26,7 +24,7 @@ fn backends() -> Vec<&'static str> {
 
 #[test]
 fn echo_client_gets_every_message_back_intact_from_echo_server() {
-    let dir = support::build_examples().unwrap();
+    let dir = common::examples::build_examples().unwrap();
     for backend in backends() {
         let mut server = Command::new(dir.join("echo_server"))
             .arg("127.0.0.1:0")

@@ -23,9 +23,8 @@ use std::time::{Duration, Instant};
 
 use ringloop::{DriverChoice, EventLoop};
 
-#[path = "support/examples.rs"]
-mod support;
-use support::build_examples;
+mod common;
+use common::examples::build_examples;
 
 /// Every run of the suite: example name and arguments.
 const RUNS: &[(&str, &[&str])] = &[

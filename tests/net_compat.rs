@@ -8,11 +8,11 @@
 //! extension traits (`futures_io_methods_are_not_shadowed` checks that);
 //! the few owned-buffer writes are spelled `ringloop::AsyncWriteOwned::write_all(&s, ..)`.
 
-#[macro_use]
 mod common;
 
 use futures_util::io::{self as fio, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use futures_util::{StreamExt, TryStreamExt};
+use ringloop::EventLoop;
 use ringloop::net::{TcpListener, TcpStream};
 use ringloop::{spawn, timeout};
 use std::time::Duration;
@@ -41,126 +41,140 @@ where
     n
 }
 
-both_backends! {
-    fn futures_util_line_echo_over_tcp(lp) {
-        lp.run_until_complete(async {
-            let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-            let addr = listener.local_addr().unwrap();
-            let server = spawn(async move {
-                let s = listener.incoming().next().await.unwrap().unwrap();
-                let (rd, wr) = s.into_split();
-                upper_server(rd, wr).await
-            });
-            let mut c = TcpStream::connect(addr).await.unwrap();
-            // The client uses the stream's own AsyncBufRead impl.
-            let mut line = String::new();
-            for i in 0..50 {
-                AsyncWriteExt::write_all(&mut c, format!("line {i}\n").as_bytes()).await.unwrap();
-                c.flush().await.unwrap();
-                line.clear();
-                c.read_line(&mut line).await.unwrap();
-                assert_eq!(line, format!("LINE {i}\n"));
-            }
-            // Several lines in one write, answered in order.
-            AsyncWriteExt::write_all(&mut c, b"a\nb\nc\nquit\n").await.unwrap();
-            let mut rest = String::new();
-            c.read_to_string(&mut rest).await.unwrap();
-            assert_eq!(rest, "A\nB\nC\nbye\n", "then end of stream after the server's close");
-            assert_eq!(server.await.unwrap(), 54);
-        })
-        .unwrap();
-    }
-
-    fn futures_util_copy_echoes_a_mebibyte_over_a_unix_pair(lp) {
-        lp.run_until_complete(async {
-            let (a, b) = ringloop::net::UnixStream::pair().unwrap();
-            let echo = spawn(async move {
-                let (rd, mut wr) = b.into_split();
-                let n = fio::copy(rd, &mut wr).await.unwrap();
-                wr.close().await.unwrap();
-                n
-            });
-            let data: Vec<u8> = (0..1024 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
-            let (mut rd, mut wr) = a.into_split();
-            let expect = data.clone();
-            let writer = spawn(async move {
-                // Odd-sized writes, so the internal buffering sees ragged edges.
-                for chunk in data.chunks(7919) {
-                    AsyncWriteExt::write_all(&mut wr, chunk).await.unwrap();
-                }
-                wr.close().await.unwrap();
-            });
-            let mut got = Vec::new();
-            rd.read_to_end(&mut got).await.unwrap();
-            assert!(got == expect, "copied bytes differ");
-            writer.await.unwrap();
-            assert_eq!(echo.await.unwrap(), expect.len() as u64);
-        })
-        .unwrap();
-    }
-
-    fn a_dropped_futures_io_read_loses_no_bytes(lp) {
-        lp.run_until_complete(async {
-            let (mut a, b) = ringloop::net::UnixStream::pair().unwrap();
-            let mut buf = [0u8; 16];
-            for _ in 0..5 {
-                assert!(timeout(Duration::from_millis(1), AsyncReadExt::read(&mut a, &mut buf)).await.is_err());
-            }
-            let (r, _) = ringloop::AsyncWriteOwned::write_all(&b, b"still here".as_slice()).await;
-            r.unwrap();
-            let n = AsyncReadExt::read(&mut a, &mut buf).await.unwrap();
-            assert_eq!(&buf[..n], b"still here");
-        })
-        .unwrap();
-    }
-
-    fn buffered_bytes_follow_the_read_half_after_split(lp) {
-        lp.run_until_complete(async {
-            let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-            let mut c = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-            let (s, _) = listener.accept().await.unwrap();
-            let (r, _) = ringloop::AsyncWriteOwned::write_all(&s, b"first\nsecond\n".as_slice()).await;
-            r.unwrap();
-            s.shutdown(std::net::Shutdown::Write).unwrap();
-            let mut line = String::new();
-            // Both lines may arrive in one read and get buffered.
-            while line.is_empty() {
-                c.read_line(&mut line).await.unwrap();
-            }
-            assert_eq!(line, "first\n");
-            let (mut rd, _wr) = c.into_split();
+#[ringloop::test]
+fn futures_util_line_echo_over_tcp(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = spawn(async move {
+            let s = listener.incoming().next().await.unwrap().unwrap();
+            let (rd, wr) = s.into_split();
+            upper_server(rd, wr).await
+        });
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        // The client uses the stream's own AsyncBufRead impl.
+        let mut line = String::new();
+        for i in 0..50 {
+            AsyncWriteExt::write_all(&mut c, format!("line {i}\n").as_bytes())
+                .await
+                .unwrap();
+            c.flush().await.unwrap();
             line.clear();
-            rd.read_line(&mut line).await.unwrap();
-            assert_eq!(line, "second\n");
-            line.clear();
-            assert_eq!(rd.read_line(&mut line).await.unwrap(), 0);
-        })
-        .unwrap();
-    }
+            c.read_line(&mut line).await.unwrap();
+            assert_eq!(line, format!("LINE {i}\n"));
+        }
+        // Several lines in one write, answered in order.
+        AsyncWriteExt::write_all(&mut c, b"a\nb\nc\nquit\n").await.unwrap();
+        let mut rest = String::new();
+        c.read_to_string(&mut rest).await.unwrap();
+        assert_eq!(rest, "A\nB\nC\nbye\n", "then end of stream after the server's close");
+        assert_eq!(server.await.unwrap(), 54);
+    })
+    .unwrap();
+}
 
-    fn futures_io_write_to_a_closed_peer_is_an_error(lp) {
-        lp.run_until_complete(async {
-            let (mut a, b) = ringloop::net::UnixStream::pair().unwrap();
-            drop(b);
-            let mut res = Ok(());
-            for _ in 0..4 {
-                res = async {
-                    AsyncWriteExt::write_all(&mut a, &[0u8; 4096]).await?;
-                    a.flush().await
-                }
-                .await;
-                if res.is_err() {
-                    break;
-                }
+#[ringloop::test]
+fn futures_util_copy_echoes_a_mebibyte_over_a_unix_pair(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        let (a, b) = ringloop::net::UnixStream::pair().unwrap();
+        let echo = spawn(async move {
+            let (rd, mut wr) = b.into_split();
+            let n = fio::copy(rd, &mut wr).await.unwrap();
+            wr.close().await.unwrap();
+            n
+        });
+        let data: Vec<u8> = (0..1024 * 1024u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+            .collect();
+        let (mut rd, mut wr) = a.into_split();
+        let expect = data.clone();
+        let writer = spawn(async move {
+            // Odd-sized writes, so the internal buffering sees ragged edges.
+            for chunk in data.chunks(7919) {
+                AsyncWriteExt::write_all(&mut wr, chunk).await.unwrap();
             }
-            let e = res.unwrap_err();
+            wr.close().await.unwrap();
+        });
+        let mut got = Vec::new();
+        rd.read_to_end(&mut got).await.unwrap();
+        assert!(got == expect, "copied bytes differ");
+        writer.await.unwrap();
+        assert_eq!(echo.await.unwrap(), expect.len() as u64);
+    })
+    .unwrap();
+}
+
+#[ringloop::test]
+fn a_dropped_futures_io_read_loses_no_bytes(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        let (mut a, b) = ringloop::net::UnixStream::pair().unwrap();
+        let mut buf = [0u8; 16];
+        for _ in 0..5 {
             assert!(
-                matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset),
-                "{e:?}"
+                timeout(Duration::from_millis(1), AsyncReadExt::read(&mut a, &mut buf))
+                    .await
+                    .is_err()
             );
-        })
-        .unwrap();
-    }
+        }
+        let (r, _) = ringloop::AsyncWriteOwned::write_all(&b, b"still here".as_slice()).await;
+        r.unwrap();
+        let n = AsyncReadExt::read(&mut a, &mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"still here");
+    })
+    .unwrap();
+}
+
+#[ringloop::test]
+fn buffered_bytes_follow_the_read_half_after_split(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut c = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (s, _) = listener.accept().await.unwrap();
+        let (r, _) = ringloop::AsyncWriteOwned::write_all(&s, b"first\nsecond\n".as_slice()).await;
+        r.unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut line = String::new();
+        // Both lines may arrive in one read and get buffered.
+        while line.is_empty() {
+            c.read_line(&mut line).await.unwrap();
+        }
+        assert_eq!(line, "first\n");
+        let (mut rd, _wr) = c.into_split();
+        line.clear();
+        rd.read_line(&mut line).await.unwrap();
+        assert_eq!(line, "second\n");
+        line.clear();
+        assert_eq!(rd.read_line(&mut line).await.unwrap(), 0);
+    })
+    .unwrap();
+}
+
+#[ringloop::test]
+fn futures_io_write_to_a_closed_peer_is_an_error(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        let (mut a, b) = ringloop::net::UnixStream::pair().unwrap();
+        drop(b);
+        let mut res = Ok(());
+        for _ in 0..4 {
+            res = async {
+                AsyncWriteExt::write_all(&mut a, &[0u8; 4096]).await?;
+                a.flush().await
+            }
+            .await;
+            if res.is_err() {
+                break;
+            }
+        }
+        let e = res.unwrap_err();
+        assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ),
+            "{e:?}"
+        );
+    })
+    .unwrap();
 }
 
 /// A slow reader on a std thread: accepts one connection, reads it to the
@@ -210,87 +224,91 @@ async fn small_sndbuf_stream_to_slow_reader() -> (TcpStream, std::thread::JoinHa
     (s, reader)
 }
 
-both_backends! {
-    fn futures_io_methods_are_not_shadowed(lp) {
-        lp.run_until_complete(async {
-            let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-            let mut c = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-            let (mut s, _) = listener.accept().await.unwrap();
-            // `futures`' write_all: a borrowed slice in, `io::Result<()>` out.
-            let r: std::io::Result<()> = c.write_all(b"ping").await;
-            r.unwrap();
-            // `futures`' close: flush + shutdown(Write); `c` stays usable.
-            c.close().await.unwrap();
-            let mut got = Vec::new();
-            s.read_to_end(&mut got).await.unwrap();
-            assert_eq!(got, b"ping");
-            s.write_all(b"pong").await.unwrap();
-            s.close().await.unwrap();
-            let mut buf = [0u8; 8];
-            let n = c.read(&mut buf).await.unwrap();
-            assert_eq!(&buf[..n], b"pong");
-        })
-        .unwrap();
-    }
+#[ringloop::test]
+fn futures_io_methods_are_not_shadowed(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut c = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (mut s, _) = listener.accept().await.unwrap();
+        // `futures`' write_all: a borrowed slice in, `io::Result<()>` out.
+        let r: std::io::Result<()> = c.write_all(b"ping").await;
+        r.unwrap();
+        // `futures`' close: flush + shutdown(Write); `c` stays usable.
+        c.close().await.unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"ping");
+        s.write_all(b"pong").await.unwrap();
+        s.close().await.unwrap();
+        let mut buf = [0u8; 8];
+        let n = c.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"pong");
+    })
+    .unwrap();
+}
 
-    fn futures_io_write_all_then_drop_delivers_every_byte(lp) {
-        let data = mebibyte();
-        let d = data.clone();
-        let reader = lp.run_until_complete(async move {
+#[ringloop::test]
+fn futures_io_write_all_then_drop_delivers_every_byte(lp: &EventLoop) {
+    let data = mebibyte();
+    let d = data.clone();
+    let reader = lp
+        .run_until_complete(async move {
             let (mut s, reader) = small_sndbuf_stream_to_slow_reader().await;
             AsyncWriteExt::write_all(&mut s, &d).await.unwrap();
             drop(s);
             reader
         })
         .unwrap();
-        let got = join_while_running(lp, reader);
-        assert_eq!(got.len(), data.len(), "bytes lost after drop");
-        assert!(got == data, "bytes differ");
-    }
+    let got = join_while_running(lp, reader);
+    assert_eq!(got.len(), data.len(), "bytes lost after drop");
+    assert!(got == data, "bytes differ");
+}
 
-    fn futures_io_write_all_then_builtin_close_delivers_every_byte(lp) {
-        let data = mebibyte();
-        let d = data.clone();
-        let reader = lp.run_until_complete(async move {
+#[ringloop::test]
+fn futures_io_write_all_then_builtin_close_delivers_every_byte(lp: &EventLoop) {
+    let data = mebibyte();
+    let d = data.clone();
+    let reader = lp
+        .run_until_complete(async move {
             let (mut s, reader) = small_sndbuf_stream_to_slow_reader().await;
             AsyncWriteExt::write_all(&mut s, &d).await.unwrap();
             ringloop::AsyncWriteOwned::close(s).await.unwrap();
             reader
         })
         .unwrap();
-        let got = reader.join().unwrap();
-        assert_eq!(got.len(), data.len(), "bytes lost after close");
-        assert!(got == data, "bytes differ");
-    }
+    let got = reader.join().unwrap();
+    assert_eq!(got.len(), data.len(), "bytes lost after close");
+    assert!(got == data, "bytes differ");
+}
 
-    fn futures_io_write_all_then_drop_then_loop_teardown_delivers_every_byte(lp) {
-        // The driver's teardown finishes lingering sends before the ring goes.
-        let choice = match lp.driver_kind() {
-            ringloop::DriverKind::Uring => ringloop::DriverChoice::Uring,
-            _ => ringloop::DriverChoice::Fallback,
-        };
-        let own = ringloop::EventLoop::builder().driver(choice).build().unwrap();
-        let data = mebibyte();
-        let d = data.clone();
-        let reader = own
-            .run_until_complete(async move {
-                let (mut s, reader) = small_sndbuf_stream_to_slow_reader().await;
-                AsyncWriteExt::write_all(&mut s, &d).await.unwrap();
-                drop(s);
-                reader
-            })
-            .unwrap();
-        own.close().unwrap();
-        drop(own);
-        let got = reader.join().unwrap();
-        assert_eq!(got.len(), data.len(), "bytes lost at loop teardown");
-        assert!(got == data, "bytes differ");
-    }
+#[ringloop::test]
+fn futures_io_write_all_then_drop_then_loop_teardown_delivers_every_byte(lp: &EventLoop) {
+    // The driver's teardown finishes lingering sends before the ring goes.
+    let choice = common::choice_of(lp);
+    let own = ringloop::EventLoop::builder().driver(choice).build().unwrap();
+    let data = mebibyte();
+    let d = data.clone();
+    let reader = own
+        .run_until_complete(async move {
+            let (mut s, reader) = small_sndbuf_stream_to_slow_reader().await;
+            AsyncWriteExt::write_all(&mut s, &d).await.unwrap();
+            drop(s);
+            reader
+        })
+        .unwrap();
+    own.close().unwrap();
+    drop(own);
+    let got = reader.join().unwrap();
+    assert_eq!(got.len(), data.len(), "bytes lost at loop teardown");
+    assert!(got == data, "bytes differ");
+}
 
-    fn futures_io_write_all_on_a_write_half_then_drop_delivers_every_byte(lp) {
-        let data = mebibyte();
-        let d = data.clone();
-        let reader = lp.run_until_complete(async move {
+#[ringloop::test]
+fn futures_io_write_all_on_a_write_half_then_drop_delivers_every_byte(lp: &EventLoop) {
+    let data = mebibyte();
+    let d = data.clone();
+    let reader = lp
+        .run_until_complete(async move {
             let (s, reader) = small_sndbuf_stream_to_slow_reader().await;
             let (rd, mut wr) = s.into_split();
             AsyncWriteExt::write_all(&mut wr, &d).await.unwrap();
@@ -299,7 +317,6 @@ both_backends! {
             reader
         })
         .unwrap();
-        let got = join_while_running(lp, reader);
-        assert_eq!(got.len(), data.len(), "bytes lost after drop");
-    }
+    let got = join_while_running(lp, reader);
+    assert_eq!(got.len(), data.len(), "bytes lost after drop");
 }

@@ -8,9 +8,7 @@
 //! disposition) or need thousands of fds run their body in a child process:
 //! the test binary re-runs itself with `--ignored --exact <helper>`.
 
-#[macro_use]
 mod common;
-mod net_support;
 
 use ringloop::{AsyncReadOwned, AsyncWriteOwned};
 use std::cell::Cell;
@@ -19,7 +17,8 @@ use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use net_support::*;
+use common::net::*;
+use common::{child_loop, open_fds, run_child};
 use ringloop::buf::IoBuf;
 use ringloop::net::{TcpListener, TcpStream};
 use ringloop::{EventLoop, sleep, spawn, timeout, yield_now};
@@ -55,427 +54,481 @@ fn reset(peer: std::net::TcpStream) {
     drop(peer);
 }
 
-both_backends! {
-    fn connecting_to_a_port_nobody_listens_on_is_connection_refused(lp) {
-        lp.run_until_complete(async {
-            // Bind then drop to get a port nobody listens on.
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = l.local_addr().unwrap();
-            drop(l);
-            let e = TcpStream::connect_addr(addr).await.unwrap_err();
+#[ringloop::test]
+fn connecting_to_a_port_nobody_listens_on_is_connection_refused(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        // Bind then drop to get a port nobody listens on.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let e = TcpStream::connect_addr(addr).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e:?}");
+        // Through name resolution (blocking pool) too.
+        let e = TcpStream::connect(format!("127.0.0.1:{}", addr.port()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e:?}");
+        // "localhost" may resolve to ::1 and 127.0.0.1: every address is
+        // tried and the last error is returned.
+        let e = TcpStream::connect(("localhost", addr.port())).await.unwrap_err();
+        // (On a host without IPv6, ::1 may fail differently if tried last.)
+        assert!(
+            e.kind() == ErrorKind::ConnectionRefused
+                || e.kind() == ErrorKind::AddrNotAvailable
+                || e.raw_os_error() == Some(libc::EAFNOSUPPORT),
+            "{e:?}"
+        );
+        // The loop still works: a real listener accepts.
+        let listener = loopback_listener();
+        let c = TcpStream::connect_addr(listener.local_addr().unwrap()).await.unwrap();
+        let (s, _) = listener.accept().await.unwrap();
+        assert_eq!(s.peer_addr().unwrap(), c.local_addr().unwrap());
+    })
+    .unwrap();
+}
+
+#[ringloop::test]
+fn a_peer_reset_fails_the_pending_read_with_connection_reset(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        let (client, peer) = pair_with_std_peer().await;
+        let client = Rc::new(client);
+        (&peer).write_all(b"partial").unwrap();
+        let in_second_read = Rc::new(Cell::new(false));
+        let reader = spawn({
+            let (client, flag) = (client.clone(), in_second_read.clone());
+            async move {
+                let (r, got) = client.read_exact(Vec::new(), 7).await;
+                r.unwrap();
+                assert_eq!(got, b"partial");
+                flag.set(true);
+                // In flight (io_uring) / waiting for readiness when the RST lands.
+                client.read(Vec::with_capacity(64)).await.0
+            }
+        });
+        while !in_second_read.get() {
+            yield_now().await;
+        }
+        // Let the read reach the kernel (one more loop iteration submits it).
+        sleep(Duration::from_millis(5)).await;
+        reset(peer);
+        let res = timeout(NO_HANG, reader).await.expect("read hung after RST").unwrap();
+        let e = res.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e:?}");
+        // Later writes fail too (the error was consumed: EPIPE), without a panic.
+        let (r, _) = client.write_all(b"after reset".as_slice()).await;
+        let e = r.unwrap_err();
+        assert!(
+            matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset),
+            "{e:?}"
+        );
+    })
+    .unwrap();
+}
+
+#[ringloop::test]
+fn a_peer_reset_with_unread_data_delivers_a_prefix_then_connection_reset(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        let (client, peer) = pair_with_std_peer().await;
+        let mut sent = vec![0u8; 48 * 1024];
+        XorShift::new(7).fill(&mut sent);
+        (&peer).write_all(&sent).unwrap();
+        reset(peer);
+        let (got, err) = timeout(NO_HANG, read_to_end_or_error(&client)).await.unwrap();
+        assert!(
+            sent.starts_with(&got),
+            "received bytes are not a prefix of the sent ones"
+        );
+        let e = err.expect("a reset connection must end in an error, not EOF");
+        assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e:?}");
+    })
+    .unwrap();
+}
+
+#[ringloop::test]
+fn a_write_blocked_on_a_full_buffer_fails_when_the_peer_resets(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        let (client, peer) = pair_with_std_peer().await;
+        let client = Rc::new(client);
+        // The peer never reads: 64 MiB cannot fit in the socket buffers
+        // (a few MiB with default sysctls), so the write is in flight
+        // when the RST arrives.
+        let writer = spawn({
+            let client = client.clone();
+            async move { client.write_all(vec![0x5a; 64 * 1024 * 1024]).await.0 }
+        });
+        sleep(Duration::from_millis(50)).await;
+        assert!(!writer.is_done(), "64 MiB fit in the socket buffers?");
+        reset(peer);
+        let res = timeout(NO_HANG, writer).await.expect("write hung after RST").unwrap();
+        let e = res.unwrap_err();
+        assert!(
+            matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe),
+            "{e:?}"
+        );
+    })
+    .unwrap();
+}
+
+#[ringloop::test]
+fn writing_to_a_closed_peer_is_an_error_and_sigpipe_does_not_kill_the_process(lp: &EventLoop) {
+    // Rust binaries ignore SIGPIPE from the start, which would hide a
+    // missing MSG_NOSIGNAL: the child restores the default action first.
+    let out = run_child(lp, "child_write_to_closed_peer_with_default_sigpipe", &[]);
+    assert!(out.contains("SURVIVED"), "{out}");
+}
+
+#[ringloop::test]
+fn half_close_lets_each_side_read_the_rest(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        let listener = loopback_listener();
+        let addr = listener.local_addr().unwrap();
+        let mut request = vec![0u8; 1024 * 1024 + 3];
+        XorShift::new(11).fill(&mut request);
+        let mut reply = vec![0u8; 512 * 1024 + 5];
+        XorShift::new(12).fill(&mut reply);
+        let server = spawn({
+            let reply = reply.clone();
+            async move {
+                let (s, _) = listener.accept().await.unwrap();
+                // Read everything until the client's shutdown(Write)...
+                let (got, err) = read_to_end_or_error(&s).await;
+                assert!(err.is_none(), "{err:?}");
+                // ...EOF is sticky...
+                for _ in 0..3 {
+                    assert_eq!(s.read(Vec::with_capacity(16)).await.0.unwrap(), 0);
+                }
+                // ...and we can still write the whole reply, then close.
+                let (r, _) = s.write_all(reply).await;
+                r.unwrap();
+                got
+            }
+        });
+        let (rd, wr) = TcpStream::connect_addr(addr).await.unwrap().into_split();
+        let (r, _) = wr.write_all(request.clone()).await;
+        r.unwrap();
+        wr.shutdown().unwrap();
+        // Writing after our own shutdown(Write) is an error.
+        let (r, _) = wr.write(b"late".as_slice()).await;
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::BrokenPipe);
+        let (r, got) = rd.read_exact(Vec::new(), reply.len()).await;
+        r.unwrap();
+        assert!(got == reply, "reply corrupted");
+        // The server closed after the reply: EOF.
+        assert_eq!(rd.read(Vec::with_capacity(16)).await.0.unwrap(), 0);
+        let received = timeout(NO_HANG, server).await.unwrap().unwrap();
+        assert!(received == request, "request corrupted");
+    })
+    .unwrap();
+}
+
+#[ringloop::test]
+fn zero_length_reads_and_writes_complete_at_once_without_consuming_data(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        let (client, peer) = pair_with_std_peer().await;
+        // Nothing to read yet: a zero-capacity read still answers at once.
+        let (r, b) = timeout(NO_HANG, client.read(Vec::new())).await.unwrap();
+        assert_eq!(r.unwrap(), 0);
+        assert!(b.is_empty());
+        (&peer).write_all(b"abc").unwrap();
+        // A zero-length window of a real buffer: 0, data left in place.
+        let buf = b"xyz".to_vec();
+        let (r, s) = client.read(buf.slice(3..3)).await;
+        assert_eq!(r.unwrap(), 0);
+        assert_eq!(s.into_inner(), b"xyz");
+        let (r, got) = client.read_exact(Vec::new(), 3).await;
+        r.unwrap();
+        assert_eq!(got, b"abc");
+        // Zero-length writes send nothing and succeed.
+        assert_eq!(client.write(Vec::new()).await.0.unwrap(), 0);
+        assert_eq!(client.write(b"".as_slice()).await.0.unwrap(), 0);
+        client.write_all(Vec::new()).await.0.unwrap();
+        client.write_all(b"!".as_slice()).await.0.unwrap();
+        let mut one = [0u8; 1];
+        (&peer).read_exact(&mut one).unwrap();
+        assert_eq!(&one, b"!");
+        // After EOF a zero-length read is still 0 (and not an error).
+        drop(peer);
+        assert_eq!(client.read(Vec::with_capacity(8)).await.0.unwrap(), 0);
+        assert_eq!(client.read(Vec::new()).await.0.unwrap(), 0);
+    })
+    .unwrap();
+}
+
+#[ringloop::test]
+fn sockets_in_the_wrong_state_give_errors_not_hangs(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        // A socket that was never connected.
+        let raw = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let s = TcpStream::from_std(raw.into()).unwrap();
+        let e = timeout(NO_HANG, s.read(Vec::with_capacity(8)))
+            .await
+            .unwrap()
+            .0
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotConnected, "{e:?}");
+        let e = timeout(NO_HANG, s.write(b"x".as_slice())).await.unwrap().0.unwrap_err();
+        assert!(
+            matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::NotConnected),
+            "{e:?}"
+        );
+        assert_eq!(s.peer_addr().unwrap_err().kind(), ErrorKind::NotConnected);
+
+        // A bound socket that is not listening: accept is EINVAL.
+        let raw = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        raw.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+        let l = TcpListener::from_std(raw.into()).unwrap();
+        let e = timeout(NO_HANG, l.accept()).await.unwrap().unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e:?}");
+
+        // Our own stream after shutdown(Both): reads see EOF, writes EPIPE.
+        let (client, _peer) = pair_with_std_peer().await;
+        client.shutdown(Shutdown::Both).unwrap();
+        assert_eq!(
+            timeout(NO_HANG, client.read(Vec::with_capacity(8)))
+                .await
+                .unwrap()
+                .0
+                .unwrap(),
+            0
+        );
+        let e = client.write(b"x".as_slice()).await.0.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BrokenPipe, "{e:?}");
+        // A second shutdown of a shut-down socket is an error or a no-op, never a panic.
+        let _ = client.shutdown(Shutdown::Both);
+    })
+    .unwrap();
+}
+
+#[ringloop::test]
+fn an_fd_replaced_behind_the_streams_back_gives_enotsock_errors(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        let (client, _peer) = pair_with_std_peer().await;
+        let devnull = std::fs::File::open("/dev/null").unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: dup2 atomically makes the stream's fd number refer to
+        // /dev/null. No operation of the stream is in flight, the number
+        // stays owned by the stream (closed exactly once, when it drops),
+        // and no memory is involved: only the kind of file changes, which
+        // is what this test is about. (Closing the stream's fd instead
+        // would break I/O safety: the number could be reused and closed
+        // twice, so that is not something safe code can do.)
+        let rc = unsafe { libc::dup2(devnull.as_raw_fd(), client.as_raw_fd()) };
+        assert!(rc >= 0, "dup2: {}", std::io::Error::last_os_error());
+        let e = timeout(NO_HANG, client.read(Vec::with_capacity(8)))
+            .await
+            .unwrap()
+            .0
+            .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOTSOCK), "{e:?}");
+        let e = timeout(NO_HANG, client.write(b"x".as_slice()))
+            .await
+            .unwrap()
+            .0
+            .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOTSOCK), "{e:?}");
+        assert_eq!(client.peer_addr().unwrap_err().raw_os_error(), Some(libc::ENOTSOCK));
+        assert!(client.shutdown(Shutdown::Both).is_err());
+        drop(client);
+        // The loop is fine afterwards.
+        let (c2, mut p2) = pair_with_std_peer().await;
+        c2.write_all(b"ok".as_slice()).await.0.unwrap();
+        let mut two = [0u8; 2];
+        p2.read_exact(&mut two).unwrap();
+        assert_eq!(&two, b"ok");
+    })
+    .unwrap();
+}
+
+#[ringloop::test]
+fn accept_under_fd_exhaustion_is_emfile_and_the_listener_recovers(lp: &EventLoop) {
+    let out = run_child(lp, "child_accept_under_fd_exhaustion", &[]);
+    assert!(out.contains("RECOVERED"), "{out}");
+}
+
+#[ringloop::test]
+fn ten_thousand_operations_in_flight_on_a_256_entry_ring_all_complete(lp: &EventLoop) {
+    let out = run_child(lp, "child_ten_thousand_ops_on_a_small_ring", &[]);
+    assert!(out.contains("ALL COMPLETE"), "{out}");
+}
+
+#[ringloop::test]
+fn concurrent_accepts_on_one_listener_all_complete(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        let listener = Rc::new(loopback_listener());
+        let addr = listener.local_addr().unwrap();
+        let acceptors: Vec<_> = (0..8)
+            .map(|_| {
+                let l = listener.clone();
+                spawn(async move { l.accept().await.map(|(s, _)| s) })
+            })
+            .collect();
+        // Let every acceptor start waiting.
+        for _ in 0..3 {
+            yield_now().await;
+        }
+        let mut clients = Vec::new();
+        for _ in 0..8 {
+            clients.push(TcpStream::connect_addr(addr).await.unwrap());
+        }
+        for a in acceptors {
+            timeout(NO_HANG, a)
+                .await
+                .expect("an acceptor was never woken")
+                .unwrap()
+                .unwrap();
+        }
+    })
+    .unwrap();
+}
+
+#[ringloop::test]
+fn concurrent_reads_on_one_stream_all_complete(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        let (client, peer) = pair_with_std_peer().await;
+        let client = Rc::new(client);
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let c = client.clone();
+                spawn(async move { c.read(Vec::with_capacity(1)).await })
+            })
+            .collect();
+        for _ in 0..3 {
+            yield_now().await;
+        }
+        (&peer).write_all(b"abcd").unwrap();
+        let mut got = Vec::new();
+        for r in readers {
+            let (res, buf) = timeout(NO_HANG, r).await.expect("a reader was never woken").unwrap();
+            assert_eq!(res.unwrap(), 1);
+            got.extend_from_slice(&buf);
+        }
+        got.sort();
+        assert_eq!(got, b"abcd");
+    })
+    .unwrap();
+}
+
+#[ringloop::test]
+fn a_pending_connect_woken_by_a_sibling_future_does_not_report_success_early(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        // A listener with backlog 0 that never accepts: once its accept
+        // queue is full, new SYNs are dropped and connects stay pending.
+        let listener = TcpListener::bind_with("127.0.0.1:0".parse().unwrap(), false, 0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut queued = Vec::new();
+        loop {
+            match timeout(Duration::from_millis(200), TcpStream::connect_addr(addr)).await {
+                Ok(c) => {
+                    let c = c.unwrap();
+                    // A connect that reports success must be connected.
+                    let peer = c.peer_addr();
+                    assert!(peer.is_ok(), "connect succeeded but peer_addr() = {peer:?}");
+                    queued.push(c);
+                }
+                Err(_) => break,
+            }
+            assert!(queued.len() < 64, "the accept queue never filled up");
+        }
+        // This connect stays pending; the sleep beside it wakes the task
+        // (and so re-polls the connect) long before the SYN is retried.
+        let (res, ()) = futures_util::future::join(
+            timeout(Duration::from_millis(400), TcpStream::connect_addr(addr)),
+            sleep(Duration::from_millis(20)),
+        )
+        .await;
+        match res {
+            Err(_elapsed) => {}
+            Ok(Ok(s)) => panic!(
+                "connect reported success, peer_addr = {:?}, {} queued",
+                s.peer_addr(),
+                queued.len()
+            ),
+            Ok(Err(e)) => panic!("connect failed: {e}"),
+        }
+        drop(listener);
+    })
+    .unwrap();
+}
+
+#[ringloop::test]
+fn invalid_addresses_are_errors(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        // Port 0 is not a connectable port.
+        let e = TcpStream::connect_addr("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap_err();
+        eprintln!("127.0.0.1:0 -> {e}");
+        if cfg!(target_os = "linux") {
             assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e:?}");
-            // Through name resolution (blocking pool) too.
-            let e = TcpStream::connect(format!("127.0.0.1:{}", addr.port())).await.unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e:?}");
-            // "localhost" may resolve to ::1 and 127.0.0.1: every address is
-            // tried and the last error is returned.
-            let e = TcpStream::connect(("localhost", addr.port())).await.unwrap_err();
-            // (On a host without IPv6, ::1 may fail differently if tried last.)
-            assert!(
-                e.kind() == ErrorKind::ConnectionRefused
-                    || e.kind() == ErrorKind::AddrNotAvailable
-                    || e.raw_os_error() == Some(libc::EAFNOSUPPORT),
-                "{e:?}"
-            );
-            // The loop still works: a real listener accepts.
-            let listener = loopback_listener();
-            let c = TcpStream::connect_addr(listener.local_addr().unwrap()).await.unwrap();
-            let (s, _) = listener.accept().await.unwrap();
-            assert_eq!(s.peer_addr().unwrap(), c.local_addr().unwrap());
-        })
-        .unwrap();
-    }
-
-    fn a_peer_reset_fails_the_pending_read_with_connection_reset(lp) {
-        lp.run_until_complete(async {
-            let (client, peer) = pair_with_std_peer().await;
-            let client = Rc::new(client);
-            (&peer).write_all(b"partial").unwrap();
-            let in_second_read = Rc::new(Cell::new(false));
-            let reader = spawn({
-                let (client, flag) = (client.clone(), in_second_read.clone());
-                async move {
-                    let (r, got) = client.read_exact(Vec::new(), 7).await;
-                    r.unwrap();
-                    assert_eq!(got, b"partial");
-                    flag.set(true);
-                    // In flight (io_uring) / waiting for readiness when the RST lands.
-                    client.read(Vec::with_capacity(64)).await.0
-                }
-            });
-            while !in_second_read.get() {
-                yield_now().await;
-            }
-            // Let the read reach the kernel (one more loop iteration submits it).
-            sleep(Duration::from_millis(5)).await;
-            reset(peer);
-            let res = timeout(NO_HANG, reader).await.expect("read hung after RST").unwrap();
-            let e = res.unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e:?}");
-            // Later writes fail too (the error was consumed: EPIPE), without a panic.
-            let (r, _) = client.write_all(b"after reset".as_slice()).await;
-            let e = r.unwrap_err();
-            assert!(matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset), "{e:?}");
-        })
-        .unwrap();
-    }
-
-    fn a_peer_reset_with_unread_data_delivers_a_prefix_then_connection_reset(lp) {
-        lp.run_until_complete(async {
-            let (client, peer) = pair_with_std_peer().await;
-            let mut sent = vec![0u8; 48 * 1024];
-            XorShift::new(7).fill(&mut sent);
-            (&peer).write_all(&sent).unwrap();
-            reset(peer);
-            let (got, err) = timeout(NO_HANG, read_to_end_or_error(&client)).await.unwrap();
-            assert!(sent.starts_with(&got), "received bytes are not a prefix of the sent ones");
-            let e = err.expect("a reset connection must end in an error, not EOF");
-            assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e:?}");
-        })
-        .unwrap();
-    }
-
-    fn a_write_blocked_on_a_full_buffer_fails_when_the_peer_resets(lp) {
-        lp.run_until_complete(async {
-            let (client, peer) = pair_with_std_peer().await;
-            let client = Rc::new(client);
-            // The peer never reads: 64 MiB cannot fit in the socket buffers
-            // (a few MiB with default sysctls), so the write is in flight
-            // when the RST arrives.
-            let writer = spawn({
-                let client = client.clone();
-                async move { client.write_all(vec![0x5a; 64 * 1024 * 1024]).await.0 }
-            });
-            sleep(Duration::from_millis(50)).await;
-            assert!(!writer.is_done(), "64 MiB fit in the socket buffers?");
-            reset(peer);
-            let res = timeout(NO_HANG, writer).await.expect("write hung after RST").unwrap();
-            let e = res.unwrap_err();
-            assert!(matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe), "{e:?}");
-        })
-        .unwrap();
-    }
-
-    fn writing_to_a_closed_peer_is_an_error_and_sigpipe_does_not_kill_the_process(lp) {
-        // Rust binaries ignore SIGPIPE from the start, which would hide a
-        // missing MSG_NOSIGNAL: the child restores the default action first.
-        let out = run_child(lp, "child_write_to_closed_peer_with_default_sigpipe", &[]);
-        assert!(out.contains("SURVIVED"), "{out}");
-    }
-
-    fn half_close_lets_each_side_read_the_rest(lp) {
-        lp.run_until_complete(async {
-            let listener = loopback_listener();
-            let addr = listener.local_addr().unwrap();
-            let mut request = vec![0u8; 1024 * 1024 + 3];
-            XorShift::new(11).fill(&mut request);
-            let mut reply = vec![0u8; 512 * 1024 + 5];
-            XorShift::new(12).fill(&mut reply);
-            let server = spawn({
-                let reply = reply.clone();
-                async move {
-                    let (s, _) = listener.accept().await.unwrap();
-                    // Read everything until the client's shutdown(Write)...
-                    let (got, err) = read_to_end_or_error(&s).await;
-                    assert!(err.is_none(), "{err:?}");
-                    // ...EOF is sticky...
-                    for _ in 0..3 {
-                        assert_eq!(s.read(Vec::with_capacity(16)).await.0.unwrap(), 0);
-                    }
-                    // ...and we can still write the whole reply, then close.
-                    let (r, _) = s.write_all(reply).await;
-                    r.unwrap();
-                    got
-                }
-            });
-            let (rd, wr) = TcpStream::connect_addr(addr).await.unwrap().into_split();
-            let (r, _) = wr.write_all(request.clone()).await;
-            r.unwrap();
-            wr.shutdown().unwrap();
-            // Writing after our own shutdown(Write) is an error.
-            let (r, _) = wr.write(b"late".as_slice()).await;
-            assert_eq!(r.unwrap_err().kind(), ErrorKind::BrokenPipe);
-            let (r, got) = rd.read_exact(Vec::new(), reply.len()).await;
-            r.unwrap();
-            assert!(got == reply, "reply corrupted");
-            // The server closed after the reply: EOF.
-            assert_eq!(rd.read(Vec::with_capacity(16)).await.0.unwrap(), 0);
-            let received = timeout(NO_HANG, server).await.unwrap().unwrap();
-            assert!(received == request, "request corrupted");
-        })
-        .unwrap();
-    }
-
-    fn zero_length_reads_and_writes_complete_at_once_without_consuming_data(lp) {
-        lp.run_until_complete(async {
-            let (client, peer) = pair_with_std_peer().await;
-            // Nothing to read yet: a zero-capacity read still answers at once.
-            let (r, b) = timeout(NO_HANG, client.read(Vec::new())).await.unwrap();
-            assert_eq!(r.unwrap(), 0);
-            assert!(b.is_empty());
-            (&peer).write_all(b"abc").unwrap();
-            // A zero-length window of a real buffer: 0, data left in place.
-            let buf = b"xyz".to_vec();
-            let (r, s) = client.read(buf.slice(3..3)).await;
-            assert_eq!(r.unwrap(), 0);
-            assert_eq!(s.into_inner(), b"xyz");
-            let (r, got) = client.read_exact(Vec::new(), 3).await;
-            r.unwrap();
-            assert_eq!(got, b"abc");
-            // Zero-length writes send nothing and succeed.
-            assert_eq!(client.write(Vec::new()).await.0.unwrap(), 0);
-            assert_eq!(client.write(b"".as_slice()).await.0.unwrap(), 0);
-            client.write_all(Vec::new()).await.0.unwrap();
-            client.write_all(b"!".as_slice()).await.0.unwrap();
-            let mut one = [0u8; 1];
-            (&peer).read_exact(&mut one).unwrap();
-            assert_eq!(&one, b"!");
-            // After EOF a zero-length read is still 0 (and not an error).
-            drop(peer);
-            assert_eq!(client.read(Vec::with_capacity(8)).await.0.unwrap(), 0);
-            assert_eq!(client.read(Vec::new()).await.0.unwrap(), 0);
-        })
-        .unwrap();
-    }
-
-    fn sockets_in_the_wrong_state_give_errors_not_hangs(lp) {
-        lp.run_until_complete(async {
-            // A socket that was never connected.
-            let raw = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-            let s = TcpStream::from_std(raw.into()).unwrap();
-            let e = timeout(NO_HANG, s.read(Vec::with_capacity(8))).await.unwrap().0.unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::NotConnected, "{e:?}");
-            let e = timeout(NO_HANG, s.write(b"x".as_slice())).await.unwrap().0.unwrap_err();
-            assert!(matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::NotConnected), "{e:?}");
-            assert_eq!(s.peer_addr().unwrap_err().kind(), ErrorKind::NotConnected);
-
-            // A bound socket that is not listening: accept is EINVAL.
-            let raw = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-            raw.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
-            let l = TcpListener::from_std(raw.into()).unwrap();
-            let e = timeout(NO_HANG, l.accept()).await.unwrap().unwrap_err();
-            assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e:?}");
-
-            // Our own stream after shutdown(Both): reads see EOF, writes EPIPE.
-            let (client, _peer) = pair_with_std_peer().await;
-            client.shutdown(Shutdown::Both).unwrap();
-            assert_eq!(timeout(NO_HANG, client.read(Vec::with_capacity(8))).await.unwrap().0.unwrap(), 0);
-            let e = client.write(b"x".as_slice()).await.0.unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::BrokenPipe, "{e:?}");
-            // A second shutdown of a shut-down socket is an error or a no-op, never a panic.
-            let _ = client.shutdown(Shutdown::Both);
-        })
-        .unwrap();
-    }
-
-    fn an_fd_replaced_behind_the_streams_back_gives_enotsock_errors(lp) {
-        lp.run_until_complete(async {
-            let (client, _peer) = pair_with_std_peer().await;
-            let devnull = std::fs::File::open("/dev/null").unwrap();
-            use std::os::fd::AsRawFd;
-            // SAFETY: dup2 atomically makes the stream's fd number refer to
-            // /dev/null. No operation of the stream is in flight, the number
-            // stays owned by the stream (closed exactly once, when it drops),
-            // and no memory is involved: only the kind of file changes, which
-            // is what this test is about. (Closing the stream's fd instead
-            // would break I/O safety: the number could be reused and closed
-            // twice, so that is not something safe code can do.)
-            let rc = unsafe { libc::dup2(devnull.as_raw_fd(), client.as_raw_fd()) };
-            assert!(rc >= 0, "dup2: {}", std::io::Error::last_os_error());
-            let e = timeout(NO_HANG, client.read(Vec::with_capacity(8))).await.unwrap().0.unwrap_err();
-            assert_eq!(e.raw_os_error(), Some(libc::ENOTSOCK), "{e:?}");
-            let e = timeout(NO_HANG, client.write(b"x".as_slice())).await.unwrap().0.unwrap_err();
-            assert_eq!(e.raw_os_error(), Some(libc::ENOTSOCK), "{e:?}");
-            assert_eq!(client.peer_addr().unwrap_err().raw_os_error(), Some(libc::ENOTSOCK));
-            assert!(client.shutdown(Shutdown::Both).is_err());
-            drop(client);
-            // The loop is fine afterwards.
-            let (c2, mut p2) = pair_with_std_peer().await;
-            c2.write_all(b"ok".as_slice()).await.0.unwrap();
-            let mut two = [0u8; 2];
-            p2.read_exact(&mut two).unwrap();
-            assert_eq!(&two, b"ok");
-        })
-        .unwrap();
-    }
-
-    fn accept_under_fd_exhaustion_is_emfile_and_the_listener_recovers(lp) {
-        let out = run_child(lp, "child_accept_under_fd_exhaustion", &[]);
-        assert!(out.contains("RECOVERED"), "{out}");
-    }
-
-    fn ten_thousand_operations_in_flight_on_a_256_entry_ring_all_complete(lp) {
-        let out = run_child(lp, "child_ten_thousand_ops_on_a_small_ring", &[]);
-        assert!(out.contains("ALL COMPLETE"), "{out}");
-    }
-
-    fn concurrent_accepts_on_one_listener_all_complete(lp) {
-        lp.run_until_complete(async {
-            let listener = Rc::new(loopback_listener());
-            let addr = listener.local_addr().unwrap();
-            let acceptors: Vec<_> = (0..8)
-                .map(|_| {
-                    let l = listener.clone();
-                    spawn(async move { l.accept().await.map(|(s, _)| s) })
-                })
-                .collect();
-            // Let every acceptor start waiting.
-            for _ in 0..3 {
-                yield_now().await;
-            }
-            let mut clients = Vec::new();
-            for _ in 0..8 {
-                clients.push(TcpStream::connect_addr(addr).await.unwrap());
-            }
-            for a in acceptors {
-                timeout(NO_HANG, a).await.expect("an acceptor was never woken").unwrap().unwrap();
-            }
-        })
-        .unwrap();
-    }
-
-    fn concurrent_reads_on_one_stream_all_complete(lp) {
-        lp.run_until_complete(async {
-            let (client, peer) = pair_with_std_peer().await;
-            let client = Rc::new(client);
-            let readers: Vec<_> = (0..4)
-                .map(|_| {
-                    let c = client.clone();
-                    spawn(async move { c.read(Vec::with_capacity(1)).await })
-                })
-                .collect();
-            for _ in 0..3 {
-                yield_now().await;
-            }
-            (&peer).write_all(b"abcd").unwrap();
-            let mut got = Vec::new();
-            for r in readers {
-                let (res, buf) = timeout(NO_HANG, r).await.expect("a reader was never woken").unwrap();
-                assert_eq!(res.unwrap(), 1);
-                got.extend_from_slice(&buf);
-            }
-            got.sort();
-            assert_eq!(got, b"abcd");
-        })
-        .unwrap();
-    }
-
-    fn a_pending_connect_woken_by_a_sibling_future_does_not_report_success_early(lp) {
-        lp.run_until_complete(async {
-            // A listener with backlog 0 that never accepts: once its accept
-            // queue is full, new SYNs are dropped and connects stay pending.
-            let listener = TcpListener::bind_with("127.0.0.1:0".parse().unwrap(), false, 0).unwrap();
-            let addr = listener.local_addr().unwrap();
-            let mut queued = Vec::new();
-            loop {
-                match timeout(Duration::from_millis(200), TcpStream::connect_addr(addr)).await {
-                    Ok(c) => {
-                        let c = c.unwrap();
-                        // A connect that reports success must be connected.
-                        let peer = c.peer_addr();
-                        assert!(peer.is_ok(), "connect succeeded but peer_addr() = {peer:?}");
-                        queued.push(c);
-                    }
-                    Err(_) => break,
-                }
-                assert!(queued.len() < 64, "the accept queue never filled up");
-            }
-            // This connect stays pending; the sleep beside it wakes the task
-            // (and so re-polls the connect) long before the SYN is retried.
-            let (res, ()) = join2(
-                timeout(Duration::from_millis(400), TcpStream::connect_addr(addr)),
-                sleep(Duration::from_millis(20)),
-            )
-            .await;
-            match res {
-                Err(_elapsed) => {}
-                Ok(Ok(s)) => panic!(
-                    "connect reported success, peer_addr = {:?}, {} queued",
-                    s.peer_addr(),
-                    queued.len()
-                ),
-                Ok(Err(e)) => panic!("connect failed: {e}"),
-            }
-            drop(listener);
-        })
-        .unwrap();
-    }
-
-    fn invalid_addresses_are_errors(lp) {
-        lp.run_until_complete(async {
-            // Port 0 is not a connectable port.
-            let e = TcpStream::connect_addr("127.0.0.1:0".parse().unwrap()).await.unwrap_err();
-            eprintln!("127.0.0.1:0 -> {e}");
+        }
+        // TCP to multicast / broadcast: refused by the routing layer
+        // before any packet is sent.
+        for a in ["224.0.0.1:80", "255.255.255.255:80"] {
+            let e = TcpStream::connect_addr(a.parse().unwrap()).await.unwrap_err();
+            eprintln!("{a} -> {e}");
             if cfg!(target_os = "linux") {
-                assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e:?}");
+                assert_eq!(e.kind(), ErrorKind::NetworkUnreachable, "{a}: {e:?}");
             }
-            // TCP to multicast / broadcast: refused by the routing layer
-            // before any packet is sent.
-            for a in ["224.0.0.1:80", "255.255.255.255:80"] {
-                let e = TcpStream::connect_addr(a.parse().unwrap()).await.unwrap_err();
-                eprintln!("{a} -> {e}");
-                if cfg!(target_os = "linux") {
-                    assert_eq!(e.kind(), ErrorKind::NetworkUnreachable, "{a}: {e:?}");
-                }
-            }
-            // Binding to an address this host does not have (TEST-NET-1).
-            let e = TcpListener::bind("192.0.2.1:0".parse().unwrap()).unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::AddrNotAvailable, "{e:?}");
-            // Binding to a port someone listens on.
-            let l = loopback_listener();
-            let e = TcpListener::bind(l.local_addr().unwrap()).unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::AddrInUse, "{e:?}");
-            // Malformed "host:port" strings never reach the resolver.
-            for a in ["127.0.0.1", "localhost:99999", "localhost:http", ""] {
-                let e = TcpStream::connect(a).await.unwrap_err();
-                eprintln!("{a:?} -> {e}");
-                assert_eq!(e.kind(), ErrorKind::InvalidInput, "{a:?}: {e:?}");
-            }
-        })
-        .unwrap();
-    }
+        }
+        // Binding to an address this host does not have (TEST-NET-1).
+        let e = TcpListener::bind("192.0.2.1:0".parse().unwrap()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::AddrNotAvailable, "{e:?}");
+        // Binding to a port someone listens on.
+        let l = loopback_listener();
+        let e = TcpListener::bind(l.local_addr().unwrap()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::AddrInUse, "{e:?}");
+        // Malformed "host:port" strings never reach the resolver.
+        for a in ["127.0.0.1", "localhost:99999", "localhost:http", ""] {
+            let e = TcpStream::connect(a).await.unwrap_err();
+            eprintln!("{a:?} -> {e}");
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{a:?}: {e:?}");
+        }
+    })
+    .unwrap();
+}
 
-    fn unresolvable_host_names_are_errors(lp) {
-        lp.run_until_complete(async {
-            // Names that glibc rejects without sending a DNS query (an empty
-            // label, a label over 63 bytes, a character hosts cannot have):
-            // this test must not depend on, or talk to, a DNS server.
-            let long_label = format!("{}.invalid:80", "a".repeat(64));
-            for name in ["bad..name.invalid:80", long_label.as_str(), "bad_name!.invalid:80"] {
-                let res = timeout(NO_HANG, TcpStream::connect(name.to_string())).await.unwrap();
-                let e = res.unwrap_err();
-                eprintln!("{name} -> {e}");
-                assert!(!e.to_string().is_empty());
-            }
-        })
-        .unwrap();
-    }
+#[ringloop::test]
+fn unresolvable_host_names_are_errors(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        // Names that glibc rejects without sending a DNS query (an empty
+        // label, a label over 63 bytes, a character hosts cannot have):
+        // this test must not depend on, or talk to, a DNS server.
+        let long_label = format!("{}.invalid:80", "a".repeat(64));
+        for name in ["bad..name.invalid:80", long_label.as_str(), "bad_name!.invalid:80"] {
+            let res = timeout(NO_HANG, TcpStream::connect(name.to_string())).await.unwrap();
+            let e = res.unwrap_err();
+            eprintln!("{name} -> {e}");
+            assert!(!e.to_string().is_empty());
+        }
+    })
+    .unwrap();
+}
 
-    fn read_exact_of_an_unallocatable_length_is_an_error_not_an_abort(lp) {
-        lp.run_until_complete(async {
-            let (client, peer) = pair_with_std_peer().await;
-            (&peer).write_all(b"later").unwrap();
-            for len in [usize::MAX, 1 << 60] {
-                let mut mine = Vec::with_capacity(16);
-                mine.extend_from_slice(b"kept");
-                let (r, buf) = client.read_exact(mine, len).await;
-                let e = r.expect_err("a read_exact that cannot allocate succeeded");
-                assert_eq!(e.kind(), ErrorKind::OutOfMemory, "{e}");
-                assert_eq!(buf, b"kept", "the buffer comes back as it was");
-            }
-            // Nothing was consumed: the stream still works.
-            let (r, got) = client.read_exact(Vec::new(), 5).await;
-            r.unwrap();
-            assert_eq!(got, b"later");
+#[ringloop::test]
+fn read_exact_of_an_unallocatable_length_is_an_error_not_an_abort(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        let (client, peer) = pair_with_std_peer().await;
+        (&peer).write_all(b"later").unwrap();
+        for len in [usize::MAX, 1 << 60] {
+            let mut mine = Vec::with_capacity(16);
+            mine.extend_from_slice(b"kept");
+            let (r, buf) = client.read_exact(mine, len).await;
+            let e = r.expect_err("a read_exact that cannot allocate succeeded");
+            assert_eq!(e.kind(), ErrorKind::OutOfMemory, "{e}");
+            assert_eq!(buf, b"kept", "the buffer comes back as it was");
+        }
+        // Nothing was consumed: the stream still works.
+        let (r, got) = client.read_exact(Vec::new(), 5).await;
+        r.unwrap();
+        assert_eq!(got, b"later");
 
-            let (a, b) = ringloop::net::UnixStream::pair().unwrap();
-            let (r, buf) = a.read_exact(Vec::new(), usize::MAX - 1).await;
-            assert_eq!(r.unwrap_err().kind(), ErrorKind::OutOfMemory);
-            assert!(buf.is_empty());
-            drop(b);
-        })
-        .unwrap();
-    }
+        let (a, b) = ringloop::net::UnixStream::pair().unwrap();
+        let (r, buf) = a.read_exact(Vec::new(), usize::MAX - 1).await;
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::OutOfMemory);
+        assert!(buf.is_empty());
+        drop(b);
+    })
+    .unwrap();
 }
 
 // ---------------------------------------------------------------------------

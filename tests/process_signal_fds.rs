@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::open_fds;
+
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -18,10 +20,6 @@ use ringloop::signal::{self, SignalKind};
 use ringloop::{DriverChoice, EventLoop, sleep, timeout};
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
-}
 
 /// Runs `body` on `choice`'s loop with the lock held from before the loop
 /// is built until after it is dropped.

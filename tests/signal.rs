@@ -8,12 +8,10 @@
 //! Tests that count deliveries send them to their own thread (`raise(3)`),
 //! so the handler has run before the next step.
 
-#[macro_use]
 mod common;
 
-use std::future::poll_fn;
+use futures_util::StreamExt;
 use std::io::ErrorKind;
-use std::pin::Pin;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
@@ -45,143 +43,157 @@ fn own_signal(lp: &EventLoop, slot: i32) -> libc::c_int {
     sig
 }
 
-both_backends! {
-    fn a_stream_receives_sigusr1_sent_to_the_process(lp) {
-        lp.run_until_complete(async {
-            let mut sigs = signal::signal(SignalKind::user_defined1()).unwrap();
-            assert_eq!(sigs.kind(), SignalKind::user_defined1());
-            raise(libc::SIGUSR1);
-            assert_eq!(timeout(PATIENCE, sigs.recv()).await.expect("no SIGUSR1"), Some(()));
-        })
-        .unwrap();
-    }
+#[ringloop::test]
+fn a_stream_receives_sigusr1_sent_to_the_process(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        let mut sigs = signal::signal(SignalKind::user_defined1()).unwrap();
+        assert_eq!(sigs.kind(), SignalKind::user_defined1());
+        raise(libc::SIGUSR1);
+        assert_eq!(timeout(PATIENCE, sigs.recv()).await.expect("no SIGUSR1"), Some(()));
+    })
+    .unwrap();
+}
 
-    fn a_signal_sent_from_another_thread_wakes_the_waiting_loop(lp) {
-        lp.run_until_complete(async {
-            let mut sigs = signal::signal(SignalKind::user_defined2()).unwrap();
-            let sender = std::thread::spawn(|| {
-                std::thread::sleep(Duration::from_millis(50));
-                raise(libc::SIGUSR2);
-            });
-            assert_eq!(timeout(PATIENCE, sigs.recv()).await.expect("no SIGUSR2"), Some(()));
-            sender.join().unwrap();
-        })
-        .unwrap();
-    }
+#[ringloop::test]
+fn a_signal_sent_from_another_thread_wakes_the_waiting_loop(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        let mut sigs = signal::signal(SignalKind::user_defined2()).unwrap();
+        let sender = std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_millis(50));
+            raise(libc::SIGUSR2);
+        });
+        assert_eq!(timeout(PATIENCE, sigs.recv()).await.expect("no SIGUSR2"), Some(()));
+        sender.join().unwrap();
+    })
+    .unwrap();
+}
 
-    fn every_stream_of_a_signal_sees_each_delivery(lp) {
-        let sig = own_signal(lp, 0);
-        lp.run_until_complete(async move {
-            let mut a = signal::signal(SignalKind::from_raw(sig)).unwrap();
-            let mut b = signal::signal(SignalKind::from_raw(sig)).unwrap();
-            let waiter = spawn(async move { timeout(PATIENCE, b.recv()).await.expect("b missed it") });
-            sleep(Duration::from_millis(10)).await;
-            raise(sig);
-            assert_eq!(timeout(PATIENCE, a.recv()).await.expect("a missed it"), Some(()));
-            assert_eq!(waiter.await.unwrap(), Some(()));
-        })
-        .unwrap();
-    }
+#[ringloop::test]
+fn every_stream_of_a_signal_sees_each_delivery(lp: &EventLoop) {
+    let sig = own_signal(lp, 0);
+    lp.run_until_complete(async move {
+        let mut a = signal::signal(SignalKind::from_raw(sig)).unwrap();
+        let mut b = signal::signal(SignalKind::from_raw(sig)).unwrap();
+        let waiter = spawn(async move { timeout(PATIENCE, b.recv()).await.expect("b missed it") });
+        sleep(Duration::from_millis(10)).await;
+        raise(sig);
+        assert_eq!(timeout(PATIENCE, a.recv()).await.expect("a missed it"), Some(()));
+        assert_eq!(waiter.await.unwrap(), Some(()));
+    })
+    .unwrap();
+}
 
-    fn deliveries_before_a_stream_existed_are_not_reported(lp) {
-        let sig = own_signal(lp, 1);
-        lp.run_until_complete(async move {
-            let mut first = signal::signal(SignalKind::from_raw(sig)).unwrap();
+#[ringloop::test]
+fn deliveries_before_a_stream_existed_are_not_reported(lp: &EventLoop) {
+    let sig = own_signal(lp, 1);
+    lp.run_until_complete(async move {
+        let mut first = signal::signal(SignalKind::from_raw(sig)).unwrap();
+        raise_here(sig);
+        assert_eq!(timeout(PATIENCE, first.recv()).await.unwrap(), Some(()));
+        // Created after that delivery: nothing to report yet.
+        let mut late = signal::signal(SignalKind::from_raw(sig)).unwrap();
+        assert!(timeout(Duration::from_millis(50), late.recv()).await.is_err());
+        raise_here(sig);
+        assert_eq!(timeout(PATIENCE, late.recv()).await.unwrap(), Some(()));
+        assert_eq!(timeout(PATIENCE, first.recv()).await.unwrap(), Some(()));
+    })
+    .unwrap();
+}
+
+#[ringloop::test]
+fn deliveries_between_polls_are_coalesced_and_later_ones_still_come(lp: &EventLoop) {
+    let sig = own_signal(lp, 2);
+    lp.run_until_complete(async move {
+        let mut sigs = signal::signal(SignalKind::from_raw(sig)).unwrap();
+        for _ in 0..3 {
             raise_here(sig);
-            assert_eq!(timeout(PATIENCE, first.recv()).await.unwrap(), Some(()));
-            // Created after that delivery: nothing to report yet.
-            let mut late = signal::signal(SignalKind::from_raw(sig)).unwrap();
-            assert!(timeout(Duration::from_millis(50), late.recv()).await.is_err());
+        }
+        assert_eq!(timeout(PATIENCE, sigs.recv()).await.unwrap(), Some(()));
+        // The three (delivered before the first recv returned) are one item.
+        assert!(timeout(Duration::from_millis(50), sigs.recv()).await.is_err());
+        for _ in 0..3 {
             raise_here(sig);
-            assert_eq!(timeout(PATIENCE, late.recv()).await.unwrap(), Some(()));
-            assert_eq!(timeout(PATIENCE, first.recv()).await.unwrap(), Some(()));
-        })
-        .unwrap();
-    }
-
-    fn deliveries_between_polls_are_coalesced_and_later_ones_still_come(lp) {
-        let sig = own_signal(lp, 2);
-        lp.run_until_complete(async move {
-            let mut sigs = signal::signal(SignalKind::from_raw(sig)).unwrap();
-            for _ in 0..3 {
-                raise_here(sig);
-            }
             assert_eq!(timeout(PATIENCE, sigs.recv()).await.unwrap(), Some(()));
-            // The three (delivered before the first recv returned) are one item.
-            assert!(timeout(Duration::from_millis(50), sigs.recv()).await.is_err());
-            for _ in 0..3 {
-                raise_here(sig);
-                assert_eq!(timeout(PATIENCE, sigs.recv()).await.unwrap(), Some(()));
-            }
-        })
-        .unwrap();
-    }
+        }
+    })
+    .unwrap();
+}
 
-    fn a_stream_is_a_futures_stream(lp) {
-        let sig = own_signal(lp, 3);
-        lp.run_until_complete(async move {
-            let mut sigs = signal::signal(SignalKind::from_raw(sig)).unwrap();
-            raise(sig);
-            let item = timeout(PATIENCE, poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut sigs), cx)))
-                .await
-                .unwrap();
-            assert_eq!(item, Some(()));
-        })
-        .unwrap();
-    }
+#[ringloop::test]
+fn a_stream_is_a_futures_stream(lp: &EventLoop) {
+    let sig = own_signal(lp, 3);
+    lp.run_until_complete(async move {
+        let mut sigs = signal::signal(SignalKind::from_raw(sig)).unwrap();
+        raise(sig);
+        let item = timeout(PATIENCE, sigs.next()).await.unwrap();
+        assert_eq!(item, Some(()));
+    })
+    .unwrap();
+}
 
-    fn streams_on_two_loops_in_two_threads_both_receive_one_signal(lp) {
-        let sig = own_signal(lp, 4);
-        let choice = match lp.driver_kind() {
-            DriverKind::Uring => ringloop::DriverChoice::Uring,
-            _ => ringloop::DriverChoice::Fallback,
-        };
-        let ready = Arc::new(Barrier::new(2));
-        let other = {
-            let ready = ready.clone();
-            std::thread::spawn(move || {
-                let lp = EventLoop::builder().driver(choice).build().unwrap();
-                lp.run_until_complete(async move {
-                    let mut sigs = signal::signal(SignalKind::from_raw(sig)).unwrap();
-                    ready.wait();
-                    timeout(PATIENCE, sigs.recv()).await
-                })
-                .unwrap()
+#[ringloop::test]
+fn streams_on_two_loops_in_two_threads_both_receive_one_signal(lp: &EventLoop) {
+    let sig = own_signal(lp, 4);
+    let choice = common::choice_of(lp);
+    let ready = Arc::new(Barrier::new(2));
+    let other = {
+        let ready = ready.clone();
+        std::thread::spawn(move || {
+            let lp = EventLoop::builder().driver(choice).build().unwrap();
+            lp.run_until_complete(async move {
+                let mut sigs = signal::signal(SignalKind::from_raw(sig)).unwrap();
+                ready.wait();
+                timeout(PATIENCE, sigs.recv()).await
             })
-        };
-        lp.run_until_complete(async move {
-            let mut sigs = signal::signal(SignalKind::from_raw(sig)).unwrap();
-            ready.wait();
-            raise(sig);
-            assert_eq!(timeout(PATIENCE, sigs.recv()).await.expect("this loop missed it"), Some(()));
+            .unwrap()
         })
-        .unwrap();
-        assert_eq!(other.join().unwrap().expect("the other loop missed it"), Some(()));
-    }
+    };
+    lp.run_until_complete(async move {
+        let mut sigs = signal::signal(SignalKind::from_raw(sig)).unwrap();
+        ready.wait();
+        raise(sig);
+        assert_eq!(
+            timeout(PATIENCE, sigs.recv()).await.expect("this loop missed it"),
+            Some(())
+        );
+    })
+    .unwrap();
+    assert_eq!(other.join().unwrap().expect("the other loop missed it"), Some(()));
+}
 
-    fn a_dropped_stream_does_not_disturb_the_others(lp) {
-        let sig = own_signal(lp, 5);
-        lp.run_until_complete(async move {
-            let mut keep = signal::signal(SignalKind::from_raw(sig)).unwrap();
-            let mut gone = signal::signal(SignalKind::from_raw(sig)).unwrap();
-            // Arm `gone`'s wait on the pipe, then drop it mid-flight.
-            assert!(timeout(Duration::from_millis(10), gone.recv()).await.is_err());
-            drop(gone);
-            raise(sig);
-            assert_eq!(timeout(PATIENCE, keep.recv()).await.unwrap(), Some(()));
-        })
-        .unwrap();
-    }
+#[ringloop::test]
+fn a_dropped_stream_does_not_disturb_the_others(lp: &EventLoop) {
+    let sig = own_signal(lp, 5);
+    lp.run_until_complete(async move {
+        let mut keep = signal::signal(SignalKind::from_raw(sig)).unwrap();
+        let mut gone = signal::signal(SignalKind::from_raw(sig)).unwrap();
+        // Arm `gone`'s wait on the pipe, then drop it mid-flight.
+        assert!(timeout(Duration::from_millis(10), gone.recv()).await.is_err());
+        drop(gone);
+        raise(sig);
+        assert_eq!(timeout(PATIENCE, keep.recv()).await.unwrap(), Some(()));
+    })
+    .unwrap();
+}
 
-    fn unhandleable_and_invalid_signals_are_input_errors(lp) {
-        lp.run_until_complete(async {
-            for sig in [libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGILL, libc::SIGFPE, 0, -1, 1000] {
-                let err = signal::signal(SignalKind::from_raw(sig)).unwrap_err();
-                assert_eq!(err.kind(), ErrorKind::InvalidInput, "{sig}: {err}");
-            }
-        })
-        .unwrap();
-    }
+#[ringloop::test]
+fn unhandleable_and_invalid_signals_are_input_errors(lp: &EventLoop) {
+    lp.run_until_complete(async {
+        for sig in [
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGSEGV,
+            libc::SIGILL,
+            libc::SIGFPE,
+            0,
+            -1,
+            1000,
+        ] {
+            let err = signal::signal(SignalKind::from_raw(sig)).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{sig}: {err}");
+        }
+    })
+    .unwrap();
 }
 
 #[test]

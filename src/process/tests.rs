@@ -11,17 +11,14 @@ use crate::{DriverChoice, DriverKind, EventLoop, sleep, timeout};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
+/// A loop of `choice`, or `None` where io_uring is unavailable (the
+/// `#[ringloop::test]` harness's rule, `RINGLOOP_REQUIRE_URING` included).
 fn build(choice: DriverChoice) -> Option<EventLoop> {
-    match EventLoop::builder().driver(choice).build() {
-        Ok(lp) => Some(lp),
-        Err(e) if std::env::var("RINGLOOP_REQUIRE_URING").is_ok_and(|v| v == "1") => {
-            panic!("RINGLOOP_REQUIRE_URING=1 but {choice:?} is unavailable: {e}")
-        }
-        Err(e) => {
-            eprintln!("SKIP [{choice:?}]: {e}");
-            None
-        }
-    }
+    let opts = crate::__macros::Options {
+        virtual_clock: false,
+        slow_callback_ms: None,
+    };
+    crate::__macros::build_loop(choice, &opts)
 }
 
 fn exists(pid: u32) -> bool {

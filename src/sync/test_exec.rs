@@ -73,20 +73,6 @@ impl Exec {
         id
     }
 
-    /// Spawn `fut` and return a cell that receives its output.
-    pub(crate) fn spawn_with<T: 'static>(
-        &self,
-        fut: impl Future<Output = T> + 'static,
-    ) -> (usize, Rc<RefCell<Option<T>>>) {
-        let out = Rc::new(RefCell::new(None));
-        let out2 = Rc::clone(&out);
-        let id = self.spawn(async move {
-            let value = fut.await;
-            *out2.borrow_mut() = Some(value);
-        });
-        (id, out)
-    }
-
     /// Cancel task `id` by dropping its future (after its current poll, if
     /// it is the running task). Returns false if it already finished.
     pub(crate) fn cancel(&self, id: usize) -> bool {
@@ -157,14 +143,6 @@ impl Exec {
             assert!(iterations < 100_000, "test executor livelock");
         }
         iterations
-    }
-
-    /// Spawn `fut`, run until stalled, and return its output (panics if it
-    /// did not complete: a test failure).
-    pub(crate) fn block_on<T: 'static>(&self, fut: impl Future<Output = T> + 'static) -> T {
-        let (_, out) = self.spawn_with(fut);
-        self.run_until_stalled();
-        out.borrow_mut().take().expect("future did not complete")
     }
 }
 

@@ -1,75 +1,99 @@
-//! Test harness: every behaviour test runs once per backend.
+//! Helpers shared by the integration tests: the one test-support module
+//! (`mod common;` in a test file).
 //!
-//! `both_backends! { fn name(lp) { ... } }` generates `name::uring` and
-//! `name::fallback` tests; `both_backends_vt!` does the same with a virtual
-//! clock (timers jump instead of sleeping). If io_uring cannot be set up
-//! here (old kernel, seccomp, or the `fallback` feature), the uring variant
-//! says so on stderr and returns, unless `RINGLOOP_REQUIRE_URING=1`, which
-//! `.ci/run` sets for the default-feature run so it cannot pass silently.
+//! Behaviour tests run once per backend through `#[ringloop::test]`
+//! (`<test>::uring` and `<test>::fallback`); [`run_on`] and
+//! [`require_uring`] are the same harness for the few tests that need to do
+//! something before the loop is built; [`run_child`] / [`child_loop`] run
+//! one helper test in a child process. [`net`] holds the network
+//! fault/stress helpers (PRNG, checksum, fd limits, echo server),
+//! [`examples`] builds the examples.
 #![allow(dead_code)]
 
-use ringloop::{DriverChoice, DriverKind, EventLoop};
+pub mod examples;
+pub mod net;
 
-pub fn build(choice: DriverChoice, virtual_clock: bool) -> Option<EventLoop> {
-    match EventLoop::builder().driver(choice).virtual_clock(virtual_clock).build() {
-        Ok(lp) => Some(lp),
-        Err(e) if choice == DriverChoice::Uring && !require_uring() => {
-            eprintln!("SKIP [uring]: io_uring unavailable here: {e}");
-            None
-        }
-        Err(e) => panic!("cannot build a {choice:?} loop: {e}"),
+use ringloop::{DriverChoice, DriverKind, EventLoop};
+use std::process::Command;
+
+/// Whether `RINGLOOP_REQUIRE_URING=1` (then an unavailable io_uring fails
+/// instead of skipping).
+pub fn require_uring() -> bool {
+    ringloop::__macros::require_uring()
+}
+
+/// Runs `body` on a loop of `choice`, exactly as a `#[ringloop::test]`
+/// variant does (skip message, backend check, driver description).
+pub fn run_on(choice: DriverChoice, virtual_clock: bool, name: &str, body: fn(&EventLoop)) {
+    let opts = ringloop::__macros::Options {
+        virtual_clock,
+        slow_callback_ms: None,
+    };
+    ringloop::__macros::run_test(choice, opts, name, body);
+}
+
+/// Number of open file descriptors of this process.
+pub fn open_fds() -> usize {
+    // The directory handle itself is one entry; it is open at every count,
+    // so comparisons are unaffected.
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+// ------------------------------------------------------------ child processes
+//
+// Process-wide state (fd limits, fd counts, signal dispositions) is tested
+// in a re-run of this test binary that runs one `#[ignore]`d helper test.
+
+/// The `DriverChoice` that builds a loop like `lp`.
+pub fn choice_of(lp: &EventLoop) -> DriverChoice {
+    match lp.driver_kind() {
+        DriverKind::Uring => DriverChoice::Uring,
+        _ => DriverChoice::Fallback,
     }
 }
 
-pub fn require_uring() -> bool {
-    std::env::var("RINGLOOP_REQUIRE_URING")
-        .map(|v| v == "1")
-        .unwrap_or(false)
+/// Environment variable telling a child which backend to use.
+pub const CHILD_BACKEND: &str = "RINGLOOP_TEST_CHILD_BACKEND";
+
+/// Re-runs this test binary with only the `#[ignore]`d helper test `name`,
+/// asking it for `lp`'s backend; panics with the child's output unless it
+/// succeeded. Returns the child's stdout.
+pub fn run_child(lp: &EventLoop, name: &str, env: &[(&str, &str)]) -> String {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = Command::new(exe);
+    cmd.args(["--ignored", "--exact", name, "--nocapture", "--test-threads=1"]);
+    cmd.env(CHILD_BACKEND, lp.driver_kind().to_string());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("--- child {name} [{}] stderr:\n{stderr}--- end", lp.driver_kind());
+    assert!(
+        out.status.success(),
+        "child {name} failed ({:?}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "child {name} ran no test (name typo?):\n{stdout}"
+    );
+    stdout
 }
 
-pub fn run_on(choice: DriverChoice, virtual_clock: bool, name: &str, body: fn(&EventLoop)) {
-    let Some(lp) = build(choice, virtual_clock) else { return };
-    let expect = match choice {
-        DriverChoice::Uring => DriverKind::Uring,
-        _ => DriverKind::Readiness,
+/// In a child started by [`run_child`]: the loop for the requested backend
+/// (`None` when the helper runs directly, e.g. `cargo test -- --ignored`).
+pub fn child_loop(builder: ringloop::Builder) -> Option<EventLoop> {
+    let choice = match std::env::var(CHILD_BACKEND).as_deref() {
+        Ok("uring") => DriverChoice::Uring,
+        Ok("fallback") => DriverChoice::Fallback,
+        _ => {
+            eprintln!("helper test: only meaningful when run by its parent test; skipping");
+            return None;
+        }
     };
-    assert_eq!(lp.driver_kind(), expect);
-    eprintln!("[{}] {name} on {}", lp.driver_kind(), lp.driver_description());
-    body(&lp);
-}
-
-#[macro_export]
-macro_rules! both_backends_impl {
-    ($vt:expr; $( $(#[$m:meta])* fn $name:ident($lp:ident) $body:block )*) => {
-        $(
-            mod $name {
-                #[allow(unused_imports)]
-                use super::*;
-                $(#[$m])*
-                fn body($lp: &ringloop::EventLoop) $body
-                #[test]
-                fn uring() {
-                    $crate::common::run_on(ringloop::DriverChoice::Uring, $vt, stringify!($name), body)
-                }
-                #[test]
-                fn fallback() {
-                    $crate::common::run_on(ringloop::DriverChoice::Fallback, $vt, stringify!($name), body)
-                }
-            }
-        )*
-    };
-}
-
-/// One test per backend, real clock.
-#[macro_export]
-macro_rules! both_backends {
-    ($($t:tt)*) => { $crate::both_backends_impl!(false; $($t)*); };
-}
-
-/// One test per backend, virtual clock.
-#[macro_export]
-macro_rules! both_backends_vt {
-    ($($t:tt)*) => { $crate::both_backends_impl!(true; $($t)*); };
+    Some(builder.driver(choice).build().expect("child: cannot build the loop"))
 }
 
 /// A shared, ordered log for asserting orderings.

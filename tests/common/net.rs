@@ -1,18 +1,11 @@
-//! Helpers shared by the network fault, stress and cancellation tests:
-//! a seeded PRNG, a streaming checksum, small `select`/`join` combinators,
-//! fd counting, RLIMIT_NOFILE handling and the "re-run this test binary in a
-//! child process" trick used for process-wide state (fd limits, fd counts,
-//! signal dispositions).
-#![allow(dead_code)]
+//! Helpers of the network fault, stress and cancellation tests: a seeded
+//! PRNG, a streaming checksum, RLIMIT_NOFILE handling and an echo server. (Racing and joining
+//! futures: `futures_util::future::{select, join}`; polling once:
+//! `futures_util::poll!`.)
 
 use ringloop::{AsyncReadOwned, AsyncWriteOwned};
-use std::future::Future;
-use std::pin::Pin;
-use std::process::Command;
-use std::task::{Context, Poll};
 
 use ringloop::net::{TcpListener, TcpStream};
-use ringloop::{DriverChoice, DriverKind, EventLoop};
 
 /// xorshift64*: tiny, deterministic, good enough to pick random points.
 #[derive(Clone, Debug)]
@@ -120,49 +113,6 @@ impl Checksum {
     }
 }
 
-/// Which of two futures finished first.
-pub enum Either<A, B> {
-    Left(A),
-    Right(B),
-}
-
-/// Polls both futures (left first) until one is ready; the other is dropped.
-pub async fn select2<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> {
-    let mut a = std::pin::pin!(a);
-    let mut b = std::pin::pin!(b);
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(v) = a.as_mut().poll(cx) {
-            return Poll::Ready(Either::Left(v));
-        }
-        if let Poll::Ready(v) = b.as_mut().poll(cx) {
-            return Poll::Ready(Either::Right(v));
-        }
-        Poll::Pending
-    })
-    .await
-}
-
-/// Runs both futures to completion in one task (every wake-up polls both).
-#[allow(unused_imports)] // Not every test binary that includes this module joins.
-pub use futures_util::future::join as join2;
-
-/// Polls `fut` exactly once (so an I/O operation gets submitted), then
-/// returns it unfinished, or its output.
-pub async fn poll_once<F: Future + Unpin>(mut fut: F) -> Result<F::Output, F> {
-    let ready = std::future::poll_fn(|cx: &mut Context<'_>| Poll::Ready(Pin::new(&mut fut).poll(cx))).await;
-    match ready {
-        Poll::Ready(v) => Ok(v),
-        Poll::Pending => Err(fut),
-    }
-}
-
-/// Number of open file descriptors of this process.
-pub fn open_fds() -> usize {
-    // The directory handle itself is one entry; it is open at every count,
-    // so comparisons are unaffected.
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
 /// (soft, hard) RLIMIT_NOFILE.
 pub fn nofile_limit() -> (u64, u64) {
     let mut r = libc::rlimit {
@@ -202,58 +152,6 @@ pub fn raise_nofile_to(wanted: u64) -> u64 {
         return soft;
     }
     target
-}
-
-/// The `DriverChoice` that builds a loop like `lp`.
-pub fn choice_of(lp: &EventLoop) -> DriverChoice {
-    match lp.driver_kind() {
-        DriverKind::Uring => DriverChoice::Uring,
-        _ => DriverChoice::Fallback,
-    }
-}
-
-/// Environment variable telling a child which backend to use.
-pub const CHILD_BACKEND: &str = "RINGLOOP_TEST_CHILD_BACKEND";
-
-/// Re-runs this test binary with only the `#[ignore]`d helper test `name`,
-/// asking it for `lp`'s backend; panics with the child's output unless it
-/// succeeded. Returns the child's stdout.
-pub fn run_child(lp: &EventLoop, name: &str, env: &[(&str, &str)]) -> String {
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = Command::new(exe);
-    cmd.args(["--ignored", "--exact", name, "--nocapture", "--test-threads=1"]);
-    cmd.env(CHILD_BACKEND, lp.driver_kind().to_string());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("--- child {name} [{}] stderr:\n{stderr}--- end", lp.driver_kind());
-    assert!(
-        out.status.success(),
-        "child {name} failed ({:?}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    assert!(
-        stdout.contains("1 passed"),
-        "child {name} ran no test (name typo?):\n{stdout}"
-    );
-    stdout
-}
-
-/// In a child started by [`run_child`]: the loop for the requested backend
-/// (`None` when the helper runs directly, e.g. `cargo test -- --ignored`).
-pub fn child_loop(builder: ringloop::Builder) -> Option<EventLoop> {
-    let choice = match std::env::var(CHILD_BACKEND).as_deref() {
-        Ok("uring") => DriverChoice::Uring,
-        Ok("fallback") => DriverChoice::Fallback,
-        _ => {
-            eprintln!("helper test: only meaningful when run by its parent test; skipping");
-            return None;
-        }
-    };
-    Some(builder.driver(choice).build().expect("child: cannot build the loop"))
 }
 
 /// An echo server: every accepted connection echoes until EOF or an error.
