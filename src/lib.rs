@@ -39,7 +39,12 @@ pub mod runtime;
 pub mod signal;
 pub mod sync;
 pub mod task;
+pub mod thread_bound;
 pub mod time;
+#[cfg(feature = "hyper")]
+pub mod hyper;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use blocking::{BlockingTask, spawn_blocking};
 pub use buf::{AsyncReadOwned, AsyncWriteOwned};
@@ -53,6 +58,7 @@ pub use runtime::{
     current, default_exception_handler, run,
 };
 pub use task::{CancelOnDrop, DoneCallbackId, Task, TaskError, TaskRef, all_tasks, current_task, spawn, try_spawn};
+pub use thread_bound::{ThreadBound, WrongThread};
 pub use time::{Elapsed, Interval, MissedTicks, Sleep, interval, sleep, sleep_until, timeout, timeout_at, yield_now};
 
 /// The traits most programs need in scope: `use ringloop::prelude::*;`.
