@@ -244,18 +244,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
             conn,
             close_sent: false,
         };
-        poll_fn(|cx| s.poll_handshake(cx)).await?;
+        let mut failed = None;
+        poll_fn(|cx| s.poll_handshake(cx, &mut failed)).await?;
         Ok(s)
     }
 
-    fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Drives the handshake. A protocol error is kept in `failed` until the
+    /// alert rustls queued for it has been sent (so the peer learns why),
+    /// then returned.
+    fn poll_handshake(&mut self, cx: &mut Context<'_>, failed: &mut Option<io::Error>) -> Poll<io::Result<()>> {
+        if failed.is_some() {
+            // Sending the alert is best effort: the error is returned anyway.
+            let sent = ready!(self.poll_send_tls(cx));
+            if sent.is_ok() {
+                let _ = ready!(Pin::new(&mut self.io).poll_flush(cx));
+            }
+            return Poll::Ready(Err(failed.take().expect("checked")));
+        }
         loop {
             ready!(self.poll_send_tls(cx))?;
             ready!(Pin::new(&mut self.io).poll_flush(cx))?;
             if !self.conn.is_handshaking() {
                 return Poll::Ready(Ok(()));
             }
-            let n = ready!(self.poll_recv_tls(cx))?;
+            let n = match ready!(self.poll_recv_tls(cx)) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    *failed = Some(e);
+                    return self.poll_handshake(cx, failed);
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            };
             if n == 0 {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -279,14 +298,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
     }
 
     /// Reads TLS records from the stream and processes them (0: end of
-    /// file). A protocol error queues an alert, which is sent on a best
-    /// effort basis before the error is returned.
+    /// file). A protocol error queues an alert for the peer (sent by the
+    /// caller) and is returned.
     fn poll_recv_tls(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let mut io = SyncIo { io: &mut self.io, cx };
         let n = ready!(would_block(self.conn.read_tls(&mut io)))?;
         if let Err(e) = self.conn.process_new_packets() {
-            let _ = self.poll_send_tls(cx);
-            let _ = Pin::new(&mut self.io).poll_flush(cx);
             return Poll::Ready(Err(tls_error(e)));
         }
         Poll::Ready(Ok(n))
@@ -321,7 +338,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncBufRead for TlsStream<S> {
                     }
                     // 0 (end of file) is recorded by rustls: the next
                     // `into_first_chunk` reports it.
-                    ready!(this.poll_recv_tls(cx))?;
+                    if let Err(e) = ready!(this.poll_recv_tls(cx)) {
+                        // Best effort for the alert (the stream is dead).
+                        let _ = this.poll_send_tls(cx);
+                        return Poll::Ready(Err(e));
+                    }
                 }
             }
         }
