@@ -11,7 +11,7 @@
 //! * every access (`Deref`, `poll`, the I/O traits) checks that the current
 //!   thread is the one that made the wrapper. On another thread `Deref` and
 //!   `Future::poll` panic, the I/O traits return an
-//!   [`io::Error`](std::io::Error) (kind `Other`), and [`ThreadBound::get`]
+//!   [`io::Error`] (kind `Other`), and [`ThreadBound::get`]
 //!   returns [`WrongThread`];
 //! * dropping it on another thread leaks the inner value instead of running
 //!   its destructor there (a loop-bound value must not be dropped on a
