@@ -32,7 +32,11 @@ fn main() -> std::io::Result<()> {
     let addr: std::net::SocketAddr = addr
         .parse()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad address {addr:?}: {e}")))?;
-    let config = tls::server_config(tls::load_certs(cert)?, tls::load_private_key(key)?, &[b"h2", b"http/1.1"])?;
+    let config = tls::server_config(
+        tls::load_certs(cert)?,
+        tls::load_private_key(key)?,
+        &[b"h2", b"http/1.1"],
+    )?;
     let acceptor = tls::TlsAcceptor::new(config);
     let lp = EventLoop::new()?;
     let kind = lp.driver_kind();

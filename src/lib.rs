@@ -32,6 +32,8 @@ pub mod context;
 mod driver;
 pub mod fs;
 pub mod future;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 mod io;
 pub mod net;
 pub mod process;
@@ -41,8 +43,6 @@ pub mod sync;
 pub mod task;
 pub mod thread_bound;
 pub mod time;
-#[cfg(feature = "hyper")]
-pub mod hyper;
 #[cfg(feature = "tls")]
 pub mod tls;
 

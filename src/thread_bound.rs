@@ -109,12 +109,20 @@ impl<T> ThreadBound<T> {
 
     /// The value, or [`WrongThread`] off the owner thread.
     pub fn get(&self) -> Result<&T, WrongThread> {
-        if self.is_owner_thread() { Ok(&self.value) } else { Err(WrongThread(())) }
+        if self.is_owner_thread() {
+            Ok(&self.value)
+        } else {
+            Err(WrongThread(()))
+        }
     }
 
     /// The value, or [`WrongThread`] off the owner thread.
     pub fn get_mut(&mut self) -> Result<&mut T, WrongThread> {
-        if self.is_owner_thread() { Ok(&mut self.value) } else { Err(WrongThread(())) }
+        if self.is_owner_thread() {
+            Ok(&mut self.value)
+        } else {
+            Err(WrongThread(()))
+        }
     }
 
     /// Unwraps the value on the owner thread; gives the wrapper back elsewhere.

@@ -4,9 +4,9 @@
 //! and TLS, and Ctrl+C (SIGINT) shuts the servers down gracefully.
 #![cfg(all(feature = "hyper", feature = "tls"))]
 
-mod common;
 #[path = "support/tls_certs.rs"]
 mod certs;
+mod common;
 #[path = "support/examples.rs"]
 mod support;
 
@@ -42,9 +42,16 @@ fn build() -> PathBuf {
         features.push("bytes");
     }
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--quiet", "--example", "hyper_hello", "--example", "hyper_client"])
-        .args(["--example", "https_hello", "--features", &features.join(",")])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd.args([
+        "build",
+        "--quiet",
+        "--example",
+        "hyper_hello",
+        "--example",
+        "hyper_client",
+    ])
+    .args(["--example", "https_hello", "--features", &features.join(",")])
+    .current_dir(env!("CARGO_MANIFEST_DIR"));
     if !cfg!(debug_assertions) {
         cmd.arg("--release");
     }
@@ -132,7 +139,10 @@ fn https_hello_answers_by_alpn_and_shuts_down_on_ctrl_c() {
         let port = addr.rsplit(':').next().unwrap();
         let url = format!("https://localhost:{port}/");
         let h2 = client(&dir, &[&url, "--http2", "--cacert", &ca], backend);
-        assert_eq!(h2, "status: 200 OK\nversion: HTTP/2.0\nHello over TLS! (HTTP/2.0)\n", "[{backend}]");
+        assert_eq!(
+            h2, "status: 200 OK\nversion: HTTP/2.0\nHello over TLS! (HTTP/2.0)\n",
+            "[{backend}]"
+        );
         let h1 = client(&dir, &[&url, "--cacert", &ca, "--repeat", "2"], backend);
         assert_eq!(
             h1,

@@ -5,10 +5,10 @@
 //! Every test runs on both backends.
 #![cfg(feature = "hyper")]
 
-mod common;
 #[cfg(feature = "tls")]
 #[path = "support/tls_certs.rs"]
 mod certs;
+mod common;
 
 use std::convert::Infallible;
 use std::io::{self, Read};
@@ -54,7 +54,12 @@ async fn handle(ctl: Rc<Ctl>, req: Request<Incoming>) -> Result<Response<Full<By
             Err(_) => return Ok(status(StatusCode::BAD_REQUEST)),
         },
         "/barrier" => {
-            ctl.barrier.as_ref().expect("barrier").wait().await.expect("barrier broken");
+            ctl.barrier
+                .as_ref()
+                .expect("barrier")
+                .wait()
+                .await
+                .expect("barrier broken");
             Bytes::from("through")
         }
         "/wait" => {
@@ -113,7 +118,10 @@ macro_rules! svc {
 }
 
 fn get(path: &str) -> Request<Full<Bytes>> {
-    Request::get(path).header(HOST, "localhost").body(Full::default()).unwrap()
+    Request::get(path)
+        .header(HOST, "localhost")
+        .body(Full::default())
+        .unwrap()
 }
 
 async fn body_string(resp: Response<Incoming>) -> String {
@@ -596,4 +604,3 @@ mod https {
         }
     }
 }
-

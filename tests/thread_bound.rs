@@ -42,7 +42,11 @@ fn owner_thread_access_and_foreign_errors() {
     v.set(2);
     assert_eq!(v.get().unwrap().get(), 2);
     let (mut v, (owner, get_err, get_mut_err)) = on_other_thread(v, |v| {
-        (v.is_owner_thread(), v.get().is_err(), v.get_mut().map(drop).unwrap_err())
+        (
+            v.is_owner_thread(),
+            v.get().is_err(),
+            v.get_mut().map(drop).unwrap_err(),
+        )
     });
     assert!(!owner);
     assert!(get_err);

@@ -4,9 +4,9 @@
 //! on both backends.
 #![cfg(feature = "tls")]
 
-mod common;
 #[path = "support/tls_certs.rs"]
 mod certs;
+mod common;
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -28,7 +28,10 @@ fn listener() -> (TcpListener, SocketAddr) {
 /// Accepts one connection, does the handshake, echoes until the client's
 /// end of stream, then closes (close_notify). Returns what the server saw:
 /// (version, alpn, bytes echoed).
-async fn echo_once(l: TcpListener, acceptor: TlsAcceptor) -> io::Result<(Option<ProtocolVersion>, Option<Vec<u8>>, usize)> {
+async fn echo_once(
+    l: TcpListener,
+    acceptor: TlsAcceptor,
+) -> io::Result<(Option<ProtocolVersion>, Option<Vec<u8>>, usize)> {
     let (tcp, _) = l.accept().await?;
     let mut tls = acceptor.accept(tcp).await?;
     let version = tls.protocol_version();
@@ -78,7 +81,11 @@ async fn echo_client(
     Ok((version, alpn, r?))
 }
 
-fn echo_with_version(lp: &ringloop::EventLoop, version: &'static rustls::SupportedProtocolVersion, expect: ProtocolVersion) {
+fn echo_with_version(
+    lp: &ringloop::EventLoop,
+    version: &'static rustls::SupportedProtocolVersion,
+    expect: ProtocolVersion,
+) {
     let pki = TestPki::new();
     let (l, addr) = listener();
     let acceptor = pki.acceptor(&[b"h2", b"echo/1"]);

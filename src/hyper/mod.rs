@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 use futures_io::{AsyncBufRead, AsyncRead, AsyncWrite};
 
 pub use client::{http1_handshake, http2_handshake};
-pub use server::{Connection, Server, serve};
 #[cfg(feature = "tls")]
 pub use server::serve_tls;
+pub use server::{Connection, Server, serve};
 
 use crate::ThreadBound;
 

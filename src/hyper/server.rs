@@ -536,7 +536,12 @@ where
 
 /// [`Server::new().serve_tls(..)`](Server::serve_tls).
 #[cfg(feature = "tls")]
-pub async fn serve_tls<S, B, F>(listener: &TcpListener, acceptor: TlsAcceptor, service: S, shutdown: F) -> io::Result<()>
+pub async fn serve_tls<S, B, F>(
+    listener: &TcpListener,
+    acceptor: TlsAcceptor,
+    service: S,
+    shutdown: F,
+) -> io::Result<()>
 where
     S: HttpService<Incoming, ResBody = B> + Clone + 'static,
     S::Future: 'static,

@@ -34,8 +34,7 @@ use std::task::{Context, Poll, ready};
 use futures_io::{AsyncBufRead, AsyncRead, AsyncWrite};
 
 pub use pem::{
-    certs_from_pem, client_config, crypto_provider, load_certs, load_private_key, private_key_from_pem,
-    server_config,
+    certs_from_pem, client_config, crypto_provider, load_certs, load_private_key, private_key_from_pem, server_config,
 };
 pub use rustls;
 pub use rustls_pki_types as pki_types;
@@ -371,7 +370,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if this.close_sent {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "TLS stream closed for writing")));
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "TLS stream closed for writing",
+            )));
         }
         for _ in 0..2 {
             // Encrypts as much as rustls' buffer takes.

@@ -19,7 +19,10 @@ pub fn certs_from_pem(pem: &[u8]) -> io::Result<Vec<CertificateDer<'static>>> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_error("bad PEM certificate", e))?;
     if certs.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "no certificate in the PEM text"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "no certificate in the PEM text",
+        ));
     }
     Ok(certs)
 }
