@@ -68,6 +68,7 @@ async fn handle(ctl: Rc<Ctl>, req: Request<Incoming>) -> Result<Response<Full<By
             Bytes::from("released")
         }
         "/upgrade" => return Ok(upgrade_to_echo(req)),
+        "/ws" => return Ok(websocket_echo(req)),
         p if p.starts_with("/n/") => Bytes::from(format!("{}\n", &p[1..])),
         _ => return Ok(status(StatusCode::NOT_FOUND)),
     };
@@ -107,6 +108,42 @@ fn upgrade_to_echo(req: Request<Incoming>) -> Response<Full<Bytes>> {
     let mut r = status(StatusCode::SWITCHING_PROTOCOLS);
     r.headers_mut().insert(CONNECTION, "upgrade".parse().unwrap());
     r.headers_mut().insert(UPGRADE, "echo".parse().unwrap());
+    r
+}
+
+/// A WebSocket echo endpoint through hyper's upgrade: async-tungstenite
+/// runs on the handed-back `futures-io` stream.
+fn websocket_echo(req: Request<Incoming>) -> Response<Full<Bytes>> {
+    use async_tungstenite::tungstenite::handshake::derive_accept_key;
+    use async_tungstenite::tungstenite::protocol::Role;
+    use futures_util::StreamExt;
+    let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+        return status(StatusCode::BAD_REQUEST);
+    };
+    let on_upgrade = hyper::upgrade::on(req);
+    ringloop::spawn(async move {
+        let upgraded = on_upgrade.await.expect("upgrade");
+        let Ok(io) = ringloop::hyper::downcast_upgraded::<TcpStream>(upgraded) else {
+            panic!("not a LoopIo<TcpStream>")
+        };
+        let mut ws = async_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_close() {
+                break;
+            }
+            if ws.send(msg).await.is_err() {
+                break;
+            }
+        }
+    })
+    .detach();
+    let mut r = status(StatusCode::SWITCHING_PROTOCOLS);
+    r.headers_mut().insert(CONNECTION, "upgrade".parse().unwrap());
+    r.headers_mut().insert(UPGRADE, "websocket".parse().unwrap());
+    r.headers_mut().insert(
+        "sec-websocket-accept",
+        derive_accept_key(key.as_bytes()).parse().unwrap(),
+    );
     r
 }
 
@@ -340,6 +377,58 @@ both_backends! {
             assert_eq!(String::from_utf8_lossy(&rest), "early bytes|late bytes");
             stop.set();
             server.await.unwrap().expect("serve result");
+        })
+        .unwrap();
+    }
+
+    fn websocket_through_hyper_upgrade_with_async_tungstenite(lp) {
+        use async_tungstenite::tungstenite::Message;
+        use futures_util::StreamExt;
+        let (l, addr) = listener();
+        lp.run_until_complete(async move {
+            let ctl = Rc::new(Ctl::default());
+            let (stop, server) = spawn_server(Server::new(), l, &ctl);
+            let tcp = TcpStream::connect_addr(addr).await.unwrap();
+            let (mut ws, resp) = async_tungstenite::client_async(format!("ws://{addr}/ws"), tcp).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+            let big = "x".repeat(200_000);
+            for msg in [Message::text("hello"), Message::binary(vec![1u8, 2, 3]), Message::text(big.clone())] {
+                ws.send(msg.clone()).await.unwrap();
+                assert_eq!(ws.next().await.unwrap().unwrap(), msg);
+            }
+            ws.close(None).await.unwrap();
+            // The server answers the close; the stream then ends.
+            while let Some(m) = ws.next().await {
+                if m.is_err() {
+                    break;
+                }
+            }
+            stop.set();
+            server.await.unwrap().expect("serve result");
+        })
+        .unwrap();
+    }
+
+    fn dropping_serve_shuts_connections_down(lp) {
+        let (l, addr) = listener();
+        lp.run_until_complete(async move {
+            let ctl = Rc::new(Ctl::default());
+            let (_stop, server) = spawn_server(Server::new(), l, &ctl);
+            let tcp = TcpStream::connect_addr(addr).await.unwrap();
+            let mut send = http1_handshake::<_, Full<Bytes>>(tcp).await.unwrap();
+            let resp = send.send_request(get("/n/1")).await.unwrap();
+            assert_eq!(body_string(resp).await, "n/1\n");
+            // Cancelling the serve task drops the serve future: the idle
+            // keep-alive connection is shut down, not left running.
+            assert!(server.cancel());
+            let closed = ringloop::timeout(Duration::from_secs(10), async {
+                while !send.is_closed() {
+                    ringloop::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await;
+            assert!(closed.is_ok(), "connection still open after serve was dropped");
+            assert!(send.send_request(get("/n/2")).await.is_err());
         })
         .unwrap();
     }

@@ -207,6 +207,9 @@ impl Server {
     /// the [`graceful_timeout`](Self::graceful_timeout), after which the
     /// rest are cancelled) and returns.
     ///
+    /// Dropping the future (cancelling it) stops accepting and starts the
+    /// graceful shutdown of the open connections without waiting for them.
+    ///
     /// Errors of single connections end only those connections. Transient
     /// accept errors (a connection reset before it was accepted, out of
     /// file descriptors or memory) are retried after a short pause; any
@@ -297,6 +300,9 @@ impl Server {
             tasks: RefCell::new(Slab::new()),
             idle: Event::new(),
         });
+        // Dropping the serve future (cancelling it) also shuts the open
+        // connections down gracefully instead of leaving them unsupervised.
+        let _on_drop = ShutdownOnDrop(tracker.clone());
         let mut shutdown = pin!(shutdown);
         let result = loop {
             let accepted = {
@@ -370,6 +376,15 @@ impl Server {
             }
         }
         result
+    }
+}
+
+/// Sets the shutdown event when dropped.
+struct ShutdownOnDrop(Rc<Tracker>);
+
+impl Drop for ShutdownOnDrop {
+    fn drop(&mut self) {
+        self.0.shutdown.set();
     }
 }
 
