@@ -433,6 +433,46 @@ both_backends! {
         .unwrap();
     }
 
+    fn server_connection_over_unix_streams_both_protocols(lp) {
+        use ringloop::net::UnixStream;
+        lp.run_until_complete(async move {
+            let ctl = Rc::new(Ctl::default());
+            for http2 in [false, true] {
+                let (a, b) = UnixStream::pair().unwrap();
+                let svc = svc!(ctl);
+                // The protocol is found from the first bytes, so the client
+                // must speak first: run both sides at once.
+                let server = ringloop::spawn(async move { Server::new().connection(a, svc).await });
+                let body = if http2 {
+                    let mut send = http2_handshake::<_, Full<Bytes>>(b).await.unwrap();
+                    let conn = server.await.unwrap().expect("h2 connection");
+                    assert!(conn.is_http2());
+                    let served = ringloop::spawn(conn);
+                    let resp = send.send_request(get("http://localhost/n/unix2")).await.unwrap();
+                    assert_eq!(resp.version(), Version::HTTP_2);
+                    let body = body_string(resp).await;
+                    drop(send);
+                    served.await.unwrap().expect("h2 connection result");
+                    body
+                } else {
+                    let mut send = http1_handshake::<_, Full<Bytes>>(b).await.unwrap();
+                    let req = ringloop::spawn(async move {
+                        let resp = send.send_request(get("/n/unix1")).await.unwrap();
+                        body_string(resp).await
+                    });
+                    let conn = server.await.unwrap().expect("h1 connection");
+                    assert!(!conn.is_http2());
+                    let served = ringloop::spawn(conn);
+                    let body = req.await.unwrap();
+                    served.await.unwrap().expect("h1 connection result");
+                    body
+                };
+                assert_eq!(body, if http2 { "n/unix2\n" } else { "n/unix1\n" });
+            }
+        })
+        .unwrap();
+    }
+
     fn http1_only_server_rejects_h2_preface(lp) {
         let (l, addr) = listener();
         lp.run_until_complete(async move {
