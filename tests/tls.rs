@@ -258,6 +258,51 @@ both_backends! {
         assert_eq!(server.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
     }
 
+    fn truncation_without_close_notify_is_unexpected_eof(lp) {
+        let pki = TestPki::new();
+        let (l, addr) = listener();
+        let acceptor = pki.acceptor(&[]);
+        let connector = pki.connector(&[]);
+        let (clean, truncated) = lp
+            .run_until_complete(async move {
+                let mut results = Vec::new();
+                for clean in [true, false] {
+                    let acceptor = acceptor.clone();
+                    let server = async {
+                        let (tcp, _) = l.accept().await?;
+                        let mut tls = acceptor.accept(tcp).await?;
+                        let mut got = Vec::new();
+                        let r = tls.read_to_end(&mut got).await;
+                        Ok::<_, io::Error>((got, r.map(drop)))
+                    };
+                    let client = async {
+                        let tcp = TcpStream::connect_addr(addr).await?;
+                        let mut tls = connector.connect("localhost", tcp).await?;
+                        tls.write_all(b"abc").await?;
+                        if clean {
+                            tls.close().await?;
+                        } else {
+                            tls.flush().await?;
+                            // The TCP stream goes away without close_notify.
+                            let (mut tcp, _session) = tls.into_parts();
+                            tcp.close().await?;
+                        }
+                        Ok::<_, io::Error>(())
+                    };
+                    let (s, c) = futures_util::future::join(server, client).await;
+                    c.unwrap();
+                    results.push(s.unwrap());
+                }
+                let truncated = results.pop().unwrap();
+                (results.pop().unwrap(), truncated)
+            })
+            .unwrap();
+        assert_eq!(clean.0, b"abc");
+        assert!(clean.1.is_ok(), "close_notify must read as end of file: {:?}", clean.1);
+        assert_eq!(truncated.0, b"abc");
+        assert_eq!(truncated.1.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+
     fn pem_helpers_reject_garbage(_lp) {
         assert_eq!(ringloop::tls::certs_from_pem(b"no pem here").unwrap_err().kind(), io::ErrorKind::InvalidData);
         assert_eq!(ringloop::tls::private_key_from_pem(b"").unwrap_err().kind(), io::ErrorKind::InvalidData);
