@@ -67,6 +67,8 @@ mod debug;
 mod driver;
 pub mod fs;
 pub mod future;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 mod io;
 pub mod net;
 pub mod process;
@@ -74,9 +76,12 @@ pub mod runtime;
 pub mod signal;
 pub mod sync;
 pub mod task;
+pub mod thread_bound;
 mod thread_pool;
 pub mod time;
 mod timer;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 /// Runtime side of the attribute macros (what their expansions call).
 #[doc(hidden)]
@@ -96,6 +101,7 @@ pub use runtime::{
     current, default_exception_handler, run,
 };
 pub use task::{CancelOnDrop, DoneCallbackId, Task, TaskError, TaskRef, all_tasks, current_task, spawn, try_spawn};
+pub use thread_bound::{ThreadBound, WrongThread};
 pub use time::{Elapsed, Interval, MissedTicks, Sleep, interval, sleep, sleep_until, timeout, timeout_at, yield_now};
 
 /// The traits most programs need in scope: `use ringloop::prelude::*;`.

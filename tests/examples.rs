@@ -53,6 +53,10 @@ const TESTED_ELSEWHERE: &[(&str, &str)] = &[
     ("echo_server", "tests/example_echo.rs"),
     ("echo_client", "tests/example_echo.rs"),
     ("file_copy", "tests/example_file_copy.rs"),
+    // Features `hyper` + `tls` (skipped without them).
+    ("hyper_hello", "tests/example_hyper.rs"),
+    ("hyper_client", "tests/example_hyper.rs"),
+    ("https_hello", "tests/example_hyper.rs"),
 ];
 
 /// A run that has not finished by then is killed and fails its test.
