@@ -71,6 +71,8 @@
 //! # Benchmarks (details in each entry's `note`)
 //!
 //! - `spawn_join`: spawn 100k tasks, then await each handle (per task).
+//! - `spawn_detached`: spawn 100k tasks, drop their handles, yield until all
+//!   ran (per task).
 //! - `call_soon_batch` / `call_soon_chain`: ringloop callbacks queued 1M at a
 //!   time / each scheduling the next (per callback; no tokio analogue).
 //! - `yield_1task` / `yield_2tasks` / `yield_100tasks`: `yield_now()` by one
@@ -262,6 +264,22 @@ const BENCHES: &[Bench] = &[
                for reference. In every runtime the driving future is itself a spawned task. Per \
                op = per task.",
         run: spawn_join,
+        kind: Kind::Throughput,
+    },
+    Bench {
+        group: "spawn_detached",
+        runtimes: LOCAL,
+        baseline: Some(Rt::TokioLocal),
+        per_iter: SPAWN_BATCH,
+        smoke_per_iter: 100,
+        op: "task",
+        timing: BATCH,
+        note: "an iteration spawns a batch of tasks (100k in a benchmark run) and drops their \
+               handles at once (detached); each task adds its index to a shared `Rc<Cell>`; the \
+               spawner then yields until every task has run and checks the sum. ringloop: \
+               `ringloop::spawn(..).detach()`; tokio-ct-local: `task::spawn_local` with the \
+               JoinHandle dropped. Per op = per task.",
+        run: spawn_detached,
         kind: Kind::Throughput,
     },
     Bench {
@@ -575,6 +593,42 @@ fn spawn_join(rt: Rt, size: Size) -> Sample {
             }
             sum
         }),
+    }
+}
+
+/// `size.iters` rounds of: spawn `size.per_iter` detached tasks, yield
+/// until all of them ran.
+fn spawn_detached(rt: Rt, size: Size) -> Sample {
+    let (rounds, n) = (size.iters, size.per_iter);
+    let expect = rounds * (n * (n - 1) / 2);
+    match rt {
+        Rt::Uring | Rt::Fallback => time_ringloop(rt, expect, async move {
+            let sum = Rc::new(Cell::new(0u64));
+            for r in 0..rounds {
+                for i in 0..n {
+                    let sum = sum.clone();
+                    ringloop::spawn(async move { sum.set(sum.get() + i) }).detach();
+                }
+                while sum.get() < (r + 1) * (n * (n - 1) / 2) {
+                    ringloop::yield_now().await;
+                }
+            }
+            sum.get()
+        }),
+        Rt::TokioLocal => time_tokio_local(expect, async move {
+            let sum = Rc::new(Cell::new(0u64));
+            for r in 0..rounds {
+                for i in 0..n {
+                    let sum = sum.clone();
+                    drop(tokio::task::spawn_local(async move { sum.set(sum.get() + i) }));
+                }
+                while sum.get() < (r + 1) * (n * (n - 1) / 2) {
+                    tokio::task::yield_now().await;
+                }
+            }
+            sum.get()
+        }),
+        _ => not_run(rt),
     }
 }
 
