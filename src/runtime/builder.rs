@@ -1,0 +1,145 @@
+//! `Builder`: configures and builds an `EventLoop`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use slab::Slab;
+
+use super::inner::{DEFAULT, LoopInner};
+use super::{EventLoop, Shared, debug_log};
+use crate::blocking::{BlockingPool, PoolConfig};
+use crate::driver::{Driver, DriverChoice, UringConfig};
+use crate::time::{Clock, TimerQueue};
+
+/// Configures and builds an [`EventLoop`].
+#[derive(Clone, Debug, Default)]
+pub struct Builder {
+    driver: DriverChoice,
+    uring: UringConfig,
+    virtual_clock: bool,
+    debug: Option<bool>,
+    slow_callback: Option<Duration>,
+    pool: PoolConfig,
+}
+
+impl Builder {
+    /// Which backend to use (default [`DriverChoice::Auto`]).
+    pub fn driver(mut self, choice: DriverChoice) -> Self {
+        self.driver = choice;
+        self
+    }
+    /// io_uring submission-queue size (default 256).
+    pub fn ring_entries(mut self, entries: u32) -> Self {
+        self.uring.entries = entries;
+        self
+    }
+    /// Whether to try SINGLE_ISSUER / DEFER_TASKRUN / COOP_TASKRUN (default true).
+    pub fn uring_tuned_flags(mut self, on: bool) -> Self {
+        self.uring.tuned_flags = on;
+        self
+    }
+    /// The io_uring receive pool used by `recv_stream` (default 256 buffers
+    /// of 4 KiB): `buffers` must be a power of two (at most 32768). With 0
+    /// buffers, pooled receives use single-shot receives into heap buffers.
+    pub fn recv_pool(mut self, buffers: u16, buffer_size: u32) -> Self {
+        self.uring.recv_pool_entries = buffers;
+        self.uring.recv_pool_buf_size = buffer_size;
+        self
+    }
+    /// Test hook: behave as if the kernel lacked `IORING_FEAT_EXT_ARG`
+    /// (the wait timeout then goes through a Timeout SQE).
+    #[doc(hidden)]
+    pub fn uring_disable_ext_arg(mut self, on: bool) -> Self {
+        self.uring.disable_ext_arg = on;
+        self
+    }
+    /// Use a virtual clock: whenever the loop would sleep until a timer, time
+    /// jumps to that timer instead (asyncio's TestLoop, tokio's paused time).
+    pub fn virtual_clock(mut self, on: bool) -> Self {
+        self.virtual_clock = on;
+        self
+    }
+    /// Debug mode (slow-callback warnings). Default: `RINGLOOP_ASYNC_DEBUG=1`.
+    pub fn debug(mut self, on: bool) -> Self {
+        self.debug = Some(on);
+        self
+    }
+    /// Threshold of the slow-callback warning (default 100 ms).
+    pub fn slow_callback_duration(mut self, d: Duration) -> Self {
+        self.slow_callback = Some(d);
+        self
+    }
+    /// Maximum blocking-pool threads (default `min(32, cores + 4)`).
+    pub fn max_blocking_threads(mut self, n: usize) -> Self {
+        self.pool.max_threads = n.max(1);
+        self
+    }
+    /// How long an idle blocking-pool thread waits for work before exiting
+    /// (default 10 s).
+    pub fn blocking_keep_alive(mut self, d: Duration) -> Self {
+        self.pool.keep_alive = d;
+        self
+    }
+
+    /// Builds the loop. With [`DriverChoice::Auto`] a failure to set up
+    /// io_uring selects the readiness backend; an explicit choice errors.
+    pub fn build(self) -> io::Result<EventLoop> {
+        if self.driver == DriverChoice::Auto {
+            warn_on_unknown_driver_env();
+        }
+        let driver = Driver::build(self.driver, &self.uring)?;
+        let shared = Arc::new(Shared::new(driver.notifier()));
+        let debug = self
+            .debug
+            .unwrap_or_else(|| std::env::var("RINGLOOP_ASYNC_DEBUG").map(|v| v == "1").unwrap_or(false));
+        let inner = Rc::new(LoopInner {
+            shared,
+            driver,
+            ready: RefCell::new(VecDeque::with_capacity(64)),
+            timers: RefCell::new(TimerQueue::default()),
+            clock: Clock::new(self.virtual_clock),
+            tasks: RefCell::new(Slab::new()),
+            current_task: RefCell::new(None),
+            running: Cell::new(false),
+            stopping: Cell::new(false),
+            closed: Cell::new(false),
+            exception_handler: RefCell::new(None),
+            debug: Cell::new(debug),
+            slow_callback: Cell::new(self.slow_callback.unwrap_or(Duration::from_millis(100))),
+            pool: BlockingPool::new(self.pool),
+            iterations: Cell::new(0),
+            failed_waits: Cell::new(0),
+            remote_batch: RefCell::new(Vec::new()),
+        });
+        debug_log(format_args!(
+            "ringloop: event loop on the {} backend",
+            inner.driver.kind()
+        ));
+        DEFAULT.with(|d| *d.borrow_mut() = Rc::downgrade(&inner));
+        Ok(EventLoop { inner, owner: true })
+    }
+}
+
+/// Warns once per process on stderr when `RINGLOOP_DRIVER` holds a value
+/// `Driver::build` does not know (it then chooses automatically), so a typo
+/// such as `urnig` is not silently ignored.
+fn warn_on_unknown_driver_env() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let Some(v) = std::env::var_os("RINGLOOP_DRIVER") else {
+        return;
+    };
+    // The values `Driver::build` accepts, plus the spelled-out default.
+    let known = ["uring", "io_uring", "fallback", "readiness", "auto", ""];
+    if !known.iter().any(|k| v == *k) {
+        WARNED.call_once(|| {
+            eprintln!(
+                "ringloop: ignoring RINGLOOP_DRIVER={v:?}: expected uring (or io_uring), \
+                 fallback (or readiness) or auto; choosing the backend automatically"
+            )
+        });
+    }
+}
