@@ -73,7 +73,7 @@ fn gather_task<T: 'static, M: Mode<T>>(children: Vec<Task<T>>) -> Task<Vec<M::Ou
         finished: false,
         _mode: PhantomData,
     };
-    let gather = task::spawn_raw(&lp, body);
+    let gather = runtime::spawn_raw(&lp, body);
     gather.mark_gather();
     // Cancelling the gather cancels its children at once, as asyncio does,
     // so a child cancelled before its first step never runs.

@@ -103,6 +103,7 @@ impl Builder {
             timers: RefCell::new(TimerQueue::default()),
             clock: Clock::new(self.virtual_clock),
             tasks: RefCell::new(Slab::new()),
+            task_ids: Default::default(),
             current_task: RefCell::new(None),
             running: Cell::new(false),
             stopping: Cell::new(false),
