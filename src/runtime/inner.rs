@@ -76,6 +76,7 @@ pub(crate) fn current_inner() -> Option<Rc<LoopInner>> {
 /// Wakes a task from the loop thread while its loop runs: pushes it on the
 /// ready queue directly. Returns false when that is not possible (another
 /// thread, or the loop is not running) so the caller takes the remote path.
+#[inline]
 pub(crate) fn push_local_task(shared: &Shared, key: usize, id: u64) -> bool {
     RUNNING
         .try_with(|r| {

@@ -67,15 +67,19 @@ impl TaskRef {
                 lp.call_soon(Box::new(move || f(&me)));
             }
         } else {
-            core.done_callbacks.borrow_mut().push((id, Box::new(f)));
+            let f: Box<dyn FnOnce(&TaskRef)> = Box::new(f);
+            core.extra_mut().done_callbacks.push((id, f));
         }
         id
     }
     /// See [`Task::remove_done_callback`].
     pub fn remove_done_callback(&self, id: DoneCallbackId) -> usize {
         let removed = {
-            let mut cbs = self.core().done_callbacks.borrow_mut();
-            cbs.iter().position(|(i, _)| *i == id).map(|at| cbs.remove(at))
+            let mut extra = self.core().extra.borrow_mut();
+            extra.as_mut().and_then(|e| {
+                let at = e.done_callbacks.iter().position(|(i, _)| *i == id)?;
+                Some(e.done_callbacks.remove(at))
+            })
         };
         // Dropped outside the borrow: a callback's captures may touch the task.
         usize::from(removed.is_some())
@@ -103,8 +107,8 @@ impl fmt::Debug for TaskRef {
 }
 
 fn name_of(raw: &RawRef) -> String {
-    match &*raw.core().name.borrow() {
-        Some(n) => n.clone(),
+    match raw.core().name() {
+        Some(n) => n,
         None => format!("Task-{}", raw.id()),
     }
 }
@@ -138,7 +142,8 @@ impl<T: 'static> Task<T> {
     }
     /// Renames the task.
     pub fn set_name(&self, name: impl Into<String>) {
-        *self.core().name.borrow_mut() = Some(name.into());
+        let name = name.into();
+        self.core().extra_mut().name = Some(name);
     }
     /// Builder-style [`Task::set_name`].
     pub fn with_name(self, name: impl Into<String>) -> Self {
@@ -210,7 +215,7 @@ impl<T: 'static> Task<T> {
     }
     /// Makes `cancel()` on this task also cancel `child` at once.
     pub(crate) fn link_child(&self, child: TaskRef) {
-        self.core().linked.borrow_mut().push(child);
+        self.core().extra_mut().linked.push(child);
     }
     /// Gives this task a gather's `cancel()`: it returns `false` (and the
     /// task keeps its result) when no child was left to cancel.

@@ -17,7 +17,7 @@
 //! asyncio task nobody awaits). Use [`Task::cancel_on_drop`] for the opposite.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::rc::Weak;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
@@ -121,20 +121,54 @@ pub(crate) struct TaskCore {
     handle_alive: Cell<bool>,
     /// A gather: `cancel()` succeeds only if it cancels a child.
     gather: Cell<bool>,
-    /// `None` until set: the default name is formatted on demand.
-    name: RefCell<Option<String>>,
-    done_callbacks: RefCell<Vec<(DoneCallbackId, DoneCallback)>>,
     listeners: RefCell<Listeners>,
-    /// Tasks cancelled together with this one, synchronously (a gather's
-    /// children, like asyncio's `_GatheringFuture.cancel`).
-    linked: RefCell<Vec<TaskRef>>,
+    /// What few tasks use, allocated on first use.
+    extra: RefCell<Option<Box<Extra>>>,
     lp: Weak<dyn LoopHooks>,
     /// The task's `contextvars` context (a copy of its spawner's); `None`
     /// while empty, which is always the case until a `ContextVar` is set.
     context: Cell<crate::context::Ctx>,
 }
 
+/// The rarely used parts of a task, boxed on demand so a plain spawn
+/// neither initializes nor drops them.
+#[derive(Default)]
+struct Extra {
+    /// `None` until set: the default name is formatted on demand.
+    name: Option<String>,
+    done_callbacks: Vec<(DoneCallbackId, DoneCallback)>,
+    /// Tasks cancelled together with this one, synchronously (a gather's
+    /// children, like asyncio's `_GatheringFuture.cancel`).
+    linked: Vec<TaskRef>,
+}
+
 impl TaskCore {
+    /// The extra parts, created on first use.
+    fn extra_mut(&self) -> RefMut<'_, Extra> {
+        RefMut::map(self.extra.borrow_mut(), |e| &mut **e.get_or_insert_with(Default::default))
+    }
+    fn name(&self) -> Option<String> {
+        self.extra.borrow().as_ref().and_then(|e| e.name.clone())
+    }
+    fn take_done_callbacks(&self) -> Vec<(DoneCallbackId, DoneCallback)> {
+        match self.extra.borrow_mut().as_mut() {
+            Some(e) => std::mem::take(&mut e.done_callbacks),
+            None => Vec::new(),
+        }
+    }
+    fn take_linked(&self) -> Vec<TaskRef> {
+        match self.extra.borrow_mut().as_mut() {
+            Some(e) => std::mem::take(&mut e.linked),
+            None => Vec::new(),
+        }
+    }
+    /// A copy of the linked tasks (cancelling them may touch this task).
+    fn linked(&self) -> Vec<TaskRef> {
+        match self.extra.borrow().as_ref() {
+            Some(e) => e.linked.clone(),
+            None => Vec::new(),
+        }
+    }
     fn is_done(&self) -> bool {
         self.state.get() != State::Pending
     }
@@ -157,10 +191,8 @@ where
         cancel_requested: Cell::new(false),
         handle_alive: Cell::new(true),
         gather: Cell::new(false),
-        name: RefCell::new(None),
-        done_callbacks: RefCell::new(Vec::new()),
         listeners: RefCell::new(Listeners::default()),
-        linked: RefCell::new(Vec::new()),
+        extra: RefCell::new(None),
         lp,
         context: Cell::new(crate::context::capture()),
     };
@@ -170,7 +202,7 @@ where
 impl TaskRef {
     /// Runs one step of the task (or its pending cancellation); called by
     /// the loop for a ready-queue entry.
-    pub(crate) fn run(&self, lp: &dyn LoopHooks) {
+    pub(crate) fn run<H: LoopHooks>(&self, lp: &H) {
         let raw = self.raw();
         let core = raw.core();
         if core.is_done() {
@@ -181,7 +213,7 @@ impl TaskRef {
             if let DropFuture::Dropped(Err(p)) = raw.drop_future() {
                 lp.report_drop_panic("panic while dropping a cancelled task", p);
             }
-            self.finish_with(Some(lp), TaskError::Cancelled);
+            self.finish_with(Some(lp as &dyn LoopHooks), TaskError::Cancelled);
             return;
         }
         let prev = lp.swap_current(Some(self.clone()));
@@ -216,7 +248,7 @@ impl TaskRef {
             lp.report_drop_panic("panic while dropping a finished task", p);
         }
         let cancelled = raw.output_kind() == OutputKind::Cancelled && core.cancel_requested.get();
-        self.finish(Some(lp), cancelled);
+        self.finish(Some(lp as &dyn LoopHooks), cancelled);
     }
 
     /// Stores `Err(e)` and finishes (cancelled when `e` is `Cancelled`).
@@ -238,19 +270,22 @@ impl TaskRef {
         raw.set_done();
         core.state
             .set(if cancelled { State::Cancelled } else { State::Finished });
+        let has_extra = core.extra.borrow().is_some();
         if let Some(lp) = lp {
             lp.task_finished(raw.key(), raw.id());
-            let callbacks = std::mem::take(&mut *core.done_callbacks.borrow_mut());
-            for (_, cb) in callbacks {
-                let r = self.clone();
-                lp.call_soon(Box::new(move || cb(&r)));
+            if has_extra {
+                for (_, cb) in core.take_done_callbacks() {
+                    let r = self.clone();
+                    lp.call_soon(Box::new(move || cb(&r)));
+                }
             }
             if !core.handle_alive.get() && raw.output_kind() == OutputKind::Panicked {
                 report_unretrieved(lp, self);
             }
         }
-        let linked = std::mem::take(&mut *core.linked.borrow_mut());
-        drop(linked);
+        if has_extra {
+            drop(core.take_linked());
+        }
         let listeners = std::mem::take(&mut *core.listeners.borrow_mut());
         listeners.wake_all();
     }
@@ -268,7 +303,7 @@ impl TaskRef {
             return;
         };
         // A gather's children first (at once too), as `cancel_core` does.
-        let linked = core.linked.borrow().clone();
+        let linked = core.linked();
         let mut cancelled_a_child = false;
         for t in linked.into_iter().filter(|t| !t.is_done()) {
             t.cancel_now();
@@ -302,7 +337,7 @@ impl TaskRef {
             return;
         }
         let _ = raw.drop_future();
-        let callbacks = std::mem::take(&mut *raw.core().done_callbacks.borrow_mut());
+        let callbacks = raw.core().take_done_callbacks();
         drop(callbacks);
         self.finish_with(None, TaskError::Cancelled);
     }
@@ -324,7 +359,7 @@ fn cancel_core(raw: &RawRef) -> bool {
     if core.is_done() {
         return false;
     }
-    let linked = core.linked.borrow().clone();
+    let linked = core.linked();
     // Children first, like asyncio's `_GatheringFuture.cancel`.
     let mut cancelled_a_child = false;
     for t in linked {

@@ -412,25 +412,30 @@ impl RawRef {
         F: Future<Output = Result<T, TaskError>> + 'static,
         T: 'static,
     {
-        let cell = Box::new(TaskCell::<F, T> {
-            prefix: Prefix {
-                header: Header {
-                    state: AtomicUsize::new(REF_ONE),
-                    vtable: &TaskCell::<F, T>::VTABLE,
-                    sched: init.sched,
-                    key: init.key,
-                    id: init.id,
-                },
-                local: Local {
-                    refs: Cell::new(1),
-                    future_busy: Cell::new(false),
-                    core: ManuallyDrop::new(init.core),
-                },
-            },
-            future: UnsafeCell::new(Some(future)),
-            output: UnsafeCell::new(None),
-        });
-        // SAFETY: `Box::into_raw` never returns null.
+        // Built in place in the allocation (no copy of the whole cell).
+        let mut cell = Box::<TaskCell<F, T>>::new_uninit();
+        let p = cell.as_mut_ptr();
+        // SAFETY: every field of the uninitialized cell is written once, in
+        // place, through raw pointers (nothing is read or dropped).
+        unsafe {
+            (&raw mut (*p).prefix.header).write(Header {
+                state: AtomicUsize::new(REF_ONE),
+                vtable: &TaskCell::<F, T>::VTABLE,
+                sched: init.sched,
+                key: init.key,
+                id: init.id,
+            });
+            (&raw mut (*p).prefix.local).write(Local {
+                refs: Cell::new(1),
+                future_busy: Cell::new(false),
+                core: ManuallyDrop::new(init.core),
+            });
+            (&raw mut (*p).future).write(UnsafeCell::new(Some(future)));
+            (&raw mut (*p).output).write(UnsafeCell::new(None));
+        }
+        // SAFETY: `Box::into_raw` never returns null; every field is
+        // initialized above, so the cell may be used as a `TaskCell<F, T>`
+        // (`dealloc` frees it as a `Box<TaskCell<F, T>>`, same layout).
         let ptr = unsafe { NonNull::new_unchecked(Box::into_raw(cell)) }.cast::<Header>();
         TypedRef {
             raw: RawRef {
