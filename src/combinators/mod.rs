@@ -186,7 +186,7 @@ impl<T: 'static, M: Mode<T>> Future for GatherBody<T, M> {
         if first {
             this.registered = true;
             for c in this.children.iter().flatten() {
-                c.add_listener(cx.waker().clone());
+                c.add_listener(cx.waker());
             }
         }
         Poll::Pending
@@ -386,7 +386,7 @@ impl<T: 'static> Future for Wait<T> {
         if !this.registered {
             this.registered = true;
             for t in &this.tasks {
-                t.add_listener(cx.waker().clone());
+                t.add_listener(cx.waker());
             }
         }
         Poll::Pending

@@ -223,8 +223,9 @@ impl<T: 'static> Task<T> {
         self.core().gather.set(true);
     }
     /// Wakes `w` when the task is done (callers register once).
-    pub(crate) fn add_listener(&self, w: Waker) {
-        self.core().listeners.borrow_mut().push(w);
+    pub(crate) fn add_listener(&self, w: &Waker) {
+        let raw = self.slot.raw();
+        raw.core().listeners.borrow_mut().push(raw, w);
     }
     /// Whether the task is pending and belongs to another loop than the one
     /// running on this thread (see [`TaskError::ForeignLoop`]).
@@ -243,7 +244,7 @@ impl<T: 'static> Future for Task<T> {
         if self.slot.raw().sched().foreign_loop_running() {
             return Poll::Ready(Err(TaskError::ForeignLoop));
         }
-        core.listeners.borrow_mut().register(cx.waker());
+        core.listeners.borrow_mut().register(self.slot.raw(), cx.waker());
         Poll::Pending
     }
 }
@@ -283,7 +284,7 @@ impl Future for Finished {
         if core.is_done() {
             return Poll::Ready(());
         }
-        core.listeners.borrow_mut().register(cx.waker());
+        core.listeners.borrow_mut().register(&self.task.raw, cx.waker());
         Poll::Pending
     }
 }

@@ -74,41 +74,70 @@ enum State {
 
 type DoneCallback = Box<dyn FnOnce(&TaskRef)>;
 
-/// Wakers waiting for a task to finish. The first one is stored inline, so
-/// the usual single awaiter (or a gather) costs no allocation.
+/// Something waiting for a task to finish.
+enum Listener {
+    /// A task of the same loop (a local reference: no atomics).
+    Task(RawRef),
+    Waker(Waker),
+}
+
+impl Listener {
+    fn new(owner: &RawRef, w: &Waker) -> Listener {
+        match owner.local_from_waker(w) {
+            Some(r) => Listener::Task(r),
+            None => Listener::Waker(w.clone()),
+        }
+    }
+    fn will_wake(&self, w: &Waker) -> bool {
+        match self {
+            Listener::Task(r) => r.is_woken_by(w),
+            Listener::Waker(x) => x.will_wake(w),
+        }
+    }
+    fn wake(self) {
+        match self {
+            Listener::Task(r) => r.schedule(),
+            Listener::Waker(w) => w.wake(),
+        }
+    }
+}
+
+/// What waits for a task to finish. The first listener is stored inline,
+/// so the usual single awaiter (or a gather) costs no allocation.
 #[derive(Default)]
 struct Listeners {
-    first: Option<Waker>,
-    rest: Vec<Waker>,
+    first: Option<Listener>,
+    rest: Vec<Listener>,
 }
 
 impl Listeners {
-    /// Adds `w` unless an equivalent waker is registered already.
-    fn register(&mut self, w: &Waker) {
+    /// Adds `w` unless an equivalent listener is registered already.
+    fn register(&mut self, owner: &RawRef, w: &Waker) {
         match &self.first {
-            None => self.first = Some(w.clone()),
+            None => self.first = Some(Listener::new(owner, w)),
             Some(f) if f.will_wake(w) => {}
             Some(_) => {
                 if !self.rest.iter().any(|x| x.will_wake(w)) {
-                    self.rest.push(w.clone());
+                    self.rest.push(Listener::new(owner, w));
                 }
             }
         }
     }
     /// Adds `w` (no dedup: callers register once).
-    fn push(&mut self, w: Waker) {
+    fn push(&mut self, owner: &RawRef, w: &Waker) {
+        let l = Listener::new(owner, w);
         if self.first.is_none() {
-            self.first = Some(w);
+            self.first = Some(l);
         } else {
-            self.rest.push(w);
+            self.rest.push(l);
         }
     }
     fn wake_all(self) {
-        if let Some(w) = self.first {
-            w.wake();
+        if let Some(l) = self.first {
+            l.wake();
         }
-        for w in self.rest {
-            w.wake();
+        for l in self.rest {
+            l.wake();
         }
     }
 }

@@ -477,6 +477,11 @@ impl RawRef {
         self.ptr == other.ptr
     }
 
+    /// Whether `w` wakes this task.
+    pub(crate) fn is_woken_by(&self, w: &Waker) -> bool {
+        std::ptr::eq(w.vtable(), &WAKER_VTABLE) && std::ptr::eq(w.data(), self.ptr.as_ptr().cast_const().cast())
+    }
+
     /// Wakes the task (as its waker's `wake_by_ref` does).
     pub(crate) fn schedule(&self) {
         wake(&self.prefix().header);
@@ -491,6 +496,39 @@ impl RawRef {
     /// queues the task again.
     pub(crate) fn clear_scheduled(&self) {
         self.prefix().header.state.fetch_and(!SCHEDULED, Ordering::AcqRel);
+    }
+
+    /// A local reference to the task `w` wakes, when `w` is the waker of a
+    /// task of the same loop as this one (so of this thread) that still has
+    /// local references; `None` otherwise. Listeners keep such a reference
+    /// instead of a waker clone: no atomic operation to store or drop it.
+    pub(crate) fn local_from_waker(&self, w: &Waker) -> Option<RawRef> {
+        if !std::ptr::eq(w.vtable(), &WAKER_VTABLE) {
+            return None;
+        }
+        let ptr = NonNull::new(w.data().cast_mut().cast::<Header>())?;
+        // SAFETY: a waker with this vtable points to a task header and owns
+        // a reference to it, so the header is alive while `w` is borrowed.
+        let h = unsafe { ptr.as_ref() };
+        if !std::ptr::addr_eq(Arc::as_ptr(&h.sched), Arc::as_ptr(&self.prefix().header.sched)) {
+            return None;
+        }
+        // SAFETY: the same loop, so that task belongs to this thread (a loop
+        // and its tasks never leave their thread): its local part, at a
+        // fixed offset of the live allocation, may be used here. `refs` is
+        // a plain `Cell` that is never dropped, readable even at zero.
+        let refs = unsafe { &ptr.cast::<Prefix>().as_ref().local.refs };
+        let n = refs.get();
+        if n == 0 || n == usize::MAX {
+            // Its local contents are gone (or the count is saturated):
+            // the caller keeps a waker instead.
+            return None;
+        }
+        refs.set(n + 1);
+        Some(RawRef {
+            ptr,
+            _local: PhantomData,
+        })
     }
 
     /// Polls the future once (in place, panics caught) with the task's own
