@@ -262,7 +262,9 @@ both_backends! {
 #[test]
 fn a_waker_outliving_its_loop_is_harmless_and_frees_the_task() {
     for choice in [ringloop::DriverChoice::Uring, ringloop::DriverChoice::Fallback] {
-        let Some(lp) = common::build(choice, false) else { continue };
+        let Some(lp) = common::build(choice, false) else {
+            continue;
+        };
         let slot = Arc::new(Mutex::new(None));
         let dropped_on = Arc::new(Mutex::new(None));
         let (s, d) = (slot.clone(), dropped_on.clone());
@@ -295,7 +297,9 @@ fn a_waker_outliving_its_loop_is_harmless_and_frees_the_task() {
 #[test]
 fn concurrent_waker_clones_across_threads() {
     for choice in [ringloop::DriverChoice::Uring, ringloop::DriverChoice::Fallback] {
-        let Some(lp) = common::build(choice, false) else { continue };
+        let Some(lp) = common::build(choice, false) else {
+            continue;
+        };
         let slot = Arc::new(Mutex::new(None));
         let s = slot.clone();
         let started = Arc::new(AtomicUsize::new(0));
@@ -331,5 +335,35 @@ fn concurrent_waker_clones_across_threads() {
             th.join().unwrap();
         }
         drop(lp);
+    }
+}
+
+/// The first clone of a task's waker made on another (scoped) thread during
+/// the task's step, used after the task finished and the loop is gone.
+#[test]
+fn a_waker_first_cloned_on_a_scoped_thread_outlives_the_loop() {
+    for choice in [ringloop::DriverChoice::Uring, ringloop::DriverChoice::Fallback] {
+        let Some(lp) = common::build(choice, false) else {
+            continue;
+        };
+        let slot: Arc<Mutex<Option<Waker>>> = Arc::new(Mutex::new(None));
+        let s = slot.clone();
+        let out = lp
+            .run_until_complete(async move {
+                spawn(std::future::poll_fn(move |cx| {
+                    let w = cx.waker();
+                    thread::scope(|sc| {
+                        sc.spawn(|| *s.lock().unwrap() = Some(w.clone()));
+                    });
+                    Poll::Ready(3)
+                }))
+                .await
+                .unwrap()
+            })
+            .unwrap();
+        assert_eq!(out, 3);
+        drop(lp);
+        let w = slot.lock().unwrap().take().expect("waker cloned");
+        thread::spawn(move || hammer(w)).join().unwrap();
     }
 }

@@ -42,6 +42,8 @@ pub(crate) struct LoopInner {
     pub(crate) clock: Clock,
     /// The pending tasks (a task removes itself when it finishes).
     pub(crate) tasks: RefCell<Slab<TaskRef>>,
+    /// The schedule hook every task of this loop points to (`shared`).
+    pub(crate) sched_hook: Rc<task::SchedHook>,
     /// This loop's block of task ids.
     pub(crate) task_ids: TaskIds,
     pub(crate) current_task: RefCell<Option<TaskRef>>,

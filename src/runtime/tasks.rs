@@ -5,7 +5,6 @@ use std::any::Any;
 use std::cell::Cell;
 use std::future::Future;
 use std::rc::{Rc, Weak};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::inner::{LoopInner, current_inner, other_loop_running, push_local_task};
@@ -46,9 +45,8 @@ where
     let id = lp.task_ids.next();
     let mut tasks = lp.tasks.borrow_mut();
     let entry = tasks.vacant_entry();
-    let sched: Arc<dyn Schedule> = lp.shared.clone();
     let hooks: Weak<dyn LoopHooks> = Rc::downgrade(lp) as Weak<LoopInner>;
-    let task = task::new_task(fut, entry.key(), id, sched, hooks);
+    let task = task::new_task(fut, entry.key(), id, &lp.sched_hook, hooks);
     let r = task.as_ref();
     entry.insert(r.clone());
     drop(tasks);

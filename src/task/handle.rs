@@ -230,7 +230,7 @@ impl<T: 'static> Task<T> {
     /// Whether the task is pending and belongs to another loop than the one
     /// running on this thread (see [`TaskError::ForeignLoop`]).
     pub(crate) fn is_foreign_and_pending(&self) -> bool {
-        !self.is_done() && self.slot.raw().sched().foreign_loop_running()
+        !self.is_done() && self.slot.raw().foreign_loop_running()
     }
 }
 
@@ -241,7 +241,7 @@ impl<T: 'static> Future for Task<T> {
         if core.is_done() {
             return Poll::Ready(self.slot.take_output().unwrap_or(Err(TaskError::AlreadyRetrieved)));
         }
-        if self.slot.raw().sched().foreign_loop_running() {
+        if self.slot.raw().foreign_loop_running() {
             return Poll::Ready(Err(TaskError::ForeignLoop));
         }
         core.listeners.borrow_mut().register(self.slot.raw(), cx.waker());

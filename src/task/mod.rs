@@ -18,8 +18,7 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell, RefMut};
-use std::rc::Weak;
-use std::sync::Arc;
+use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
 
 mod error;
@@ -29,8 +28,8 @@ mod raw;
 pub use error::TaskError;
 pub(crate) use error::panic_message;
 pub use handle::{CancelOnDrop, DoneCallbackId, Finished, Task, TaskRef};
-pub(crate) use raw::OkWrap;
 use raw::{DropFuture, Init, OutputKind, RawRef};
+pub(crate) use raw::{OkWrap, SchedHook};
 
 // The spawning entry points need the current loop, so the runtime defines
 // them; they are re-exported here so `ringloop::task::spawn` keeps working.
@@ -174,7 +173,9 @@ struct Extra {
 impl TaskCore {
     /// The extra parts, created on first use.
     fn extra_mut(&self) -> RefMut<'_, Extra> {
-        RefMut::map(self.extra.borrow_mut(), |e| &mut **e.get_or_insert_with(Default::default))
+        RefMut::map(self.extra.borrow_mut(), |e| {
+            &mut **e.get_or_insert_with(Default::default)
+        })
     }
     fn name(&self) -> Option<String> {
         self.extra.borrow().as_ref().and_then(|e| e.name.clone())
@@ -210,7 +211,7 @@ impl TaskCore {
 /// one allocation. `key` and `id` identify it in its loop (`id` must be
 /// unique in the process); the task is not scheduled yet (see
 /// [`TaskRef::schedule`]).
-pub(crate) fn new_task<T, F>(fut: F, key: usize, id: u64, sched: Arc<dyn Schedule>, lp: Weak<dyn LoopHooks>) -> Task<T>
+pub(crate) fn new_task<T, F>(fut: F, key: usize, id: u64, hook: &Rc<SchedHook>, lp: Weak<dyn LoopHooks>) -> Task<T>
 where
     T: 'static,
     F: std::future::Future<Output = Result<T, TaskError>> + 'static,
@@ -225,7 +226,7 @@ where
         lp,
         context: Cell::new(crate::context::capture()),
     };
-    Task::from_typed(RawRef::new(fut, Init { key, id, sched, core }))
+    Task::from_typed(RawRef::new(fut, Init { key, id, hook, core }))
 }
 
 impl TaskRef {

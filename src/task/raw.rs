@@ -39,7 +39,7 @@ use std::mem::{ManuallyDrop, MaybeUninit};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::ptr::NonNull;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
@@ -55,9 +55,14 @@ const SCHEDULED: usize = 1 << 0;
 /// cleared: wakes from stale wakers are no-ops from then on.
 const DONE: usize = 1 << 1;
 
+/// State bit: the task owns one strong count of its schedule hook's `Arc`
+/// (taken when its first owned waker is made, released with the
+/// allocation). Until then the hook is kept alive by the loop.
+const SCHED_REF: usize = 1 << 2;
+
 /// One reference in the state word: the atomic reference count is the state
 /// divided by this (the bits above the flags).
-const REF_ONE: usize = 1 << 2;
+const REF_ONE: usize = 1 << 3;
 
 /// The flag bits of the state word (below the reference count).
 const FLAGS: usize = REF_ONE - 1;
@@ -72,7 +77,10 @@ struct Header {
     state: AtomicUsize,
     vtable: &'static Vtable,
     /// Where wake-ups go (the loop's cross-thread state); `Send + Sync`.
-    sched: Arc<dyn Schedule>,
+    /// Points into the `Arc` of the loop's [`SchedHook`]; valid while that
+    /// hook lives (see `Local::hook`) and, once `SCHED_REF` is set, as long
+    /// as this allocation.
+    sched: NonNull<dyn Schedule>,
     key: usize,
     id: u64,
 }
@@ -85,6 +93,8 @@ struct Local {
     /// True while user code runs with the future slot borrowed (a poll or
     /// an in-place drop): the slot is then off limits.
     future_busy: Cell<bool>,
+    /// The loop's schedule hook: while it lives, `Header::sched` is valid.
+    hook: ManuallyDrop<Weak<SchedHook>>,
     core: ManuallyDrop<TaskCore>,
 }
 
@@ -140,11 +150,26 @@ struct Vtable {
     dealloc: unsafe fn(NonNull<Header>),
 }
 
+/// A loop's schedule hook, shared by its tasks. The loop keeps it in an
+/// `Rc`; tasks keep a `Weak` (no atomic operation per spawn) and a raw
+/// pointer to the `Arc`'s contents for their wakers, which take a strong
+/// count of the `Arc` only once a waker leaves the task's step.
+pub(crate) struct SchedHook {
+    /// Never replaced: its contents stay put while the hook lives.
+    sched: Arc<dyn Schedule>,
+}
+
+impl SchedHook {
+    pub(crate) fn new(sched: Arc<dyn Schedule>) -> Rc<SchedHook> {
+        Rc::new(SchedHook { sched })
+    }
+}
+
 /// What a new task is given by whoever spawns it.
-pub(crate) struct Init {
+pub(crate) struct Init<'a> {
     pub(crate) key: usize,
     pub(crate) id: u64,
-    pub(crate) sched: Arc<dyn Schedule>,
+    pub(crate) hook: &'a Rc<SchedHook>,
     pub(crate) core: TaskCore,
 }
 
@@ -301,16 +326,19 @@ where
             let out = (*(*cell).output.get()).take();
             drop(out);
             ManuallyDrop::drop(&mut (*cell).prefix.local.core);
+            ManuallyDrop::drop(&mut (*cell).prefix.local.hook);
         }
     }
 
     /// Frees the allocation; called once, when the atomic count reached
     /// zero, on any thread. `drop_local` ran before (the local group held a
-    /// reference), so the future and output slots are `None` and the core is
-    /// dropped: only the header's `Send + Sync` hook is left.
+    /// reference), so the future and output slots are `None` and the core
+    /// and the hook's `Weak` are dropped; the `SCHED_REF` count was
+    /// released by `release`.
     unsafe fn dealloc(ptr: NonNull<Header>) {
-        // SAFETY: the allocation came from `Box::new` of this type; the
-        // `ManuallyDrop` core is not dropped again, the slots hold `None`
+        // SAFETY: the allocation came from `Box::new_uninit` of this type,
+        // fully initialized; the `ManuallyDrop` parts are not dropped
+        // again, the header holds no owning field, the slots hold `None`
         // (dropping them is a no-op), and nobody references the cell anymore.
         drop(unsafe { Box::from_raw(ptr.cast::<TaskCell<F, T>>().as_ptr()) });
     }
@@ -327,8 +355,20 @@ unsafe fn header<'a>(ptr: *const ()) -> &'a Header {
 }
 
 unsafe fn waker_clone(ptr: *const ()) -> RawWaker {
-    // SAFETY: the waker being cloned owns a reference.
-    acquire(unsafe { header(ptr) });
+    // SAFETY: the waker being cloned owns a reference (or is the borrowed
+    // waker of a running step, which holds one).
+    let h = unsafe { header(ptr) };
+    let prev = acquire(h);
+    if prev & SCHED_REF == 0 && h.state.fetch_or(SCHED_REF, Ordering::AcqRel) & SCHED_REF == 0 {
+        // The first owned waker: from now on wakers may outlive the loop,
+        // so the task takes a strong count of the hook's `Arc` (released
+        // with the allocation). Only one caller gets here (`fetch_or`).
+        // SAFETY: no owned waker existed, so this is the borrowed waker of
+        // a running step (possibly used from a scoped thread), during which
+        // `RawRef::poll` keeps the loop's `SchedHook`, and so the `Arc`,
+        // alive; `sched` points into that `Arc` (from `Arc::as_ptr`).
+        unsafe { Arc::increment_strong_count(h.sched.as_ptr().cast_const()) };
+    }
     RawWaker::new(ptr, &WAKER_VTABLE)
 }
 
@@ -341,8 +381,10 @@ unsafe fn waker_wake(ptr: *const ()) {
 }
 
 unsafe fn waker_wake_by_ref(ptr: *const ()) {
-    // SAFETY: the waker owns a reference.
-    wake(unsafe { header(ptr) });
+    // SAFETY: the waker owns a reference; the hook is alive: an owned waker
+    // implies `SCHED_REF`, and the borrowed one is only used during a step
+    // (which keeps the loop's hook alive).
+    unsafe { wake(header(ptr)) };
 }
 
 unsafe fn waker_drop(ptr: *const ()) {
@@ -350,13 +392,14 @@ unsafe fn waker_drop(ptr: *const ()) {
     unsafe { release(NonNull::new_unchecked(ptr.cast_mut().cast::<Header>())) }
 }
 
-/// Takes one more atomic reference.
-fn acquire(h: &Header) {
+/// Takes one more atomic reference; returns the previous state.
+fn acquire(h: &Header) -> usize {
     let prev = h.state.fetch_add(REF_ONE, Ordering::Relaxed);
     // Like `Arc`: an absurd count means leaked wakers; abort before it wraps.
     if prev > isize::MAX as usize {
         std::process::abort();
     }
+    prev
 }
 
 /// Gives up one atomic reference; the last one frees the allocation.
@@ -368,14 +411,20 @@ unsafe fn release(ptr: NonNull<Header>) {
     // SAFETY: the caller's reference keeps the header alive for this access.
     // The vtable is read first: once our reference is given up, another
     // thread may free the header.
-    let (vtable, prev) = unsafe {
+    let (vtable, sched, prev) = unsafe {
         let h = ptr.as_ref();
-        let vtable = h.vtable;
-        (vtable, h.state.fetch_sub(REF_ONE, Ordering::Release))
+        let (vtable, sched) = (h.vtable, h.sched);
+        (vtable, sched, h.state.fetch_sub(REF_ONE, Ordering::Release))
     };
     if prev & !FLAGS == REF_ONE {
         // Every other reference was released before (with `Release`).
         fence(Ordering::Acquire);
+        if prev & SCHED_REF != 0 {
+            // SAFETY: the strong count taken by the first owned waker
+            // (`waker_clone`), given back once; `sched` came from
+            // `Arc::as_ptr` of that `Arc`.
+            unsafe { Arc::decrement_strong_count(sched.as_ptr().cast_const()) };
+        }
         // SAFETY: that was the last reference; nobody can reach the cell.
         unsafe { (vtable.dealloc)(ptr) }
     }
@@ -383,10 +432,15 @@ unsafe fn release(ptr: NonNull<Header>) {
 
 /// Wake: queue the task unless it is queued already or finished. Only the
 /// header is read (any thread).
-fn wake(h: &Header) {
+///
+/// # Safety
+///
+/// The schedule hook `h.sched` points to is alive (see `Header::sched`).
+unsafe fn wake(h: &Header) {
     let prev = h.state.fetch_or(SCHEDULED, Ordering::AcqRel);
     if prev & (SCHEDULED | DONE) == 0 {
-        h.sched.schedule(h.key, h.id);
+        // SAFETY: guaranteed by the caller.
+        unsafe { h.sched.as_ref() }.schedule(h.key, h.id);
     }
 }
 
@@ -413,6 +467,11 @@ impl RawRef {
         T: 'static,
     {
         // Built in place in the allocation (no copy of the whole cell).
+        // From `Arc::as_ptr` (not a reference): the pointer keeps the whole
+        // `Arc` allocation's provenance, as `increment_strong_count` needs.
+        // SAFETY: `Arc::as_ptr` is never null.
+        let sched = unsafe { NonNull::new_unchecked(Arc::as_ptr(&init.hook.sched).cast_mut()) };
+        let hook = Rc::downgrade(init.hook);
         let mut cell = Box::<TaskCell<F, T>>::new_uninit();
         let p = cell.as_mut_ptr();
         // SAFETY: every field of the uninitialized cell is written once, in
@@ -421,13 +480,14 @@ impl RawRef {
             (&raw mut (*p).prefix.header).write(Header {
                 state: AtomicUsize::new(REF_ONE),
                 vtable: &TaskCell::<F, T>::VTABLE,
-                sched: init.sched,
+                sched,
                 key: init.key,
                 id: init.id,
             });
             (&raw mut (*p).prefix.local).write(Local {
                 refs: Cell::new(1),
                 future_busy: Cell::new(false),
+                hook: ManuallyDrop::new(hook),
                 core: ManuallyDrop::new(init.core),
             });
             (&raw mut (*p).future).write(UnsafeCell::new(Some(future)));
@@ -468,8 +528,13 @@ impl RawRef {
         self.prefix().header.id
     }
 
-    pub(crate) fn sched(&self) -> &dyn Schedule {
-        &*self.prefix().header.sched
+    /// Whether a loop other than this task's runs on this thread (false
+    /// once the task's loop is gone).
+    pub(crate) fn foreign_loop_running(&self) -> bool {
+        match self.prefix().local.hook.upgrade() {
+            Some(h) => h.sched.foreign_loop_running(),
+            None => false,
+        }
     }
 
     /// Whether both refer to the same task.
@@ -482,9 +547,14 @@ impl RawRef {
         std::ptr::eq(w.vtable(), &WAKER_VTABLE) && std::ptr::eq(w.data(), self.ptr.as_ptr().cast_const().cast())
     }
 
-    /// Wakes the task (as its waker's `wake_by_ref` does).
+    /// Wakes the task (as its waker's `wake_by_ref` does); nothing once its
+    /// loop is gone (it cannot run anymore).
     pub(crate) fn schedule(&self) {
-        wake(&self.prefix().header);
+        let p = self.prefix();
+        if p.local.hook.strong_count() > 0 {
+            // SAFETY: the loop's hook is alive (checked just above).
+            unsafe { wake(&p.header) };
+        }
     }
 
     /// Marks the task finished: wakes are no-ops from now on.
@@ -510,7 +580,8 @@ impl RawRef {
         // SAFETY: a waker with this vtable points to a task header and owns
         // a reference to it, so the header is alive while `w` is borrowed.
         let h = unsafe { ptr.as_ref() };
-        if !std::ptr::addr_eq(Arc::as_ptr(&h.sched), Arc::as_ptr(&self.prefix().header.sched)) {
+        // Addresses only: nothing is dereferenced.
+        if !std::ptr::addr_eq(h.sched.as_ptr(), self.prefix().header.sched.as_ptr()) {
             return None;
         }
         // SAFETY: the same loop, so that task belongs to this thread (a loop
@@ -535,6 +606,10 @@ impl RawRef {
     /// waker; on `Ready` the output is stored. `Pending` as well when there
     /// is no future or the slot is busy (a re-entrant call).
     pub(crate) fn poll(&self) -> Poll<Result<(), Panic>> {
+        // Held for the step: the borrowed waker below relies on the hook.
+        let Some(_hook) = self.prefix().local.hook.upgrade() else {
+            return Poll::Pending;
+        };
         // SAFETY: a waker borrowed for this call only, never dropped (so it
         // needs no reference of its own): this `RawRef` keeps the task alive
         // for longer; clones made by the future take their own references.
