@@ -1,17 +1,18 @@
 //! Tasks: futures driven by the loop, asyncio's `Task`.
 //!
-//! A task is one allocation (see [`raw`]): a thread-safe header (state word
+//! A task is one allocation (see `raw`): a thread-safe header (state word
 //! with the atomic reference count, the schedule hook, slab key and id), the
-//! loop-thread bookkeeping ([`TaskCore`]), the future and the output. Its
+//! loop-thread bookkeeping (`TaskCore`), the future and the output. Its
 //! waker is a hand-written vtable over that same allocation: waking on the
 //! loop thread pushes the task on the ready queue directly; waking from any
 //! other thread goes through the loop's cross-thread queue and wakes the
 //! driver only if the loop sleeps.
 //!
 //! The task module does not know the loop: whoever spawns a task gives it
-//! a [`Schedule`] hook (thread-safe: where wake-ups go) and a [`LoopHooks`]
-//! hook (loop thread: callbacks, exception reporting, the current task);
-//! the runtime implements both.
+//! a `Schedule` hook (thread-safe: where wake-ups go, wrapped in a
+//! `SchedHook` the loop owns) and a `LoopHooks` hook (loop thread:
+//! callbacks, exception reporting, the current task); the runtime
+//! implements both.
 //!
 //! Dropping a [`Task`] handle **detaches** the task (it keeps running, like an
 //! asyncio task nobody awaits). Use [`Task::cancel_on_drop`] for the opposite.
