@@ -97,6 +97,9 @@ impl LoopHooks for LoopInner {
     fn swap_current(&self, task: Option<TaskRef>) -> Option<TaskRef> {
         self.current_task.replace(task)
     }
+    fn sched_hook(&self) -> &Rc<task::SchedHook> {
+        &self.sched_hook
+    }
 }
 
 /// Spawns `fut` on the current loop (the running one, else this thread's

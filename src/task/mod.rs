@@ -63,6 +63,8 @@ pub(crate) trait LoopHooks {
     fn report_unretrieved(&self, task: TaskRef, panic_text: String);
     /// Makes `task` the current task; returns the previous one.
     fn swap_current(&self, task: Option<TaskRef>) -> Option<TaskRef>;
+    /// The schedule hook this loop gives its tasks.
+    fn sched_hook(&self) -> &Rc<SchedHook>;
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -255,7 +257,7 @@ impl TaskRef {
         } else {
             None
         };
-        let res = raw.poll();
+        let res = raw.poll(lp.sched_hook());
         drop(lp.swap_current(prev));
         if ctx_on || crate::context::in_use() {
             core.context.set(crate::context::enter(prev_ctx));

@@ -580,15 +580,20 @@ impl RawRef {
         // SAFETY: a waker with this vtable points to a task header and owns
         // a reference to it, so the header is alive while `w` is borrowed.
         let h = unsafe { ptr.as_ref() };
-        // Addresses only: nothing is dereferenced.
-        if !std::ptr::addr_eq(h.sched.as_ptr(), self.prefix().header.sched.as_ptr()) {
+        // Both hooks are alive (ours: checked here; the waker's: it owns a
+        // strong count, or it is the borrowed waker of a running step), so
+        // equal addresses mean the same hook, i.e. the same loop. Addresses
+        // only: nothing is dereferenced.
+        let me = self.prefix();
+        if me.local.hook.strong_count() == 0 || !std::ptr::addr_eq(h.sched.as_ptr(), me.header.sched.as_ptr()) {
             return None;
         }
         // SAFETY: the same loop, so that task belongs to this thread (a loop
         // and its tasks never leave their thread): its local part, at a
         // fixed offset of the live allocation, may be used here. `refs` is
-        // a plain `Cell` that is never dropped, readable even at zero.
-        let refs = unsafe { &ptr.cast::<Prefix>().as_ref().local.refs };
+        // a plain `Cell` that is never dropped, readable even at zero (only
+        // that field is referenced: the core may already be dropped).
+        let refs = unsafe { &(*ptr.cast::<Prefix>().as_ptr()).local.refs };
         let n = refs.get();
         if n == 0 || n == usize::MAX {
             // Its local contents are gone (or the count is saturated):
@@ -604,12 +609,16 @@ impl RawRef {
 
     /// Polls the future once (in place, panics caught) with the task's own
     /// waker; on `Ready` the output is stored. `Pending` as well when there
-    /// is no future or the slot is busy (a re-entrant call).
-    pub(crate) fn poll(&self) -> Poll<Result<(), Panic>> {
-        // Held for the step: the borrowed waker below relies on the hook.
-        let Some(_hook) = self.prefix().local.hook.upgrade() else {
+    /// is no future or the slot is busy (a re-entrant call), or when `hook`
+    /// is not this task's loop hook.
+    ///
+    /// `hook` is the caller's proof that the task's loop hook lives for the
+    /// whole step (the borrowed waker below relies on it).
+    #[inline]
+    pub(crate) fn poll(&self, hook: &Rc<SchedHook>) -> Poll<Result<(), Panic>> {
+        if !std::ptr::eq(self.prefix().local.hook.as_ptr(), Rc::as_ptr(hook)) {
             return Poll::Pending;
-        };
+        }
         // SAFETY: a waker borrowed for this call only, never dropped (so it
         // needs no reference of its own): this `RawRef` keeps the task alive
         // for longer; clones made by the future take their own references.
