@@ -167,7 +167,7 @@ both_backends! {
         assert_eq!(sum, N * (N - 1) / 2);
         // N tasks, plus a bounded number of vectors (the gather task, its
         // child and result lists, the output, ready-queue growth).
-        assert!(n >= N && n <= N + 40, "allocations for a gather of {N}: {n}");
+        assert!((N..=N + 40).contains(&n), "allocations for a gather of {N}: {n}");
     }
 
     fn a_waker_woken_and_dropped_elsewhere_after_the_task_finished_is_harmless(lp) {

@@ -229,7 +229,7 @@ where
         lp,
         context: Cell::new(crate::context::capture()),
     };
-    Task::from_typed(RawRef::new(fut, Init { key, id, hook, core }))
+    Task::from_typed(RawRef::allocate(fut, Init { key, id, hook, core }))
 }
 
 impl TaskRef {

@@ -70,6 +70,10 @@ const FLAGS: usize = REF_ONE - 1;
 /// A panic payload caught while polling or dropping user code.
 pub(crate) type Panic = Box<dyn Any + Send + 'static>;
 
+/// The outcome of one poll: `Ready(Ok)` stored the output, `Ready(Err)`
+/// is the panic the future raised.
+pub(crate) type StepResult = Poll<Result<(), Panic>>;
+
 /// The thread-safe part of a task, at offset 0 of the allocation.
 #[repr(C)]
 struct Header {
@@ -138,7 +142,7 @@ pub(crate) enum DropFuture {
 
 /// The typed operations of one `TaskCell<F, T>`.
 struct Vtable {
-    poll: unsafe fn(NonNull<Header>, &mut Context<'_>) -> Poll<Result<(), Panic>>,
+    poll: unsafe fn(NonNull<Header>, &mut Context<'_>) -> StepResult,
     drop_future: unsafe fn(NonNull<Header>) -> DropFuture,
     set_error: unsafe fn(NonNull<Header>, TaskError) -> Result<(), Panic>,
     output_kind: unsafe fn(NonNull<Header>) -> OutputKind,
@@ -192,7 +196,7 @@ where
     /// # Safety (every function below)
     ///
     /// `ptr` points to a live `TaskCell<F, T>` (it came from
-    /// `RawRef::new::<F, T>`, whose vtable is this one), and the caller is on
+    /// `RawRef::allocate::<F, T>`, whose vtable is this one), and the caller is on
     /// the loop thread holding a local reference (except `dealloc`, see there).
     unsafe fn cell<'a>(ptr: NonNull<Header>) -> &'a TaskCell<F, T> {
         // SAFETY: the header is at offset 0 of the `repr(C)` cell, the
@@ -201,7 +205,7 @@ where
         unsafe { ptr.cast::<TaskCell<F, T>>().as_ref() }
     }
 
-    unsafe fn poll(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<Result<(), Panic>> {
+    unsafe fn poll(ptr: NonNull<Header>, cx: &mut Context<'_>) -> StepResult {
         // SAFETY: see `cell`.
         let cell = unsafe { Self::cell(ptr) };
         let local = &cell.prefix.local;
@@ -461,7 +465,7 @@ impl RawRef {
     /// Allocates a task (one allocation) holding `future`; the returned
     /// reference is its only local one, and the local group its only
     /// atomic one.
-    pub(crate) fn new<F, T>(future: F, init: Init) -> TypedRef<T>
+    pub(crate) fn allocate<F, T>(future: F, init: Init) -> TypedRef<T>
     where
         F: Future<Output = Result<T, TaskError>> + 'static,
         T: 'static,
@@ -615,7 +619,7 @@ impl RawRef {
     /// `hook` is the caller's proof that the task's loop hook lives for the
     /// whole step (the borrowed waker below relies on it).
     #[inline]
-    pub(crate) fn poll(&self, hook: &Rc<SchedHook>) -> Poll<Result<(), Panic>> {
+    pub(crate) fn poll(&self, hook: &Rc<SchedHook>) -> StepResult {
         if !std::ptr::eq(self.prefix().local.hook.as_ptr(), Rc::as_ptr(hook)) {
             return Poll::Pending;
         }
@@ -695,7 +699,7 @@ impl<T> TypedRef<T> {
     /// Takes the output out of its slot.
     pub(crate) fn take_output(&self) -> Option<Result<T, TaskError>> {
         let mut out = MaybeUninit::<Option<Result<T, TaskError>>>::uninit();
-        // SAFETY: a `TypedRef<T>` is only made by `RawRef::new::<F, T>`, so
+        // SAFETY: a `TypedRef<T>` is only made by `RawRef::allocate::<F, T>`, so
         // the vtable's `take_output` writes exactly this type, and always
         // writes it.
         unsafe {
