@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 
-use crate::runtime::{self, LoopError, LoopInner};
+use crate::runtime::{self, EventLoop, LoopError, LoopInner};
 
 /// Why a [`LoopFuture`] has no value.
 #[derive(Clone)]
@@ -180,6 +180,14 @@ pub fn create_future<T: 'static>() -> LoopFuture<T> {
     match runtime::current_inner() {
         Some(lp) => LoopFuture::new(&lp),
         None => panic!("ringloop::create_future: {}", LoopError::NoLoop),
+    }
+}
+
+impl EventLoop {
+    /// A new pending [`LoopFuture`](crate::LoopFuture) bound to this loop
+    /// (asyncio's `loop.create_future()`; like it, works on a closed loop).
+    pub fn create_future<T: 'static>(&self) -> crate::LoopFuture<T> {
+        crate::LoopFuture::new(self.inner())
     }
 }
 

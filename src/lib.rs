@@ -29,6 +29,7 @@ pub mod blocking;
 pub mod buf;
 pub mod combinators;
 pub mod context;
+mod debug;
 mod driver;
 pub mod fs;
 pub mod future;
@@ -39,7 +40,9 @@ pub mod runtime;
 pub mod signal;
 pub mod sync;
 pub mod task;
+mod thread_pool;
 pub mod time;
+mod timer;
 
 pub use blocking::{BlockingTask, spawn_blocking};
 pub use buf::{AsyncReadOwned, AsyncWriteOwned};

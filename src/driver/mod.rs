@@ -196,7 +196,7 @@ impl Driver {
             _ => match uring::UringDriver::new(cfg) {
                 Ok(d) => Ok(Driver::Uring(d)),
                 Err(e) => {
-                    crate::runtime::debug_log(format_args!(
+                    crate::debug::debug_log(format_args!(
                         "ringloop: io_uring unavailable ({e}); using the readiness backend ({})",
                         ringloop_fallback::backend_name()
                     ));

@@ -102,11 +102,11 @@ pub(crate) fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     match e.raw_os_error() {
         Some(libc::ENOSYS) | Some(libc::EPERM) => {
             NO_PIDFD.store(true, Ordering::Relaxed);
-            crate::runtime::debug_log(format_args!(
+            crate::debug::debug_log(format_args!(
                 "ringloop::process: pidfd_open unavailable ({e}); children are reaped by blocking waitpid on the blocking pool"
             ));
         }
-        _ => crate::runtime::debug_log(format_args!(
+        _ => crate::debug::debug_log(format_args!(
             "ringloop::process: pidfd_open({pid}) failed ({e}); this child is reaped by a blocking waitpid"
         )),
     }

@@ -10,10 +10,11 @@ use std::time::Duration;
 use slab::Slab;
 
 use super::inner::{DEFAULT, LoopInner};
-use super::{EventLoop, Shared, debug_log};
-use crate::blocking::{BlockingPool, PoolConfig};
+use super::{EventLoop, Shared};
+use crate::debug::debug_log;
 use crate::driver::{Driver, DriverChoice, UringConfig};
-use crate::time::{Clock, TimerQueue};
+use crate::thread_pool::{BlockingPool, PoolConfig};
+use crate::timer::{Clock, TimerQueue};
 
 /// Configures and builds an [`EventLoop`].
 #[derive(Clone, Debug, Default)]

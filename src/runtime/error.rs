@@ -83,7 +83,7 @@ pub struct ExceptionContext {
     pub task: Option<TaskRef>,
 }
 
-/// A custom exception handler, as [`EventLoop::get_exception_handler`] returns it.
+/// A custom exception handler, as [`EventLoop::get_exception_handler`](super::EventLoop::get_exception_handler) returns it.
 pub type ExceptionHandler = Rc<dyn Fn(&ExceptionContext)>;
 
 /// The default exception handler: logs to stderr.

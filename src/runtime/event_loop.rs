@@ -8,10 +8,9 @@ use std::panic::resume_unwind;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::inner::{LoopInner, RUNNING, current_inner};
+use super::inner::{LoopInner, RUNNING, TimerAction, current_inner};
 use super::tasks::spawn_raw;
 use super::{Builder, CallbackCell, ExceptionContext, ExceptionHandler, Handle, LoopError, LoopHandle, TimerHandle};
-use crate::blocking::BlockingTask;
 use crate::driver::DriverKind;
 use crate::task::{OkWrap, Task, TaskError, TaskRef};
 
@@ -134,6 +133,12 @@ impl EventLoop {
         self.inner.driver.description()
     }
 
+    /// The loop state, for the layers above the loop that extend its API
+    /// (`blocking`'s `run_in_executor`, `future`'s `create_future`).
+    pub(crate) fn inner(&self) -> &Rc<LoopInner> {
+        &self.inner
+    }
+
     /// A `Send + Sync` handle for other threads.
     pub fn handle(&self) -> LoopHandle {
         LoopHandle::new(self.inner.shared.clone())
@@ -175,7 +180,7 @@ impl EventLoop {
     }
 
     /// The exception handler set by [`set_exception_handler`](EventLoop::set_exception_handler),
-    /// or `None` when the default one ([`default_exception_handler`]) is in use.
+    /// or `None` when the default one ([`default_exception_handler`](super::default_exception_handler)) is in use.
     pub fn get_exception_handler(&self) -> Option<ExceptionHandler> {
         self.inner.exception_handler.borrow().clone()
     }
@@ -208,7 +213,7 @@ impl EventLoop {
     /// delay too large for an `Instant` (e.g. `Duration::MAX`) is clamped to
     /// about 30 years.
     pub fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> Result<TimerHandle, LoopError> {
-        let when = crate::time::add_clamped(self.time(), delay);
+        let when = crate::timer::add_clamped(self.time(), delay);
         self.call_at(when, f)
     }
 
@@ -217,7 +222,11 @@ impl EventLoop {
     pub fn call_at(&self, when: Instant, f: impl FnOnce() + 'static) -> Result<TimerHandle, LoopError> {
         self.inner.check_open()?;
         let cb = CallbackCell::new(crate::context::bind(Box::new(f)));
-        let id = crate::time::schedule_timer(&self.inner, when, cb.clone());
+        let id = self
+            .inner
+            .timers
+            .borrow_mut()
+            .insert(when, TimerAction::Callback(cb.clone()));
         Ok(TimerHandle::new(cb, id, when, &self.inner))
     }
 
@@ -229,23 +238,6 @@ impl EventLoop {
     {
         self.inner.check_open()?;
         Ok(spawn_raw(&self.inner, OkWrap(fut)))
-    }
-
-    /// A new pending [`LoopFuture`](crate::LoopFuture) bound to this loop
-    /// (asyncio's `loop.create_future()`; like it, works on a closed loop).
-    pub fn create_future<T: 'static>(&self) -> crate::LoopFuture<T> {
-        crate::LoopFuture::new(&self.inner)
-    }
-
-    /// Runs `f` on the loop's blocking thread pool; the result comes back
-    /// through the cross-thread path.
-    pub fn run_in_executor<T, F>(&self, f: F) -> Result<BlockingTask<T>, LoopError>
-    where
-        T: Send + 'static,
-        F: FnOnce() -> T + Send + 'static,
-    {
-        self.inner.check_open()?;
-        self.inner.pool.spawn(f).ok_or(LoopError::Closed)
     }
 
     /// Asks the loop to stop after the current iteration. Before

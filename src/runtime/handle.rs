@@ -8,7 +8,7 @@ use std::time::Instant;
 use std::rc::Weak;
 
 use super::LoopInner;
-use crate::time::TimerId;
+use crate::timer::TimerId;
 
 /// A scheduled callback shared by the ready queue / timer heap and its handle.
 pub(crate) struct CallbackCell {

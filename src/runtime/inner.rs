@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use slab::Slab;
@@ -15,10 +15,20 @@ use slab::Slab;
 use super::shared::{self, Shared};
 use super::tasks::TaskIds;
 use super::{CallbackCell, ExceptionContext, ExceptionHandler, ExceptionKind, LoopError, default_exception_handler};
-use crate::blocking::BlockingPool;
 use crate::driver::Driver;
 use crate::task::{self, TaskRef};
-use crate::time::{Clock, TimerAction, TimerId, TimerQueue};
+use crate::thread_pool::BlockingPool;
+use crate::timer::{Clock, TimerId, TimerQueue};
+
+/// What a due timer does: run a `call_later`/`call_at` callback, or wake
+/// a sleeping future's task.
+pub(crate) enum TimerAction {
+    Callback(Rc<CallbackCell>),
+    Wake(Waker),
+}
+
+/// The loop's timers.
+pub(crate) type Timers = TimerQueue<TimerAction>;
 
 pub(crate) enum Runnable {
     Callback(Rc<CallbackCell>),
@@ -38,7 +48,7 @@ pub(crate) struct LoopInner {
     pub(crate) shared: Arc<Shared>,
     pub(crate) driver: Driver,
     pub(crate) ready: RefCell<VecDeque<Runnable>>,
-    pub(crate) timers: RefCell<TimerQueue>,
+    pub(crate) timers: RefCell<Timers>,
     pub(crate) clock: Clock,
     /// The pending tasks (a task removes itself when it finishes).
     pub(crate) tasks: RefCell<Slab<TaskRef>>,
@@ -123,6 +133,11 @@ impl LoopInner {
         self.shared.id
     }
 
+    /// The loop's blocking thread pool.
+    pub(crate) fn blocking_pool(&self) -> &BlockingPool {
+        &self.pool
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.get()
     }
@@ -197,15 +212,12 @@ impl LoopInner {
 
         // 3. Wait for completions / readiness in one driver call.
         let blocking = timeout != Some(Duration::ZERO);
-        if blocking {
-            self.shared.sleeping.store(true, Ordering::SeqCst);
-            if self.shared.has_remote() {
-                timeout = Some(Duration::ZERO);
-            }
+        if blocking && !self.shared.begin_sleep() {
+            timeout = Some(Duration::ZERO);
         }
         let res = self.driver.wait(timeout);
         if blocking {
-            self.shared.sleeping.store(false, Ordering::SeqCst);
+            self.shared.end_sleep();
         }
         match res {
             Ok(()) => self.failed_waits.set(0),

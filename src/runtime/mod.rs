@@ -6,8 +6,6 @@
 //! `loop_handle` (LoopHandle, remote spawn), `tasks` (spawning, and the
 //! schedule / loop hooks tasks call back).
 
-use std::fmt;
-
 mod builder;
 mod error;
 mod event_loop;
@@ -22,15 +20,8 @@ pub use error::{ExceptionContext, ExceptionHandler, ExceptionKind, LoopError, de
 pub use event_loop::{EventLoop, current, run};
 pub(crate) use handle::CallbackCell;
 pub use handle::{Handle, TimerHandle};
-pub(crate) use inner::{LoopInner, cancel_timer, current_inner};
+pub(crate) use inner::{LoopInner, TimerAction, Timers, cancel_timer, current_inner};
 pub use loop_handle::{LoopHandle, RemoteTask};
 pub(crate) use shared::Shared;
 pub(crate) use tasks::spawn_raw;
 pub use tasks::{all_tasks, current_task, spawn, try_spawn};
-
-/// Debug-level diagnostics (printed when `RINGLOOP_DEBUG` is set).
-pub(crate) fn debug_log(args: fmt::Arguments<'_>) {
-    if std::env::var_os("RINGLOOP_DEBUG").is_some() {
-        eprintln!("{args}");
-    }
-}

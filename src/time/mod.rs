@@ -1,206 +1,17 @@
-//! Time: the loop clock, the timer queue, `sleep`, `timeout`, `interval`.
+//! Time: `sleep`, `timeout`, `interval`: futures over the loop's timers.
 //!
-//! One timer structure serves both backends: a binary heap ordered by
-//! `(deadline, sequence)` plus a slab of live timers. Cancelling removes the
-//! slab entry (O(1)); the heap entry goes stale and is skipped or purged
-//! later, asyncio-style (the heap is rebuilt when more than half of more
-//! than 100 entries are stale). Equal deadlines
-//! fire in scheduling order. Timers never fire early: an entry is due only
-//! when `deadline <= now`.
+//! The clock and the timer queue are `crate::timer` (a leaf the loop uses);
+//! these futures sit above the loop: they find the current loop's timers
+//! through `runtime`.
 
-use std::cell::Cell;
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use slab::Slab;
-
-use crate::runtime::{self, CallbackCell, LoopInner};
-
-/// The loop's clock: real monotonic time, or a virtual clock for tests that
-/// jumps to the next timer whenever the loop would otherwise sleep.
-pub(crate) struct Clock {
-    base: Instant,
-    virtual_offset: Option<Cell<Duration>>,
-}
-
-impl Clock {
-    pub(crate) fn new(virtual_time: bool) -> Clock {
-        Clock {
-            base: Instant::now(),
-            virtual_offset: virtual_time.then(|| Cell::new(Duration::ZERO)),
-        }
-    }
-    pub(crate) fn now(&self) -> Instant {
-        match &self.virtual_offset {
-            Some(off) => self.base + off.get(),
-            None => Instant::now(),
-        }
-    }
-    pub(crate) fn is_virtual(&self) -> bool {
-        self.virtual_offset.is_some()
-    }
-    /// Moves a virtual clock forward to `to` (never backwards).
-    pub(crate) fn advance_to(&self, to: Instant) {
-        if let Some(off) = &self.virtual_offset {
-            let target = to.saturating_duration_since(self.base);
-            if target > off.get() {
-                off.set(target);
-            }
-        }
-    }
-}
-
-pub(crate) enum TimerAction {
-    Callback(Rc<CallbackCell>),
-    Wake(Waker),
-}
-
-/// Identifies one scheduled timer: its slab key and its unique sequence
-/// number (so a reused key never matches a stale id). Plain integers, so
-/// futures holding one stay `Send`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct TimerId {
-    key: usize,
-    seq: u64,
-}
-
-impl TimerId {
-    /// The timer's sequence number: equal deadlines fire in this order.
-    pub(crate) fn seq(self) -> u64 {
-        self.seq
-    }
-}
-
-struct Live {
-    seq: u64,
-    action: TimerAction,
-}
-
-struct Entry {
-    when: Instant,
-    seq: u64,
-    key: usize,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.when == other.when && self.seq == other.seq
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Entry {
-    // Reversed: `BinaryHeap` is a max-heap, we want the earliest first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.when, other.seq).cmp(&(self.when, self.seq))
-    }
-}
-
-/// Heap of deadlines + slab of live timers. A cancelled timer leaves the slab
-/// at once (O(1)); its heap entry goes stale and is skipped or purged.
-#[derive(Default)]
-pub(crate) struct TimerQueue {
-    heap: BinaryHeap<Entry>,
-    live: Slab<Live>,
-    seq: u64,
-}
-
-impl TimerQueue {
-    pub(crate) fn insert(&mut self, when: Instant, action: TimerAction) -> TimerId {
-        self.seq += 1;
-        let seq = self.seq;
-        let key = self.live.insert(Live { seq, action });
-        self.heap.push(Entry { when, seq, key });
-        TimerId { key, seq }
-    }
-
-    fn is_live(&self, id: TimerId) -> bool {
-        self.live.get(id.key).is_some_and(|l| l.seq == id.seq)
-    }
-
-    /// Cancels a timer; returns its action (to be dropped by the caller
-    /// outside any borrow). Unknown or fired ids are ignored.
-    pub(crate) fn cancel(&mut self, id: TimerId) -> Option<TimerAction> {
-        if self.is_live(id) {
-            Some(self.live.remove(id.key).action)
-        } else {
-            None
-        }
-    }
-
-    /// Whether the timer already fired (or was cancelled).
-    pub(crate) fn is_gone(&self, id: TimerId) -> bool {
-        !self.is_live(id)
-    }
-
-    pub(crate) fn set_waker(&mut self, id: TimerId, w: &Waker) {
-        if let Some(l) = self.live.get_mut(id.key).filter(|l| l.seq == id.seq) {
-            match &l.action {
-                TimerAction::Wake(old) if old.will_wake(w) => {}
-                _ => l.action = TimerAction::Wake(w.clone()),
-            }
-        }
-    }
-
-    fn stale(&self) -> usize {
-        self.heap.len() - self.live.len()
-    }
-
-    /// asyncio's purge: rebuild when mostly cancelled, else pop stale heads.
-    pub(crate) fn purge(&mut self) {
-        if self.heap.len() > 100 && self.stale() * 2 > self.heap.len() {
-            let old = std::mem::take(&mut self.heap);
-            let live = &self.live;
-            self.heap = old
-                .into_iter()
-                .filter(|e| live.get(e.key).is_some_and(|l| l.seq == e.seq))
-                .collect();
-        } else {
-            self.pop_stale_heads();
-        }
-    }
-
-    fn pop_stale_heads(&mut self) {
-        while let Some(top) = self.heap.peek() {
-            if self.live.get(top.key).is_some_and(|l| l.seq == top.seq) {
-                break;
-            }
-            self.heap.pop();
-        }
-    }
-
-    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
-        self.pop_stale_heads();
-        self.heap.peek().map(|e| e.when)
-    }
-
-    /// Pops the earliest timer due at `now` (deadline <= now).
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<TimerAction> {
-        self.pop_stale_heads();
-        let top = self.heap.peek()?;
-        if top.when > now {
-            return None;
-        }
-        let e = self.heap.pop()?;
-        Some(self.live.remove(e.key).action)
-    }
-
-    /// Drops every timer (loop close); the caller drops the actions.
-    pub(crate) fn clear(&mut self) -> Vec<TimerAction> {
-        self.heap.clear();
-        self.live.drain().map(|l| l.action).collect()
-    }
-}
+use crate::runtime::{self, TimerAction, Timers};
+use crate::timer::{TimerId, add_clamped};
 
 /// Waits until `duration` has elapsed. `sleep(Duration::ZERO)` yields for
 /// exactly one loop iteration, like `asyncio.sleep(0)`.
@@ -217,16 +28,6 @@ pub fn sleep(duration: Duration) -> Sleep {
         timer: None,
         yielded: false,
     }
-}
-
-/// About 30 years: what a duration too large for an `Instant` is clamped to.
-const FAR_FUTURE: Duration = Duration::from_secs(86400 * 365 * 30);
-
-/// `t + d`, clamped to `t` + ~30 years when the sum does not fit in an
-/// `Instant` (no duration ever panics; such a deadline is never reached).
-pub(crate) fn add_clamped(t: Instant, d: Duration) -> Instant {
-    t.checked_add(d)
-        .unwrap_or_else(|| t.checked_add(FAR_FUTURE).unwrap_or(t))
 }
 
 /// The current loop's clock, else the real clock.
@@ -295,7 +96,7 @@ impl Future for Sleep {
                     self.timer = None;
                     return Poll::Ready(());
                 }
-                timers.set_waker(id, cx.waker());
+                set_waker(&mut timers, id, cx.waker());
                 return Poll::Pending;
             }
         }
@@ -308,6 +109,16 @@ impl Future for Sleep {
             .insert(deadline, TimerAction::Wake(cx.waker().clone()));
         self.timer = Some((id, loop_id));
         Poll::Pending
+    }
+}
+
+/// Points a sleep's timer at the waker of its latest poll.
+fn set_waker(timers: &mut Timers, id: TimerId, w: &Waker) {
+    if let Some(action) = timers.action_mut(id) {
+        match action {
+            TimerAction::Wake(old) if old.will_wake(w) => {}
+            _ => *action = TimerAction::Wake(w.clone()),
+        }
     }
 }
 
@@ -485,8 +296,4 @@ impl futures_core::Stream for Interval {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Instant>> {
         self.get_mut().poll_tick(cx).map(Some)
     }
-}
-
-pub(crate) fn schedule_timer(lp: &LoopInner, when: Instant, cb: Rc<CallbackCell>) -> TimerId {
-    lp.timers.borrow_mut().insert(when, TimerAction::Callback(cb))
 }

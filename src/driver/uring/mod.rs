@@ -477,7 +477,7 @@ impl UringDriver {
             closed: false,
         };
         core.arm_eventfd();
-        crate::runtime::debug_log(format_args!("ringloop: {description}"));
+        crate::debug::debug_log(format_args!("ringloop: {description}"));
         Ok(UringDriver {
             inner: Rc::new(Inner {
                 core: RefCell::new(core),
@@ -537,7 +537,7 @@ impl UringDriver {
             core.pool = match pool::Pool::register(&core.ring, entries, size) {
                 Ok(p) => PoolState::Ready(Rc::new(p)),
                 Err(e) => {
-                    crate::runtime::debug_log(format_args!(
+                    crate::debug::debug_log(format_args!(
                         "ringloop: no io_uring receive pool ({e}); pooled receives use single-shot RECV"
                     ));
                     PoolState::Failed
@@ -940,7 +940,7 @@ impl Core {
                             // A poll completion leaves the counter set.
                             drain_eventfd |= *wake_mode == WakeMode::Poll;
                         } else if res == -libc::EAGAIN && *wake_mode == WakeMode::Read {
-                            crate::runtime::debug_log(format_args!(
+                            crate::debug::debug_log(format_args!(
                                 "ringloop: io_uring read of a non-blocking eventfd returned \
                                  EAGAIN; watching it with POLL_ADD instead"
                             ));
@@ -948,7 +948,7 @@ impl Core {
                         } else if res != -libc::ECANCELED || !*closing {
                             *wake_errors += 1;
                             if *wake_errors > 3 {
-                                crate::runtime::debug_log(format_args!(
+                                crate::debug::debug_log(format_args!(
                                     "ringloop: the eventfd wake-up keeps failing ({}); \
                                      cross-thread wake-ups are disabled",
                                     io::Error::from_raw_os_error(-res)
@@ -992,7 +992,7 @@ impl Core {
                 Ok(_) => {}
                 Err(e) if is_transient(&e) => {}
                 Err(e) => {
-                    crate::runtime::debug_log(format_args!("ringloop: io_uring_enter while flushing CQ overflow: {e}"));
+                    crate::debug::debug_log(format_args!("ringloop: io_uring_enter while flushing CQ overflow: {e}"));
                     break;
                 }
             }
@@ -1002,7 +1002,7 @@ impl Core {
             // Only possible if the kernel could not allocate its overflow
             // list: the affected operations will never complete.
             self.dropped_reported = dropped;
-            crate::runtime::debug_log(format_args!(
+            crate::debug::debug_log(format_args!(
                 "ringloop: the kernel dropped {dropped} io_uring completions (out of memory)"
             ));
         }
@@ -1095,7 +1095,7 @@ impl Drop for Core {
             mem::forget(mem::replace(&mut self.legacy.ts, Box::new(types::Timespec::new())));
         }
         if leaked > 0 || self.eventfd_armed {
-            crate::runtime::debug_log(format_args!(
+            crate::debug::debug_log(format_args!(
                 "ringloop: io_uring driver dropped with {leaked} operation(s) still in flight \
                  after {TEARDOWN_GRACE:?}; their buffers are leaked, not freed"
             ));
