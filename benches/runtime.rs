@@ -1,4 +1,4 @@
-//! Runtime micro-benchmarks: ringloop (io_uring and readiness backends) vs
+//! Runtime micro-benchmarks: ringloop (io_uring and fallback backends) vs
 //! tokio `current_thread`, driven by criterion.
 //!
 //! ```text

@@ -1,7 +1,7 @@
 //! ringloop: an asyncio-shaped event loop for Rust.
 //!
 //! On Linux the loop drives io_uring directly; everywhere else (and where
-//! io_uring is unavailable or forbidden) a readiness backend
+//! io_uring is unavailable or forbidden) a fallback backend
 //! (`ringloop-fallback`: epoll / kqueue / poll via `polling`) runs the same
 //! task, timer, gather and wait APIs.
 //!

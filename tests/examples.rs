@@ -7,7 +7,7 @@
 //! (`wait_and_gather`, ~10 s). Each test then checks the outcome of its runs.
 //!
 //! Backends are picked with `RINGLOOP_DRIVER=uring|fallback`. With the
-//! `fallback` feature only the readiness backend exists, so only it runs. If
+//! `fallback` feature only the fallback backend exists, so only it runs. If
 //! io_uring cannot be set up here, the uring runs are skipped (said on
 //! stderr) unless `RINGLOOP_REQUIRE_URING=1`, which makes every test fail.
 //! The examples run with `RINGLOOP_DEBUG=1`, whose stderr line names the

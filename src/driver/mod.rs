@@ -16,9 +16,9 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) mod fallback;
 pub(crate) mod fd;
 pub(crate) mod ops;
-pub(crate) mod readiness;
 #[cfg(target_os = "linux")]
 pub(crate) mod uring;
 
@@ -28,16 +28,23 @@ pub(crate) mod uring;
 pub enum DriverKind {
     /// Linux io_uring: operations are submitted as SQEs, completions wake tasks.
     Uring,
-    /// The portable readiness backend (`ringloop-fallback`: epoll, kqueue,
-    /// event ports, IOCP or poll(2)).
-    Readiness,
+    /// The portable fallback backend, readiness-based (`ringloop-fallback`:
+    /// epoll, kqueue, event ports, IOCP or poll(2)).
+    Fallback,
+}
+
+#[allow(non_upper_case_globals)]
+impl DriverKind {
+    /// The old name of [`DriverKind::Fallback`].
+    #[deprecated(note = "renamed to `DriverKind::Fallback` (one name for the backend)")]
+    pub const Readiness: DriverKind = DriverKind::Fallback;
 }
 
 impl fmt::Display for DriverKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DriverKind::Uring => f.write_str("uring"),
-            DriverKind::Readiness => f.write_str("fallback"),
+            DriverKind::Fallback => f.write_str("fallback"),
         }
     }
 }
@@ -46,13 +53,13 @@ impl fmt::Display for DriverKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum DriverChoice {
-    /// io_uring when it can be set up and probed, else the readiness backend.
+    /// io_uring when it can be set up and probed, else the fallback backend.
     /// `RINGLOOP_DRIVER=uring|fallback` overrides this choice.
     #[default]
     Auto,
     /// io_uring or an error (never silently falls back).
     Uring,
-    /// The readiness backend.
+    /// The fallback backend.
     Fallback,
 }
 
@@ -207,7 +214,7 @@ impl Default for UringConfig {
 pub(crate) enum Driver {
     #[cfg(target_os = "linux")]
     Uring(uring::UringDriver),
-    Readiness(std::rc::Rc<readiness::ReadinessDriver>),
+    Fallback(std::rc::Rc<fallback::FallbackDriver>),
 }
 
 impl Driver {
@@ -215,7 +222,7 @@ impl Driver {
         match self {
             #[cfg(target_os = "linux")]
             Driver::Uring(_) => DriverKind::Uring,
-            Driver::Readiness(_) => DriverKind::Readiness,
+            Driver::Fallback(_) => DriverKind::Fallback,
         }
     }
 
@@ -223,7 +230,7 @@ impl Driver {
         match self {
             #[cfg(target_os = "linux")]
             Driver::Uring(d) => format!("uring ({})", d.setup_description()),
-            Driver::Readiness(_) => format!("fallback ({})", ringloop_fallback::backend_name()),
+            Driver::Fallback(_) => format!("fallback ({})", ringloop_fallback::backend_name()),
         }
     }
 
@@ -232,7 +239,7 @@ impl Driver {
         match self {
             #[cfg(target_os = "linux")]
             Driver::Uring(d) => d.close(),
-            Driver::Readiness(d) => d.close(),
+            Driver::Fallback(d) => d.close(),
         }
     }
 
@@ -240,7 +247,7 @@ impl Driver {
         match self {
             #[cfg(target_os = "linux")]
             Driver::Uring(d) => d.wait(timeout),
-            Driver::Readiness(d) => d.wait(timeout),
+            Driver::Fallback(d) => d.wait(timeout),
         }
     }
 
@@ -249,7 +256,7 @@ impl Driver {
         match self {
             #[cfg(target_os = "linux")]
             Driver::Uring(d) => d.uses(feature),
-            Driver::Readiness(_) => {
+            Driver::Fallback(_) => {
                 let _ = feature;
                 false
             }
@@ -261,41 +268,41 @@ impl Driver {
         match self {
             #[cfg(target_os = "linux")]
             Driver::Uring(d) => d.send_zc_threshold(),
-            Driver::Readiness(_) => None,
+            Driver::Fallback(_) => None,
         }
     }
 
     /// SQEs queued on io_uring since the ring was built (`None` on the
-    /// readiness backend); tests use it to check how many operations a
+    /// fallback backend); tests use it to check how many operations a
     /// workload costs.
     #[cfg(test)]
     pub(crate) fn sqes_queued(&self) -> Option<u64> {
         match self {
             #[cfg(target_os = "linux")]
             Driver::Uring(d) => Some(d.stats().sqes),
-            Driver::Readiness(_) => None,
+            Driver::Fallback(_) => None,
         }
     }
 
     /// Operations submitted on io_uring with opcode `O::CODE` (`None` on
-    /// the readiness backend).
+    /// the fallback backend).
     #[cfg(test)]
     pub(crate) fn ops_submitted<O: ops::OpCode>(&self) -> Option<u64> {
         match self {
             #[cfg(target_os = "linux")]
             Driver::Uring(d) => Some(d.stats().ops_by_opcode[usize::from(O::CODE) % 64]),
-            Driver::Readiness(_) => None,
+            Driver::Fallback(_) => None,
         }
     }
 
     /// Multishot operations the io_uring driver cancelled because their
-    /// completion queue reached its bound (`None` on the readiness backend).
+    /// completion queue reached its bound (`None` on the fallback backend).
     #[cfg(test)]
     pub(crate) fn queue_bound_cancels(&self) -> Option<u64> {
         match self {
             #[cfg(target_os = "linux")]
             Driver::Uring(d) => Some(d.stats().queue_bound_cancels),
-            Driver::Readiness(_) => None,
+            Driver::Fallback(_) => None,
         }
     }
 
@@ -303,14 +310,14 @@ impl Driver {
         match self {
             #[cfg(target_os = "linux")]
             Driver::Uring(d) => d.notifier(),
-            Driver::Readiness(d) => d.notifier(),
+            Driver::Fallback(d) => d.notifier(),
         }
     }
 
     /// Builds the driver the configuration asks for. With `Auto`, any failure
-    /// to set up or probe io_uring selects the readiness backend.
+    /// to set up or probe io_uring selects the fallback backend.
     pub(crate) fn build(choice: DriverChoice, cfg: &UringConfig) -> io::Result<Driver> {
-        let readiness = || Ok(Driver::Readiness(std::rc::Rc::new(readiness::ReadinessDriver::new()?)));
+        let readiness = || Ok(Driver::Fallback(std::rc::Rc::new(fallback::FallbackDriver::new()?)));
         if cfg!(feature = "fallback") || !cfg!(target_os = "linux") {
             // io_uring is compiled out or disabled: only an explicit request
             // for it is an error; `RINGLOOP_DRIVER=uring` is ignored.
@@ -343,7 +350,7 @@ impl Driver {
                 Ok(d) => Ok(Driver::Uring(d)),
                 Err(e) => {
                     crate::debug::debug_log(format_args!(
-                        "ringloop: io_uring unavailable ({e}); using the readiness backend ({})",
+                        "ringloop: io_uring unavailable ({e}); using the fallback backend ({})",
                         ringloop_fallback::backend_name()
                     ));
                     readiness()

@@ -58,7 +58,7 @@ impl UdpSocket {
     pub fn from_std(s: std::net::UdpSocket) -> io::Result<UdpSocket> {
         let drv = current_driver()?;
         let fd = OwnedFd::from(s);
-        crate::io::set_nonblocking(fd.as_raw_fd(), matches!(drv, Driver::Readiness(_)))?;
+        crate::io::set_nonblocking(fd.as_raw_fd(), matches!(drv, Driver::Fallback(_)))?;
         Ok(UdpSocket {
             fd: SharedFd::new(fd, &drv)?,
             drv,

@@ -101,7 +101,7 @@ impl Builder {
     }
 
     /// Builds the loop. With [`DriverChoice::Auto`] a failure to set up
-    /// io_uring selects the readiness backend; an explicit choice errors.
+    /// io_uring selects the fallback backend; an explicit choice errors.
     pub fn build(self) -> io::Result<EventLoop> {
         if self.driver == DriverChoice::Auto {
             warn_on_unknown_driver_env();

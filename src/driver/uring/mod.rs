@@ -107,7 +107,7 @@ impl UringDriver {
     /// Sets up a ring of `cfg.entries` SQEs (CQ twice that), with the tuned
     /// flags the kernel accepts, probes the opcodes the driver needs and arms
     /// the cross-thread eventfd. Any failure is an error naming the syscall,
-    /// so the caller can fall back to the readiness backend.
+    /// so the caller can fall back to the fallback backend.
     pub(crate) fn new(cfg: &UringConfig) -> io::Result<Self> {
         let attempts: &[u32] = if cfg.tuned_flags { &TUNED_ATTEMPTS } else { &[0] };
         Self::with_attempts(cfg, attempts)
