@@ -268,3 +268,242 @@ fn bounded_channel_delivers_all(choice: DriverChoice) {
     channel_delivers_all_in_sender_order(choice, true)
 }
 both!(bounded_channel_delivers_all);
+
+// ------------------------------------------------------------ wake-up
+
+fn loop_asleep_on_a_long_timer_wakes_on_a_message(choice: DriverChoice) {
+    let (tx, rx) = channel::unbounded::<Instant>();
+    let rx = Arc::new(Mutex::new(Some(rx)));
+    let tx = Arc::new(Mutex::new(Some(tx)));
+    let out = rt(choice, 2)
+        .run(move |idx| {
+            let rx = if idx.get() == 0 {
+                rx.lock().unwrap().take()
+            } else {
+                None
+            };
+            let tx = if idx.get() == 1 {
+                tx.lock().unwrap().take()
+            } else {
+                None
+            };
+            async move {
+                if let Some(mut rx) = rx {
+                    let timer = pin!(ringloop::sleep(Duration::from_secs(10)));
+                    let msg = pin!(rx.recv());
+                    return match select(msg, timer).await {
+                        Either::Left((Some(sent), _)) => Some(sent.elapsed()),
+                        _ => None,
+                    };
+                }
+                // Let loop 0 block in its wait first.
+                ringloop::sleep(Duration::from_millis(100)).await;
+                tx.unwrap().send(Instant::now()).await.unwrap();
+                None
+            }
+        })
+        .unwrap();
+    let latency = out[0]
+        .unwrap()
+        .expect("the message, not the 10 s timer, ended the wait");
+    assert!(latency < Duration::from_millis(100), "woke after {latency:?}");
+}
+both!(loop_asleep_on_a_long_timer_wakes_on_a_message);
+
+// ------------------------------------------------------------ shutdown
+
+fn shutdown_with_connections_in_flight_closes_every_fd(choice: DriverChoice) {
+    const LOOPS: usize = 2;
+    const CONNS: usize = 20;
+    let baseline = common::open_fds();
+    let (ls, addr) = group(LOOPS);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let done_rx = Arc::new(Mutex::new(Some(done_rx)));
+    let out = rt(choice, LOOPS)
+        .run(move |idx| {
+            let l = take(&ls, idx.get());
+            let done_rx = done_rx.lock().unwrap().take();
+            async move {
+                if let Some(done_rx) = done_rx {
+                    let h = cores::handle().unwrap();
+                    std::thread::spawn(move || {
+                        // Connections that stay open, each with a byte
+                        // echoed back so it was accepted and is served.
+                        let mut cs = Vec::new();
+                        for _ in 0..CONNS {
+                            let mut c = std::net::TcpStream::connect(addr).unwrap();
+                            c.write_all(b"y").unwrap();
+                            let mut b = [0u8; 1];
+                            c.read_exact(&mut b).unwrap();
+                            cs.push(c);
+                        }
+                        h.shutdown();
+                        // Keep them open until the runtime returned.
+                        let _ = done_rx.recv();
+                        drop(cs);
+                    });
+                }
+                accept_until_shutdown(l, |s| async move {
+                    // Echo forever: in flight until the loop closes.
+                    common::net::echo_connection(s).await
+                })
+                .await
+            }
+        })
+        .unwrap();
+    assert_eq!(out.iter().map(|c| c.unwrap()).sum::<usize>(), CONNS);
+    drop(done_tx);
+    // The client thread closes its sockets after the channel closes.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while common::open_fds() != baseline && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(common::open_fds(), baseline);
+}
+both!(shutdown_with_connections_in_flight_closes_every_fd);
+
+fn main_future_ignoring_shutdown_is_dropped_at_the_timeout(choice: DriverChoice) {
+    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d = dropped.clone();
+    let out = rt(choice, 2)
+        .shutdown_timeout(Duration::from_millis(100))
+        .run(move |idx| {
+            struct OnDrop(Arc<std::sync::atomic::AtomicBool>);
+            impl Drop for OnDrop {
+                fn drop(&mut self) {
+                    self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+            let guard = OnDrop(d.clone());
+            async move {
+                if idx.get() == 0 {
+                    let _guard = guard;
+                    ringloop::sleep(Duration::from_secs(3600)).await;
+                    return 0;
+                }
+                cores::handle().unwrap().shutdown();
+                assert!(matches!(
+                    cores::handle().unwrap().spawn_on(0, async {}),
+                    Err(CoresError::ShuttingDown)
+                ));
+                1
+            }
+        })
+        .unwrap();
+    assert_eq!(out, vec![None, Some(1)]);
+    assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
+}
+both!(main_future_ignoring_shutdown_is_dropped_at_the_timeout);
+
+fn a_panicking_loop_is_reported_and_the_others_stop(choice: DriverChoice) {
+    let started = Instant::now();
+    let res = rt(choice, 3)
+        .shutdown_timeout(Duration::from_millis(200))
+        .run(|idx| async move {
+            match idx.get() {
+                1 => {
+                    ringloop::sleep(Duration::from_millis(20)).await;
+                    panic!("boom on loop one");
+                }
+                // Stops when asked.
+                0 => cores::handle().unwrap().shutdown_requested().await,
+                // Ignores the request: dropped at the timeout.
+                _ => ringloop::sleep(Duration::from_secs(3600)).await,
+            }
+        });
+    match res {
+        Err(CoresError::Panicked { index: 1, message }) => assert!(message.contains("boom on loop one"), "{message}"),
+        other => panic!("expected loop 1's panic, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(60), "no loop hung");
+}
+both!(a_panicking_loop_is_reported_and_the_others_stop);
+
+fn ctrl_c_requests_shutdown(choice: DriverChoice) {
+    let out = rt(choice, 2)
+        .ctrl_c(true)
+        .run(|idx| async move {
+            if idx.get() == 1 {
+                // The runtime's handler was installed before any loop ran
+                // this code, so the process survives.
+                assert_eq!(kill_self_with_sigint(), 0);
+            }
+            cores::handle().unwrap().shutdown_requested().await;
+            idx.get()
+        })
+        .unwrap();
+    assert_eq!(out, vec![Some(0), Some(1)]);
+}
+both!(ctrl_c_requests_shutdown);
+
+fn kill_self_with_sigint() -> i32 {
+    unsafe extern "C" {
+        fn getpid() -> i32;
+        fn kill(pid: i32, sig: i32) -> i32;
+    }
+    // SAFETY: plain syscalls without pointers; SIGINT is 2 on every Unix.
+    unsafe { kill(getpid(), 2) }
+}
+
+fn pinned_loops_run_on_their_cpus(choice: DriverChoice) {
+    let cpus = cores::allowed_cpus().unwrap();
+    let want: Vec<usize> = (0..2).map(|i| cpus[i % cpus.len()]).collect();
+    let out = rt(choice, 2)
+        .pinning(cores::Pinning::Cpus(want.clone()))
+        .run(|_| async { cores::current_cpu() })
+        .unwrap();
+    let got: Vec<usize> = out.into_iter().map(|c| c.unwrap().unwrap()).collect();
+    assert_eq!(got, want);
+    // An impossible CPU is a setup error naming the loop; nothing runs.
+    let err = rt(choice, 2)
+        .pinning(cores::Pinning::Cpus(vec![cpus[0], 100_000]))
+        .run(|_| async {})
+        .unwrap_err();
+    assert!(matches!(err, CoresError::Build { index: 1, .. }), "{err:?}");
+}
+both!(pinned_loops_run_on_their_cpus);
+
+// ------------------------------------------------------------ reuseport (one loop)
+
+#[ringloop::test]
+fn udp_sockets_share_a_port_with_reuse_port(lp: &EventLoop) {
+    let _g = serial();
+    lp.run_until_complete(async {
+        let a = UdpSocket::bind_with("127.0.0.1:0".parse().unwrap(), true).unwrap();
+        let addr = a.local_addr().unwrap();
+        let b = UdpSocket::bind_with(addr, true).unwrap();
+        assert_eq!(b.local_addr().unwrap(), addr);
+        // Without SO_REUSEPORT the port is taken.
+        let err = UdpSocket::bind_with(addr, false).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        // Datagrams to the group reach one of its sockets.
+        let c = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        c.send_to(b"ping".to_vec(), addr).await.0.unwrap();
+        let ra = pin!(a.recv_from(vec![0u8; 16]));
+        let rb = pin!(b.recv_from(vec![0u8; 16]));
+        let (n, buf) = match select(ra, rb).await {
+            Either::Left(((r, buf), _)) | Either::Right(((r, buf), _)) => (r.unwrap().0, buf),
+        };
+        assert_eq!(&buf[..n], b"ping");
+    })
+    .unwrap();
+}
+
+#[ringloop::test]
+fn cpu_steering_attaches_to_reuseport_groups(lp: &EventLoop) {
+    let _g = serial();
+    lp.run_until_complete(async {
+        let ls = reuseport_tcp_listeners("127.0.0.1:0".parse().unwrap(), 2, 128, true).unwrap();
+        assert_eq!(ls[0].local_addr().unwrap(), ls[1].local_addr().unwrap());
+        let u = UdpSocket::bind_with("127.0.0.1:0".parse().unwrap(), true).unwrap();
+        ringloop::net::attach_reuseport_cpu_steering(&u).unwrap();
+        // Adopted listeners still accept.
+        let l = TcpListener::from_std(ls.into_iter().next().unwrap()).unwrap();
+        let addr = l.local_addr().unwrap();
+        let c = std::thread::spawn(move || std::net::TcpStream::connect(addr).map(drop));
+        let (s, _) = l.accept().await.unwrap();
+        drop(s);
+        c.join().unwrap().unwrap();
+    })
+    .unwrap();
+}
