@@ -507,3 +507,93 @@ fn cpu_steering_attaches_to_reuseport_groups(lp: &EventLoop) {
     })
     .unwrap();
 }
+
+// ------------------------------------------------------------ wake paths
+
+/// Two loops play ping-pong over two channels; returns the round trips.
+fn ping_pong(b: cores::Builder, rounds: u64) -> u64 {
+    let (to1, from0) = channel::unbounded::<u64>();
+    let (to0, from1) = channel::unbounded::<u64>();
+    let ends = Arc::new(Mutex::new(vec![Some((to1, from1)), Some((to0, from0))]));
+    let out = b
+        .loops(2)
+        .run(move |idx| {
+            let (tx, mut rx) = ends.lock().unwrap()[idx.get()].take().unwrap();
+            async move {
+                let mut done = 0;
+                if idx.get() == 0 {
+                    for i in 0..rounds {
+                        tx.send(i).await.unwrap();
+                        assert_eq!(rx.recv().await, Some(i));
+                        done += 1;
+                    }
+                } else {
+                    while let Some(i) = rx.recv().await {
+                        tx.send(i).await.unwrap();
+                        done += 1;
+                        if done == rounds {
+                            break;
+                        }
+                    }
+                }
+                done
+            }
+        })
+        .unwrap();
+    assert_eq!(out, vec![Some(rounds), Some(rounds)]);
+    rounds
+}
+
+fn msg_ring_wakes_io_uring_loops_without_eventfd(choice: DriverChoice) {
+    let before = cores::wake_counts();
+    ping_pong(rt(choice, 2), 2000);
+    let after = cores::wake_counts();
+    if choice != DriverChoice::Uring {
+        return;
+    }
+    let probe = EventLoop::builder().driver(DriverChoice::Uring).build().unwrap();
+    let msg_ring_on = probe.driver_description().contains("MSG_RING wake");
+    drop(probe);
+    if !msg_ring_on {
+        println!(
+            "SKIP msg_ring assertions: {}",
+            EventLoop::new().unwrap().driver_description()
+        );
+        return;
+    }
+    assert!(after.sent_msg_ring > before.sent_msg_ring, "{before:?} -> {after:?}");
+    assert!(
+        after.received_msg_ring > before.received_msg_ring,
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(
+        after.sent_eventfd, before.sent_eventfd,
+        "no eventfd write: {before:?} -> {after:?}"
+    );
+    assert_eq!(
+        after.received_eventfd, before.received_eventfd,
+        "no eventfd read: {before:?} -> {after:?}"
+    );
+}
+both!(msg_ring_wakes_io_uring_loops_without_eventfd);
+
+fn eventfd_path_when_msg_ring_is_off(choice: DriverChoice) {
+    let mut f = ringloop::UringFeatures::all();
+    f.msg_ring = false;
+    let before = cores::wake_counts();
+    ping_pong(rt(choice, 2).uring_features(f), 2000);
+    let after = cores::wake_counts();
+    assert_eq!(after.sent_msg_ring, before.sent_msg_ring, "{before:?} -> {after:?}");
+    assert_eq!(
+        after.received_msg_ring, before.received_msg_ring,
+        "{before:?} -> {after:?}"
+    );
+    if choice == DriverChoice::Uring {
+        assert!(after.sent_eventfd > before.sent_eventfd, "{before:?} -> {after:?}");
+        assert!(
+            after.received_eventfd > before.received_eventfd,
+            "{before:?} -> {after:?}"
+        );
+    }
+}
+both!(eventfd_path_when_msg_ring_is_off);

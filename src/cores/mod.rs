@@ -65,6 +65,35 @@ use crate::driver::DriverChoice;
 use crate::runtime::LoopError;
 use event::FlagWait;
 
+/// Process-wide counts of cross-thread wake-ups of io_uring loops by path
+/// (diagnostics: which mechanism woke sleeping loops). A loop that sleeps
+/// when work arrives from another thread is woken once; one that is awake
+/// needs no wake-up and is not counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WakeCounts {
+    /// Wake-ups sent as `IORING_OP_MSG_RING` from a thread running an
+    /// io_uring loop (no syscall on the receiver's side).
+    pub sent_msg_ring: u64,
+    /// Wake-ups sent by an eventfd write (other threads, the readiness
+    /// backend's senders, or MSG_RING off/unsupported).
+    pub sent_eventfd: u64,
+    /// `MSG_RING` wake-up completions reaped by receiving loops.
+    pub received_msg_ring: u64,
+    /// Eventfd read (or poll) completions reaped by receiving loops.
+    pub received_eventfd: u64,
+}
+
+/// The current [`WakeCounts`].
+pub fn wake_counts() -> WakeCounts {
+    let [sent_msg_ring, sent_eventfd, received_msg_ring, received_eventfd] = crate::driver::uring_wake_counts();
+    WakeCounts {
+        sent_msg_ring,
+        sent_eventfd,
+        received_msg_ring,
+        received_eventfd,
+    }
+}
+
 /// Which loop a per-loop factory call is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LoopIndex {
@@ -208,6 +237,13 @@ impl Builder {
     /// Shortcut: every loop's io_uring submission-queue size.
     pub fn ring_entries(mut self, entries: u32) -> Self {
         self.loop_builder = self.loop_builder.ring_entries(entries);
+        self
+    }
+
+    /// Shortcut: every loop's io_uring data-path features; with
+    /// `msg_ring` off, cross-loop wake-ups use the eventfd path.
+    pub fn uring_features(mut self, features: crate::UringFeatures) -> Self {
+        self.loop_builder = self.loop_builder.uring_features(features);
         self
     }
 
