@@ -10,7 +10,7 @@
 //! ringloop on the readiness backend, two tokio current_thread runtimes
 //! with tokio mpsc channels, and two plain threads with std channels (the
 //! floor). Threads are pinned to the first two allowed CPUs when there are
-//! two. `--quiet` prints only which rows ran (used by the examples test).
+//! two (`--no-pin`: never). `--quiet` prints only which rows ran (used by the examples test).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,7 +44,12 @@ impl Row {
     }
 }
 
+static NO_PIN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn cpus() -> Option<Vec<usize>> {
+    if NO_PIN.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
     let cpus = cores::allowed_cpus().ok()?;
     (cpus.len() >= 2).then(|| cpus[..2].to_vec())
 }
@@ -154,6 +159,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match a.as_str() {
             "--rounds" => rounds = args.next().ok_or("--rounds N")?.parse()?,
             "--quiet" => quiet = true,
+            "--no-pin" => NO_PIN.store(true, std::sync::atomic::Ordering::Relaxed),
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }

@@ -13,7 +13,8 @@
 //!
 //! Files: `setup.rs` (flag sets tried, opcode probe, enter check),
 //! `ring.rs` (`Core`: submission, wait, reap, teardown), `notify.rs` (the
-//! eventfd wake), `msg_ring.rs` (the MSG_RING wake between io_uring loops), `timeout.rs` (Timeout-SQE waits without EXT_ARG), `op.rs`
+//! eventfd wake), `msg_ring.rs` (the MSG_RING wake between io_uring
+//! loops), `timeout.rs` (Timeout-SQE waits without EXT_ARG), `op.rs`
 //! (slots and the op futures), `pool.rs` (the provided-buffer ring).
 //!
 //! # user_data
@@ -51,6 +52,9 @@
 //! * `libc::eventfd`, `libc::write`, `libc::read` on the eventfd: plain FFI on
 //!   an fd this module owns, with valid local buffers; `OwnedFd::from_raw_fd`
 //!   takes ownership of the fresh eventfd.
+//! * `msg_ring.rs`: pushing a `MSG_RING` SQE (it names no memory; its
+//!   target fd is owned by the notifier being called) and
+//!   `BorrowedFd::borrow_raw` of our ring's fd to `dup` it.
 //! * `Box::from_raw` of the eventfd read buffer in `Drop`, only when no read
 //!   is in flight.
 //! * [`UringDriver::submit`] / [`UringDriver::submit_multishot`] are
