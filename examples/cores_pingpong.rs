@@ -10,7 +10,8 @@
 //! ringloop on the readiness backend, two tokio current_thread runtimes
 //! with tokio mpsc channels, and two plain threads with std channels (the
 //! floor). Threads are pinned to the first two allowed CPUs when there are
-//! two (`--no-pin`: never). `--quiet` prints only which rows ran (used by the examples test).
+//! two (`--no-pin`: never). `--only TEXT` runs the rows whose name
+//! contains TEXT. `--quiet` prints only which rows ran (used by the examples test).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -154,30 +155,43 @@ fn std_row(rounds: usize) -> Row {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rounds = 20_000;
     let mut quiet = false;
+    let mut only: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--rounds" => rounds = args.next().ok_or("--rounds N")?.parse()?,
             "--quiet" => quiet = true,
+            "--only" => only = Some(args.next().ok_or("--only TEXT")?),
             "--no-pin" => NO_PIN.store(true, std::sync::atomic::Ordering::Relaxed),
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
     let rounds = rounds.max(1);
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
     let uring = cores::Builder::new().driver(DriverChoice::Uring);
     let mut no_msg_ring = UringFeatures::all();
     no_msg_ring.msg_ring = false;
-    let mut rows = vec![
-        ringloop_row("ringloop io_uring MSG_RING", uring.clone(), rounds),
-        ringloop_row("ringloop io_uring eventfd", uring.uring_features(no_msg_ring), rounds),
-        ringloop_row(
-            "ringloop readiness",
-            cores::Builder::new().driver(DriverChoice::Fallback),
+    let mut rows = Vec::new();
+    if wanted("ringloop io_uring MSG_RING") {
+        rows.push(ringloop_row("ringloop io_uring MSG_RING", uring.clone(), rounds));
+    }
+    if wanted("ringloop io_uring eventfd") {
+        rows.push(ringloop_row(
+            "ringloop io_uring eventfd",
+            uring.uring_features(no_msg_ring),
             rounds,
-        ),
-    ];
-    rows.push(Some(tokio_row(rounds)));
-    rows.push(Some(std_row(rounds)));
+        ));
+    }
+    if wanted("ringloop readiness") {
+        let b = cores::Builder::new().driver(DriverChoice::Fallback);
+        rows.push(ringloop_row("ringloop readiness", b, rounds));
+    }
+    if wanted("tokio current_thread x2") {
+        rows.push(Some(tokio_row(rounds)));
+    }
+    if wanted("std threads + mpsc (floor)") {
+        rows.push(Some(std_row(rounds)));
+    }
     if !quiet {
         println!("{rounds} round trips, CPUs {:?}", cpus());
     }

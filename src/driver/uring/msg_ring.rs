@@ -64,7 +64,8 @@ pub(super) fn count_received_eventfd() {
 
 thread_local! {
     /// This thread's io_uring driver that may send `MSG_RING`s (the last
-    /// one built here with the feature on and the opcode probed).
+    /// one built here with the feature on and the opcode probed; once it is
+    /// dropped, this thread's wake-ups use the eventfd path).
     static SENDER: RefCell<Weak<Inner>> = const { RefCell::new(Weak::new()) };
 }
 
@@ -104,8 +105,9 @@ impl Notify for RingNotifier {
 
 /// Queues and submits a `MSG_RING` to `target` on this thread's ring;
 /// false when there is none, it is busy (borrowed: we are inside its
-/// driver), closed, is the target itself, or the SQE could not be
-/// submitted now.
+/// driver), closed or has a backlog, or the SQE could not be submitted
+/// now. (A loop waking itself, which only happens while it is not asleep,
+/// would just post a harmless CQE to its own ring.)
 fn send_from_this_thread(target: i32) -> bool {
     SENDER
         .try_with(|s| {
