@@ -597,3 +597,38 @@ fn eventfd_path_when_msg_ring_is_off(choice: DriverChoice) {
     }
 }
 both!(eventfd_path_when_msg_ring_is_off);
+
+fn call_soon_threadsafe_from_a_loop_thread_wakes_the_target(choice: DriverChoice) {
+    let before = cores::wake_counts();
+    let out = rt(choice, 2)
+        .run(|idx| async move {
+            let h = cores::handle().unwrap();
+            if idx.get() == 1 {
+                // Loop 0 is asleep in its wait by now; wake it with a callback.
+                ringloop::sleep(Duration::from_millis(50)).await;
+                let (tx, rx) = std::sync::mpsc::channel();
+                let sent = Instant::now();
+                h.loop_handle(0)
+                    .unwrap()
+                    .call_soon_threadsafe(move || {
+                        tx.send((cores::current_index(), sent.elapsed())).unwrap();
+                        cores::handle().unwrap().shutdown();
+                    })
+                    .unwrap();
+                return Some(rx);
+            }
+            h.shutdown_requested().await;
+            None
+        })
+        .unwrap();
+    let (ran_on, latency) = out[1].as_ref().unwrap().as_ref().unwrap().recv().unwrap();
+    assert_eq!(ran_on, Some(0));
+    assert!(latency < Duration::from_millis(100), "ran after {latency:?}");
+    let after = cores::wake_counts();
+    let probe = EventLoop::builder().driver(DriverChoice::Uring).build();
+    if choice == DriverChoice::Uring && probe.is_ok_and(|lp| lp.driver_description().contains("MSG_RING wake")) {
+        assert!(after.sent_msg_ring > before.sent_msg_ring, "{before:?} -> {after:?}");
+        assert_eq!(after.sent_eventfd, before.sent_eventfd, "{before:?} -> {after:?}");
+    }
+}
+both!(call_soon_threadsafe_from_a_loop_thread_wakes_the_target);
