@@ -132,7 +132,7 @@ impl CoresHandle {
 
     /// Resolves once shutdown is requested (from any thread or loop).
     pub async fn shutdown_requested(&self) {
-        FlagWait(&self.inner.shutdown).await
+        FlagWait::new(&self.inner.shutdown).await
     }
 
     /// Records that loop `index`'s main future is done (once per loop).

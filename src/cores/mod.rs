@@ -459,7 +459,7 @@ where
             }
             let main = pin!(main);
             let abort = pin!(async {
-                FlagWait(&h.inner.shutdown).await;
+                FlagWait::new(&h.inner.shutdown).await;
                 crate::time::sleep(h.inner.shutdown_timeout).await;
             });
             let (mut main, mut abort) = (main, abort);
@@ -474,7 +474,7 @@ where
             })
             .await;
             h.mark_finished(index);
-            FlagWait(&h.inner.all_finished).await;
+            FlagWait::new(&h.inner.all_finished).await;
             out
         })
     }));
