@@ -319,7 +319,9 @@ fn shutdown_with_connections_in_flight_closes_every_fd(choice: DriverChoice) {
     let (ls, addr) = group(LOOPS);
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let done_rx = Arc::new(Mutex::new(Some(done_rx)));
+    // The echo tasks never end by themselves: dropped at the deadline.
     let out = rt(choice, LOOPS)
+        .shutdown_timeout(Duration::from_millis(300))
         .run(move |idx| {
             let l = take(&ls, idx.get());
             let done_rx = done_rx.lock().unwrap().take();
@@ -632,3 +634,31 @@ fn call_soon_threadsafe_from_a_loop_thread_wakes_the_target(choice: DriverChoice
     }
 }
 both!(call_soon_threadsafe_from_a_loop_thread_wakes_the_target);
+
+fn tasks_in_flight_finish_within_the_shutdown_deadline(choice: DriverChoice) {
+    let finished = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let f = finished.clone();
+    rt(choice, 2)
+        .run(move |idx| {
+            let f = f.clone();
+            async move {
+                let h = cores::handle().unwrap();
+                // Work that outlives the main future: it finishes after the
+                // shutdown request, well within the 10 s deadline.
+                ringloop::spawn(async move {
+                    cores::handle().unwrap().shutdown_requested().await;
+                    ringloop::sleep(Duration::from_millis(50)).await;
+                    f.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                })
+                .detach();
+                if idx.get() == 1 {
+                    ringloop::sleep(Duration::from_millis(20)).await;
+                    h.shutdown();
+                }
+                h.shutdown_requested().await;
+            }
+        })
+        .unwrap();
+    assert_eq!(finished.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+both!(tasks_in_flight_finish_within_the_shutdown_deadline);

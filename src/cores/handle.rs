@@ -4,9 +4,9 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use super::CoresError;
 use super::event::{Flag, FlagWait};
@@ -20,6 +20,8 @@ pub(super) struct Inner {
     finished: Vec<AtomicBool>,
     finished_count: AtomicUsize,
     pub(super) shutdown_timeout: Duration,
+    /// When shutdown was first requested.
+    shutdown_at: OnceLock<Instant>,
 }
 
 /// A `Send + Sync + Clone` handle to the loops of a running
@@ -69,6 +71,7 @@ impl CoresHandle {
                 finished: (0..n).map(|_| AtomicBool::new(false)).collect(),
                 finished_count: AtomicUsize::new(0),
                 shutdown_timeout,
+                shutdown_at: OnceLock::new(),
             }),
         }
     }
@@ -118,11 +121,24 @@ impl CoresHandle {
 
     /// Requests a graceful shutdown: [`spawn_on`](Self::spawn_on) refuses
     /// new work, [`shutdown_requested`](Self::shutdown_requested) resolves
-    /// on every loop (so servers stop accepting and wind down), and each
-    /// loop's main future still running after the runtime's shutdown
-    /// timeout is dropped (its task cancelled). Idempotent.
+    /// on every loop (so servers stop accepting and wind down), each
+    /// loop's main future still running at the deadline (the request +
+    /// the runtime's shutdown timeout) is dropped, and once every main
+    /// future is done each loop lets its other tasks finish until that
+    /// deadline before it closes (dropping what is left). Idempotent.
     pub fn shutdown(&self) {
+        self.inner.shutdown_at.get_or_init(Instant::now);
         self.inner.shutdown.set();
+    }
+
+    /// Shutdown request time + the runtime's shutdown timeout (`None`
+    /// before a request).
+    pub(super) fn shutdown_deadline(&self) -> Option<Instant> {
+        let at = *self.inner.shutdown_at.get()?;
+        Some(
+            at.checked_add(self.inner.shutdown_timeout)
+                .unwrap_or(at + Duration::from_secs(86_400 * 365)),
+        )
     }
 
     /// Whether shutdown was requested.

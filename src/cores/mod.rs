@@ -41,6 +41,8 @@
 //! on every loop so servers stop accepting and finish, remote spawns are
 //! refused, and a main future still running after
 //! [`Builder::shutdown_timeout`] is dropped (its output is then `None`).
+//! Once every main future is done, each loop lets its other tasks (e.g.
+//! connections in flight) finish until that same deadline, then closes.
 //! A panic in a loop's main future is caught, shuts the others down the
 //! same way, and `run` returns [`CoresError::Panicked`] naming the loop.
 
@@ -407,6 +409,19 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Graceful shutdown's last step on a loop: lets its other tasks finish,
+/// until `deadline` at most (checked every few milliseconds).
+async fn drain_tasks(deadline: std::time::Instant) {
+    // The task running this is one of them.
+    while crate::task::all_tasks().len() > 1 {
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return;
+        }
+        crate::time::sleep((deadline - now).min(Duration::from_millis(5))).await;
+    }
+}
+
 type SetupMsg = (usize, io::Result<crate::runtime::LoopHandle>);
 
 fn loop_thread<F, Fut>(
@@ -451,7 +466,18 @@ where
             if let Some(ctrl) = ctrl {
                 let h2 = h.clone();
                 crate::task::spawn(async move {
-                    if ctrl.await.is_ok() {
+                    // Ends with the shutdown, however requested (it must
+                    // not hold the final drain until the deadline).
+                    let mut ctrl = pin!(ctrl);
+                    let mut stop = pin!(h2.shutdown_requested());
+                    let delivered = std::future::poll_fn(|cx| {
+                        if let Poll::Ready(r) = ctrl.as_mut().poll(cx) {
+                            return Poll::Ready(r.is_ok());
+                        }
+                        stop.as_mut().poll(cx).map(|()| false)
+                    })
+                    .await;
+                    if delivered {
                         h2.shutdown();
                     }
                 })
@@ -460,7 +486,9 @@ where
             let main = pin!(main);
             let abort = pin!(async {
                 FlagWait::new(&h.inner.shutdown).await;
-                crate::time::sleep(h.inner.shutdown_timeout).await;
+                if let Some(deadline) = h.shutdown_deadline() {
+                    crate::time::sleep_until(deadline).await;
+                }
             });
             let (mut main, mut abort) = (main, abort);
             let out = std::future::poll_fn(|cx| {
@@ -475,6 +503,9 @@ where
             .await;
             h.mark_finished(index);
             FlagWait::new(&h.inner.all_finished).await;
+            if let Some(deadline) = h.shutdown_deadline() {
+                drain_tasks(deadline).await;
+            }
             out
         })
     }));
