@@ -662,3 +662,59 @@ fn tasks_in_flight_finish_within_the_shutdown_deadline(choice: DriverChoice) {
     assert_eq!(finished.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
 both!(tasks_in_flight_finish_within_the_shutdown_deadline);
+
+/// Pins the calling thread to `cpu`.
+fn pin_thread(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET and
+    // sched_setaffinity get a live local of the right size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
+    }
+}
+
+/// With the CPU-steering program attached, a connection made from CPU `k`
+/// (loopback packets are processed on the sending CPU) is accepted by
+/// socket `k` of the group, i.e. loop `k` pinned to CPU `k`. (Without it the
+/// kernel's hash spreads them: e.g. 25/15 in a run with steering off.)
+fn cpu_steering_sends_each_connection_to_the_loop_on_its_cpu(choice: DriverChoice) {
+    const PER_CPU: usize = 20;
+    let cpus = cores::allowed_cpus().unwrap();
+    if !(cpus.contains(&0) && cpus.contains(&1)) {
+        println!("SKIP: CPUs 0 and 1 are not both allowed ({cpus:?})");
+        return;
+    }
+    let ls = reuseport_tcp_listeners("127.0.0.1:0".parse().unwrap(), 2, 1024, true).unwrap();
+    let addr = ls[0].local_addr().unwrap();
+    let ls: Listeners = Arc::new(Mutex::new(ls.into_iter().map(Some).collect()));
+    let out = rt(choice, 2)
+        .pinning(cores::Pinning::Cpus(vec![0, 1]))
+        .run(move |idx| {
+            let l = take(&ls, idx.get());
+            async move {
+                if idx.get() == 0 {
+                    let h = cores::handle().unwrap();
+                    std::thread::spawn(move || {
+                        for cpu in [1, 0] {
+                            pin_thread(cpu);
+                            for _ in 0..PER_CPU {
+                                let mut c = std::net::TcpStream::connect(addr).unwrap();
+                                c.write_all(b"z").unwrap();
+                                let mut b = [0u8; 1];
+                                c.read_exact(&mut b).unwrap();
+                            }
+                        }
+                        h.shutdown();
+                    });
+                }
+                accept_until_shutdown(l, echo_one_byte).await
+            }
+        })
+        .unwrap();
+    assert_eq!(out, vec![Some(PER_CPU), Some(PER_CPU)]);
+}
+both!(cpu_steering_sends_each_connection_to_the_loop_on_its_cpu);
