@@ -63,6 +63,7 @@ pub mod blocking;
 pub mod buf;
 pub mod combinators;
 pub mod context;
+pub mod cores;
 mod debug;
 mod driver;
 pub mod fs;

@@ -88,6 +88,20 @@ pub(crate) enum Feature {
     MultishotRecv,
 }
 
+/// Process-wide counts of cross-thread wake-ups of io_uring loops:
+/// `[sent by MSG_RING, sent by eventfd write, MSG_RING CQEs reaped,
+/// eventfd completions reaped]` (all zero without io_uring).
+pub(crate) fn uring_wake_counts() -> [u64; 4] {
+    #[cfg(target_os = "linux")]
+    {
+        uring::wake_counts()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        [0; 4]
+    }
+}
+
 /// Wakes a sleeping driver from any thread.
 pub(crate) trait Notify: Send + Sync {
     fn notify(&self);
@@ -121,7 +135,7 @@ pub(crate) struct UringConfig {
 /// has them (each is probed and degrades on its own). All are on by
 /// default; turning one off (for a benchmark, or to isolate a bug) selects
 /// the plain path it replaces. `RINGLOOP_URING_DISABLE` (a comma-separated
-/// list of `multishot_accept`, `multishot_recv`, `send_zc`, or `all`) turns
+/// list of `multishot_accept`, `multishot_recv`, `send_zc`, `msg_ring`, or `all`) turns
 /// features off for every loop of the process, on top of the builder's
 /// choice. [`EventLoop::driver_description`](crate::EventLoop::driver_description)
 /// lists the ones in use.
@@ -138,6 +152,10 @@ pub struct UringFeatures {
     /// Zero-copy `SEND_ZC` (6.0) for sends at or above the threshold
     /// ([`Builder::send_zc_threshold`](crate::Builder::send_zc_threshold)).
     pub send_zc: bool,
+    /// Cross-loop wake-ups by `MSG_RING` (5.18) from a thread running an
+    /// io_uring loop (see [`cores`](crate::cores)), instead of an eventfd
+    /// write on the sender and an eventfd read on the receiver.
+    pub msg_ring: bool,
 }
 
 impl UringFeatures {
@@ -147,6 +165,7 @@ impl UringFeatures {
             multishot_accept: true,
             multishot_recv: true,
             send_zc: true,
+            msg_ring: true,
         }
     }
 
@@ -156,6 +175,7 @@ impl UringFeatures {
             multishot_accept: false,
             multishot_recv: false,
             send_zc: false,
+            msg_ring: false,
         }
     }
 
@@ -171,13 +191,14 @@ impl UringFeatures {
                 "multishot_accept" => self.multishot_accept = false,
                 "multishot_recv" => self.multishot_recv = false,
                 "send_zc" => self.send_zc = false,
+                "msg_ring" => self.msg_ring = false,
                 other => {
                     static WARNED: std::sync::Once = std::sync::Once::new();
                     let other = other.to_owned();
                     WARNED.call_once(move || {
                         eprintln!(
                             "ringloop: RINGLOOP_URING_DISABLE: unknown feature {other:?} ignored \
-                             (known: multishot_accept, multishot_recv, send_zc, all)"
+                             (known: multishot_accept, multishot_recv, send_zc, msg_ring, all)"
                         )
                     });
                 }

@@ -33,6 +33,7 @@
 mod compat;
 mod ops;
 mod recv_stream;
+mod reuseport;
 mod stream;
 mod tcp;
 #[cfg(test)]
@@ -42,6 +43,7 @@ mod udp;
 pub mod unix;
 
 pub use recv_stream::RecvStream;
+pub use reuseport::{attach_reuseport_cpu_steering, reuseport_tcp_listeners};
 #[cfg(unix)]
 pub use stream::Unix;
 pub use stream::{Family, ReadHalf, SocketStream, Tcp, WriteHalf};
