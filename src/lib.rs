@@ -101,7 +101,8 @@ pub use runtime::{
     Builder, EventLoop, ExceptionContext, ExceptionKind, Handle, LoopError, LoopHandle, RemoteTask, TimerHandle,
     current, default_exception_handler, run,
 };
-pub use task::{CancelOnDrop, DoneCallbackId, Task, TaskError, TaskRef, all_tasks, current_task, spawn, try_spawn};
+pub use runtime::{all_tasks, current_task, spawn, try_spawn};
+pub use task::{CancelOnDrop, DoneCallbackId, Task, TaskError, TaskRef};
 pub use thread_bound::{ThreadBound, WrongThread};
 pub use time::{Elapsed, Interval, MissedTicks, Sleep, interval, sleep, sleep_until, timeout, timeout_at, yield_now};
 

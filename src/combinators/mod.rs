@@ -29,7 +29,7 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    futs.into_iter().map(task::spawn).collect()
+    futs.into_iter().map(crate::runtime::spawn).collect()
 }
 
 /// How a gather turns a child's outcome into its own result element.

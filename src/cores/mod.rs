@@ -413,7 +413,7 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 /// until `deadline` at most (checked every few milliseconds).
 async fn drain_tasks(deadline: std::time::Instant) {
     // The task running this is one of them.
-    while crate::task::all_tasks().len() > 1 {
+    while crate::runtime::all_tasks().len() > 1 {
         let now = std::time::Instant::now();
         if now >= deadline {
             return;
@@ -465,7 +465,7 @@ where
         lp.run_until_complete(async move {
             if let Some(ctrl) = ctrl {
                 let h2 = h.clone();
-                crate::task::spawn(async move {
+                crate::runtime::spawn(async move {
                     // Ends with the shutdown, however requested (it must
                     // not hold the final drain until the deadline).
                     let mut ctrl = pin!(ctrl);

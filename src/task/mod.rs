@@ -33,10 +33,8 @@ use raw::{DropFuture, Init, OutputKind, RawRef};
 pub(crate) use raw::{OkWrap, SchedHook};
 
 // The spawning entry points need the current loop, so the runtime defines
-// them; they are re-exported here so `ringloop::task::spawn` keeps working.
-// This is the only mention of the runtime in `task/`: a re-export, not a
-// dependency of the task machinery.
-pub use crate::runtime::{all_tasks, current_task, spawn, try_spawn};
+// them (`ringloop::spawn`, `try_spawn`, `current_task`, `all_tasks` at the
+// crate root); `task/` itself never names the runtime.
 
 /// Where a task's wake-ups go: the loop's side of the waker. Thread-safe,
 /// since wakers may be woken on any thread; stored in every task's header.
