@@ -36,13 +36,15 @@ use super::fd::SharedFd;
 
 #[cfg(target_os = "linux")]
 mod fs;
+mod msg;
 pub(crate) mod multi;
 mod net;
 mod stream;
 
 #[cfg(target_os = "linux")]
 pub(crate) use fs::{Fsync, Ftruncate, MkdirAt, OpenAt, RenameAt, Statx, UnlinkAt, WaitId};
-pub(crate) use net::{Accept, Close, Connect, InBufs, One, OutBufs, PollReadable, Received, RecvMsg, SendMsg};
+pub(crate) use msg::{InBufs, One, OutBufs, Received, RecvMsg, SendMsg};
+pub(crate) use net::{Accept, Close, Connect, PollReadable};
 #[cfg(target_os = "linux")]
 pub(crate) use stream::SendZc;
 pub(crate) use stream::{Read, Recv, Send, Write, poll_recv_slice, poll_send_slice};

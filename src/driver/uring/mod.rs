@@ -67,6 +67,7 @@ mod op;
 pub(crate) mod pool;
 mod ring;
 mod setup;
+mod submit;
 #[cfg(test)]
 mod tests;
 mod timeout;

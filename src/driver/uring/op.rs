@@ -33,17 +33,12 @@ use std::mem;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-#[cfg(test)]
-use std::time::Duration;
 use std::time::Instant;
 
-#[cfg(test)]
-use io_uring::types;
 use io_uring::{cqueue, opcode, squeue};
 use slab::Slab;
 
-use super::{Inner, UringDriver};
-use crate::driver::ops::OpCode;
+use super::Inner;
 
 /// Called, under the driver's borrow, for every CQE of an operation whose
 /// result will never be collected (future dropped, or completed and then
@@ -202,14 +197,14 @@ fn register(slot: &mut Option<Waker>, cx: &Context<'_>) -> Option<Waker> {
 
 /// What `Op` and `MultiOp` share: the slot key, the resources, and the
 /// cancel-on-drop logic.
-struct RawOp<T: 'static> {
-    driver: Rc<Inner>,
-    key: usize,
+pub(super) struct RawOp<T: 'static> {
+    pub(super) driver: Rc<Inner>,
+    pub(super) key: usize,
     /// The slot is still allocated (false once the final result was taken).
-    live: bool,
+    pub(super) live: bool,
     /// `Some` while live; the kernel may access memory they own.
-    resources: Option<T>,
-    orphan: Option<OrphanFn>,
+    pub(super) resources: Option<T>,
+    pub(super) orphan: Option<OrphanFn>,
 }
 
 impl<T: 'static> Drop for RawOp<T> {
@@ -296,7 +291,7 @@ impl<T: 'static> Drop for RawOp<T> {
 /// driver until the kernel is done with them.
 #[must_use = "dropping an Op cancels the operation"]
 pub(crate) struct Op<T: 'static> {
-    raw: RawOp<T>,
+    pub(super) raw: RawOp<T>,
 }
 
 // `Op` never pins its resources: the kernel only sees heap addresses inside
@@ -433,7 +428,7 @@ impl<T: 'static> Future for Op<T> {
 /// the end cancels the operation.
 #[must_use = "dropping a MultiOp cancels the operation"]
 pub(crate) struct MultiOp<T: 'static> {
-    raw: RawOp<T>,
+    pub(super) raw: RawOp<T>,
 }
 
 impl<T: 'static> Unpin for MultiOp<T> {}
@@ -502,138 +497,5 @@ impl<T: 'static> futures_core::Stream for MultiOp<T> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().poll_next_cqe(cx)
-    }
-}
-
-/// `IORING_OP_TIMEOUT` as a future: `Ok(())` when the time has passed.
-#[must_use = "dropping a Timeout cancels it"]
-#[cfg(test)]
-pub(crate) struct Timeout {
-    op: Op<Box<types::Timespec>>,
-}
-
-#[cfg(test)]
-impl Future for Timeout {
-    type Output = io::Result<()>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.get_mut().op).poll(cx).map(|(res, _ts)| match res {
-            Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(()),
-            Err(e) => Err(e),
-            Ok(_) => Ok(()),
-        })
-    }
-}
-
-impl UringDriver {
-    /// Submits `op` (the one safe entry point: [`OpCode`]'s contract is
-    /// [`submit`](Self::submit)'s).
-    pub(crate) fn submit_op<O: OpCode>(&self, op: O) -> Op<O> {
-        self.count_op(O::CODE);
-        // SAFETY: `OpCode` implementors promise that `sqe` only points into
-        // heap memory the op owns (or 'static memory) and that the op keeps
-        // any fd in the SQE open: `submit`'s contract.
-        let mut op = unsafe { self.submit(op, O::sqe) };
-        op.raw.orphan = O::ORPHAN;
-        op
-    }
-
-    /// Submits a multishot `op` (its completions are a stream); see
-    /// [`submit_op`](Self::submit_op).
-    pub(crate) fn submit_multi<O: OpCode>(&self, op: O) -> MultiOp<O> {
-        self.count_op(O::CODE);
-        // SAFETY: as in `submit_op`, until the final completion.
-        let mut op = unsafe { self.submit_multishot(op, O::sqe) };
-        op.raw.orphan = O::ORPHAN;
-        op
-    }
-
-    fn count_op(&self, code: u8) {
-        if let Some(n) = self
-            .inner
-            .core
-            .borrow_mut()
-            .stats
-            .ops_by_opcode
-            .get_mut(usize::from(code))
-        {
-            *n += 1;
-        }
-    }
-
-    /// Submits an operation: `build` gets the resources and returns the SQE
-    /// (its user_data is overwritten). The SQE is queued now and handed to
-    /// the kernel by the next `wait` (or sooner, if the SQ fills up).
-    ///
-    /// # Safety
-    ///
-    /// Every pointer in the SQE must point into memory owned by `resources`
-    /// through a heap allocation (or into `'static` memory), so that it stays
-    /// valid and at the same address when `resources` is moved (into the
-    /// returned `Op`, and into the driver if the `Op` is dropped early), and
-    /// nothing may access that memory in a way that conflicts with the
-    /// kernel's access until the operation completes (`resources` is only
-    /// handed back then). Any fd in the SQE must stay open as long, or be
-    /// owned by `resources`.
-    pub(super) unsafe fn submit<T: 'static>(
-        &self,
-        mut resources: T,
-        build: impl FnOnce(&mut T) -> squeue::Entry,
-    ) -> Op<T> {
-        let entry = build(&mut resources);
-        // SAFETY: the caller upholds `submit`'s contract, which is
-        // `submit_entry`'s.
-        let key = unsafe { self.submit_entry(entry) };
-        Op {
-            raw: RawOp {
-                driver: self.inner.clone(),
-                key,
-                live: true,
-                resources: Some(resources),
-                orphan: None,
-            },
-        }
-    }
-
-    /// Like [`submit`](Self::submit), for operations that post several CQEs.
-    ///
-    /// # Safety
-    ///
-    /// As for [`submit`](Self::submit), until the final CQE.
-    pub(super) unsafe fn submit_multishot<T: 'static>(
-        &self,
-        mut resources: T,
-        build: impl FnOnce(&mut T) -> squeue::Entry,
-    ) -> MultiOp<T> {
-        let entry = build(&mut resources);
-        // SAFETY: forwarded from this function's contract.
-        let key = unsafe { self.submit_entry(entry) };
-        MultiOp {
-            raw: RawOp {
-                driver: self.inner.clone(),
-                key,
-                live: true,
-                resources: Some(resources),
-                orphan: None,
-            },
-        }
-    }
-
-    #[cfg(test)]
-    /// `IORING_OP_NOP`: completes with 0 as soon as the kernel sees it.
-    pub(crate) fn nop(&self) -> Op<()> {
-        // SAFETY: a NOP references no memory.
-        unsafe { self.submit((), |_| opcode::Nop::new().build()) }
-    }
-
-    #[cfg(test)]
-    /// `IORING_OP_TIMEOUT`: completes once `duration` has passed (counted
-    /// from when the kernel receives the SQE, so never early).
-    pub(crate) fn timeout(&self, duration: Duration) -> Timeout {
-        let ts = Box::new(super::timespec(duration));
-        // SAFETY: the SQE points at the boxed timespec, whose heap address
-        // does not change when the Box moves, and which the kernel only reads.
-        let op = unsafe { self.submit(ts, |ts| opcode::Timeout::new(&**ts as *const types::Timespec).build()) };
-        Timeout { op }
     }
 }

@@ -1,0 +1,289 @@
+//! Local task references ([`RawRef`], [`TypedRef`]) and [`OkWrap`].
+
+use std::cell::{Cell, UnsafeCell};
+use std::future::Future;
+use std::marker::PhantomData;
+use std::mem::{ManuallyDrop, MaybeUninit};
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, RawWaker, Waker};
+
+use crate::task::{TaskCore, TaskError};
+
+use super::*;
+
+/// A local (loop-thread, `!Send`) reference to a task.
+pub(crate) struct RawRef {
+    ptr: NonNull<Header>,
+    /// `!Send + !Sync`: the local count is a plain `Cell`.
+    _local: PhantomData<Rc<()>>,
+}
+
+/// A [`RawRef`] that knows its output type, for `Task<T>`.
+pub(crate) struct TypedRef<T> {
+    raw: RawRef,
+    _out: PhantomData<fn() -> T>,
+}
+
+impl RawRef {
+    /// Allocates a task (one allocation) holding `future`; the returned
+    /// reference is its only local one, and the local group its only
+    /// atomic one.
+    pub(crate) fn allocate<F, T>(future: F, init: Init) -> TypedRef<T>
+    where
+        F: Future<Output = Result<T, TaskError>> + 'static,
+        T: 'static,
+    {
+        // Built in place in the allocation (no copy of the whole cell).
+        // From `Arc::as_ptr` (not a reference): the pointer keeps the whole
+        // `Arc` allocation's provenance, as `increment_strong_count` needs.
+        // SAFETY: `Arc::as_ptr` is never null.
+        let sched = unsafe { NonNull::new_unchecked(Arc::as_ptr(&init.hook.sched).cast_mut()) };
+        let hook = Rc::downgrade(init.hook);
+        let mut cell = Box::<TaskCell<F, T>>::new_uninit();
+        let p = cell.as_mut_ptr();
+        // SAFETY: every field of the uninitialized cell is written once, in
+        // place, through raw pointers (nothing is read or dropped).
+        unsafe {
+            (&raw mut (*p).prefix.header).write(Header {
+                state: AtomicUsize::new(REF_ONE),
+                vtable: &TaskCell::<F, T>::VTABLE,
+                sched,
+                key: init.key,
+                id: init.id,
+            });
+            (&raw mut (*p).prefix.local).write(Local {
+                refs: Cell::new(1),
+                future_busy: Cell::new(false),
+                hook: ManuallyDrop::new(hook),
+                core: ManuallyDrop::new(init.core),
+            });
+            (&raw mut (*p).future).write(UnsafeCell::new(Some(future)));
+            (&raw mut (*p).output).write(UnsafeCell::new(None));
+        }
+        // SAFETY: `Box::into_raw` never returns null; every field is
+        // initialized above, so the cell may be used as a `TaskCell<F, T>`
+        // (`dealloc` frees it as a `Box<TaskCell<F, T>>`, same layout).
+        let ptr = unsafe { NonNull::new_unchecked(Box::into_raw(cell)) }.cast::<Header>();
+        TypedRef {
+            raw: RawRef {
+                ptr,
+                _local: PhantomData,
+            },
+            _out: PhantomData,
+        }
+    }
+
+    fn prefix(&self) -> &Prefix {
+        // SAFETY: this local reference keeps the allocation and its local
+        // part alive; the prefix is at offset 0 of the `repr(C)` cell.
+        unsafe { self.ptr.cast::<Prefix>().as_ref() }
+    }
+
+    fn vtable(&self) -> &'static Vtable {
+        self.prefix().header.vtable
+    }
+
+    pub(crate) fn core(&self) -> &TaskCore {
+        &self.prefix().local.core
+    }
+
+    pub(crate) fn key(&self) -> usize {
+        self.prefix().header.key
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.prefix().header.id
+    }
+
+    /// Whether a loop other than this task's runs on this thread (false
+    /// once the task's loop is gone).
+    pub(crate) fn foreign_loop_running(&self) -> bool {
+        match self.prefix().local.hook.upgrade() {
+            Some(h) => h.sched.foreign_loop_running(),
+            None => false,
+        }
+    }
+
+    /// Whether both refer to the same task.
+    pub(crate) fn ptr_eq(&self, other: &RawRef) -> bool {
+        self.ptr == other.ptr
+    }
+
+    /// Whether `w` wakes this task.
+    pub(crate) fn is_woken_by(&self, w: &Waker) -> bool {
+        std::ptr::eq(w.vtable(), &WAKER_VTABLE) && std::ptr::eq(w.data(), self.ptr.as_ptr().cast_const().cast())
+    }
+
+    /// Wakes the task (as its waker's `wake_by_ref` does); nothing once its
+    /// loop is gone (it cannot run anymore).
+    pub(crate) fn schedule(&self) {
+        let p = self.prefix();
+        if p.local.hook.strong_count() > 0 {
+            // SAFETY: the loop's hook is alive (checked just above).
+            unsafe { wake(&p.header) };
+        }
+    }
+
+    /// Marks the task finished: wakes are no-ops from now on.
+    pub(crate) fn set_done(&self) {
+        self.prefix().header.state.fetch_or(DONE, Ordering::Release);
+    }
+
+    /// Clears `SCHEDULED` at the start of a step: a wake during the step
+    /// queues the task again.
+    pub(crate) fn clear_scheduled(&self) {
+        self.prefix().header.state.fetch_and(!SCHEDULED, Ordering::AcqRel);
+    }
+
+    /// A local reference to the task `w` wakes, when `w` is the waker of a
+    /// task of the same loop as this one (so of this thread) that still has
+    /// local references; `None` otherwise. Listeners keep such a reference
+    /// instead of a waker clone: no atomic operation to store or drop it.
+    pub(crate) fn local_from_waker(&self, w: &Waker) -> Option<RawRef> {
+        if !std::ptr::eq(w.vtable(), &WAKER_VTABLE) {
+            return None;
+        }
+        let ptr = NonNull::new(w.data().cast_mut().cast::<Header>())?;
+        // SAFETY: a waker with this vtable points to a task header and owns
+        // a reference to it, so the header is alive while `w` is borrowed.
+        let h = unsafe { ptr.as_ref() };
+        // Both hooks are alive (ours: checked here; the waker's: it owns a
+        // strong count, or it is the borrowed waker of a running step), so
+        // equal addresses mean the same hook, i.e. the same loop. Addresses
+        // only: nothing is dereferenced.
+        let me = self.prefix();
+        if me.local.hook.strong_count() == 0 || !std::ptr::addr_eq(h.sched.as_ptr(), me.header.sched.as_ptr()) {
+            return None;
+        }
+        // SAFETY: the same loop, so that task belongs to this thread (a loop
+        // and its tasks never leave their thread): its local part, at a
+        // fixed offset of the live allocation, may be used here. `refs` is
+        // a plain `Cell` that is never dropped, readable even at zero (only
+        // that field is referenced: the core may already be dropped).
+        let refs = unsafe { &(*ptr.cast::<Prefix>().as_ptr()).local.refs };
+        let n = refs.get();
+        if n == 0 || n == usize::MAX {
+            // Its local contents are gone (or the count is saturated):
+            // the caller keeps a waker instead.
+            return None;
+        }
+        refs.set(n + 1);
+        Some(RawRef {
+            ptr,
+            _local: PhantomData,
+        })
+    }
+
+    /// Polls the future once (in place, panics caught) with the task's own
+    /// waker; on `Ready` the output is stored. `Pending` as well when there
+    /// is no future or the slot is busy (a re-entrant call), or when `hook`
+    /// is not this task's loop hook.
+    ///
+    /// `hook` is the caller's proof that the task's loop hook lives for the
+    /// whole step (the borrowed waker below relies on it).
+    #[inline]
+    pub(crate) fn poll(&self, hook: &Rc<SchedHook>) -> StepResult {
+        if !std::ptr::eq(self.prefix().local.hook.as_ptr(), Rc::as_ptr(hook)) {
+            return Poll::Pending;
+        }
+        // SAFETY: a waker borrowed for this call only, never dropped (so it
+        // needs no reference of its own): this `RawRef` keeps the task alive
+        // for longer; clones made by the future take their own references.
+        let waker = ManuallyDrop::new(unsafe {
+            Waker::from_raw(RawWaker::new(self.ptr.as_ptr().cast_const().cast(), &WAKER_VTABLE))
+        });
+        let mut cx = Context::from_waker(&waker);
+        // SAFETY: the vtable matches the cell; we hold a local reference.
+        unsafe { (self.vtable().poll)(self.ptr, &mut cx) }
+    }
+
+    /// Drops the future in place, unless absent or busy.
+    pub(crate) fn drop_future(&self) -> DropFuture {
+        // SAFETY: the vtable matches the cell; we hold a local reference.
+        unsafe { (self.vtable().drop_future)(self.ptr) }
+    }
+
+    /// Stores `Err(e)` as the output; `Err` when dropping a previous output
+    /// panicked.
+    pub(crate) fn set_error(&self, e: TaskError) -> Result<(), Panic> {
+        // SAFETY: the vtable matches the cell; we hold a local reference.
+        unsafe { (self.vtable().set_error)(self.ptr, e) }
+    }
+
+    pub(crate) fn output_kind(&self) -> OutputKind {
+        // SAFETY: the vtable matches the cell; we hold a local reference.
+        unsafe { (self.vtable().output_kind)(self.ptr) }
+    }
+
+    pub(crate) fn panic_text(&self) -> Option<String> {
+        // SAFETY: the vtable matches the cell; we hold a local reference.
+        unsafe { (self.vtable().panic_text)(self.ptr) }
+    }
+}
+
+impl Clone for RawRef {
+    fn clone(&self) -> RawRef {
+        let refs = &self.prefix().local.refs;
+        let n = refs.get();
+        if n == usize::MAX {
+            std::process::abort();
+        }
+        refs.set(n + 1);
+        RawRef {
+            ptr: self.ptr,
+            _local: PhantomData,
+        }
+    }
+}
+
+impl Drop for RawRef {
+    fn drop(&mut self) {
+        let refs = &self.prefix().local.refs;
+        let n = refs.get() - 1;
+        refs.set(n);
+        if n == 0 {
+            let vtable = self.vtable();
+            // SAFETY: that was the last local reference: the loop-thread
+            // contents are dropped here (on the loop thread: `RawRef` is
+            // `!Send`), then the local group's atomic reference is released.
+            unsafe {
+                (vtable.drop_local)(self.ptr);
+                release(self.ptr);
+            }
+        }
+    }
+}
+
+impl<T> TypedRef<T> {
+    pub(crate) fn raw(&self) -> &RawRef {
+        &self.raw
+    }
+
+    /// Takes the output out of its slot.
+    pub(crate) fn take_output(&self) -> Option<Result<T, TaskError>> {
+        let mut out = MaybeUninit::<Option<Result<T, TaskError>>>::uninit();
+        // SAFETY: a `TypedRef<T>` is only made by `RawRef::allocate::<F, T>`, so
+        // the vtable's `take_output` writes exactly this type, and always
+        // writes it.
+        unsafe {
+            (self.raw.vtable().take_output)(self.raw.ptr, out.as_mut_ptr().cast());
+            out.assume_init()
+        }
+    }
+}
+
+/// Wraps a plain future so its output is `Ok(value)`.
+pub(crate) struct OkWrap<F>(pub(crate) F);
+
+impl<F: Future> Future for OkWrap<F> {
+    type Output = Result<F::Output, TaskError>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: structural pinning of the only field; `OkWrap` never moves it.
+        let f = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
+        f.poll(cx).map(Ok)
+    }
+}

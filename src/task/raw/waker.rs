@@ -1,0 +1,109 @@
+//! The hand-written waker: its vtable and the atomic reference count.
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{Ordering, fence};
+use std::task::{RawWaker, RawWakerVTable};
+
+use super::*;
+
+pub(super) static WAKER_VTABLE: RawWakerVTable =
+    RawWakerVTable::new(waker_clone, waker_wake, waker_wake_by_ref, waker_drop);
+
+/// # Safety
+///
+/// `ptr` is a live task header (the caller owns a reference).
+pub(super) unsafe fn header<'a>(ptr: *const ()) -> &'a Header {
+    // SAFETY: guaranteed by the caller; wakers only ever read the header.
+    unsafe { &*ptr.cast::<Header>() }
+}
+
+pub(super) unsafe fn waker_clone(ptr: *const ()) -> RawWaker {
+    // SAFETY: the waker being cloned owns a reference (or is the borrowed
+    // waker of a running step, which holds one).
+    let h = unsafe { header(ptr) };
+    let prev = acquire(h);
+    if prev & SCHED_REF == 0 && h.state.fetch_or(SCHED_REF, Ordering::AcqRel) & SCHED_REF == 0 {
+        // The first owned waker: from now on wakers may outlive the loop,
+        // so the task takes a strong count of the hook's `Arc` (released
+        // with the allocation). Only one caller gets here (`fetch_or`).
+        // SAFETY: no owned waker existed, so this is the borrowed waker of
+        // a running step (possibly used from a scoped thread), during which
+        // `RawRef::poll` keeps the loop's `SchedHook`, and so the `Arc`,
+        // alive; `sched` points into that `Arc` (from `Arc::as_ptr`).
+        unsafe { Arc::increment_strong_count(h.sched.as_ptr().cast_const()) };
+    }
+    RawWaker::new(ptr, &WAKER_VTABLE)
+}
+
+pub(super) unsafe fn waker_wake(ptr: *const ()) {
+    // SAFETY: the waker being consumed owns a reference, released after.
+    unsafe {
+        waker_wake_by_ref(ptr);
+        waker_drop(ptr);
+    }
+}
+
+pub(super) unsafe fn waker_wake_by_ref(ptr: *const ()) {
+    // SAFETY: the waker owns a reference; the hook is alive: an owned waker
+    // implies `SCHED_REF`, and the borrowed one is only used during a step
+    // (which keeps the loop's hook alive).
+    unsafe { wake(header(ptr)) };
+}
+
+pub(super) unsafe fn waker_drop(ptr: *const ()) {
+    // SAFETY: the waker owns a reference, given up here.
+    unsafe { release(NonNull::new_unchecked(ptr.cast_mut().cast::<Header>())) }
+}
+
+/// Takes one more atomic reference; returns the previous state.
+pub(super) fn acquire(h: &Header) -> usize {
+    let prev = h.state.fetch_add(REF_ONE, Ordering::Relaxed);
+    // Like `Arc`: an absurd count means leaked wakers; abort before it wraps.
+    if prev > isize::MAX as usize {
+        std::process::abort();
+    }
+    prev
+}
+
+/// Gives up one atomic reference; the last one frees the allocation.
+///
+/// # Safety
+///
+/// The caller owns the reference and does not use `ptr` afterwards.
+pub(super) unsafe fn release(ptr: NonNull<Header>) {
+    // SAFETY: the caller's reference keeps the header alive for this access.
+    // The vtable is read first: once our reference is given up, another
+    // thread may free the header.
+    let (vtable, sched, prev) = unsafe {
+        let h = ptr.as_ref();
+        let (vtable, sched) = (h.vtable, h.sched);
+        (vtable, sched, h.state.fetch_sub(REF_ONE, Ordering::Release))
+    };
+    if prev & !FLAGS == REF_ONE {
+        // Every other reference was released before (with `Release`).
+        fence(Ordering::Acquire);
+        if prev & SCHED_REF != 0 {
+            // SAFETY: the strong count taken by the first owned waker
+            // (`waker_clone`), given back once; `sched` came from
+            // `Arc::as_ptr` of that `Arc`.
+            unsafe { Arc::decrement_strong_count(sched.as_ptr().cast_const()) };
+        }
+        // SAFETY: that was the last reference; nobody can reach the cell.
+        unsafe { (vtable.dealloc)(ptr) }
+    }
+}
+
+/// Wake: queue the task unless it is queued already or finished. Only the
+/// header is read (any thread).
+///
+/// # Safety
+///
+/// The schedule hook `h.sched` points to is alive (see `Header::sched`).
+pub(super) unsafe fn wake(h: &Header) {
+    let prev = h.state.fetch_or(SCHEDULED, Ordering::AcqRel);
+    if prev & (SCHEDULED | DONE) == 0 {
+        // SAFETY: guaranteed by the caller.
+        unsafe { h.sched.as_ref() }.schedule(h.key, h.id);
+    }
+}
