@@ -12,7 +12,8 @@
 //!   Timeout-SQE wait used on kernels without `IORING_FEAT_EXT_ARG`.
 //!
 //! Files: `setup.rs` (flag sets tried, opcode probe, enter check),
-//! `ring.rs` (`Core`: submission, wait, reap, teardown), `notify.rs` (the
+//! `ring.rs` (`Core`: submission, wait, reap, teardown), `submit.rs` (queueing
+//! `driver::ops` types), `msg_ring.rs` (cross-loop wake-ups), `notify.rs` (the
 //! eventfd wake), `msg_ring.rs` (the MSG_RING wake between io_uring
 //! loops), `timeout.rs` (Timeout-SQE waits without EXT_ARG), `op.rs`
 //! (slots and the op futures), `pool.rs` (the provided-buffer ring).
