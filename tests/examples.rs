@@ -53,6 +53,10 @@ const TESTED_ELSEWHERE: &[(&str, &str)] = &[
     ("echo_server", "tests/example_echo.rs"),
     ("echo_client", "tests/example_echo.rs"),
     ("file_copy", "tests/example_file_copy.rs"),
+    ("streams_echo_server", "tests/example_streams.rs"),
+    ("streams_echo_client", "tests/example_streams.rs"),
+    ("protocol_echo_server", "tests/example_streams.rs"),
+    ("protocol_echo_client", "tests/example_streams.rs"),
 ];
 
 /// A run that has not finished by then is killed and fails its test.
