@@ -227,6 +227,23 @@ fn streams_echo_over_tcp_with_addresses_and_clean_close(lp: &EventLoop) {
         server.close();
         assert!(!server.is_serving());
         server.wait_closed().await;
+        // The listener closes once the accept operation's cancellation is
+        // through (on io_uring that can take a loop iteration or two after
+        // wait_closed); it must not stay open.
+        let mut tries = 0;
+        loop {
+            match open_connection(addr).await {
+                Err(e) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+                    break;
+                }
+                Ok(_) => {
+                    tries += 1;
+                    assert!(tries < 100, "the listening socket stays open after wait_closed");
+                    ringloop::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
     })
     .unwrap();
 }

@@ -82,7 +82,7 @@ impl Server {
     pub fn close(&self) {
         let mut st = self.state.borrow_mut();
         st.serving = false;
-        if let Some(t) = st.accept_task.take() {
+        if let Some(t) = &st.accept_task {
             t.cancel();
         }
         for w in st.wakers.drain(..) {
@@ -90,7 +90,8 @@ impl Server {
         }
     }
 
-    /// Waits until the server is closed and all its connections are lost.
+    /// Waits until the server is closed (its accept task finished, so the
+    /// listening socket is dropped) and all its connections are lost.
     pub async fn wait_closed(&self) {
         poll_fn(|cx| {
             let mut st = self.state.borrow_mut();
@@ -101,7 +102,12 @@ impl Server {
                 Poll::Pending
             }
         })
-        .await
+        .await;
+        let accept = self.state.borrow_mut().accept_task.take();
+        if let Some(task) = accept {
+            // Cancelled by `close`: the result is `Err(Cancelled)`.
+            let _ = task.await;
+        }
     }
 
     /// Serves until [`close`](Self::close) (asyncio's `serve_forever`,
