@@ -117,10 +117,11 @@ fn echo_protocol_pair_calls_back_in_asyncio_order(lp: &EventLoop) {
         t.write_eof().unwrap();
         assert_eq!(t.write(b"more"), Err(TransportError::WriteAfterEof));
         t.wait_closed().await;
-        let c = client.borrow();
-        assert_eq!(c.data, b"Hello World!");
-        assert_eq!(c.events, ["made", "data", "eof", "lost None"]);
-        drop(c);
+        {
+            let c = client.borrow();
+            assert_eq!(c.data, b"Hello World!");
+            assert_eq!(c.events, ["made", "data", "eof", "lost None"]);
+        }
         assert_eq!(
             t.write(b"x"),
             Err(TransportError::WriteAfterEof),
@@ -378,11 +379,12 @@ fn datagram_echo_endpoints_keep_boundaries(lp: &EventLoop) {
         while client.borrow().got.len() < 3 {
             ringloop::sleep(Duration::from_millis(1)).await;
         }
-        let c = client.borrow();
-        let msgs: Vec<&[u8]> = c.got.iter().map(|(d, _)| &d[..]).collect();
-        assert_eq!(msgs, [&b"first"[..], b"", &[9u8; 1200]]);
-        assert!(c.got.iter().all(|(_, from)| *from == saddr));
-        drop(c);
+        {
+            let c = client.borrow();
+            let msgs: Vec<&[u8]> = c.got.iter().map(|(d, _)| &d[..]).collect();
+            assert_eq!(msgs, [&b"first"[..], b"", &[9u8; 1200]]);
+            assert!(c.got.iter().all(|(_, from)| *from == saddr));
+        }
         ct.close();
         assert_eq!(ct.sendto(b"late", None), Err(TransportError::Closed));
         ct.wait_closed().await;
