@@ -64,6 +64,7 @@ pub mod buf;
 pub mod combinators;
 pub mod context;
 mod debug;
+pub mod dns;
 mod driver;
 pub mod fs;
 pub mod future;
