@@ -5,7 +5,8 @@
 //! ringloop::run(async {
 //!     let addrs = ringloop::dns::getaddrinfo("127.0.0.1", 80).await.unwrap();
 //!     assert_eq!(addrs, ["127.0.0.1:80".parse().unwrap()]);
-//!     let (host, port) = ringloop::dns::getnameinfo(addrs[0], ringloop::dns::NI_NUMERICHOST).await.unwrap();
+//!     let flags = ringloop::dns::NI_NUMERICHOST | ringloop::dns::NI_NUMERICSERV;
+//!     let (host, port) = ringloop::dns::getnameinfo(addrs[0], flags).await.unwrap();
 //!     assert_eq!((host.as_str(), port.as_str()), ("127.0.0.1", "80"));
 //! })
 //! .unwrap();
