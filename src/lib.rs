@@ -80,6 +80,7 @@ pub mod task;
 mod thread_pool;
 pub mod time;
 mod timer;
+pub mod watch;
 
 /// Runtime side of the attribute macros (what their expansions call).
 #[doc(hidden)]

@@ -61,3 +61,80 @@ async fn create_subprocess_shell_runs_a_command_line() {
     let out = shell("echo $((6 * 7)) | tr 4 X").output().await.unwrap();
     assert_eq!(out.stdout, b"X2\n");
 }
+
+#[ringloop::test]
+async fn add_reader_is_level_triggered_until_removed() {
+    use std::io::{Read, Write};
+    let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    b.set_nonblocking(true).unwrap();
+    let calls = std::rc::Rc::new(std::cell::Cell::new(0u32));
+    let c = calls.clone();
+    let watcher = ringloop::watch::add_reader(&b, move || c.set(c.get() + 1)).unwrap();
+    for _ in 0..5 {
+        ringloop::yield_now().await;
+    }
+    assert_eq!(calls.get(), 0, "not readable yet");
+    a.write_all(b"x").unwrap();
+    // The callback does not read: it runs again while the byte is there.
+    let mut spins = 0;
+    while calls.get() < 3 {
+        ringloop::sleep(std::time::Duration::from_millis(1)).await;
+        spins += 1;
+        assert!(spins < 2000, "callback ran {} times", calls.get());
+    }
+    assert!(watcher.is_active());
+    // Drained: the calls stop.
+    let mut buf = [0u8; 8];
+    assert_eq!((&b).read(&mut buf).unwrap(), 1);
+    ringloop::sleep(std::time::Duration::from_millis(5)).await;
+    let settled = calls.get();
+    ringloop::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(calls.get(), settled, "no calls once drained");
+    assert!(watcher.remove());
+    a.write_all(b"y").unwrap();
+    ringloop::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(calls.get(), settled, "no calls after remove");
+}
+
+#[ringloop::test]
+async fn add_writer_runs_while_writable_and_drop_removes_it() {
+    let (_a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let calls = std::rc::Rc::new(std::cell::Cell::new(0u32));
+    let c = calls.clone();
+    let watcher = ringloop::watch::add_writer(&b, move || c.set(c.get() + 1)).unwrap();
+    while calls.get() < 2 {
+        ringloop::yield_now().await;
+    }
+    drop(watcher);
+    let n = calls.get();
+    ringloop::sleep(std::time::Duration::from_millis(10)).await;
+    assert_eq!(calls.get(), n, "no calls after the watcher is dropped");
+}
+
+#[ringloop::test]
+fn add_signal_handler_calls_back_per_signal(lp: &ringloop::EventLoop) {
+    // Signals are process-wide and both variants run at once: one signal each.
+    let (kind, signum) = match lp.driver_kind() {
+        ringloop::DriverKind::Uring => (ringloop::signal::SignalKind::user_defined1(), libc::SIGUSR1),
+        _ => (ringloop::signal::SignalKind::user_defined2(), libc::SIGUSR2),
+    };
+    lp.run_until_complete(async move {
+        let calls = std::rc::Rc::new(std::cell::Cell::new(0u32));
+        let c = calls.clone();
+        let h = ringloop::watch::add_signal_handler(kind, move || c.set(c.get() + 1)).unwrap();
+        // SAFETY: sends a signal to this process, whose handler ringloop installed above.
+        assert_eq!(unsafe { libc::kill(libc::getpid(), signum) }, 0);
+        while calls.get() < 1 {
+            ringloop::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        ringloop::sleep(std::time::Duration::from_millis(10)).await;
+        assert_eq!(calls.get(), 1, "one signal, one call");
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(libc::getpid(), signum) }, 0);
+        while calls.get() < 2 {
+            ringloop::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(h.remove());
+    })
+    .unwrap();
+}
