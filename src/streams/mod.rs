@@ -3,7 +3,7 @@
 //! [`StreamWriter`] (`write` + `drain`, `close` + `wait_closed`).
 //!
 //! Built like asyncio's: a stream protocol on a
-//! [`Transport`](crate::protocols::Transport) feeds the reader's buffer
+//! [`Transport`] feeds the reader's buffer
 //! and tracks the transport's flow control for `drain`. The reader pauses
 //! the transport when more than `2 * limit` bytes are buffered and resumes
 //! it at `limit` (default [`DEFAULT_LIMIT`], 64 KiB); `drain` waits while
