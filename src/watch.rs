@@ -45,9 +45,9 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
+use crate::Task;
 use crate::io::{SharedFd, current_driver};
 use crate::signal::SignalKind;
-use crate::task::Task;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Interest {
@@ -145,7 +145,7 @@ fn add<F: FnMut() + 'static>(fd: BorrowedFd<'_>, interest: Interest, mut callbac
     let shared = SharedFd::new(fd.try_clone_to_owned()?, &drv)?;
     let what = format!("{interest:?} fd {raw}");
     let label = what.clone();
-    let task = crate::task::try_spawn(async move {
+    let task = crate::try_spawn(async move {
         loop {
             let res = match interest {
                 Interest::Read => crate::io::ops::poll_readable(&drv, &shared).await,
@@ -180,7 +180,7 @@ fn add<F: FnMut() + 'static>(fd: BorrowedFd<'_>, interest: Interest, mut callbac
 /// (several deliveries before the loop looks may run the callback once).
 pub fn add_signal_handler<F: FnMut() + 'static>(kind: SignalKind, mut callback: F) -> io::Result<Watcher> {
     let mut sig = crate::signal::signal(kind)?;
-    let task = crate::task::try_spawn(async move {
+    let task = crate::try_spawn(async move {
         while sig.recv().await.is_some() {
             callback();
         }

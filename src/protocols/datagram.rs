@@ -196,10 +196,10 @@ where
         .map_err(|_| io::Error::other("the protocol is borrowed during connection_made"))?
         .connection_made(&t);
     let sock = Rc::new(sock);
-    crate::task::try_spawn(receiver(t.clone(), sock.clone()))
+    crate::try_spawn(receiver(t.clone(), sock.clone()))
         .map_err(io::Error::other)?
         .detach();
-    crate::task::try_spawn(sender(t.clone(), sock))
+    crate::try_spawn(sender(t.clone(), sock))
         .map_err(io::Error::other)?
         .detach();
     Ok((t, protocol))

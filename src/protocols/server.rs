@@ -20,7 +20,7 @@ struct ServerState {
     serving: bool,
     /// Connections whose transport is not lost yet.
     active: usize,
-    accept_task: Option<crate::task::Task<()>>,
+    accept_task: Option<crate::Task<()>>,
     wakers: Vec<Waker>,
 }
 
@@ -137,7 +137,7 @@ impl Server {
             serving: true,
             ..ServerState::default()
         }));
-        let task = crate::task::try_spawn(accept(ConnTracker(state.clone()))).map_err(io::Error::other)?;
+        let task = crate::try_spawn(accept(ConnTracker(state.clone()))).map_err(io::Error::other)?;
         state.borrow_mut().accept_task = Some(task);
         Ok(Server { addr, state })
     }
@@ -161,7 +161,7 @@ impl ConnTracker {
                 w.wake();
             }
         };
-        if let Ok(task) = crate::task::try_spawn(watch) {
+        if let Ok(task) = crate::try_spawn(watch) {
             task.detach();
         } else {
             self.0.borrow_mut().active -= 1;

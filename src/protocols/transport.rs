@@ -153,10 +153,10 @@ impl Transport {
             Err(_) => return Err(io::Error::other("the protocol is borrowed during connection_made")),
         }
         t.flush_pending();
-        crate::task::try_spawn(reader(t.clone(), io.clone()))
+        crate::try_spawn(reader(t.clone(), io.clone()))
             .map_err(io::Error::other)?
             .detach();
-        crate::task::try_spawn(writer(t.clone(), io))
+        crate::try_spawn(writer(t.clone(), io))
             .map_err(io::Error::other)?
             .detach();
         Ok(t)

@@ -480,7 +480,7 @@ impl Protocol for StreamProtocol {
         self.reader.borrow_mut().transport = Some(transport.clone());
         if let Some(cb) = self.on_connected.take() {
             let (r, w) = self.pair(transport);
-            match crate::task::try_spawn(cb(r, w)) {
+            match crate::try_spawn(cb(r, w)) {
                 Ok(t) => t.detach(),
                 Err(_) => transport.abort(),
             }
