@@ -1,4 +1,4 @@
-//! Comparative suite: ringloop (io_uring and readiness backends) against
+//! Comparative suite: ringloop (io_uring and fallback backends) against
 //! tokio current_thread, monoio, compio, and hand-written io_uring and epoll
 //! loops (the ceilings), each server in its own process; plus file reads.
 //!

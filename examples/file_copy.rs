@@ -4,7 +4,7 @@
 //! destination with `File::create`, then copies 256 KiB chunks with
 //! `read_at` / `write_all_at`, reusing one buffer, and prints the number of
 //! bytes copied. On io_uring every step is an io_uring operation; on the
-//! readiness backend (`RINGLOOP_DRIVER=fallback`) they run on the blocking
+//! fallback backend (`RINGLOOP_DRIVER=fallback`) they run on the blocking
 //! pool.
 //!
 //! ```text

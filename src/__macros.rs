@@ -68,7 +68,7 @@ pub fn run_test<R: Outcome>(choice: DriverChoice, opts: Options, name: &str, bod
     let Some(lp) = build_loop(choice, &opts) else { return };
     let expect = match choice {
         DriverChoice::Uring => DriverKind::Uring,
-        _ => DriverKind::Readiness,
+        _ => DriverKind::Fallback,
     };
     assert_eq!(lp.driver_kind(), expect);
     eprintln!("[{}] {name} on {}", lp.driver_kind(), lp.driver_description());

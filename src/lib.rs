@@ -1,7 +1,7 @@
 //! ringloop: an asyncio-shaped event loop for Rust.
 //!
 //! On Linux the loop drives io_uring directly; everywhere else (and where
-//! io_uring is unavailable or forbidden) a readiness backend
+//! io_uring is unavailable or forbidden) a fallback backend
 //! (`ringloop-fallback`: epoll / kqueue / poll via `polling`) runs the same
 //! task, timer, gather and wait APIs.
 //!
@@ -63,11 +63,14 @@ pub mod blocking;
 pub mod buf;
 pub mod combinators;
 pub mod context;
+pub mod cores;
 mod debug;
 pub mod dns;
 mod driver;
 pub mod fs;
 pub mod future;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 mod io;
 pub mod net;
 pub mod process;
@@ -77,9 +80,12 @@ pub mod signal;
 pub mod streams;
 pub mod sync;
 pub mod task;
+pub mod thread_bound;
 mod thread_pool;
 pub mod time;
 mod timer;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod watch;
 
 /// Runtime side of the attribute macros (what their expansions call).
@@ -99,7 +105,9 @@ pub use runtime::{
     Builder, EventLoop, ExceptionContext, ExceptionKind, Handle, LoopError, LoopHandle, RemoteTask, TimerHandle,
     current, default_exception_handler, run,
 };
-pub use task::{CancelOnDrop, DoneCallbackId, Task, TaskError, TaskRef, all_tasks, current_task, spawn, try_spawn};
+pub use runtime::{all_tasks, current_task, spawn, try_spawn};
+pub use task::{CancelOnDrop, DoneCallbackId, Task, TaskError, TaskRef};
+pub use thread_bound::{ThreadBound, WrongThread};
 pub use time::{Elapsed, Interval, MissedTicks, Sleep, interval, sleep, sleep_until, timeout, timeout_at, yield_now};
 
 /// The traits most programs need in scope: `use ringloop::prelude::*;`.

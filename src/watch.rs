@@ -9,7 +9,7 @@
 //! Readers and writers are level-triggered, as asyncio's: while the fd stays
 //! readable (the callback did not drain it) the callback runs again once per
 //! loop iteration, on both backends (a zero-timeout `poll(2)` checks after
-//! each call, so the readiness backend's edge-triggered reports do not lose
+//! each call, so the fallback backend's edge-triggered reports do not lose
 //! a wake-up). The watcher keeps its own duplicate of the fd (`F_DUPFD_CLOEXEC`):
 //! closing the original while watched does not close the file.
 //!
@@ -155,7 +155,7 @@ fn add<F: FnMut() + 'static>(fd: BorrowedFd<'_>, interest: Interest, mut callbac
                 report(format!("watcher ({label}) failed: {e}"));
                 return;
             }
-            // A readiness report may be stale (the readiness backend reports
+            // A readiness report may be stale (the fallback backend reports
             // the registration's initial state): check before calling.
             if !ready_now(shared.raw(), interest) {
                 continue;

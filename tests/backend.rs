@@ -101,7 +101,7 @@ fn auto_prefers_io_uring_when_it_works() {
 fn a_ring_that_cannot_be_created_falls_back_instead_of_erroring() {
     // 2^30 SQEs is far beyond IORING_MAX_ENTRIES: io_uring_setup fails (EINVAL).
     let lp = EventLoop::builder().ring_entries(1 << 30).build().unwrap();
-    assert_eq!(lp.driver_kind(), DriverKind::Readiness);
+    assert_eq!(lp.driver_kind(), DriverKind::Fallback);
     assert_eq!(lp.run_until_complete(async { 3 }).unwrap(), 3);
     // An explicit io_uring request does not fall back: it reports the error.
     let err = EventLoop::builder()
@@ -115,7 +115,7 @@ fn a_ring_that_cannot_be_created_falls_back_instead_of_erroring() {
 #[test]
 fn explicit_fallback_choice_beats_the_environment() {
     let lp = EventLoop::builder().driver(DriverChoice::Fallback).build().unwrap();
-    assert_eq!(lp.driver_kind(), DriverKind::Readiness);
+    assert_eq!(lp.driver_kind(), DriverKind::Fallback);
     assert!(lp.driver_description().starts_with("fallback ("));
     // With RINGLOOP_DRIVER=uring actually set (in a child process).
     let (kind, _) = probe_in_child("child_probe_explicit_fallback_choice", &[("RINGLOOP_DRIVER", "uring")]);
@@ -125,7 +125,7 @@ fn explicit_fallback_choice_beats_the_environment() {
 #[cfg(feature = "fallback")]
 #[test]
 fn the_fallback_feature_forces_the_readiness_backend() {
-    assert_eq!(EventLoop::new().unwrap().driver_kind(), DriverKind::Readiness);
+    assert_eq!(EventLoop::new().unwrap().driver_kind(), DriverKind::Fallback);
     assert_eq!(
         driver_kind_in_child(&[("RINGLOOP_DRIVER", "uring")]).as_str(),
         "fallback"
@@ -150,7 +150,7 @@ fn without_the_fallback_feature_uring_can_be_forced() {
 fn the_readiness_backend_uses_the_configured_os_mechanism() {
     let lp = EventLoop::builder().driver(DriverChoice::Fallback).build().unwrap();
     let desc = lp.driver_description();
-    eprintln!("readiness backend: {desc}");
+    eprintln!("fallback backend: {desc}");
     if std::env::var("RINGLOOP_EXPECT_POLL_BACKEND").as_deref() == Ok("1") {
         assert_eq!(
             desc, "fallback (poll)",
@@ -375,7 +375,7 @@ fn child_auto_with_io_uring_enter_forbidden() {
     println!("explicit uring: {err}");
 
     let lp = EventLoop::new().unwrap();
-    assert_eq!(lp.driver_kind(), DriverKind::Readiness);
+    assert_eq!(lp.driver_kind(), DriverKind::Fallback);
     let out = lp
         .run_until_complete(async {
             let t = ringloop::spawn(async {

@@ -7,7 +7,7 @@
 //! (`wait_and_gather`, ~10 s). Each test then checks the outcome of its runs.
 //!
 //! Backends are picked with `RINGLOOP_DRIVER=uring|fallback`. With the
-//! `fallback` feature only the readiness backend exists, so only it runs. If
+//! `fallback` feature only the fallback backend exists, so only it runs. If
 //! io_uring cannot be set up here, the uring runs are skipped (said on
 //! stderr) unless `RINGLOOP_REQUIRE_URING=1`, which makes every test fail.
 //! The examples run with `RINGLOOP_DEBUG=1`, whose stderr line names the
@@ -45,6 +45,8 @@ const RUNS: &[(&str, &[&str])] = &[
     ("ctrl_c", &[]),
     ("pipeline", &[]),
     ("udp_echo", &[]),
+    ("cores_echo", &["--self-test", "200"]),
+    ("cores_pingpong", &["--rounds", "200", "--quiet"]),
 ];
 
 /// Examples run by their own test file instead (they need a server, paths
@@ -57,6 +59,10 @@ const TESTED_ELSEWHERE: &[(&str, &str)] = &[
     ("streams_echo_client", "tests/example_streams.rs"),
     ("protocol_echo_server", "tests/example_streams.rs"),
     ("protocol_echo_client", "tests/example_streams.rs"),
+    // Features `hyper` + `tls` (skipped without them).
+    ("hyper_hello", "tests/example_hyper.rs"),
+    ("hyper_client", "tests/example_hyper.rs"),
+    ("https_hello", "tests/example_hyper.rs"),
 ];
 
 /// A run that has not finished by then is killed and fails its test.
@@ -471,4 +477,32 @@ fn a_three_process_pipeline_sorts_and_uppercases_the_input() {
 #[test]
 fn udp_echo_returns_each_datagram_whole_and_in_order() {
     check("udp_echo", &[], &is(&["echo: ping 1", "echo: ping 2", "echo: ping 3"]));
+}
+
+#[test]
+fn cores_echo_serves_on_every_loop() {
+    check(
+        "cores_echo",
+        &["--self-test", "200"],
+        &is(&["served 200 connections on 2 loops", "every loop served some: true"]),
+    );
+}
+
+#[test]
+fn cores_pingpong_runs_every_row() {
+    // The ringloop rows all run, whatever RINGLOOP_DRIVER says: each row
+    // names its backend. Where io_uring cannot be built (the `fallback`
+    // feature, an old kernel) the io_uring rows are skipped (said on stderr).
+    let uring_rows: &[&'static str] = if EventLoop::builder().driver(DriverChoice::Uring).build().is_err() {
+        &[]
+    } else {
+        &["ran: ringloop io_uring MSG_RING", "ran: ringloop io_uring eventfd"]
+    };
+    let mut expected = uring_rows.to_vec();
+    expected.extend([
+        "ran: ringloop readiness",
+        "ran: tokio current_thread x2",
+        "ran: std threads + mpsc (floor)",
+    ]);
+    check("cores_pingpong", &["--rounds", "200", "--quiet"], &is(&expected));
 }

@@ -9,7 +9,7 @@ use ringloop::{DriverChoice, EventLoop, LoopError, MissedTicks, ReturnWhen, Task
 use ringloop::{sleep, spawn, yield_now};
 use std::time::Duration;
 
-/// Another loop on this thread (readiness backend: it never runs here).
+/// Another loop on this thread (fallback backend: it never runs here).
 fn other_loop() -> EventLoop {
     EventLoop::builder().driver(DriverChoice::Fallback).build().unwrap()
 }

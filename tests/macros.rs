@@ -13,7 +13,7 @@ fn expected_kind() -> DriverKind {
         DriverKind::Uring
     } else {
         assert!(name.ends_with("::fallback"), "unexpected test name {name:?}");
-        DriverKind::Readiness
+        DriverKind::Fallback
     }
 }
 
@@ -61,7 +61,7 @@ fn only_uring(lp: &EventLoop) {
 
 #[ringloop::test(backend = "fallback", virtual_clock = false)]
 fn only_fallback(lp: &EventLoop) {
-    assert_eq!(lp.driver_kind(), DriverKind::Readiness);
+    assert_eq!(lp.driver_kind(), DriverKind::Fallback);
 }
 
 #[ringloop::test(slow_callback_ms = 10_000)]

@@ -1,5 +1,5 @@
 //! Stream patterns that hang if a readiness edge is lost or a short read is
-//! taken for a drained buffer when it is not (the readiness backend caches
+//! taken for a drained buffer when it is not (the fallback backend caches
 //! edge-triggered readiness) — both backends.
 #![cfg(unix)]
 
@@ -23,7 +23,7 @@ const STEP: Duration = Duration::from_secs(10);
 /// Runs `fut` as a task of its own and waits at most [`STEP`] for it. A
 /// task whose wake-up was lost never finishes; a `timeout` wrapped around
 /// the operation itself would poll it once more on expiry, and the
-/// readiness backend retries its syscall on any poll, hiding the loss.
+/// fallback backend retries its syscall on any poll, hiding the loss.
 async fn bounded<T: 'static>(what: &str, fut: impl Future<Output = T> + 'static) -> T {
     match timeout(STEP, spawn(fut)).await {
         Ok(res) => res.unwrap(),
@@ -234,7 +234,7 @@ fn unix_writer_fills_the_buffer_and_waits_for_writability(lp: &EventLoop) {
 
 #[ringloop::test]
 fn echo_ping_pong_with_requests_shorter_than_the_buffer(lp: &EventLoop) {
-    // The benchmark's pattern: every read is short, so the readiness
+    // The benchmark's pattern: every read is short, so the fallback
     // backend waits before each next read instead of trying it.
     lp.run_until_complete(async {
         let (client, server) = tcp_pair().await;

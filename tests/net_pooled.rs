@@ -1,5 +1,5 @@
 //! Pooled receives (`recv_stream`): io_uring multishot receive into the
-//! loop's provided-buffer ring, heap buffers on the readiness backend.
+//! loop's provided-buffer ring, heap buffers on the fallback backend.
 
 mod common;
 
@@ -22,7 +22,7 @@ fn pattern(conn: usize, len: usize) -> Vec<u8> {
 
 /// Whether pooled receives come from the kernel's buffer ring on this loop
 /// (io_uring with multishot receive on; `RINGLOOP_URING_DISABLE` may turn
-/// it off, and then they are heap buffers as on the readiness backend).
+/// it off, and then they are heap buffers as on the fallback backend).
 fn ring_buffers_in_use(lp: &EventLoop) -> bool {
     lp.driver_kind() == DriverKind::Uring && lp.driver_description().contains("multishot recv (buffer ring")
 }

@@ -38,7 +38,7 @@ fn raise_here(sig: libc::c_int) {
 /// A real-time signal used by exactly one test variant: `slot` numbers the
 /// test, the backend picks one of two.
 fn own_signal(lp: &EventLoop, slot: i32) -> libc::c_int {
-    let sig = libc::SIGRTMIN() + 2 * slot + i32::from(lp.driver_kind() == DriverKind::Readiness);
+    let sig = libc::SIGRTMIN() + 2 * slot + i32::from(lp.driver_kind() == DriverKind::Fallback);
     assert!(sig <= libc::SIGRTMAX(), "out of real-time signals");
     sig
 }

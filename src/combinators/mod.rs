@@ -29,7 +29,7 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    futs.into_iter().map(task::spawn).collect()
+    futs.into_iter().map(crate::runtime::spawn).collect()
 }
 
 /// How a gather turns a child's outcome into its own result element.
@@ -73,7 +73,7 @@ fn gather_task<T: 'static, M: Mode<T>>(children: Vec<Task<T>>) -> Task<Vec<M::Ou
         finished: false,
         _mode: PhantomData,
     };
-    let gather = task::spawn_raw(&lp, body);
+    let gather = runtime::spawn_raw(&lp, body);
     gather.mark_gather();
     // Cancelling the gather cancels its children at once, as asyncio does,
     // so a child cancelled before its first step never runs.
@@ -186,7 +186,7 @@ impl<T: 'static, M: Mode<T>> Future for GatherBody<T, M> {
         if first {
             this.registered = true;
             for c in this.children.iter().flatten() {
-                c.add_listener(cx.waker().clone());
+                c.add_listener(cx.waker());
             }
         }
         Poll::Pending
@@ -386,7 +386,7 @@ impl<T: 'static> Future for Wait<T> {
         if !this.registered {
             this.registered = true;
             for t in &this.tasks {
-                t.add_listener(cx.waker().clone());
+                t.add_listener(cx.waker());
             }
         }
         Poll::Pending

@@ -13,7 +13,7 @@ use std::task::{Context, Poll, Waker};
 use slab::Slab;
 
 use crate::runtime::{self, ExceptionKind, LoopError, LoopInner};
-use crate::task::{self, Task, TaskError, TaskRef, panic_message};
+use crate::task::{Task, TaskError, TaskRef, panic_message};
 
 /// How one child of a [`TaskGroup`] failed.
 #[non_exhaustive]
@@ -412,7 +412,7 @@ impl TaskGroup {
                 }
             }
         };
-        let t = task::spawn_raw(&lp, body);
+        let t = crate::runtime::spawn_raw(&lp, body);
         entry.insert(t.as_ref());
         Ok(t)
     }

@@ -1,6 +1,6 @@
 //! [`SharedFd`]: an owned fd shared by an I/O object and its in-flight
 //! operations, registered with the readiness reactor when the loop runs
-//! the readiness backend.
+//! the fallback backend.
 
 use std::cell::Cell;
 use std::io;
@@ -8,15 +8,15 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 
 use super::Driver;
-use super::readiness::ReadinessDriver;
+use super::fallback::FallbackDriver;
 
 struct Registration {
     key: usize,
-    reactor: Rc<ReadinessDriver>,
+    reactor: Rc<FallbackDriver>,
 }
 
 /// What a short read (some bytes, fewer than asked) on an fd proves about
-/// its receive buffer; the readiness backend then waits before the next read
+/// its receive buffer; the fallback backend then waits before the next read
 /// instead of paying a failing syscall (`Reactor::note_short_read`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ShortRead {
@@ -31,7 +31,7 @@ pub(crate) enum ShortRead {
     /// ended the read (the kernel stops a read after a message carrying file
     /// descriptors, or between writers with different credentials), which
     /// `MSG_CTRUNC` reveals because reads pass no control buffer. Reads
-    /// therefore use `recvmsg` on the readiness backend.
+    /// therefore use `recvmsg` on the fallback backend.
     DrainsUnlessCtrunc,
 }
 
@@ -74,7 +74,7 @@ impl Drop for FdInner {
 /// An owned file descriptor shared by an I/O object and its in-flight
 /// operations: it is closed when the last of them is gone, so the kernel
 /// never sees a closed (or reused) fd number in a pending operation. On the
-/// readiness backend it is non-blocking and registered with the reactor.
+/// fallback backend it is non-blocking and registered with the reactor.
 #[derive(Clone)]
 pub(crate) struct SharedFd(Rc<FdInner>);
 
@@ -82,7 +82,7 @@ impl SharedFd {
     /// Adopts `fd` for use with `driver`.
     pub(crate) fn new(fd: OwnedFd, driver: &Driver) -> io::Result<SharedFd> {
         let reg = match driver {
-            Driver::Readiness(r) => {
+            Driver::Fallback(r) => {
                 // SAFETY: `fd` is owned by the `FdInner` built below, whose
                 // `Drop` deregisters before closing it.
                 let key = unsafe { r.register(fd.as_raw_fd())? };
@@ -126,19 +126,19 @@ impl SharedFd {
         self.0.fd.get()
     }
 
-    /// The reactor key (readiness backend only).
+    /// The reactor key (fallback backend only).
     pub(crate) fn key(&self) -> io::Result<usize> {
         match &self.0.reg {
             Some(r) => Ok(r.key),
             None => Err(io::Error::other(
-                "ringloop: fd not registered with the readiness backend",
+                "ringloop: fd not registered with the fallback backend",
             )),
         }
     }
 
     /// Takes the fd back when no other handle (in-flight or orphaned
     /// operation) holds it, e.g. to close it asynchronously; otherwise gives
-    /// this handle back. On the readiness backend it is deregistered first.
+    /// this handle back. On the fallback backend it is deregistered first.
     pub(crate) fn try_into_owned(self) -> Result<OwnedFd, SharedFd> {
         match Rc::try_unwrap(self.0) {
             Ok(inner) => {

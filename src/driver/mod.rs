@@ -16,9 +16,9 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) mod fallback;
 pub(crate) mod fd;
 pub(crate) mod ops;
-pub(crate) mod readiness;
 #[cfg(target_os = "linux")]
 pub(crate) mod uring;
 
@@ -28,16 +28,23 @@ pub(crate) mod uring;
 pub enum DriverKind {
     /// Linux io_uring: operations are submitted as SQEs, completions wake tasks.
     Uring,
-    /// The portable readiness backend (`ringloop-fallback`: epoll, kqueue,
-    /// event ports, IOCP or poll(2)).
-    Readiness,
+    /// The portable fallback backend, readiness-based (`ringloop-fallback`:
+    /// epoll, kqueue, event ports, IOCP or poll(2)).
+    Fallback,
+}
+
+#[allow(non_upper_case_globals)]
+impl DriverKind {
+    /// The old name of [`DriverKind::Fallback`].
+    #[deprecated(note = "renamed to `DriverKind::Fallback` (one name for the backend)")]
+    pub const Readiness: DriverKind = DriverKind::Fallback;
 }
 
 impl fmt::Display for DriverKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DriverKind::Uring => f.write_str("uring"),
-            DriverKind::Readiness => f.write_str("fallback"),
+            DriverKind::Fallback => f.write_str("fallback"),
         }
     }
 }
@@ -46,13 +53,13 @@ impl fmt::Display for DriverKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum DriverChoice {
-    /// io_uring when it can be set up and probed, else the readiness backend.
+    /// io_uring when it can be set up and probed, else the fallback backend.
     /// `RINGLOOP_DRIVER=uring|fallback` overrides this choice.
     #[default]
     Auto,
     /// io_uring or an error (never silently falls back).
     Uring,
-    /// The readiness backend.
+    /// The fallback backend.
     Fallback,
 }
 
@@ -79,6 +86,20 @@ pub(crate) fn wait_error_is_permanent(e: &io::Error) -> bool {
 pub(crate) enum Feature {
     MultishotAccept,
     MultishotRecv,
+}
+
+/// Process-wide counts of cross-thread wake-ups of io_uring loops:
+/// `[sent by MSG_RING, sent by eventfd write, MSG_RING CQEs reaped,
+/// eventfd completions reaped]` (all zero without io_uring).
+pub(crate) fn uring_wake_counts() -> [u64; 4] {
+    #[cfg(target_os = "linux")]
+    {
+        uring::wake_counts()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        [0; 4]
+    }
 }
 
 /// Wakes a sleeping driver from any thread.
@@ -114,7 +135,7 @@ pub(crate) struct UringConfig {
 /// has them (each is probed and degrades on its own). All are on by
 /// default; turning one off (for a benchmark, or to isolate a bug) selects
 /// the plain path it replaces. `RINGLOOP_URING_DISABLE` (a comma-separated
-/// list of `multishot_accept`, `multishot_recv`, `send_zc`, or `all`) turns
+/// list of `multishot_accept`, `multishot_recv`, `send_zc`, `msg_ring`, or `all`) turns
 /// features off for every loop of the process, on top of the builder's
 /// choice. [`EventLoop::driver_description`](crate::EventLoop::driver_description)
 /// lists the ones in use.
@@ -131,6 +152,10 @@ pub struct UringFeatures {
     /// Zero-copy `SEND_ZC` (6.0) for sends at or above the threshold
     /// ([`Builder::send_zc_threshold`](crate::Builder::send_zc_threshold)).
     pub send_zc: bool,
+    /// Cross-loop wake-ups by `MSG_RING` (5.18) from a thread running an
+    /// io_uring loop (see [`cores`](crate::cores)), instead of an eventfd
+    /// write on the sender and an eventfd read on the receiver.
+    pub msg_ring: bool,
 }
 
 impl UringFeatures {
@@ -140,6 +165,7 @@ impl UringFeatures {
             multishot_accept: true,
             multishot_recv: true,
             send_zc: true,
+            msg_ring: true,
         }
     }
 
@@ -149,6 +175,7 @@ impl UringFeatures {
             multishot_accept: false,
             multishot_recv: false,
             send_zc: false,
+            msg_ring: false,
         }
     }
 
@@ -164,13 +191,14 @@ impl UringFeatures {
                 "multishot_accept" => self.multishot_accept = false,
                 "multishot_recv" => self.multishot_recv = false,
                 "send_zc" => self.send_zc = false,
+                "msg_ring" => self.msg_ring = false,
                 other => {
                     static WARNED: std::sync::Once = std::sync::Once::new();
                     let other = other.to_owned();
                     WARNED.call_once(move || {
                         eprintln!(
                             "ringloop: RINGLOOP_URING_DISABLE: unknown feature {other:?} ignored \
-                             (known: multishot_accept, multishot_recv, send_zc, all)"
+                             (known: multishot_accept, multishot_recv, send_zc, msg_ring, all)"
                         )
                     });
                 }
@@ -207,7 +235,7 @@ impl Default for UringConfig {
 pub(crate) enum Driver {
     #[cfg(target_os = "linux")]
     Uring(uring::UringDriver),
-    Readiness(std::rc::Rc<readiness::ReadinessDriver>),
+    Fallback(std::rc::Rc<fallback::FallbackDriver>),
 }
 
 impl Driver {
@@ -215,7 +243,7 @@ impl Driver {
         match self {
             #[cfg(target_os = "linux")]
             Driver::Uring(_) => DriverKind::Uring,
-            Driver::Readiness(_) => DriverKind::Readiness,
+            Driver::Fallback(_) => DriverKind::Fallback,
         }
     }
 
@@ -223,7 +251,7 @@ impl Driver {
         match self {
             #[cfg(target_os = "linux")]
             Driver::Uring(d) => format!("uring ({})", d.setup_description()),
-            Driver::Readiness(_) => format!("fallback ({})", ringloop_fallback::backend_name()),
+            Driver::Fallback(_) => format!("fallback ({})", ringloop_fallback::backend_name()),
         }
     }
 
@@ -232,7 +260,7 @@ impl Driver {
         match self {
             #[cfg(target_os = "linux")]
             Driver::Uring(d) => d.close(),
-            Driver::Readiness(d) => d.close(),
+            Driver::Fallback(d) => d.close(),
         }
     }
 
@@ -240,7 +268,7 @@ impl Driver {
         match self {
             #[cfg(target_os = "linux")]
             Driver::Uring(d) => d.wait(timeout),
-            Driver::Readiness(d) => d.wait(timeout),
+            Driver::Fallback(d) => d.wait(timeout),
         }
     }
 
@@ -249,7 +277,7 @@ impl Driver {
         match self {
             #[cfg(target_os = "linux")]
             Driver::Uring(d) => d.uses(feature),
-            Driver::Readiness(_) => {
+            Driver::Fallback(_) => {
                 let _ = feature;
                 false
             }
@@ -261,41 +289,41 @@ impl Driver {
         match self {
             #[cfg(target_os = "linux")]
             Driver::Uring(d) => d.send_zc_threshold(),
-            Driver::Readiness(_) => None,
+            Driver::Fallback(_) => None,
         }
     }
 
     /// SQEs queued on io_uring since the ring was built (`None` on the
-    /// readiness backend); tests use it to check how many operations a
+    /// fallback backend); tests use it to check how many operations a
     /// workload costs.
     #[cfg(test)]
     pub(crate) fn sqes_queued(&self) -> Option<u64> {
         match self {
             #[cfg(target_os = "linux")]
             Driver::Uring(d) => Some(d.stats().sqes),
-            Driver::Readiness(_) => None,
+            Driver::Fallback(_) => None,
         }
     }
 
     /// Operations submitted on io_uring with opcode `O::CODE` (`None` on
-    /// the readiness backend).
+    /// the fallback backend).
     #[cfg(test)]
     pub(crate) fn ops_submitted<O: ops::OpCode>(&self) -> Option<u64> {
         match self {
             #[cfg(target_os = "linux")]
             Driver::Uring(d) => Some(d.stats().ops_by_opcode[usize::from(O::CODE) % 64]),
-            Driver::Readiness(_) => None,
+            Driver::Fallback(_) => None,
         }
     }
 
     /// Multishot operations the io_uring driver cancelled because their
-    /// completion queue reached its bound (`None` on the readiness backend).
+    /// completion queue reached its bound (`None` on the fallback backend).
     #[cfg(test)]
     pub(crate) fn queue_bound_cancels(&self) -> Option<u64> {
         match self {
             #[cfg(target_os = "linux")]
             Driver::Uring(d) => Some(d.stats().queue_bound_cancels),
-            Driver::Readiness(_) => None,
+            Driver::Fallback(_) => None,
         }
     }
 
@@ -303,14 +331,14 @@ impl Driver {
         match self {
             #[cfg(target_os = "linux")]
             Driver::Uring(d) => d.notifier(),
-            Driver::Readiness(d) => d.notifier(),
+            Driver::Fallback(d) => d.notifier(),
         }
     }
 
     /// Builds the driver the configuration asks for. With `Auto`, any failure
-    /// to set up or probe io_uring selects the readiness backend.
+    /// to set up or probe io_uring selects the fallback backend.
     pub(crate) fn build(choice: DriverChoice, cfg: &UringConfig) -> io::Result<Driver> {
-        let readiness = || Ok(Driver::Readiness(std::rc::Rc::new(readiness::ReadinessDriver::new()?)));
+        let readiness = || Ok(Driver::Fallback(std::rc::Rc::new(fallback::FallbackDriver::new()?)));
         if cfg!(feature = "fallback") || !cfg!(target_os = "linux") {
             // io_uring is compiled out or disabled: only an explicit request
             // for it is an error; `RINGLOOP_DRIVER=uring` is ignored.
@@ -343,7 +371,7 @@ impl Driver {
                 Ok(d) => Ok(Driver::Uring(d)),
                 Err(e) => {
                     crate::debug::debug_log(format_args!(
-                        "ringloop: io_uring unavailable ({e}); using the readiness backend ({})",
+                        "ringloop: io_uring unavailable ({e}); using the fallback backend ({})",
                         ringloop_fallback::backend_name()
                     ));
                     readiness()

@@ -77,7 +77,7 @@ impl Stamp {
 /// Metadata of a file or directory: size, kind, permissions, times.
 ///
 /// The same type on both backends: on io_uring it comes from `statx(2)`
-/// (`IORING_OP_STATX`), on the readiness backend from `std::fs::metadata`
+/// (`IORING_OP_STATX`), on the fallback backend from `std::fs::metadata`
 /// run on the blocking pool. (`std::fs::Metadata` cannot be built from a
 /// `statx` buffer, hence this small type.)
 #[derive(Clone, PartialEq, Eq)]

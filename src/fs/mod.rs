@@ -39,7 +39,7 @@
 //! `RENAMEAT` need Linux 5.11, `MKDIRAT` 5.15, `FTRUNCATE` 6.9) runs on the
 //! loop's blocking pool instead, with the same result.
 //!
-//! On the readiness backend every operation runs on the blocking pool
+//! On the fallback backend every operation runs on the blocking pool
 //! (regular files are always "ready", so readiness polling cannot help).
 //! The buffer moves into the job and comes back with the result, so the
 //! owned-buffer API is the same on both backends; buffers must be `Send`
@@ -146,7 +146,7 @@ impl File {
         let fd = match &drv {
             #[cfg(target_os = "linux")]
             Driver::Uring(_) => FileFd::Ring(crate::io::SharedFd::new(OwnedFd::from(file), &drv)?),
-            Driver::Readiness(_) => FileFd::Pool(std::sync::Arc::new(file)),
+            Driver::Fallback(_) => FileFd::Pool(std::sync::Arc::new(file)),
         };
         Ok(File { fd, drv })
     }

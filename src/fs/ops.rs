@@ -7,7 +7,7 @@
 //!   (`UNLINKAT`/`RENAMEAT` arrived in 5.11, `MKDIRAT` in 5.15, `FTRUNCATE`
 //!   in 6.9; a seccomp filter may hide others) runs on the blocking pool
 //!   instead, with a duplicate of the fd when it needs one.
-//! * the blocking pool (readiness backend, and the case above): regular
+//! * the blocking pool (fallback backend, and the case above): regular
 //!   files are always "ready", so readiness polling cannot help; the plain
 //!   syscall runs on a pool thread. Buffers (and an `Arc` of the file) move
 //!   into the job and come back with the result, so a dropped future never
@@ -51,7 +51,7 @@ impl FileFd {
         }
     }
 
-    /// A handle a pool job can own: the file itself on the readiness
+    /// A handle a pool job can own: the file itself on the fallback
     /// backend, a duplicate fd when io_uring lacks the opcode.
     fn pool_file(&self) -> io::Result<Arc<std::fs::File>> {
         match self {
@@ -258,7 +258,7 @@ pub(crate) async fn open(drv: &Driver, path: CString, flags: libc::c_int, mode: 
     match drv {
         #[cfg(target_os = "linux")]
         Driver::Uring(_) => Ok(FileFd::Ring(SharedFd::new(owned, drv)?)),
-        Driver::Readiness(_) => Ok(FileFd::Pool(Arc::new(std::fs::File::from(owned)))),
+        Driver::Fallback(_) => Ok(FileFd::Pool(Arc::new(std::fs::File::from(owned)))),
     }
 }
 

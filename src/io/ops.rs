@@ -1,6 +1,6 @@
 //! The operations in the owned-buffer function shape the I/O types call:
 //! each is one `driver::ops` type submitted to the loop's driver, which
-//! runs it on io_uring or on the readiness backend.
+//! runs it on io_uring or on the fallback backend.
 
 use std::io;
 use std::net::Shutdown;

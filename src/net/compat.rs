@@ -7,7 +7,7 @@
 //!
 //! * **read (io_uring)**: an internal buffer (16 KiB) is lent to a `RECV`
 //!   operation; `poll_read` copies from it, `poll_fill_buf` exposes it (the
-//!   readiness backend's `poll_fill_buf` does the same).
+//!   fallback backend's `poll_fill_buf` does the same).
 //! * **write (io_uring)**: `poll_write` first finishes the write in flight
 //!   (resubmitting the rest after a short send), then copies up to 64 KiB of
 //!   the caller's bytes into the internal buffer, submits a `SEND` and
@@ -16,7 +16,7 @@
 //!   `poll_write` / `poll_flush` / `poll_close`. `poll_flush` waits until
 //!   the buffer has been sent, `poll_close` flushes and then shuts the write
 //!   direction down.
-//! * **readiness backend**: `poll_read`/`poll_write` call `recv`/`send`
+//! * **fallback backend**: `poll_read`/`poll_write` call `recv`/`send`
 //!   directly on the caller's buffer and wait for readiness on `EAGAIN`
 //!   (with the cached edge-mode readiness of `io::retry_drain`); only
 //!   `poll_fill_buf` uses the internal buffer. Nothing is buffered on the
@@ -60,7 +60,7 @@ pub(crate) struct ReadState {
     buf: Vec<u8>,
     pos: usize,
     op: Option<Submit<Recv<Vec<u8>>>>,
-    /// Readiness backend: this direction's reactor waiter.
+    /// Fallback backend: this direction's reactor waiter.
     wait: Option<WaitToken>,
 }
 
@@ -73,7 +73,7 @@ pub(crate) struct WriteState {
     op: Option<Submit<Send<Slice<Vec<u8>>>>>,
     /// `poll_close` already shut the write direction down.
     closed: bool,
-    /// Readiness backend: this direction's reactor waiter.
+    /// Fallback backend: this direction's reactor waiter.
     wait: Option<WaitToken>,
 }
 

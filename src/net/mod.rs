@@ -1,5 +1,5 @@
 //! Networking: TCP, UDP and Unix sockets with owned-buffer I/O, on io_uring
-//! or the readiness backend with one API.
+//! or the fallback backend with one API.
 //!
 //! * [`TcpListener`] / [`TcpStream`], [`UdpSocket`], and (Unix only)
 //!   [`UnixListener`] / [`UnixStream`] / [`UnixDatagram`].
@@ -17,7 +17,7 @@
 //!   On io_uring these copy through a per-direction internal buffer (reads:
 //!   16 KiB; writes: up to 64 KiB submitted per `poll_write`, which returns
 //!   before the kernel took the bytes; `poll_flush` waits for them, and
-//!   `poll_close` flushes then shuts writing down). On the readiness backend
+//!   `poll_close` flushes then shuts writing down). On the fallback backend
 //!   they call `recv`/`send` on the caller's slice directly. The
 //!   owned-buffer methods are trait methods, so they do not hide the
 //!   `futures` extension methods of the same names. Accepted bytes are not
@@ -33,6 +33,7 @@
 mod compat;
 mod ops;
 mod recv_stream;
+mod reuseport;
 mod stream;
 mod tcp;
 #[cfg(test)]
@@ -42,6 +43,7 @@ mod udp;
 pub mod unix;
 
 pub use recv_stream::RecvStream;
+pub use reuseport::{attach_reuseport_cpu_steering, reuseport_tcp_listeners};
 #[cfg(unix)]
 pub use stream::Unix;
 pub use stream::{Family, ReadHalf, SocketStream, Tcp, WriteHalf};

@@ -1,7 +1,7 @@
 //! Pooled receives: [`RecvStream`], a stream of [`PooledBuf`]s, on top of
 //! the driver's pooled receive (`driver::ops::multi::PooledRecv`: one
 //! multishot `RECV` with a provided-buffer ring on io_uring, a `recv` into
-//! a heap buffer per item on the readiness backend).
+//! a heap buffer per item on the fallback backend).
 //!
 //! Dropping the stream cancels the armed receive; buffers it picked but
 //! never handed out go back to the pool.

@@ -60,7 +60,7 @@ impl TcpListener {
     pub fn from_std(l: std::net::TcpListener) -> io::Result<TcpListener> {
         let drv = current_driver()?;
         let fd = OwnedFd::from(l);
-        crate::io::set_nonblocking(fd.as_raw_fd(), matches!(drv, Driver::Readiness(_)))?;
+        crate::io::set_nonblocking(fd.as_raw_fd(), matches!(drv, Driver::Fallback(_)))?;
         Ok(TcpListener {
             fd: SharedFd::new(fd, &drv)?,
             drv,
@@ -143,7 +143,7 @@ impl SocketStream<Tcp> {
     pub fn from_std(s: std::net::TcpStream) -> io::Result<TcpStream> {
         let drv = current_driver()?;
         let fd = OwnedFd::from(s);
-        crate::io::set_nonblocking(fd.as_raw_fd(), drv.kind() == crate::DriverKind::Readiness)?;
+        crate::io::set_nonblocking(fd.as_raw_fd(), drv.kind() == crate::DriverKind::Fallback)?;
         Self::from_owned(fd, drv)
     }
 }

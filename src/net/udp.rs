@@ -45,8 +45,19 @@ impl fmt::Debug for UdpSocket {
 impl UdpSocket {
     /// Binds to a literal address (port 0 picks a free port).
     pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+        Self::bind_with(addr, false)
+    }
+
+    /// Binds with optional `SO_REUSEPORT` (Unix): several sockets (one per
+    /// loop) on one address share its datagrams, spread by the kernel by
+    /// a hash of the source (see [`attach_reuseport_cpu_steering`](super::attach_reuseport_cpu_steering)
+    /// to steer by CPU instead).
+    pub fn bind_with(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
         let drv = current_driver()?;
         let sock = Socket::new(Domain::for_address(addr), Type::DGRAM.cloexec(), Some(Protocol::UDP))?;
+        if reuse_port {
+            sock.set_reuse_port(true)?;
+        }
         sock.bind(&addr.into())?;
         Ok(UdpSocket {
             fd: SharedFd::new(OwnedFd::from(sock), &drv)?,
@@ -58,7 +69,7 @@ impl UdpSocket {
     pub fn from_std(s: std::net::UdpSocket) -> io::Result<UdpSocket> {
         let drv = current_driver()?;
         let fd = OwnedFd::from(s);
-        crate::io::set_nonblocking(fd.as_raw_fd(), matches!(drv, Driver::Readiness(_)))?;
+        crate::io::set_nonblocking(fd.as_raw_fd(), matches!(drv, Driver::Fallback(_)))?;
         Ok(UdpSocket {
             fd: SharedFd::new(fd, &drv)?,
             drv,

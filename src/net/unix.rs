@@ -112,7 +112,7 @@ fn peer_of(fd: &SharedFd) -> io::Result<SocketAddr> {
 
 fn adopt(fd: OwnedFd) -> io::Result<(SharedFd, Driver)> {
     let drv = current_driver()?;
-    crate::io::set_nonblocking(fd.as_raw_fd(), matches!(drv, Driver::Readiness(_)))?;
+    crate::io::set_nonblocking(fd.as_raw_fd(), matches!(drv, Driver::Fallback(_)))?;
     Ok((SharedFd::new(fd, &drv)?, drv))
 }
 

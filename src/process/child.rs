@@ -332,7 +332,7 @@ impl Drop for Child {
         // orphan list; likewise if the task is cancelled before the exit.
         match self.lp.upgrade() {
             Some(lp) if !lp.is_closed() => {
-                let task = crate::task::spawn_raw(&lp, reaper);
+                let task = crate::runtime::spawn_raw(&lp, reaper);
                 task.set_name(format!("ringloop child reaper (pid {})", self.pid));
             }
             _ => drop(reaper),

@@ -42,7 +42,7 @@
 //! (`pidfd_open`); on io_uring the exit is awaited with
 //! `IORING_OP_WAITID` when the ring's probe reports it (Linux 6.5+), else
 //! with a `POLL_ADD` on the pidfd followed by `waitid(P_PIDFD, WNOHANG)`; on
-//! the readiness backend the pidfd is registered for readability, then
+//! the fallback backend the pidfd is registered for readability, then
 //! `waitid`. Without pidfds (ENOSYS, a seccomp filter, or not Linux) a
 //! blocking `waitpid` runs on the loop's blocking pool, occupying one pool
 //! thread per waited-for child.

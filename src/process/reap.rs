@@ -5,7 +5,7 @@
 //! * [`Strategy::WaitId`] (io_uring, Linux 6.5+ per the ring's probe):
 //!   `IORING_OP_WAITID(P_PIDFD, WEXITED)`: the kernel waits, reaps and fills
 //!   in a `siginfo_t` owned by the operation.
-//! * [`Strategy::PollPidfd`] (io_uring without WAITID, and the readiness
+//! * [`Strategy::PollPidfd`] (io_uring without WAITID, and the fallback
 //!   backend; Linux 5.3+): wait until the pidfd is readable (the child
 //!   exited) through the driver, then `waitid(P_PIDFD, WNOHANG)` (or
 //!   `waitpid(pid, WNOHANG)` on 5.3, which lacks P_PIDFD).

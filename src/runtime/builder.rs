@@ -101,13 +101,14 @@ impl Builder {
     }
 
     /// Builds the loop. With [`DriverChoice::Auto`] a failure to set up
-    /// io_uring selects the readiness backend; an explicit choice errors.
+    /// io_uring selects the fallback backend; an explicit choice errors.
     pub fn build(self) -> io::Result<EventLoop> {
         if self.driver == DriverChoice::Auto {
             warn_on_unknown_driver_env();
         }
         let driver = Driver::build(self.driver, &self.uring)?;
         let shared = Arc::new(Shared::new(driver.notifier()));
+        let sched_hook = crate::task::SchedHook::new(shared.clone());
         let debug = self
             .debug
             .unwrap_or_else(|| std::env::var("RINGLOOP_ASYNC_DEBUG").map(|v| v == "1").unwrap_or(false));
@@ -118,6 +119,8 @@ impl Builder {
             timers: RefCell::new(TimerQueue::default()),
             clock: Clock::new(self.virtual_clock),
             tasks: RefCell::new(Slab::new()),
+            task_ids: Default::default(),
+            sched_hook,
             current_task: RefCell::new(None),
             running: Cell::new(false),
             stopping: Cell::new(false),

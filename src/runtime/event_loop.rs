@@ -9,9 +9,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::inner::{LoopInner, RUNNING, TimerAction, current_inner};
+use super::tasks::spawn_raw;
 use super::{Builder, CallbackCell, ExceptionContext, ExceptionHandler, Handle, LoopError, LoopHandle, TimerHandle};
 use crate::driver::DriverKind;
-use crate::task::{self, OkWrap, RawTask, Task, TaskError, TaskRef};
+use crate::task::{OkWrap, Task, TaskError, TaskRef};
 
 /// An asyncio-style event loop. One per thread; `!Send`.
 ///
@@ -86,13 +87,7 @@ where
     let lp = EventLoop::new()?;
     let out = lp.run_until_complete(fut);
     // This loop's own tasks (never the tasks of whatever loop is current).
-    let leftovers: Vec<TaskRef> = lp
-        .inner
-        .tasks
-        .borrow()
-        .iter()
-        .map(|(_, t)| TaskRef::from_raw(t.clone()))
-        .collect();
+    let leftovers: Vec<TaskRef> = lp.inner.tasks.borrow().iter().map(|(_, t)| t.clone()).collect();
     if !leftovers.is_empty() {
         for t in &leftovers {
             t.cancel();
@@ -242,7 +237,7 @@ impl EventLoop {
         F::Output: 'static,
     {
         self.inner.check_open()?;
-        Ok(task::spawn_raw(&self.inner, OkWrap(fut)))
+        Ok(spawn_raw(&self.inner, OkWrap(fut)))
     }
 
     /// Asks the loop to stop after the current iteration. Before
@@ -294,7 +289,7 @@ impl EventLoop {
         F::Output: 'static,
     {
         self.check_can_run()?;
-        let task = task::spawn_raw(&self.inner, OkWrap(fut));
+        let task = spawn_raw(&self.inner, OkWrap(fut));
         let active = Rc::new(Cell::new(true));
         let flag = active.clone();
         let weak = Rc::downgrade(&self.inner);
@@ -333,7 +328,7 @@ impl EventLoop {
         drop(ready);
         let timers = self.inner.timers.borrow_mut().clear();
         drop(timers);
-        let tasks: Vec<Rc<dyn RawTask>> = self.inner.tasks.borrow_mut().drain().collect();
+        let tasks: Vec<TaskRef> = self.inner.tasks.borrow_mut().drain().collect();
         for t in tasks {
             t.discard();
         }

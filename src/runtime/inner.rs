@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use super::shared::{self, Shared};
+use super::tasks::TaskIds;
 use super::{CallbackCell, ExceptionContext, ExceptionHandler, ExceptionKind, LoopError, default_exception_handler};
 use crate::driver::Driver;
-use crate::task::{self, RawTask, TaskRef};
+use crate::task::{self, TaskRef};
 use crate::thread_pool::BlockingPool;
 use crate::timer::{Clock, TimerId, TimerQueue};
 
@@ -49,7 +50,12 @@ pub(crate) struct LoopInner {
     pub(crate) ready: RefCell<VecDeque<Runnable>>,
     pub(crate) timers: RefCell<Timers>,
     pub(crate) clock: Clock,
-    pub(crate) tasks: RefCell<Slab<Rc<dyn RawTask>>>,
+    /// The pending tasks (a task removes itself when it finishes).
+    pub(crate) tasks: RefCell<Slab<TaskRef>>,
+    /// The schedule hook every task of this loop points to (`shared`).
+    pub(crate) sched_hook: Rc<task::SchedHook>,
+    /// This loop's block of task ids.
+    pub(crate) task_ids: TaskIds,
     pub(crate) current_task: RefCell<Option<TaskRef>>,
     pub(super) running: Cell<bool>,
     pub(super) stopping: Cell<bool>,
@@ -82,12 +88,13 @@ pub(crate) fn current_inner() -> Option<Rc<LoopInner>> {
 /// Wakes a task from the loop thread while its loop runs: pushes it on the
 /// ready queue directly. Returns false when that is not possible (another
 /// thread, or the loop is not running) so the caller takes the remote path.
-pub(crate) fn push_local_task(shared: &Arc<Shared>, key: usize, id: u64) -> bool {
+#[inline]
+pub(crate) fn push_local_task(shared: &Shared, key: usize, id: u64) -> bool {
     RUNNING
         .try_with(|r| {
             let r = r.borrow();
             match &*r {
-                Some(lp) if Arc::ptr_eq(&lp.shared, shared) => {
+                Some(lp) if std::ptr::eq(Arc::as_ptr(&lp.shared), shared) => {
                     lp.drain_remote();
                     lp.ready.borrow_mut().push_back(Runnable::Task { key, id });
                     true
@@ -100,9 +107,9 @@ pub(crate) fn push_local_task(shared: &Arc<Shared>, key: usize, id: u64) -> bool
 
 /// Whether a loop other than the one owning `shared` runs on this thread: a
 /// task of the `shared` loop awaited there could never make progress.
-pub(crate) fn other_loop_running(shared: &Arc<Shared>) -> bool {
+pub(crate) fn other_loop_running(shared: &Shared) -> bool {
     RUNNING
-        .try_with(|r| matches!(&*r.borrow(), Some(lp) if !Arc::ptr_eq(&lp.shared, shared)))
+        .try_with(|r| matches!(&*r.borrow(), Some(lp) if !std::ptr::eq(Arc::as_ptr(&lp.shared), shared)))
         .unwrap_or(false)
 }
 
@@ -279,12 +286,11 @@ impl LoopInner {
                     None
                 }
                 Runnable::Task { key, id } => {
-                    let t = self.tasks.borrow().get(key).filter(|t| t.core().id() == id).cloned();
+                    let t = self.tasks.borrow().get(key).filter(|t| t.id() == id).cloned();
                     match t {
                         Some(t) => {
-                            let r = start.is_some().then(|| TaskRef::from_raw(t.clone()));
-                            t.run(self);
-                            r
+                            t.run(&**self);
+                            start.is_some().then_some(t)
                         }
                         None => None,
                     }

@@ -66,8 +66,8 @@ impl LoopHandle {
         }));
         let completer = Completer { state: state.clone() };
         self.call_soon_threadsafe(move || {
-            let task = crate::task::spawn(fut);
-            crate::task::spawn(async move {
+            let task = super::spawn(fut);
+            super::spawn(async move {
                 let r = task.await;
                 completer.complete(r);
             })

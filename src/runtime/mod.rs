@@ -3,7 +3,8 @@
 //! `error` (LoopError, exception handler types), `builder` (Builder),
 //! `inner` (LoopInner, the iteration), `event_loop` (the public API),
 //! `handle` (Handle/TimerHandle), `shared` (the cross-thread queue),
-//! `loop_handle` (LoopHandle, remote spawn).
+//! `loop_handle` (LoopHandle, remote spawn), `tasks` (spawning, and the
+//! schedule / loop hooks tasks call back).
 
 mod builder;
 mod error;
@@ -12,14 +13,15 @@ mod handle;
 mod inner;
 mod loop_handle;
 mod shared;
+mod tasks;
 
 pub use builder::Builder;
 pub use error::{ExceptionContext, ExceptionHandler, ExceptionKind, LoopError, default_exception_handler};
 pub use event_loop::{EventLoop, current, run};
 pub(crate) use handle::CallbackCell;
 pub use handle::{Handle, TimerHandle};
-pub(crate) use inner::{
-    LoopInner, TimerAction, Timers, cancel_timer, current_inner, other_loop_running, push_local_task,
-};
+pub(crate) use inner::{LoopInner, TimerAction, Timers, cancel_timer, current_inner};
 pub use loop_handle::{LoopHandle, RemoteTask};
 pub(crate) use shared::Shared;
+pub(crate) use tasks::spawn_raw;
+pub use tasks::{all_tasks, current_task, spawn, try_spawn};

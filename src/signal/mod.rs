@@ -45,7 +45,7 @@
 //! process-wide non-blocking pipe; that is all it does (plus chaining), so it
 //! is async-signal-safe. Each stream owns a `dup` of the pipe's read end and
 //! waits for it to become readable through its loop's driver — a one-shot
-//! `IORING_OP_POLL_ADD` on io_uring, read interest on the readiness backend.
+//! `IORING_OP_POLL_ADD` on io_uring, read interest on the fallback backend.
 //! Whichever stream wakes first drains the pipe and wakes every stream whose
 //! signal's counter moved (their `Waker`s may belong to other loops and
 //! threads). This is tokio's design (signal-hook-registry's handler + a

@@ -1,130 +1,68 @@
 //! Tasks: futures driven by the loop, asyncio's `Task`.
 //!
-//! A task is one allocation (`Rc<TaskCell<F>>`) owned by the loop's task slab
-//! while it is pending. Its waker is a separate `Arc<WakeHeader>` (Send + Sync):
-//! waking on the loop thread pushes the task on the ready queue directly;
-//! waking from any other thread goes through the loop's cross-thread queue and
-//! wakes the driver only if the loop sleeps.
+//! A task is one allocation (see `raw`): a thread-safe header (state word
+//! with the atomic reference count, the schedule hook, slab key and id), the
+//! loop-thread bookkeeping (`TaskCore`), the future and the output. Its
+//! waker is a hand-written vtable over that same allocation: waking on the
+//! loop thread pushes the task on the ready queue directly; waking from any
+//! other thread goes through the loop's cross-thread queue and wakes the
+//! driver only if the loop sleeps.
+//!
+//! The task module does not know the loop: whoever spawns a task gives it
+//! a `Schedule` hook (thread-safe: where wake-ups go, wrapped in a
+//! `SchedHook` the loop owns) and a `LoopHooks` hook (loop thread:
+//! callbacks, exception reporting, the current task); the runtime
+//! implements both.
 //!
 //! Dropping a [`Task`] handle **detaches** the task (it keeps running, like an
 //! asyncio task nobody awaits). Use [`Task::cancel_on_drop`] for the opposite.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
-use std::fmt;
-use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::Pin;
+use std::cell::{Cell, RefCell, RefMut};
 use std::rc::{Rc, Weak};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Poll, Waker};
 
-use crate::runtime::{self, ExceptionContext, ExceptionKind, LoopError, LoopInner, Shared};
+mod error;
+mod handle;
+mod raw;
 
-/// Why a task produced no value.
-#[non_exhaustive]
-pub enum TaskError {
-    /// The task was cancelled (its future was dropped before finishing), or a
-    /// gather it stood for saw a cancelled child.
-    Cancelled,
-    /// The task's future panicked; the payload is kept.
-    Panicked(Box<dyn Any + Send + 'static>),
-    /// The result was already taken by an earlier `.await` / `take_result`.
-    AlreadyRetrieved,
-    /// The task belongs to another event loop than the one that awaited it
-    /// (asyncio: "attached to a different loop"). Such a task can only make
-    /// progress while its own loop runs, so waiting for it would hang.
-    ForeignLoop,
+pub use error::TaskError;
+pub(crate) use error::panic_message;
+pub use handle::{CancelOnDrop, DoneCallbackId, Finished, Task, TaskRef};
+use raw::{DropFuture, Init, OutputKind, RawRef};
+pub(crate) use raw::{OkWrap, SchedHook};
+
+// The spawning entry points need the current loop, so the runtime defines
+// them (`ringloop::spawn`, `try_spawn`, `current_task`, `all_tasks` at the
+// crate root); `task/` itself never names the runtime.
+
+/// Where a task's wake-ups go: the loop's side of the waker. Thread-safe,
+/// since wakers may be woken on any thread; stored in every task's header.
+pub(crate) trait Schedule: Send + Sync + 'static {
+    /// Queues a step of the task `(key, id)`. On the loop's own thread while
+    /// it runs this pushes on the ready queue; elsewhere it goes through the
+    /// cross-thread queue (and wakes a sleeping loop).
+    fn schedule(&self, key: usize, id: u64);
+    /// Whether a loop other than this one runs on the calling thread (a
+    /// task awaited there could never make progress).
+    fn foreign_loop_running(&self) -> bool;
 }
 
-impl TaskError {
-    /// True for [`TaskError::Cancelled`].
-    pub fn is_cancelled(&self) -> bool {
-        matches!(self, TaskError::Cancelled)
-    }
-    /// True for [`TaskError::Panicked`].
-    pub fn is_panic(&self) -> bool {
-        matches!(self, TaskError::Panicked(_))
-    }
-    /// The panic message, when the payload is a string.
-    pub fn panic_message(&self) -> Option<&str> {
-        match self {
-            TaskError::Panicked(p) => panic_message(p.as_ref()),
-            _ => None,
-        }
-    }
-    /// Takes the panic payload (for `std::panic::resume_unwind`).
-    pub fn into_panic(self) -> Option<Box<dyn Any + Send + 'static>> {
-        match self {
-            TaskError::Panicked(p) => Some(p),
-            _ => None,
-        }
-    }
-}
-
-pub(crate) fn panic_message(p: &(dyn Any + Send)) -> Option<&str> {
-    if let Some(s) = p.downcast_ref::<&'static str>() {
-        Some(s)
-    } else {
-        p.downcast_ref::<String>().map(|s| s.as_str())
-    }
-}
-
-impl fmt::Debug for TaskError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TaskError::Cancelled => f.write_str("Cancelled"),
-            TaskError::Panicked(p) => f
-                .debug_tuple("Panicked")
-                .field(&panic_message(p.as_ref()).unwrap_or("<non-string payload>"))
-                .finish(),
-            TaskError::AlreadyRetrieved => f.write_str("AlreadyRetrieved"),
-            TaskError::ForeignLoop => f.write_str("ForeignLoop"),
-        }
-    }
-}
-
-impl fmt::Display for TaskError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TaskError::Cancelled => f.write_str("task was cancelled"),
-            TaskError::Panicked(p) => match panic_message(p.as_ref()) {
-                Some(m) => write!(f, "task panicked: {m}"),
-                None => f.write_str("task panicked"),
-            },
-            TaskError::AlreadyRetrieved => f.write_str("task result was already retrieved"),
-            TaskError::ForeignLoop => f.write_str("the task belongs to a different event loop"),
-        }
-    }
-}
-
-impl std::error::Error for TaskError {}
-
-static NEXT_TASK_ID: AtomicU64 = AtomicU64::new(1);
-
-/// The thread-safe part of a task: what its `Waker` points to.
-pub(crate) struct WakeHeader {
-    pub(crate) key: usize,
-    pub(crate) id: u64,
-    /// Set while the task sits in a ready queue (dedupes wake-ups) and
-    /// permanently once the task finished (stale wakers become no-ops).
-    scheduled: AtomicBool,
-    shared: Arc<Shared>,
-}
-
-impl Wake for WakeHeader {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref()
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        if self.scheduled.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        if !runtime::push_local_task(&self.shared, self.key, self.id) {
-            self.shared.push_remote_wake(self.key, self.id);
-        }
-    }
+/// What a task needs from its loop, on the loop thread.
+pub(crate) trait LoopHooks {
+    fn is_closed(&self) -> bool;
+    /// Schedules `f` through the ready queue (dropped if the loop is closed).
+    fn call_soon(&self, f: Box<dyn FnOnce()>);
+    /// The task `(key, id)` finished: the loop stops tracking it.
+    fn task_finished(&self, key: usize, id: u64);
+    /// Reports a panic of a future's (or output's) destructor.
+    fn report_drop_panic(&self, what: &str, payload: Box<dyn Any + Send>);
+    /// Reports a task panic nobody retrieved.
+    fn report_unretrieved(&self, task: TaskRef, panic_text: String);
+    /// Makes `task` the current task; returns the previous one.
+    fn swap_current(&self, task: Option<TaskRef>) -> Option<TaskRef>;
+    /// The schedule hook this loop gives its tasks.
+    fn sched_hook(&self) -> &Rc<SchedHook>;
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -136,139 +74,180 @@ enum State {
 
 type DoneCallback = Box<dyn FnOnce(&TaskRef)>;
 
-static NEXT_CALLBACK_ID: AtomicU64 = AtomicU64::new(1);
+/// Something waiting for a task to finish.
+enum Listener {
+    /// A task of the same loop (a local reference: no atomics).
+    Task(RawRef),
+    Waker(Waker),
+}
 
-/// Identifies one [`Task::add_done_callback`] registration, for
-/// [`Task::remove_done_callback`]. Ids are unique in the process, so an id
-/// from another task (or a callback that already ran) removes nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct DoneCallbackId(u64);
+impl Listener {
+    fn new(owner: &RawRef, w: &Waker) -> Listener {
+        match owner.local_from_waker(w) {
+            Some(r) => Listener::Task(r),
+            None => Listener::Waker(w.clone()),
+        }
+    }
+    fn will_wake(&self, w: &Waker) -> bool {
+        match self {
+            Listener::Task(r) => r.is_woken_by(w),
+            Listener::Waker(x) => x.will_wake(w),
+        }
+    }
+    fn wake(self) {
+        match self {
+            Listener::Task(r) => r.schedule(),
+            Listener::Waker(w) => w.wake(),
+        }
+    }
+}
 
-/// Loop-local task bookkeeping shared by every task type.
+/// What waits for a task to finish. The first listener is stored inline,
+/// so the usual single awaiter (or a gather) costs no allocation.
+#[derive(Default)]
+struct Listeners {
+    first: Option<Listener>,
+    rest: Vec<Listener>,
+}
+
+impl Listeners {
+    /// Adds `w` unless an equivalent listener is registered already.
+    fn register(&mut self, owner: &RawRef, w: &Waker) {
+        match &self.first {
+            None => self.first = Some(Listener::new(owner, w)),
+            Some(f) if f.will_wake(w) => {}
+            Some(_) => {
+                if !self.rest.iter().any(|x| x.will_wake(w)) {
+                    self.rest.push(Listener::new(owner, w));
+                }
+            }
+        }
+    }
+    /// Adds `w` (no dedup: callers register once).
+    fn push(&mut self, owner: &RawRef, w: &Waker) {
+        let l = Listener::new(owner, w);
+        if self.first.is_none() {
+            self.first = Some(l);
+        } else {
+            self.rest.push(l);
+        }
+    }
+    fn wake_all(self) {
+        if let Some(l) = self.first {
+            l.wake();
+        }
+        for l in self.rest {
+            l.wake();
+        }
+    }
+}
+
+/// Loop-thread task bookkeeping, shared by every task type (inside the
+/// task allocation).
 pub(crate) struct TaskCore {
-    header: Arc<WakeHeader>,
-    waker: Waker,
-    name: RefCell<Option<String>>,
     state: Cell<State>,
     cancel_requested: Cell<bool>,
     handle_alive: Cell<bool>,
-    done_callbacks: RefCell<Vec<(DoneCallbackId, DoneCallback)>>,
-    listeners: RefCell<Vec<Waker>>,
-    /// Tasks cancelled together with this one, synchronously (a gather's
-    /// children, like asyncio's `_GatheringFuture.cancel`).
-    linked: RefCell<Vec<TaskRef>>,
     /// A gather: `cancel()` succeeds only if it cancels a child.
     gather: Cell<bool>,
-    lp: Weak<LoopInner>,
+    listeners: RefCell<Listeners>,
+    /// What few tasks use, allocated on first use.
+    extra: RefCell<Option<Box<Extra>>>,
+    lp: Weak<dyn LoopHooks>,
     /// The task's `contextvars` context (a copy of its spawner's); `None`
     /// while empty, which is always the case until a `ContextVar` is set.
     context: Cell<crate::context::Ctx>,
 }
 
+/// The rarely used parts of a task, boxed on demand so a plain spawn
+/// neither initializes nor drops them.
+#[derive(Default)]
+struct Extra {
+    /// `None` until set: the default name is formatted on demand.
+    name: Option<String>,
+    done_callbacks: Vec<(DoneCallbackId, DoneCallback)>,
+    /// Tasks cancelled together with this one, synchronously (a gather's
+    /// children, like asyncio's `_GatheringFuture.cancel`).
+    linked: Vec<TaskRef>,
+}
+
 impl TaskCore {
-    pub(crate) fn id(&self) -> u64 {
-        self.header.id
+    /// The extra parts, created on first use.
+    fn extra_mut(&self) -> RefMut<'_, Extra> {
+        RefMut::map(self.extra.borrow_mut(), |e| {
+            &mut **e.get_or_insert_with(Default::default)
+        })
+    }
+    fn name(&self) -> Option<String> {
+        self.extra.borrow().as_ref().and_then(|e| e.name.clone())
+    }
+    fn take_done_callbacks(&self) -> Vec<(DoneCallbackId, DoneCallback)> {
+        match self.extra.borrow_mut().as_mut() {
+            Some(e) => std::mem::take(&mut e.done_callbacks),
+            None => Vec::new(),
+        }
+    }
+    fn take_linked(&self) -> Vec<TaskRef> {
+        match self.extra.borrow_mut().as_mut() {
+            Some(e) => std::mem::take(&mut e.linked),
+            None => Vec::new(),
+        }
+    }
+    /// A copy of the linked tasks (cancelling them may touch this task).
+    fn linked(&self) -> Vec<TaskRef> {
+        match self.extra.borrow().as_ref() {
+            Some(e) => e.linked.clone(),
+            None => Vec::new(),
+        }
     }
     fn is_done(&self) -> bool {
         self.state.get() != State::Pending
     }
-    fn schedule(&self) {
-        self.waker.wake_by_ref();
-    }
-    /// Whether another loop than this task's runs on this thread (awaiting
-    /// the task there would hang).
-    fn on_foreign_loop(&self) -> bool {
-        runtime::other_loop_running(&self.header.shared)
+    fn loop_hooks(&self) -> Option<std::rc::Rc<dyn LoopHooks>> {
+        self.lp.upgrade()
     }
 }
 
-pub(crate) trait RawTask {
-    fn core(&self) -> &TaskCore;
-    /// Runs one step (or the cancellation) of the task.
-    fn run(self: Rc<Self>, lp: &LoopInner);
-    /// Cancels the task now: drops its future and finishes it cancelled
-    /// before returning (unless its own step is running).
-    fn cancel_now(self: Rc<Self>);
-    /// Drops the future without scheduling anything (loop close).
-    fn discard(self: Rc<Self>);
-    /// Whether the stored output is an unretrieved panic.
-    fn has_unretrieved_panic(&self) -> bool;
-    fn panic_text(&self) -> Option<String>;
+/// Creates a task for a future whose output already carries a `TaskError`:
+/// one allocation. `key` and `id` identify it in its loop (`id` must be
+/// unique in the process); the task is not scheduled yet (see
+/// [`TaskRef::schedule`]).
+pub(crate) fn new_task<T, F>(fut: F, key: usize, id: u64, hook: &Rc<SchedHook>, lp: Weak<dyn LoopHooks>) -> Task<T>
+where
+    T: 'static,
+    F: std::future::Future<Output = Result<T, TaskError>> + 'static,
+{
+    let core = TaskCore {
+        state: Cell::new(State::Pending),
+        cancel_requested: Cell::new(false),
+        handle_alive: Cell::new(true),
+        gather: Cell::new(false),
+        listeners: RefCell::new(Listeners::default()),
+        extra: RefCell::new(None),
+        lp,
+        context: Cell::new(crate::context::capture()),
+    };
+    Task::from_typed(RawRef::allocate(fut, Init { key, id, hook, core }))
 }
 
-struct TaskCell<T, F> {
-    core: TaskCore,
-    future: RefCell<Option<F>>,
-    output: RefCell<Option<Result<T, TaskError>>>,
-}
-
-impl<T: 'static, F: Future<Output = Result<T, TaskError>> + 'static> TaskCell<T, F> {
-    fn finish(self: &Rc<Self>, lp: Option<&LoopInner>, out: Result<T, TaskError>, cancelled: bool) {
-        let core = &self.core;
-        core.header.scheduled.store(true, Ordering::Release);
-        core.state
-            .set(if cancelled { State::Cancelled } else { State::Finished });
-        *self.output.borrow_mut() = Some(out);
-        if let Some(lp) = lp {
-            lp.tasks.borrow_mut().try_remove(core.header.key);
-            // A `TaskRef` (an `Rc` clone) only when someone needs one.
-            let as_ref = || TaskRef {
-                raw: self.clone() as Rc<dyn RawTask>,
-            };
-            let callbacks = std::mem::take(&mut *core.done_callbacks.borrow_mut());
-            for (_, cb) in callbacks {
-                let r = as_ref();
-                lp.schedule_callback(Box::new(move || cb(&r)));
-            }
-            if !core.handle_alive.get() && self.has_unretrieved_panic() {
-                report_unretrieved(lp, &as_ref());
-            }
-        }
-        let linked = std::mem::take(&mut *core.linked.borrow_mut());
-        drop(linked);
-        let listeners = std::mem::take(&mut *core.listeners.borrow_mut());
-        for w in listeners {
-            w.wake();
-        }
-    }
-}
-
-fn report_unretrieved(lp: &LoopInner, task: &TaskRef) {
-    let text = task.raw.panic_text().unwrap_or_default();
-    lp.call_exception_handler(ExceptionContext {
-        kind: ExceptionKind::TaskPanicNotRetrieved,
-        message: format!("Task exception was never retrieved ({}): {text}", task.name()),
-        panic_message: Some(text),
-        task: Some(task.clone()),
-    });
-}
-
-impl<T: 'static, F: Future<Output = Result<T, TaskError>> + 'static> RawTask for TaskCell<T, F> {
-    fn core(&self) -> &TaskCore {
-        &self.core
-    }
-
-    fn run(self: Rc<Self>, lp: &LoopInner) {
-        let core = &self.core;
+impl TaskRef {
+    /// Runs one step of the task (or its pending cancellation); called by
+    /// the loop for a ready-queue entry.
+    pub(crate) fn run<H: LoopHooks>(&self, lp: &H) {
+        let raw = self.raw();
+        let core = raw.core();
         if core.is_done() {
             return;
         }
-        core.header.scheduled.store(false, Ordering::Release);
+        raw.clear_scheduled();
         if core.cancel_requested.get() {
-            let dropped = catch_unwind(AssertUnwindSafe(|| *self.future.borrow_mut() = None));
-            if let Err(p) = dropped {
-                lp.report_panic(
-                    ExceptionKind::CallbackPanicked,
-                    "panic while dropping a cancelled task",
-                    p,
-                );
+            if let DropFuture::Dropped(Err(p)) = raw.drop_future() {
+                lp.report_drop_panic("panic while dropping a cancelled task", p);
             }
-            self.finish(Some(lp), Err(TaskError::Cancelled), true);
+            self.finish_with(Some(lp as &dyn LoopHooks), TaskError::Cancelled);
             return;
         }
-        let prev = lp.current_task.replace(Some(TaskRef {
-            raw: self.clone() as Rc<dyn RawTask>,
-        }));
+        let prev = lp.swap_current(Some(self.clone()));
         // Switch to the task's context only once context variables are in use.
         let ctx_on = crate::context::in_use();
         let prev_ctx = if ctx_on {
@@ -276,262 +255,142 @@ impl<T: 'static, F: Future<Output = Result<T, TaskError>> + 'static> RawTask for
         } else {
             None
         };
-        let mut cx = Context::from_waker(&core.waker);
-        let res = {
-            let mut slot = self.future.borrow_mut();
-            match slot.as_mut() {
-                Some(f) => {
-                    // The future lives inside the task's `Rc` allocation
-                    // and is never moved: it is only ever dropped in place (by
-                    // assigning `None` to the slot), so pinning it is sound.
-                    // SAFETY: upheld as explained just above.
-                    let f = unsafe { Pin::new_unchecked(f) };
-                    catch_unwind(AssertUnwindSafe(|| f.poll(&mut cx)))
-                }
-                None => Ok(Poll::Pending),
-            }
-        };
-        lp.current_task.replace(prev);
+        let res = raw.poll(lp.sched_hook());
+        drop(lp.swap_current(prev));
         if ctx_on || crate::context::in_use() {
             core.context.set(crate::context::enter(prev_ctx));
         }
-        let out = match res {
-            Ok(Poll::Pending) => return,
+        match res {
+            Poll::Pending => return,
             // Cancelled during its own last step (e.g. it cancelled itself
             // and returned): it ends cancelled, as in asyncio.
-            Ok(Poll::Ready(v)) if core.cancel_requested.get() => {
-                if let Err(p) = catch_unwind(AssertUnwindSafe(|| drop(v))) {
-                    lp.report_panic(
-                        ExceptionKind::CallbackPanicked,
-                        "panic while dropping a cancelled task's output",
-                        p,
-                    );
+            Poll::Ready(Ok(())) if core.cancel_requested.get() => {
+                if let Err(p) = raw.set_error(TaskError::Cancelled) {
+                    lp.report_drop_panic("panic while dropping a cancelled task's output", p);
                 }
-                Err(TaskError::Cancelled)
             }
-            Ok(Poll::Ready(v)) => v,
-            Err(p) => Err(TaskError::Panicked(p)),
-        };
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| *self.future.borrow_mut() = None)) {
-            lp.report_panic(
-                ExceptionKind::CallbackPanicked,
-                "panic while dropping a finished task",
-                p,
-            );
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(p)) => {
+                // No output was stored, so nothing is dropped here.
+                let _ = raw.set_error(TaskError::Panicked(p));
+            }
         }
-        let cancelled = matches!(out, Err(TaskError::Cancelled)) && core.cancel_requested.get();
-        self.finish(Some(lp), out, cancelled);
+        if let DropFuture::Dropped(Err(p)) = raw.drop_future() {
+            lp.report_drop_panic("panic while dropping a finished task", p);
+        }
+        let cancelled = raw.output_kind() == OutputKind::Cancelled && core.cancel_requested.get();
+        self.finish(Some(lp as &dyn LoopHooks), cancelled);
     }
 
-    fn cancel_now(self: Rc<Self>) {
-        let core = &self.core;
+    /// Stores `Err(e)` and finishes (cancelled when `e` is `Cancelled`).
+    fn finish_with(&self, lp: Option<&dyn LoopHooks>, e: TaskError) {
+        let cancelled = e.is_cancelled();
+        if let Err(p) = self.raw().set_error(e) {
+            if let Some(lp) = lp {
+                lp.report_drop_panic("panic while dropping a cancelled task's output", p);
+            }
+        }
+        self.finish(lp, cancelled);
+    }
+
+    /// Marks the task done (its output is stored), untracks it, schedules
+    /// its done callbacks and wakes its listeners.
+    fn finish(&self, lp: Option<&dyn LoopHooks>, cancelled: bool) {
+        let raw = self.raw();
+        let core = raw.core();
+        raw.set_done();
+        core.state
+            .set(if cancelled { State::Cancelled } else { State::Finished });
+        let has_extra = core.extra.borrow().is_some();
+        if let Some(lp) = lp {
+            lp.task_finished(raw.key(), raw.id());
+            if has_extra {
+                for (_, cb) in core.take_done_callbacks() {
+                    let r = self.clone();
+                    lp.call_soon(Box::new(move || cb(&r)));
+                }
+            }
+            if !core.handle_alive.get() && raw.output_kind() == OutputKind::Panicked {
+                report_unretrieved(lp, self);
+            }
+        }
+        if has_extra {
+            drop(core.take_linked());
+        }
+        let listeners = std::mem::take(&mut *core.listeners.borrow_mut());
+        listeners.wake_all();
+    }
+
+    /// Cancels the task now: drops its future and finishes it cancelled
+    /// before returning (unless its own step is running).
+    pub(crate) fn cancel_now(&self) {
+        let raw = self.raw();
+        let core = raw.core();
         if core.is_done() {
             return;
         }
-        let Some(lp) = core.lp.upgrade().filter(|lp| !lp.is_closed()) else {
+        let Some(lp) = core.loop_hooks().filter(|lp| !lp.is_closed()) else {
             core.cancel_requested.set(true);
             return;
         };
         // A gather's children first (at once too), as `cancel_core` does.
-        let linked = core.linked.borrow().clone();
+        let linked = core.linked();
         let mut cancelled_a_child = false;
         for t in linked.into_iter().filter(|t| !t.is_done()) {
-            t.raw.cancel_now();
+            t.cancel_now();
             cancelled_a_child = true;
         }
         if core.gather.get() && !cancelled_a_child {
             return;
         }
         core.cancel_requested.set(true);
-        // Not while the task's own step runs (its future is borrowed): it
-        // then ends at its next scheduling point like any cancel.
-        let Ok(mut slot) = self.future.try_borrow_mut() else {
-            core.schedule();
-            return;
-        };
-        let fut = slot.take();
-        drop(slot);
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| drop(fut))) {
-            lp.report_panic(
-                ExceptionKind::CallbackPanicked,
-                "panic while dropping a cancelled task",
-                p,
-            );
+        match raw.drop_future() {
+            // Not while the task's own step runs (its future is borrowed):
+            // it then ends at its next scheduling point like any cancel.
+            DropFuture::Busy => {
+                raw.schedule();
+                return;
+            }
+            DropFuture::Dropped(Err(p)) => {
+                lp.report_drop_panic("panic while dropping a cancelled task", p);
+            }
+            DropFuture::Dropped(Ok(())) | DropFuture::Absent => {}
         }
         if !core.is_done() {
-            self.finish(Some(&lp), Err(TaskError::Cancelled), true);
+            self.finish_with(Some(&*lp), TaskError::Cancelled);
         }
     }
 
-    fn discard(self: Rc<Self>) {
-        if self.core.is_done() {
+    /// Drops the future without scheduling anything (loop close).
+    pub(crate) fn discard(&self) {
+        let raw = self.raw();
+        if raw.core().is_done() {
             return;
         }
-        let _ = catch_unwind(AssertUnwindSafe(|| *self.future.borrow_mut() = None));
-        self.core.done_callbacks.borrow_mut().clear();
-        self.finish(None, Err(TaskError::Cancelled), true);
+        let _ = raw.drop_future();
+        let callbacks = raw.core().take_done_callbacks();
+        drop(callbacks);
+        self.finish_with(None, TaskError::Cancelled);
     }
 
-    fn has_unretrieved_panic(&self) -> bool {
-        matches!(&*self.output.borrow(), Some(Err(TaskError::Panicked(_))))
-    }
-
-    fn panic_text(&self) -> Option<String> {
-        match &*self.output.borrow() {
-            Some(Err(e @ TaskError::Panicked(_))) => {
-                Some(e.panic_message().unwrap_or("<non-string panic payload>").to_owned())
-            }
-            _ => None,
-        }
+    /// Queues a step (the first one after a spawn, like asyncio's
+    /// `call_soon(self.__step)`).
+    pub(crate) fn schedule(&self) {
+        self.raw().schedule();
     }
 }
 
-trait JoinSlot<T> {
-    fn core(&self) -> &TaskCore;
-    fn take_output(&self) -> Option<Result<T, TaskError>>;
-    fn raw(self: Rc<Self>) -> Rc<dyn RawTask>;
-    fn has_panic(&self) -> bool;
+fn report_unretrieved(lp: &dyn LoopHooks, task: &TaskRef) {
+    let text = task.raw().panic_text().unwrap_or_default();
+    lp.report_unretrieved(task.clone(), text);
 }
 
-impl<T: 'static, F: Future<Output = Result<T, TaskError>> + 'static> JoinSlot<T> for TaskCell<T, F> {
-    fn core(&self) -> &TaskCore {
-        &self.core
-    }
-    fn take_output(&self) -> Option<Result<T, TaskError>> {
-        self.output.borrow_mut().take()
-    }
-    fn raw(self: Rc<Self>) -> Rc<dyn RawTask> {
-        self
-    }
-    fn has_panic(&self) -> bool {
-        self.has_unretrieved_panic()
-    }
-}
-
-/// Wraps a plain future so its output is `Ok(value)`.
-pub(crate) struct OkWrap<F>(pub(crate) F);
-
-impl<F: Future> Future for OkWrap<F> {
-    type Output = Result<F::Output, TaskError>;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // SAFETY: structural pinning of the only field; `OkWrap` never moves it.
-        let f = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
-        f.poll(cx).map(Ok)
-    }
-}
-
-/// Creates a task on `lp` (which must not be closed) for a future whose
-/// output already carries a `TaskError`.
-pub(crate) fn spawn_raw<T, F>(lp: &Rc<LoopInner>, fut: F) -> Task<T>
-where
-    T: 'static,
-    F: Future<Output = Result<T, TaskError>> + 'static,
-{
-    let id = NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed);
-    let mut tasks = lp.tasks.borrow_mut();
-    let entry = tasks.vacant_entry();
-    let key = entry.key();
-    let header = Arc::new(WakeHeader {
-        key,
-        id,
-        scheduled: AtomicBool::new(false),
-        shared: lp.shared.clone(),
-    });
-    let waker = Waker::from(header.clone());
-    let cell = Rc::new(TaskCell {
-        core: TaskCore {
-            header,
-            waker,
-            name: RefCell::new(None),
-            state: Cell::new(State::Pending),
-            cancel_requested: Cell::new(false),
-            handle_alive: Cell::new(true),
-            done_callbacks: RefCell::new(Vec::new()),
-            listeners: RefCell::new(Vec::new()),
-            linked: RefCell::new(Vec::new()),
-            gather: Cell::new(false),
-            lp: Rc::downgrade(lp),
-            context: Cell::new(crate::context::capture()),
-        },
-        future: RefCell::new(Some(fut)),
-        output: RefCell::new(None),
-    });
-    entry.insert(cell.clone() as Rc<dyn RawTask>);
-    drop(tasks);
-    // The first step is scheduled like asyncio's `call_soon(self.__step)`.
-    cell.core.schedule();
-    Task {
-        slot: cell as Rc<dyn JoinSlot<T>>,
-    }
-}
-
-/// An untyped, cloneable reference to a task (from [`all_tasks`],
-/// [`current_task`] or a done callback). It never keeps a task alive on the
-/// loop and never owns its result.
-#[derive(Clone)]
-pub struct TaskRef {
-    raw: Rc<dyn RawTask>,
-}
-
-impl TaskRef {
-    pub(crate) fn from_raw(raw: Rc<dyn RawTask>) -> TaskRef {
-        TaskRef { raw }
-    }
-    /// Process-unique id (increasing).
-    pub fn id(&self) -> u64 {
-        self.raw.core().id()
-    }
-    /// The task's name (`Task-<id>` unless set).
-    pub fn name(&self) -> String {
-        name_of(self.raw.core())
-    }
-    /// Requests cancellation; see [`Task::cancel`].
-    pub fn cancel(&self) -> bool {
-        cancel_core(self.raw.core())
-    }
-    /// Whether the task finished (normally, by panic or by cancellation).
-    pub fn is_done(&self) -> bool {
-        self.raw.core().is_done()
-    }
-    /// Whether the task ended by cancellation.
-    pub fn is_cancelled(&self) -> bool {
-        self.raw.core().state.get() == State::Cancelled
-    }
-    /// Whether `cancel()` was called on a task that is still pending.
-    pub fn is_cancelling(&self) -> bool {
-        let c = self.raw.core();
-        c.cancel_requested.get() && !c.is_done()
-    }
-}
-
-impl PartialEq for TaskRef {
-    fn eq(&self, other: &Self) -> bool {
-        self.id() == other.id()
-    }
-}
-impl Eq for TaskRef {}
-
-impl fmt::Debug for TaskRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TaskRef")
-            .field("name", &self.name())
-            .field("done", &self.is_done())
-            .finish()
-    }
-}
-
-fn name_of(core: &TaskCore) -> String {
-    match &*core.name.borrow() {
-        Some(n) => n.clone(),
-        None => format!("Task-{}", core.id()),
-    }
-}
-
-fn cancel_core(core: &TaskCore) -> bool {
+fn cancel_core(raw: &RawRef) -> bool {
+    let core = raw.core();
     if core.is_done() {
         return false;
     }
-    let linked = core.linked.borrow().clone();
+    let linked = core.linked();
     // Children first, like asyncio's `_GatheringFuture.cancel`.
     let mut cancelled_a_child = false;
     for t in linked {
@@ -542,306 +401,6 @@ fn cancel_core(core: &TaskCore) -> bool {
         return false;
     }
     core.cancel_requested.set(true);
-    core.schedule();
+    raw.schedule();
     true
-}
-
-/// A handle to a spawned task; `.await` it for `Result<T, TaskError>`.
-///
-/// Dropping the handle detaches the task (it keeps running). A panic the task
-/// produced that was never retrieved is reported to the loop's exception
-/// handler when the handle is dropped (or when a detached task finishes).
-pub struct Task<T> {
-    slot: Rc<dyn JoinSlot<T>>,
-}
-
-impl<T: 'static> Task<T> {
-    fn core(&self) -> &TaskCore {
-        self.slot.core()
-    }
-    /// Process-unique id (increasing).
-    pub fn id(&self) -> u64 {
-        self.core().id()
-    }
-    /// The task's name (`Task-<id>` unless set).
-    pub fn name(&self) -> String {
-        name_of(self.core())
-    }
-    /// Renames the task.
-    pub fn set_name(&self, name: impl Into<String>) {
-        *self.core().name.borrow_mut() = Some(name.into());
-    }
-    /// Builder-style [`Task::set_name`].
-    pub fn with_name(self, name: impl Into<String>) -> Self {
-        self.set_name(name);
-        self
-    }
-    /// Requests cancellation. Returns `false` if the task is already done,
-    /// `true` otherwise (also when a cancel was already requested). The
-    /// task's future is dropped at its next scheduling point (the next loop
-    /// iteration), which cancels any I/O it owns; a task cancelled before
-    /// its first step never runs its body, and one cancelled during its own
-    /// step (it cancelled itself) ends cancelled even if the step returned.
-    /// A gather's `cancel` cancels its unfinished children and returns
-    /// `false`, leaving the gather's result alone, if there are none.
-    pub fn cancel(&self) -> bool {
-        cancel_core(self.core())
-    }
-    /// Whether the task finished.
-    pub fn is_done(&self) -> bool {
-        self.core().is_done()
-    }
-    /// Whether the task ended by cancellation.
-    pub fn is_cancelled(&self) -> bool {
-        self.core().state.get() == State::Cancelled
-    }
-    /// Takes the result if the task is done (`None` while pending or after
-    /// the result was taken).
-    pub fn take_result(&self) -> Option<Result<T, TaskError>> {
-        if self.is_done() { self.slot.take_output() } else { None }
-    }
-    /// Schedules `f` to run (through the ready queue, never synchronously)
-    /// once the task is done; if it already is, `f` is scheduled now.
-    /// Callbacks run in registration order. The returned id lets
-    /// [`remove_done_callback`](Task::remove_done_callback) unregister it.
-    pub fn add_done_callback(&self, f: impl FnOnce(&TaskRef) + 'static) -> DoneCallbackId {
-        self.as_ref().add_done_callback(f)
-    }
-    /// Unregisters a callback added by [`add_done_callback`](Task::add_done_callback)
-    /// and returns how many were removed (asyncio's count): 1, or 0 when the
-    /// id is not registered on this task (removed already, another task's,
-    /// or the task is done and its callbacks were already scheduled).
-    pub fn remove_done_callback(&self, id: DoneCallbackId) -> usize {
-        self.as_ref().remove_done_callback(id)
-    }
-    /// Whether `cancel()` was called on a task that is still pending.
-    pub fn is_cancelling(&self) -> bool {
-        let c = self.core();
-        c.cancel_requested.get() && !c.is_done()
-    }
-    /// An untyped reference to this task.
-    pub fn as_ref(&self) -> TaskRef {
-        TaskRef {
-            raw: self.slot.clone().raw(),
-        }
-    }
-    /// A future that resolves when the task is done, without taking its result.
-    pub fn finished(&self) -> Finished {
-        Finished { task: self.as_ref() }
-    }
-    /// Detaches the task explicitly (same as dropping the handle).
-    pub fn detach(self) {}
-    /// Converts into a handle that cancels the task when dropped.
-    pub fn cancel_on_drop(self) -> CancelOnDrop<T> {
-        CancelOnDrop { task: Some(self) }
-    }
-    /// Whether the task finished by panicking (and the panic is still stored).
-    pub fn has_panicked(&self) -> bool {
-        self.slot.has_panic()
-    }
-    /// Makes `cancel()` on this task also cancel `child` at once.
-    pub(crate) fn link_child(&self, child: TaskRef) {
-        self.core().linked.borrow_mut().push(child);
-    }
-    /// Gives this task a gather's `cancel()`: it returns `false` (and the
-    /// task keeps its result) when no child was left to cancel.
-    pub(crate) fn mark_gather(&self) {
-        self.core().gather.set(true);
-    }
-    pub(crate) fn add_listener(&self, w: Waker) {
-        self.core().listeners.borrow_mut().push(w);
-    }
-    /// Whether the task is pending and belongs to another loop than the one
-    /// running on this thread (see [`TaskError::ForeignLoop`]).
-    pub(crate) fn is_foreign_and_pending(&self) -> bool {
-        !self.is_done() && self.core().on_foreign_loop()
-    }
-}
-
-impl TaskRef {
-    /// See [`Task::add_done_callback`].
-    pub fn add_done_callback(&self, f: impl FnOnce(&TaskRef) + 'static) -> DoneCallbackId {
-        let id = DoneCallbackId(NEXT_CALLBACK_ID.fetch_add(1, Ordering::Relaxed));
-        let core = self.raw.core();
-        if core.is_done() {
-            if let Some(lp) = core.lp.upgrade() {
-                let me = self.clone();
-                lp.schedule_callback(Box::new(move || f(&me)));
-            }
-        } else {
-            core.done_callbacks.borrow_mut().push((id, Box::new(f)));
-        }
-        id
-    }
-    /// See [`Task::remove_done_callback`].
-    pub fn remove_done_callback(&self, id: DoneCallbackId) -> usize {
-        let removed = {
-            let mut cbs = self.raw.core().done_callbacks.borrow_mut();
-            cbs.iter().position(|(i, _)| *i == id).map(|at| cbs.remove(at))
-        };
-        // Dropped outside the borrow: a callback's captures may touch the task.
-        usize::from(removed.is_some())
-    }
-    /// See [`Task::finished`].
-    pub fn finished(&self) -> Finished {
-        Finished { task: self.clone() }
-    }
-}
-
-impl<T: 'static> Future for Task<T> {
-    type Output = Result<T, TaskError>;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let core = self.core();
-        if core.is_done() {
-            return Poll::Ready(self.slot.take_output().unwrap_or(Err(TaskError::AlreadyRetrieved)));
-        }
-        if core.on_foreign_loop() {
-            return Poll::Ready(Err(TaskError::ForeignLoop));
-        }
-        let mut l = core.listeners.borrow_mut();
-        if !l.iter().any(|w| w.will_wake(cx.waker())) {
-            l.push(cx.waker().clone());
-        }
-        Poll::Pending
-    }
-}
-
-impl<T> Drop for Task<T> {
-    fn drop(&mut self) {
-        let core = self.slot.core();
-        core.handle_alive.set(false);
-        if core.state.get() == State::Finished && self.slot.has_panic() {
-            if let Some(lp) = core.lp.upgrade() {
-                report_unretrieved(
-                    &lp,
-                    &TaskRef {
-                        raw: self.slot.clone().raw(),
-                    },
-                );
-            }
-        }
-    }
-}
-
-impl<T: 'static> fmt::Debug for Task<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Task")
-            .field("name", &self.name())
-            .field("done", &self.is_done())
-            .field("cancelled", &self.is_cancelled())
-            .finish()
-    }
-}
-
-/// Resolves when a task is done; see [`Task::finished`].
-pub struct Finished {
-    task: TaskRef,
-}
-
-impl Future for Finished {
-    type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let core = self.task.raw.core();
-        if core.is_done() {
-            return Poll::Ready(());
-        }
-        let mut l = core.listeners.borrow_mut();
-        if !l.iter().any(|w| w.will_wake(cx.waker())) {
-            l.push(cx.waker().clone());
-        }
-        Poll::Pending
-    }
-}
-
-/// A task handle that cancels its task when dropped (see [`Task::cancel_on_drop`]).
-///
-/// The cancellation is immediate: the task's future (and, for a gather, its
-/// unfinished children's) is dropped and the task is done and cancelled
-/// before `drop` returns, unless that task's own step is running.
-pub struct CancelOnDrop<T: 'static> {
-    task: Option<Task<T>>,
-}
-
-impl<T: 'static> CancelOnDrop<T> {
-    /// Gives back the plain (detaching) handle.
-    pub fn into_inner(mut self) -> Task<T> {
-        self.task.take().expect("present until drop")
-    }
-    /// The wrapped handle.
-    pub fn task(&self) -> &Task<T> {
-        self.task.as_ref().expect("present until drop")
-    }
-}
-
-impl<T: 'static> Future for CancelOnDrop<T> {
-    type Output = Result<T, TaskError>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.task.as_mut() {
-            Some(t) => Pin::new(t).poll(cx),
-            None => Poll::Ready(Err(TaskError::AlreadyRetrieved)),
-        }
-    }
-}
-
-impl<T: 'static> Drop for CancelOnDrop<T> {
-    /// Cancels the task at once: its future is dropped (and the task is done
-    /// and cancelled) before `drop` returns, so e.g. a `timeout` around it
-    /// returns with the task already finished, as asyncio's `wait_for`
-    /// waits for the cancelled inner task. Only a task dropping its own
-    /// handle during its step is cancelled at its next scheduling point.
-    fn drop(&mut self) {
-        if let Some(t) = &self.task {
-            if !t.is_done() {
-                t.slot.clone().raw().cancel_now();
-            }
-        }
-    }
-}
-
-/// Spawns `fut` on the current loop (the running one, else this thread's
-/// default loop). The first step runs in the next loop iteration.
-///
-/// # Panics
-///
-/// When there is no loop on this thread or it is closed; use [`try_spawn`]
-/// for an error instead.
-pub fn spawn<F>(fut: F) -> Task<F::Output>
-where
-    F: Future + 'static,
-    F::Output: 'static,
-{
-    match try_spawn(fut) {
-        Ok(t) => t,
-        Err(e) => panic!("ringloop::spawn: {e}"),
-    }
-}
-
-/// Like [`spawn`], with an error when there is no open loop on this thread.
-pub fn try_spawn<F>(fut: F) -> Result<Task<F::Output>, LoopError>
-where
-    F: Future + 'static,
-    F::Output: 'static,
-{
-    let lp = runtime::current_inner().ok_or(LoopError::NoLoop)?;
-    lp.check_open()?;
-    Ok(spawn_raw(&lp, OkWrap(fut)))
-}
-
-/// The task whose step is running now, if any.
-pub fn current_task() -> Option<TaskRef> {
-    let lp = runtime::current_inner()?;
-    lp.current_task.borrow().clone()
-}
-
-/// The not-yet-done tasks of the current loop (empty without a loop).
-pub fn all_tasks() -> Vec<TaskRef> {
-    match runtime::current_inner() {
-        Some(lp) => lp
-            .tasks
-            .borrow()
-            .iter()
-            .map(|(_, t)| TaskRef { raw: t.clone() })
-            .collect(),
-        None => Vec::new(),
-    }
 }

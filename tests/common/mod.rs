@@ -114,3 +114,16 @@ impl Log {
         self.0.borrow().clone()
     }
 }
+
+/// A loop of `choice` (real or virtual clock); `None` after printing
+/// `SKIP [uring]: ...` when io_uring cannot be set up here and
+/// `RINGLOOP_REQUIRE_URING` is off.
+pub fn build(choice: DriverChoice, virtual_clock: bool) -> Option<EventLoop> {
+    ringloop::__macros::build_loop(
+        choice,
+        &ringloop::__macros::Options {
+            virtual_clock,
+            slow_callback_ms: None,
+        },
+    )
+}

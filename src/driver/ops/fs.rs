@@ -1,5 +1,5 @@
 //! File and process operations that only io_uring runs: regular files are
-//! always "ready", so the readiness backend (and a kernel without the
+//! always "ready", so the fallback backend (and a kernel without the
 //! opcode, see [`Driver::supports`](crate::driver::Driver::supports)) runs
 //! the plain syscall on the blocking pool instead (`fs/ops.rs`), and waits
 //! for a child through its pidfd's readability (`process/reap.rs`).

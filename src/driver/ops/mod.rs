@@ -4,7 +4,7 @@
 //! returns a future of its output. The driver owns submission, the
 //! readiness retry and cancellation; callers never see a backend.
 //!
-//! | op | io_uring opcode (min. kernel) | readiness backend |
+//! | op | io_uring opcode (min. kernel) | fallback backend |
 //! |---|---|---|
 //! | [`Read`] / [`Write`] | `READ` / `WRITE` (5.6) | `read`/`pread`, `write`/`pwrite` after readiness |
 //! | [`Recv`] / [`Send`] | `RECV` / `SEND` (5.6) | `recv` (`recvmsg` on Unix streams) / `send` |
@@ -32,8 +32,8 @@ use std::task::{Context, Poll};
 use ringloop_fallback::{Direction, WaitToken};
 
 use super::Driver;
+use super::fallback::FallbackDriver;
 use super::fd::SharedFd;
-use super::readiness::ReadinessDriver;
 
 #[cfg(target_os = "linux")]
 mod fs;
@@ -53,7 +53,7 @@ pub(crate) use stream::{Read, Recv, Send, Write, poll_recv_slice, poll_send_slic
 #[cfg(target_os = "linux")]
 pub(crate) use super::uring::OrphanFn;
 
-/// How the readiness backend runs an operation.
+/// How the fallback backend runs an operation.
 pub(crate) enum Readiness<'a> {
     /// Retry [`OpCode::attempt`] on `EAGAIN` after `dir` readiness of `fd`.
     Fd(&'a SharedFd, Direction),
@@ -104,10 +104,10 @@ pub(crate) unsafe trait OpCode: Sized + 'static {
         None
     }
 
-    /// How the readiness backend runs it.
+    /// How the fallback backend runs it.
     fn readiness(&self) -> Readiness<'_>;
 
-    /// One non-blocking attempt of the syscall (readiness backend).
+    /// One non-blocking attempt of the syscall (fallback backend).
     fn attempt(&mut self) -> io::Result<usize> {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
@@ -145,7 +145,7 @@ enum State<O: OpCode> {
     #[cfg(target_os = "linux")]
     Uring(super::uring::Op<O>),
     Readiness {
-        drv: std::rc::Rc<ReadinessDriver>,
+        drv: std::rc::Rc<FallbackDriver>,
         op: Option<O>,
         token: Option<WaitToken>,
         /// `Readiness::Wait`: the wait was armed by an earlier poll.
@@ -165,7 +165,7 @@ pub(crate) fn submit<O: OpCode>(drv: &Driver, mut op: O) -> Submit<O> {
     let state = match drv {
         #[cfg(target_os = "linux")]
         Driver::Uring(d) => State::Uring(d.submit_op(op)),
-        Driver::Readiness(r) => State::Readiness {
+        Driver::Fallback(r) => State::Readiness {
             drv: r.clone(),
             op: Some(op),
             token: None,
@@ -224,7 +224,7 @@ impl<O: OpCode> Future for Submit<O> {
                     },
                     Readiness::Unsupported => Err(io::Error::new(
                         io::ErrorKind::Unsupported,
-                        "ringloop: operation not available on the readiness backend",
+                        "ringloop: operation not available on the fallback backend",
                     )),
                 };
                 let op = op.take().expect("checked above");
@@ -260,7 +260,7 @@ impl Driver {
         match self {
             #[cfg(target_os = "linux")]
             Driver::Uring(d) => d.supports(O::CODE),
-            Driver::Readiness(_) => false,
+            Driver::Fallback(_) => false,
         }
     }
 }

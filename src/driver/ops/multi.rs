@@ -9,7 +9,7 @@
 //! receive runs as a single-shot `RECV` into a heap buffer, and the next
 //! poll re-arms the multishot one. Kernels without a buffer ring (before
 //! 5.19) or without multishot receive (before 6.0, which rejects it with
-//! `EINVAL`) get single-shot receives throughout. On the readiness backend
+//! `EINVAL`) get single-shot receives throughout. On the fallback backend
 //! each item is one `recv` into a fresh heap buffer.
 //!
 //! Dropping it cancels the armed receive; buffers it picked but never
@@ -28,7 +28,7 @@ use crate::driver::fd::SharedFd;
 #[cfg(target_os = "linux")]
 use crate::driver::uring::{MultiOp, pool::Pool};
 
-/// Receive size on the readiness backend and for single-shot fallbacks.
+/// Receive size on the fallback backend and for single-shot fallbacks.
 const HEAP_RECV: usize = 4096;
 
 /// Multishot `RECV` selecting buffers from the loop's pool (io_uring only).
@@ -65,7 +65,7 @@ unsafe impl super::OpCode for RecvMulti {
 pub(crate) struct PooledRecv {
     #[cfg(target_os = "linux")]
     uring: UringRecv,
-    /// Readiness backend: the receive in progress.
+    /// Fallback backend: the receive in progress.
     heap: Option<Submit<Recv<Vec<u8>>>>,
 }
 
@@ -80,7 +80,7 @@ impl PooledRecv {
         match drv {
             #[cfg(target_os = "linux")]
             Driver::Uring(_) => self.uring.poll(drv, fd, cx),
-            Driver::Readiness(_) => {
+            Driver::Fallback(_) => {
                 let op = self
                     .heap
                     .get_or_insert_with(|| super::submit(drv, Recv::new(fd, Vec::with_capacity(HEAP_RECV), 0)));
@@ -219,7 +219,7 @@ unsafe impl super::OpCode for AcceptMulti {
 /// it is re-armed when the kernel ends it (an error such as `EMFILE`, or the
 /// driver's cancel when [`STREAM_QUEUE_LIMIT`](crate::driver::uring) results
 /// wait untaken). A kernel that refuses the multishot flag (`EINVAL` before
-/// any connection: before 5.19) and the readiness backend get one `accept4`
+/// any connection: before 5.19) and the fallback backend get one `accept4`
 /// per connection. Dropping it cancels the armed accept; fds the kernel
 /// accepted for it that were never taken are closed.
 #[derive(Default)]
@@ -227,7 +227,7 @@ pub(crate) struct AcceptLoop {
     #[cfg(target_os = "linux")]
     multi: Option<MultiOp<AcceptMulti>>,
     single: Option<Submit<super::Accept>>,
-    /// Multishot accept unavailable (readiness backend, or refused).
+    /// Multishot accept unavailable (fallback backend, or refused).
     single_only: bool,
     /// A multishot accept produced a connection (so `EINVAL` is not the
     /// kernel refusing the flag).

@@ -358,7 +358,7 @@ pub(crate) fn close_orphan_fd(res: i32, _flags: u32) {
     }
 }
 
-/// `accept4(2)` with `SOCK_CLOEXEC` (and non-blocking on the readiness
+/// `accept4(2)` with `SOCK_CLOEXEC` (and non-blocking on the fallback
 /// backend).
 pub(crate) struct Accept {
     fd: SharedFd,
@@ -419,12 +419,12 @@ unsafe impl OpCode for Accept {
     }
 }
 
-/// `connect(2)`. On the readiness backend: the non-blocking connect, then
+/// `connect(2)`. On the fallback backend: the non-blocking connect, then
 /// (on `EINPROGRESS`) writability, `SO_ERROR` and a peer-address check.
 pub(crate) struct Connect {
     fd: SharedFd,
     addr: Box<SockAddr>,
-    /// Readiness backend: `connect` was called and said `EINPROGRESS`.
+    /// Fallback backend: `connect` was called and said `EINPROGRESS`.
     started: bool,
 }
 
@@ -572,7 +572,7 @@ unsafe impl OpCode for Close {
 /// Resolves once the fd is readable (or has an error or hang-up pending).
 ///
 /// On io_uring this is a one-shot `IORING_OP_POLL_ADD` for `POLLIN`; on the
-/// readiness backend a wait for the reactor's next read report (edge mode:
+/// fallback backend a wait for the reactor's next read report (edge mode:
 /// at once, consuming it, if a report came since the last such wait).
 /// Either may report readiness that a following non-blocking syscall does
 /// not find (another reader was faster): callers must check fully after

@@ -3,7 +3,7 @@
 //! What a dropped (cancelled) operation may already have done: a read or
 //! receive may have consumed bytes (lost to the caller) on io_uring, where
 //! the kernel can complete it before the AsyncCancel lands; a write or send
-//! may have written some or all bytes. On the readiness backend nothing
+//! may have written some or all bytes. On the fallback backend nothing
 //! happens after the drop.
 
 use std::io;
@@ -346,7 +346,7 @@ fn linger_send_step(state: &mut (SharedFd, Vec<u8>, usize), res: i32) -> Option<
 }
 
 /// A receive straight into a borrowed slice, for poll-based callers (the
-/// `futures-io` traits): only the readiness backend can do it (io_uring
+/// `futures-io` traits): only the fallback backend can do it (io_uring
 /// needs memory the operation owns until the completion), so on io_uring
 /// this is `None` and the caller uses an owned-buffer [`Recv`].
 pub(crate) fn poll_recv_slice(
@@ -356,7 +356,7 @@ pub(crate) fn poll_recv_slice(
     cx: &mut std::task::Context<'_>,
     out: &mut [u8],
 ) -> Option<std::task::Poll<io::Result<usize>>> {
-    let crate::driver::Driver::Readiness(r) = drv else {
+    let crate::driver::Driver::Fallback(r) = drv else {
         return None;
     };
     let kind = fd.short_read();
@@ -387,7 +387,7 @@ pub(crate) fn poll_send_slice(
     cx: &mut std::task::Context<'_>,
     data: &[u8],
 ) -> Option<std::task::Poll<io::Result<usize>>> {
-    let crate::driver::Driver::Readiness(r) = drv else {
+    let crate::driver::Driver::Fallback(r) = drv else {
         return None;
     };
     Some(r.poll_retry(
@@ -406,7 +406,7 @@ pub(crate) fn poll_send_slice(
 /// buffer. It completes twice: the result, then (`IORING_CQE_F_NOTIF`) the
 /// notification that the kernel no longer reads the buffer; the future
 /// resolves — and a dropped one releases the buffer — only after the
-/// second. io_uring only: the readiness backend and smaller sends use
+/// second. io_uring only: the fallback backend and smaller sends use
 /// [`Send`].
 #[cfg(target_os = "linux")]
 pub(crate) struct SendZc<B> {

@@ -13,14 +13,17 @@
 //!
 //! Files: `setup.rs` (flag sets tried, opcode probe, enter check),
 //! `ring.rs` (`Core`: submission, wait, reap, teardown), `notify.rs` (the
-//! eventfd wake), `timeout.rs` (Timeout-SQE waits without EXT_ARG), `op.rs`
+//! eventfd wake), `msg_ring.rs` (the MSG_RING wake between io_uring
+//! loops), `timeout.rs` (Timeout-SQE waits without EXT_ARG), `op.rs`
 //! (slots and the op futures), `pool.rs` (the provided-buffer ring).
 //!
 //! # user_data
 //!
 //! An operation's SQE carries its slab key. Values with the top bit set
 //! ([`INTERNAL`]) belong to the driver: [`EVENTFD_UD`] (the armed eventfd
-//! read), [`CANCEL_UD`] (AsyncCancel / TimeoutRemove, results ignored) and
+//! read), [`CANCEL_UD`] (AsyncCancel / TimeoutRemove, results ignored),
+//! `MSG_RING_WAKE_UD` (a wake-up posted by another loop's MSG_RING),
+//! `MSG_RING_SENT_UD` (our own MSG_RING SQEs, results ignored) and
 //! `WAIT_TIMEOUT_UD | generation` (the wait timeout without EXT_ARG). A slab
 //! never reaches 2^63 entries, so the two ranges cannot meet.
 //!
@@ -49,12 +52,16 @@
 //! * `libc::eventfd`, `libc::write`, `libc::read` on the eventfd: plain FFI on
 //!   an fd this module owns, with valid local buffers; `OwnedFd::from_raw_fd`
 //!   takes ownership of the fresh eventfd.
+//! * `msg_ring.rs`: pushing a `MSG_RING` SQE (it names no memory; its
+//!   target fd is owned by the notifier being called) and
+//!   `BorrowedFd::borrow_raw` of our ring's fd to `dup` it.
 //! * `Box::from_raw` of the eventfd read buffer in `Drop`, only when no read
 //!   is in flight.
 //! * [`UringDriver::submit`] / [`UringDriver::submit_multishot`] are
 //!   `unsafe fn`s: their callers promise the SQE only points into memory the
 //!   resources keep alive at a fixed address.
 
+mod msg_ring;
 mod notify;
 mod op;
 pub(crate) mod pool;
@@ -75,6 +82,8 @@ use std::time::Duration;
 use io_uring::squeue;
 
 use super::{Notify, UringConfig};
+pub(crate) use msg_ring::wake_counts;
+use msg_ring::{MSG_RING_WAKE_UD, RingNotifier};
 use notify::{EventFd, WakeMode};
 use op::Lifecycle;
 use ring::{Core, Inner};
@@ -107,7 +116,7 @@ impl UringDriver {
     /// Sets up a ring of `cfg.entries` SQEs (CQ twice that), with the tuned
     /// flags the kernel accepts, probes the opcodes the driver needs and arms
     /// the cross-thread eventfd. Any failure is an error naming the syscall,
-    /// so the caller can fall back to the readiness backend.
+    /// so the caller can fall back to the fallback backend.
     pub(crate) fn new(cfg: &UringConfig) -> io::Result<Self> {
         let attempts: &[u32] = if cfg.tuned_flags { &TUNED_ATTEMPTS } else { &[0] };
         Self::with_attempts(cfg, attempts)
@@ -132,6 +141,9 @@ impl UringDriver {
             Some(t) => path.push(format!("SEND_ZC from {t} B")),
             None if f.send_zc => path.push("SEND_ZC unsupported".to_owned()),
             None => {}
+        }
+        if f.msg_ring && self.inner.probe.is_supported(io_uring::opcode::MsgRingData::CODE) {
+            path.push("MSG_RING wake".to_owned());
         }
         let path = if path.is_empty() {
             "plain (every feature off)".to_owned()
@@ -192,7 +204,7 @@ impl UringDriver {
 
     /// A `Send + Sync` handle whose `notify()` wakes a blocked `wait`.
     pub(crate) fn notifier(&self) -> Arc<dyn Notify> {
-        self.inner.core.borrow().eventfd.clone()
+        self.inner.notifier.clone()
     }
 
     /// The loop's receive-buffer pool, registered on first use; `None` if

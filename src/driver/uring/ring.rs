@@ -118,6 +118,8 @@ pub(crate) struct Inner {
     pub(super) features: crate::driver::UringFeatures,
     /// Sends of at least this size use `SEND_ZC` (asked for and probed).
     pub(super) send_zc_threshold: Option<usize>,
+    /// The wake-up handle other threads get (`msg_ring::RingNotifier`).
+    pub(super) notifier: Arc<dyn crate::driver::Notify>,
 }
 
 impl Inner {
@@ -398,11 +400,16 @@ impl Core {
                             pool.get(),
                             (user_data as usize, cqe.result(), cqe.flags()),
                         );
+                    } else if user_data == MSG_RING_WAKE_UD {
+                        // Another loop's MSG_RING: a wake-up, nothing to re-arm.
+                        progress = true;
+                        msg_ring::count_received_msg_ring();
                     } else if user_data == EVENTFD_UD {
                         *eventfd_armed = false;
                         progress = true;
                         let res = cqe.result();
                         if res >= 0 {
+                            msg_ring::count_received_eventfd();
                             *wake_errors = 0;
                             // A poll completion leaves the counter set.
                             drain_eventfd |= *wake_mode == WakeMode::Poll;
@@ -433,7 +440,7 @@ impl Core {
                             progress = true;
                         }
                     }
-                    // CANCEL_UD: nothing to do.
+                    // CANCEL_UD, MSG_RING_SENT_UD: nothing to do.
                 }
             }
             for entry in mem::take(&mut self.resubmit) {

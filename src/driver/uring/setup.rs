@@ -262,17 +262,30 @@ impl UringDriver {
         };
         core.arm_eventfd();
         let features = cfg.features.without_env();
+        let msg_ring = features.msg_ring && probe.is_supported(opcode::MsgRingData::CODE);
+        let notifier = Arc::new(RingNotifier {
+            eventfd: core.eventfd.clone(),
+            // Our own reference to the ring file, for senders (see msg_ring.rs).
+            ring: if msg_ring {
+                msg_ring::dup_ring_fd(&core.ring)
+            } else {
+                None
+            },
+        });
         let send_zc_threshold =
             (features.send_zc && probe.is_supported(opcode::SendZc::CODE)).then_some(cfg.send_zc_threshold.max(1));
         crate::debug::debug_log(format_args!("ringloop: {description}"));
-        Ok(UringDriver {
-            inner: Rc::new(Inner {
-                core: RefCell::new(core),
-                description,
-                probe,
-                features,
-                send_zc_threshold,
-            }),
-        })
+        let inner = Rc::new(Inner {
+            core: RefCell::new(core),
+            description,
+            probe,
+            features,
+            send_zc_threshold,
+            notifier,
+        });
+        if msg_ring {
+            msg_ring::register_sender(&inner);
+        }
+        Ok(UringDriver { inner })
     }
 }

@@ -11,17 +11,17 @@ use ringloop_fallback::{Direction, Reactor, WaitToken};
 use super::Notify;
 use super::fd::SharedFd;
 
-pub(crate) struct ReadinessDriver {
+pub(crate) struct FallbackDriver {
     closed: std::cell::Cell<bool>,
     reactor: Reactor,
     notifier: Arc<ringloop_fallback::Notifier>,
 }
 
-impl ReadinessDriver {
+impl FallbackDriver {
     pub(crate) fn new() -> io::Result<Self> {
         let reactor = Reactor::new()?;
         let notifier = Arc::new(reactor.notifier());
-        Ok(ReadinessDriver {
+        Ok(FallbackDriver {
             closed: std::cell::Cell::new(false),
             reactor,
             notifier,
@@ -53,7 +53,7 @@ impl ReadinessDriver {
     }
 }
 
-impl ReadinessDriver {
+impl FallbackDriver {
     /// Polls for `dir` readiness of `fd` as the waiter `token` (one per
     /// direction and waiting object, so a re-poll refreshes its waker
     /// instead of adding one). A waiter left behind when the fd is dropped
@@ -82,7 +82,7 @@ impl ReadinessDriver {
         }
     }
 
-    /// The readiness backend's "emulated completion": runs the non-blocking
+    /// The fallback backend's "emulated completion": runs the non-blocking
     /// syscall `attempt` until it does not say `EAGAIN`, waiting for `dir`
     /// readiness (as waiter `token`) in between; `EINTR` retries at once.
     ///

@@ -1,0 +1,146 @@
+//! The loop's side of tasks: spawning (slab entry, id), the schedule and
+//! loop hooks the task module calls back, and the public spawn functions.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::future::Future;
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::inner::{LoopInner, current_inner, other_loop_running, push_local_task};
+use super::{ExceptionContext, ExceptionKind, LoopError, Shared};
+use crate::task::{self, LoopHooks, OkWrap, Schedule, Task, TaskError, TaskRef};
+
+/// Task ids are handed to loops in blocks of this many, so a spawn touches
+/// no shared counter (one atomic add per block).
+const TASK_ID_BLOCK: u64 = 1024;
+
+/// The next unreserved task id block (ids start at 1).
+static NEXT_TASK_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A loop's current block of task ids: `(next, end)`.
+#[derive(Default)]
+pub(crate) struct TaskIds(Cell<(u64, u64)>);
+
+impl TaskIds {
+    /// A process-unique id, increasing within one loop.
+    fn next(&self) -> u64 {
+        let (mut next, mut end) = self.0.get();
+        if next == end {
+            next = NEXT_TASK_ID.fetch_add(TASK_ID_BLOCK, Ordering::Relaxed);
+            end = next + TASK_ID_BLOCK;
+        }
+        self.0.set((next + 1, end));
+        next
+    }
+}
+
+/// Creates a task on `lp` (which must not be closed) for a future whose
+/// output already carries a `TaskError`, and schedules its first step.
+pub(crate) fn spawn_raw<T, F>(lp: &Rc<LoopInner>, fut: F) -> Task<T>
+where
+    T: 'static,
+    F: Future<Output = Result<T, TaskError>> + 'static,
+{
+    let id = lp.task_ids.next();
+    let mut tasks = lp.tasks.borrow_mut();
+    let entry = tasks.vacant_entry();
+    let hooks: Weak<dyn LoopHooks> = Rc::downgrade(lp) as Weak<LoopInner>;
+    let task = task::new_task(fut, entry.key(), id, &lp.sched_hook, hooks);
+    let r = task.as_ref();
+    entry.insert(r.clone());
+    drop(tasks);
+    r.schedule();
+    task
+}
+
+impl Schedule for Shared {
+    fn schedule(&self, key: usize, id: u64) {
+        if !push_local_task(self, key, id) {
+            self.push_remote_wake(key, id);
+        }
+    }
+    fn foreign_loop_running(&self) -> bool {
+        other_loop_running(self)
+    }
+}
+
+impl LoopHooks for LoopInner {
+    fn is_closed(&self) -> bool {
+        LoopInner::is_closed(self)
+    }
+    fn call_soon(&self, f: Box<dyn FnOnce()>) {
+        self.schedule_callback(f);
+    }
+    fn task_finished(&self, key: usize, id: u64) {
+        let removed = {
+            let mut tasks = self.tasks.borrow_mut();
+            match tasks.get(key) {
+                Some(t) if t.id() == id => Some(tasks.remove(key)),
+                _ => None,
+            }
+        };
+        // Dropped outside the borrow (it may be the task's last reference).
+        drop(removed);
+    }
+    fn report_drop_panic(&self, what: &str, payload: Box<dyn Any + Send>) {
+        self.report_panic(ExceptionKind::CallbackPanicked, what, payload);
+    }
+    fn report_unretrieved(&self, task: TaskRef, panic_text: String) {
+        self.call_exception_handler(ExceptionContext {
+            kind: ExceptionKind::TaskPanicNotRetrieved,
+            message: format!("Task exception was never retrieved ({}): {panic_text}", task.name()),
+            panic_message: Some(panic_text),
+            task: Some(task),
+        });
+    }
+    fn swap_current(&self, task: Option<TaskRef>) -> Option<TaskRef> {
+        self.current_task.replace(task)
+    }
+    fn sched_hook(&self) -> &Rc<task::SchedHook> {
+        &self.sched_hook
+    }
+}
+
+/// Spawns `fut` on the current loop (the running one, else this thread's
+/// default loop). The first step runs in the next loop iteration.
+///
+/// # Panics
+///
+/// When there is no loop on this thread or it is closed; use [`try_spawn`]
+/// for an error instead.
+pub fn spawn<F>(fut: F) -> Task<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    match try_spawn(fut) {
+        Ok(t) => t,
+        Err(e) => panic!("ringloop::spawn: {e}"),
+    }
+}
+
+/// Like [`spawn`], with an error when there is no open loop on this thread.
+pub fn try_spawn<F>(fut: F) -> Result<Task<F::Output>, LoopError>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let lp = current_inner().ok_or(LoopError::NoLoop)?;
+    lp.check_open()?;
+    Ok(spawn_raw(&lp, OkWrap(fut)))
+}
+
+/// The task whose step is running now, if any.
+pub fn current_task() -> Option<TaskRef> {
+    let lp = current_inner()?;
+    lp.current_task.borrow().clone()
+}
+
+/// The not-yet-done tasks of the current loop (empty without a loop).
+pub fn all_tasks() -> Vec<TaskRef> {
+    match current_inner() {
+        Some(lp) => lp.tasks.borrow().iter().map(|(_, t)| t.clone()).collect(),
+        None => Vec::new(),
+    }
+}

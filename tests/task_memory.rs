@@ -1,0 +1,387 @@
+//! Task memory: allocations per spawn (a counting global allocator), and
+//! wakers cloned, woken and dropped on other threads after the task
+//! finished, while it is pending, and after its loop is gone. Run these
+//! under AddressSanitizer too (see ARCHITECTURE.md, "Tasks").
+
+mod common;
+
+use ringloop::EventLoop;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::task::{Context, Poll, Waker};
+use std::thread::{self, ThreadId};
+
+use ringloop::{gather, spawn, yield_now};
+
+/// Counts allocations per thread (tests run on parallel threads).
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn bump() {
+    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; the
+// bookkeeping is a thread-local counter that never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        bump();
+        // SAFETY: the caller's contract is passed on unchanged.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        bump();
+        // SAFETY: the caller's contract is passed on unchanged.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        bump();
+        // SAFETY: the caller's contract is passed on unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract is passed on unchanged.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocs() -> u64 {
+    ALLOCS.with(|c| c.get())
+}
+
+/// Allocations made by this thread while `f` runs.
+async fn count<F: Future>(f: F) -> (u64, F::Output) {
+    let before = allocs();
+    let out = f.await;
+    (allocs() - before, out)
+}
+
+/// Parks its waker in a shared slot on first poll; ready on second poll.
+struct StashWaker {
+    slot: Arc<Mutex<Option<Waker>>>,
+    polled: bool,
+}
+
+impl Future for StashWaker {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.polled {
+            return Poll::Ready(());
+        }
+        self.polled = true;
+        *self.slot.lock().unwrap() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// Records on which thread it was dropped.
+struct DropSpy(Arc<Mutex<Option<ThreadId>>>);
+
+impl Drop for DropSpy {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap() = Some(thread::current().id());
+    }
+}
+
+/// Uses a waker the way a foreign thread may: clones, wakes by reference,
+/// wakes by value and drops, several times.
+fn hammer(w: Waker) {
+    for _ in 0..100 {
+        let c = w.clone();
+        c.wake_by_ref();
+        let d = c.clone();
+        d.wake();
+        drop(c);
+    }
+    w.wake();
+}
+
+#[ringloop::test]
+fn spawn_and_join_of_a_non_allocating_future_is_one_allocation(lp: &EventLoop) {
+    let (n, v) = lp
+        .run_until_complete(async {
+            // Warm-up: the slab, the ready queue and the id block exist.
+            for i in 0..4u64 {
+                assert_eq!(spawn(async move { i }).await.unwrap(), i);
+            }
+            let mut per_task = Vec::with_capacity(16);
+            for i in 0..16u64 {
+                let (n, v) = count(async move { spawn(async move { i * 2 }).await.unwrap() }).await;
+                assert_eq!(v, i * 2);
+                per_task.push(n);
+            }
+            (per_task, 7)
+        })
+        .unwrap();
+    assert_eq!(v, 7);
+    assert!(n.iter().all(|&a| a == 1), "allocations per spawn+join: {n:?}");
+}
+
+#[ringloop::test]
+fn detached_spawns_cost_one_allocation_each(lp: &EventLoop) {
+    let rounds = lp
+        .run_until_complete(async {
+            let sum = Rc::new(Cell::new(0u64));
+            let mut rounds = Vec::new();
+            // The first round grows the slab and the ready queue; the
+            // second reuses them.
+            for round in 1..=2u64 {
+                let s2 = sum.clone();
+                let (n, ()) = count(async move {
+                    for i in 0..100u64 {
+                        let s = s2.clone();
+                        spawn(async move { s.set(s.get() + i) }).detach();
+                    }
+                    while s2.get() < round * 4950 {
+                        yield_now().await;
+                    }
+                })
+                .await;
+                rounds.push(n);
+            }
+            assert_eq!(sum.get(), 2 * 4950);
+            rounds
+        })
+        .unwrap();
+    assert_eq!(
+        rounds[1], 100,
+        "allocations for 100 detached spawns (first round: {})",
+        rounds[0]
+    );
+}
+
+#[ringloop::test]
+fn gather_allocates_no_more_than_the_children_themselves(lp: &EventLoop) {
+    const N: u64 = 1000;
+    let (n, sum) = lp
+        .run_until_complete(async {
+            spawn(async {}).await.unwrap();
+            count(async {
+                gather((0..N).map(|i| async move { i }))
+                    .await
+                    .unwrap()
+                    .iter()
+                    .sum::<u64>()
+            })
+            .await
+        })
+        .unwrap();
+    assert_eq!(sum, N * (N - 1) / 2);
+    // N tasks, plus a bounded number of vectors (the gather task, its
+    // child and result lists, the output, ready-queue growth).
+    assert!((N..=N + 40).contains(&n), "allocations for a gather of {N}: {n}");
+}
+
+#[ringloop::test]
+fn a_waker_woken_and_dropped_elsewhere_after_the_task_finished_is_harmless(lp: &EventLoop) {
+    let slot = Arc::new(Mutex::new(None));
+    let s = slot.clone();
+    let out = lp
+        .run_until_complete(async move {
+            let t = spawn(async move {
+                StashWaker { slot: s, polled: false }.await;
+                5
+            });
+            // Wake it ourselves so it finishes; the stashed waker stays.
+            while !t.is_done() {
+                if let Some(w) = slot.lock().unwrap().as_ref() {
+                    w.wake_by_ref();
+                }
+                yield_now().await;
+            }
+            (t.await.unwrap(), slot)
+        })
+        .unwrap();
+    assert_eq!(out.0, 5);
+    let w = out.1.lock().unwrap().take().expect("waker stashed");
+    thread::spawn(move || hammer(w)).join().unwrap();
+    // The stale wake-ups queued nothing that runs a task.
+    let n = lp.run_until_complete(async { 1 }).unwrap();
+    assert_eq!(n, 1);
+}
+
+#[ringloop::test]
+fn a_pending_task_woken_from_another_thread_resumes(lp: &EventLoop) {
+    let (tx, rx) = mpsc::channel::<Waker>();
+    let waker_thread = thread::spawn(move || {
+        let w = rx.recv().unwrap();
+        thread::sleep(std::time::Duration::from_millis(20));
+        hammer(w);
+    });
+    let v = lp
+        .run_until_complete(async move {
+            let t = spawn(async move {
+                let slot = Arc::new(Mutex::new(None));
+                let mut stash = StashWaker {
+                    slot: slot.clone(),
+                    polled: false,
+                };
+                // First poll stashes the waker; hand it to the thread.
+                let mut stash = Pin::new(&mut stash);
+                std::future::poll_fn(|cx| {
+                    let p = stash.as_mut().poll(cx);
+                    if let Some(w) = slot.lock().unwrap().take() {
+                        tx.send(w).unwrap();
+                    }
+                    p
+                })
+                .await;
+                "woken"
+            });
+            t.await.unwrap()
+        })
+        .unwrap();
+    waker_thread.join().unwrap();
+    assert_eq!(v, "woken");
+}
+
+#[ringloop::test]
+fn a_detached_tasks_output_is_dropped_on_the_loop_thread_while_a_waker_lives_elsewhere(lp: &EventLoop) {
+    let slot = Arc::new(Mutex::new(None));
+    let dropped_on = Arc::new(Mutex::new(None));
+    let (s, d, slot2, d2) = (slot.clone(), dropped_on.clone(), slot.clone(), dropped_on.clone());
+    lp.run_until_complete(async move {
+        let t = spawn(async move {
+            StashWaker { slot: s, polled: false }.await;
+            DropSpy(d)
+        });
+        while !t.is_done() {
+            if let Some(w) = slot2.lock().unwrap().as_ref() {
+                w.wake_by_ref();
+            }
+            yield_now().await;
+        }
+        assert_eq!(*d2.lock().unwrap(), None, "the output is kept for the handle");
+        // Dropping the last handle drops the output, here and now,
+        // although a waker still refers to the task.
+        drop(t);
+        assert_eq!(*d2.lock().unwrap(), Some(thread::current().id()));
+    })
+    .unwrap();
+    assert_eq!(*dropped_on.lock().unwrap(), Some(thread::current().id()));
+    let w = slot.lock().unwrap().take().expect("waker stashed");
+    thread::spawn(move || hammer(w)).join().unwrap();
+}
+
+/// A pending task's waker outlives the loop: closing the loop drops the
+/// future on the loop thread, and the waker stays usable (a no-op) on
+/// another thread, which also frees the task.
+#[test]
+fn a_waker_outliving_its_loop_is_harmless_and_frees_the_task() {
+    for choice in [ringloop::DriverChoice::Uring, ringloop::DriverChoice::Fallback] {
+        let Some(lp) = common::build(choice, false) else {
+            continue;
+        };
+        let slot = Arc::new(Mutex::new(None));
+        let dropped_on = Arc::new(Mutex::new(None));
+        let (s, d) = (slot.clone(), dropped_on.clone());
+        let t = lp
+            .create_task(async move {
+                let _spy = DropSpy(d);
+                StashWaker { slot: s, polled: false }.await;
+                std::future::pending::<()>().await;
+            })
+            .unwrap();
+        lp.run_until_complete(async { yield_now().await }).unwrap();
+        let w = slot.lock().unwrap().take().expect("waker stashed");
+        assert!(!t.is_done());
+        drop(t);
+        lp.close().unwrap();
+        // The future was dropped by close, on this thread.
+        assert_eq!(*dropped_on.lock().unwrap(), Some(thread::current().id()));
+        drop(lp);
+        let spare = w.clone();
+        let other = thread::spawn(move || hammer(w));
+        other.join().unwrap();
+        // The last reference, dropped here after the other thread's.
+        drop(spare);
+    }
+}
+
+/// Many threads clone and drop one waker at once while the loop finishes
+/// the task: the count stays consistent (no double free, no leak: checked
+/// by the sanitizers).
+#[test]
+fn concurrent_waker_clones_across_threads() {
+    for choice in [ringloop::DriverChoice::Uring, ringloop::DriverChoice::Fallback] {
+        let Some(lp) = common::build(choice, false) else {
+            continue;
+        };
+        let slot = Arc::new(Mutex::new(None));
+        let s = slot.clone();
+        let started = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let t = lp
+            .create_task(async move {
+                StashWaker { slot: s, polled: false }.await;
+                9
+            })
+            .unwrap();
+        lp.run_until_complete(async { yield_now().await }).unwrap();
+        let w = slot.lock().unwrap().take().expect("waker stashed");
+        for _ in 0..4 {
+            let (w, started, stop) = (w.clone(), started.clone(), stop.clone());
+            threads.push(thread::spawn(move || {
+                started.fetch_add(1, Ordering::SeqCst);
+                while !stop.load(Ordering::SeqCst) {
+                    let c = w.clone();
+                    c.wake_by_ref();
+                    drop(c);
+                }
+            }));
+        }
+        while started.load(Ordering::SeqCst) < 4 {
+            thread::yield_now();
+        }
+        let v = lp.run_until_complete(t).unwrap();
+        assert_eq!(v.unwrap(), 9);
+        drop(w);
+        stop.store(true, Ordering::SeqCst);
+        for th in threads {
+            th.join().unwrap();
+        }
+        drop(lp);
+    }
+}
+
+/// The first clone of a task's waker made on another (scoped) thread during
+/// the task's step, used after the task finished and the loop is gone.
+#[test]
+fn a_waker_first_cloned_on_a_scoped_thread_outlives_the_loop() {
+    for choice in [ringloop::DriverChoice::Uring, ringloop::DriverChoice::Fallback] {
+        let Some(lp) = common::build(choice, false) else {
+            continue;
+        };
+        let slot: Arc<Mutex<Option<Waker>>> = Arc::new(Mutex::new(None));
+        let s = slot.clone();
+        let out = lp
+            .run_until_complete(async move {
+                spawn(std::future::poll_fn(move |cx| {
+                    let w = cx.waker();
+                    thread::scope(|sc| {
+                        sc.spawn(|| *s.lock().unwrap() = Some(w.clone()));
+                    });
+                    Poll::Ready(3)
+                }))
+                .await
+                .unwrap()
+            })
+            .unwrap();
+        assert_eq!(out, 3);
+        drop(lp);
+        let w = slot.lock().unwrap().take().expect("waker cloned");
+        thread::spawn(move || hammer(w)).join().unwrap();
+    }
+}
