@@ -65,6 +65,7 @@ pub mod combinators;
 pub mod context;
 pub mod cores;
 mod debug;
+pub mod dns;
 mod driver;
 pub mod fs;
 pub mod future;
@@ -73,8 +74,10 @@ pub mod hyper;
 mod io;
 pub mod net;
 pub mod process;
+pub mod protocols;
 pub mod runtime;
 pub mod signal;
+pub mod streams;
 pub mod sync;
 pub mod task;
 pub mod thread_bound;
@@ -83,6 +86,7 @@ pub mod time;
 mod timer;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod watch;
 
 /// Runtime side of the attribute macros (what their expansions call).
 #[doc(hidden)]

@@ -55,6 +55,10 @@ const TESTED_ELSEWHERE: &[(&str, &str)] = &[
     ("echo_server", "tests/example_echo.rs"),
     ("echo_client", "tests/example_echo.rs"),
     ("file_copy", "tests/example_file_copy.rs"),
+    ("streams_echo_server", "tests/example_streams.rs"),
+    ("streams_echo_client", "tests/example_streams.rs"),
+    ("protocol_echo_server", "tests/example_streams.rs"),
+    ("protocol_echo_client", "tests/example_streams.rs"),
     // Features `hyper` + `tls` (skipped without them).
     ("hyper_hello", "tests/example_hyper.rs"),
     ("hyper_client", "tests/example_hyper.rs"),

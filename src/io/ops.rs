@@ -59,6 +59,11 @@ pub(crate) async fn poll_readable(drv: &Driver, fd: &SharedFd) -> io::Result<()>
     submit(drv, ops::PollReadable::new(fd)).await
 }
 
+/// Resolves once `fd` is writable (see [`ops::PollWritable`]).
+pub(crate) async fn poll_writable(drv: &Driver, fd: &SharedFd) -> io::Result<()> {
+    submit(drv, ops::PollWritable::new(fd)).await
+}
+
 /// `shutdown(2)` (synchronous on both backends: it never blocks).
 pub(crate) fn shutdown(fd: &SharedFd, how: Shutdown) -> io::Result<()> {
     let how = match how {

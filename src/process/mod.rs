@@ -81,9 +81,11 @@ mod child;
 mod command;
 mod pipe;
 mod reap;
+mod shell;
 #[cfg(test)]
 mod tests;
 
 pub use child::Child;
 pub use command::Command;
 pub use pipe::{ChildStderr, ChildStdin, ChildStdout};
+pub use shell::{create_subprocess_shell, shell};

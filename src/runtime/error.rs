@@ -68,6 +68,9 @@ pub enum ExceptionKind {
     SlowCallback(Duration),
     /// The driver's wait failed.
     DriverError,
+    /// An I/O error a background task could not hand to anyone (a
+    /// [`Server`](crate::protocols::Server)'s accept failed, e.g. EMFILE).
+    IoError,
 }
 
 /// The context passed to the exception handler (asyncio's context dict).

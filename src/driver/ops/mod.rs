@@ -13,6 +13,7 @@
 //! | [`Accept`] | `ACCEPT` (5.5) | `accept4` |
 //! | [`Connect`] | `CONNECT` (5.5) | `connect`, then writability + `SO_ERROR` |
 //! | [`PollReadable`] | `POLL_ADD` (5.1) | the reactor's read readiness |
+//! | [`PollWritable`] | `POLL_ADD` (5.1) | the reactor's write readiness |
 //! | [`Close`] | `CLOSE` (5.6) | `close` |
 //! | [`RecvMulti`](multi::RecvMulti) | `RECV` + `RECV_MULTISHOT` + buffer ring (6.0) | — (single `recv`s) |
 //! | [`AcceptMulti`](multi::AcceptMulti) | `ACCEPT` + `ACCEPT_MULTISHOT` (5.19) | — (single `accept4`s) |
@@ -44,7 +45,7 @@ mod stream;
 #[cfg(target_os = "linux")]
 pub(crate) use fs::{Fsync, Ftruncate, MkdirAt, OpenAt, RenameAt, Statx, UnlinkAt, WaitId};
 pub(crate) use msg::{InBufs, One, OutBufs, Received, RecvMsg, SendMsg};
-pub(crate) use net::{Accept, Close, Connect, PollReadable};
+pub(crate) use net::{Accept, Close, Connect, PollReadable, PollWritable};
 #[cfg(target_os = "linux")]
 pub(crate) use stream::SendZc;
 pub(crate) use stream::{Read, Recv, Send, Write, poll_recv_slice, poll_send_slice};

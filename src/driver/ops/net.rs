@@ -1,5 +1,5 @@
-//! Socket operations: [`Accept`], [`Connect`], [`Close`], [`PollReadable`]
-//! (`sendmsg`/`recvmsg` are in `msg.rs`).
+//! Socket operations: [`Accept`], [`Connect`], [`Close`], [`PollReadable`],
+//! [`PollWritable`] (`sendmsg`/`recvmsg` are in `msg.rs`).
 //!
 //! A dropped accept may still accept a connection on io_uring: the driver
 //! closes that fd ([`OpCode::ORPHAN`]). A dropped connect may leave the
@@ -302,6 +302,39 @@ unsafe impl OpCode for PollReadable {
 
     fn readiness(&self) -> Readiness<'_> {
         Readiness::Wait(&self.fd, Direction::Read)
+    }
+
+    fn complete(self, res: io::Result<usize>, _flags: u32) -> Self::Output {
+        res.map(drop)
+    }
+}
+
+/// Resolves once the fd is writable (or has an error or hang-up pending):
+/// [`PollReadable`] for `POLLOUT` / the reactor's write readiness, with the
+/// same caveats.
+pub(crate) struct PollWritable {
+    fd: SharedFd,
+}
+
+impl PollWritable {
+    pub(crate) fn new(fd: &SharedFd) -> Self {
+        PollWritable { fd: fd.clone() }
+    }
+}
+
+// SAFETY: the SQE references no memory, only `fd`, which the op keeps open.
+unsafe impl OpCode for PollWritable {
+    type Output = io::Result<()>;
+    #[cfg(target_os = "linux")]
+    const CODE: u8 = opcode::PollAdd::CODE;
+
+    #[cfg(target_os = "linux")]
+    fn sqe(&mut self) -> squeue::Entry {
+        opcode::PollAdd::new(types::Fd(self.fd.raw()), libc::POLLOUT as u32).build()
+    }
+
+    fn readiness(&self) -> Readiness<'_> {
+        Readiness::Wait(&self.fd, Direction::Write)
     }
 
     fn complete(self, res: io::Result<usize>, _flags: u32) -> Self::Output {
