@@ -52,9 +52,9 @@ fn getnameinfo_blocking(addr: SocketAddr, flags: i32) -> io::Result<(String, Str
     let sa = socket2::SockAddr::from(addr);
     let mut host = [0 as libc::c_char; libc::NI_MAXHOST as usize];
     let mut serv = [0 as libc::c_char; 32];
-    // SAFETY: `sa` is a valid sockaddr of `sa.len()` bytes; `host` and
-    // `serv` are writable buffers of the lengths passed, which getnameinfo
-    // NUL-terminates on success.
+    // `sa` is a valid sockaddr of `sa.len()` bytes; `host` and `serv` are
+    // writable buffers of the lengths passed, NUL-terminated on success.
+    // SAFETY: the pointers and lengths are valid, as just explained.
     let rc = unsafe {
         libc::getnameinfo(
             sa.as_ptr().cast(),

@@ -140,9 +140,10 @@ impl<T> ThreadBound<T> {
         if !self.is_owner_thread() {
             return Err(WrongThread(()));
         }
-        // SAFETY: structural pinning: the value is never moved out of a
-        // pinned wrapper (`into_inner` takes the wrapper by value, which a
-        // pinned `!Unpin` wrapper cannot give), and it is dropped in place.
+        // Structural pinning: the value is never moved out of a pinned
+        // wrapper (`into_inner` takes the wrapper by value, which a pinned
+        // `!Unpin` wrapper cannot give), and it is dropped in place.
+        // SAFETY: the value is structurally pinned, as just explained.
         Ok(unsafe { self.map_unchecked_mut(|s| &mut *s.value) })
     }
 }

@@ -64,9 +64,9 @@ impl RawRef {
             (&raw mut (*p).future).write(UnsafeCell::new(Some(future)));
             (&raw mut (*p).output).write(UnsafeCell::new(None));
         }
-        // SAFETY: `Box::into_raw` never returns null; every field is
-        // initialized above, so the cell may be used as a `TaskCell<F, T>`
-        // (`dealloc` frees it as a `Box<TaskCell<F, T>>`, same layout).
+        // Every field is initialized above, so the cell may be used as a
+        // `TaskCell<F, T>` (`dealloc` frees it as a `Box<TaskCell<F, T>>`).
+        // SAFETY: `Box::into_raw` never returns null.
         let ptr = unsafe { NonNull::new_unchecked(Box::into_raw(cell)) }.cast::<Header>();
         TypedRef {
             raw: RawRef {
@@ -159,11 +159,12 @@ impl RawRef {
         if me.local.hook.strong_count() == 0 || !std::ptr::addr_eq(h.sched.as_ptr(), me.header.sched.as_ptr()) {
             return None;
         }
-        // SAFETY: the same loop, so that task belongs to this thread (a loop
-        // and its tasks never leave their thread): its local part, at a
-        // fixed offset of the live allocation, may be used here. `refs` is
-        // a plain `Cell` that is never dropped, readable even at zero (only
-        // that field is referenced: the core may already be dropped).
+        // The same loop, so that task belongs to this thread (a loop and its
+        // tasks never leave their thread). `refs` is a plain `Cell` that is
+        // never dropped, readable even at zero (only that field is
+        // referenced: the core may already be dropped).
+        // SAFETY: the local part, at a fixed offset of the live allocation,
+        // may be used on this thread, as just explained.
         let refs = unsafe { &(*ptr.cast::<Prefix>().as_ptr()).local.refs };
         let n = refs.get();
         if n == 0 || n == usize::MAX {
@@ -190,9 +191,9 @@ impl RawRef {
         if !std::ptr::eq(self.prefix().local.hook.as_ptr(), Rc::as_ptr(hook)) {
             return Poll::Pending;
         }
-        // SAFETY: a waker borrowed for this call only, never dropped (so it
-        // needs no reference of its own): this `RawRef` keeps the task alive
-        // for longer; clones made by the future take their own references.
+        // A waker borrowed for this call only and never dropped, so it needs
+        // no reference of its own; clones made by the future take theirs.
+        // SAFETY: this `RawRef` keeps the task alive longer than the waker.
         let waker = ManuallyDrop::new(unsafe {
             Waker::from_raw(RawWaker::new(self.ptr.as_ptr().cast_const().cast(), &WAKER_VTABLE))
         });
