@@ -45,6 +45,7 @@ impl UringDriver {
     /// Submits `op` (the one safe entry point: [`OpCode`]'s contract is
     /// [`submit`](Self::submit)'s).
     pub(crate) fn submit_op<O: OpCode>(&self, op: O) -> Op<O> {
+        #[cfg(test)]
         self.count_op(O::CODE);
         // SAFETY: `OpCode` implementors promise that `sqe` only points into
         // heap memory the op owns (or 'static memory) and that the op keeps
@@ -57,6 +58,7 @@ impl UringDriver {
     /// Submits a multishot `op` (its completions are a stream); see
     /// [`submit_op`](Self::submit_op).
     pub(crate) fn submit_multi<O: OpCode>(&self, op: O) -> MultiOp<O> {
+        #[cfg(test)]
         self.count_op(O::CODE);
         // SAFETY: as in `submit_op`, until the final completion.
         let mut op = unsafe { self.submit_multishot(op, O::sqe) };
@@ -64,6 +66,9 @@ impl UringDriver {
         op
     }
 
+    /// Counts submissions per opcode (tests only: it borrows the core,
+    /// which the hot path need not pay).
+    #[cfg(test)]
     fn count_op(&self, code: u8) {
         if let Some(n) = self
             .inner
