@@ -60,7 +60,7 @@ impl UdpSocket {
         }
         sock.bind(&addr.into())?;
         Ok(UdpSocket {
-            fd: SharedFd::new(OwnedFd::from(sock), &drv)?,
+            fd: SharedFd::new_socket(OwnedFd::from(sock), &drv)?,
             drv,
         })
     }
@@ -71,7 +71,7 @@ impl UdpSocket {
         let fd = OwnedFd::from(s);
         crate::io::set_nonblocking(fd.as_raw_fd(), matches!(drv, Driver::Fallback(_)))?;
         Ok(UdpSocket {
-            fd: SharedFd::new(fd, &drv)?,
+            fd: SharedFd::new_socket(fd, &drv)?,
             drv,
         })
     }

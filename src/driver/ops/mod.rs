@@ -35,6 +35,26 @@ use super::Driver;
 use super::fallback::FallbackDriver;
 use super::fd::SharedFd;
 
+/// Builds an io_uring SQE that names `$fd` (a `&SharedFd`) by its
+/// fixed-file slot when it has one (`IOSQE_FIXED_FILE`), else by number:
+/// `fd_sqe!(&self.fd, t => opcode::Recv::new(t, ptr, len).build())`.
+#[cfg(target_os = "linux")]
+macro_rules! fd_sqe {
+    ($fd:expr, $t:ident => $build:expr) => {{
+        let fd: &$crate::driver::fd::SharedFd = $fd;
+        match fd.fixed_index() {
+            Some(slot) => {
+                let $t = io_uring::types::Fixed(slot);
+                $build
+            }
+            None => {
+                let $t = io_uring::types::Fd(fd.raw());
+                $build
+            }
+        }
+    }};
+}
+
 #[cfg(target_os = "linux")]
 mod fs;
 mod msg;
