@@ -42,7 +42,7 @@ mod udp;
 #[cfg(unix)]
 pub mod unix;
 
-pub use recv_stream::RecvStream;
+pub use recv_stream::{RecvFromStream, RecvStream};
 pub use reuseport::{attach_reuseport_cpu_steering, reuseport_tcp_listeners};
 #[cfg(unix)]
 pub use stream::Unix;

@@ -333,3 +333,53 @@ fn a_full_fixed_file_table_leaves_later_sockets_on_plain_fds_and_freed_slots_are
         .unwrap();
     }
 }
+
+#[test]
+fn udp_recv_from_stream_uses_one_multishot_recvmsg_and_heap_receives_once_the_pool_is_out() {
+    use crate::driver::ops::dgram::RecvMsgMulti;
+    for choice in [DriverChoice::Uring, DriverChoice::Fallback] {
+        let Ok(lp) = EventLoop::builder().driver(choice).recv_pool(4, 4096).build() else {
+            let Some(_) = build(choice) else { continue };
+            unreachable!("build succeeded with the default pool but failed with 4 buffers");
+        };
+        lp.run_until_complete(async move {
+            let drv = crate::io::current_driver().unwrap();
+            let server = super::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let client = super::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let to = server.local_addr().unwrap();
+            let multi_before = drv.ops_submitted::<RecvMsgMulti>();
+            let mut stream = server.recv_from_stream();
+            let mut held = Vec::new();
+            for i in 0..12u8 {
+                let (res, _) = client.send_to(vec![i; 100], to).await;
+                res.unwrap();
+                let (buf, meta) = stream.next_datagram().await.unwrap();
+                assert_eq!((&buf[..], meta.addr), (&[i; 100][..], client.local_addr().unwrap()));
+                held.push(buf);
+            }
+            let ring: Vec<bool> = held.iter().map(|b| b.is_ring_buffer()).collect();
+            let multi = drv
+                .ops_submitted::<RecvMsgMulti>()
+                .zip(multi_before)
+                .map(|(a, b)| a - b);
+            if let Some(n) = multi
+                && drv.uses(crate::driver::Feature::MultishotRecv)
+            {
+                // Four pool buffers, then heap receives (ENOBUFS), each
+                // followed by a re-arm attempt.
+                assert_eq!(&ring[..4], &[true; 4], "{choice:?}: {ring:?}");
+                assert!(ring[4..].iter().all(|r| !r), "{choice:?}: {ring:?}");
+                assert!(n >= 1, "{choice:?}: no multishot recvmsg");
+                drop(held);
+                // The pool is back: the next datagram lands in a ring buffer.
+                let (res, _) = client.send_to(vec![99; 10], to).await;
+                res.unwrap();
+                let (buf, _) = stream.next_datagram().await.unwrap();
+                assert!(buf.is_ring_buffer(), "{choice:?}: buffers returned to the pool");
+            } else {
+                assert!(ring.iter().all(|r| !r));
+            }
+        })
+        .unwrap();
+    }
+}

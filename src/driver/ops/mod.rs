@@ -16,6 +16,7 @@
 //! | [`PollWritable`] | `POLL_ADD` (5.1) | the reactor's write readiness |
 //! | [`Close`] | `CLOSE` (5.6) | `close` |
 //! | [`RecvMulti`](multi::RecvMulti) | `RECV` + `RECV_MULTISHOT` + buffer ring (6.0) | — (single `recv`s) |
+//! | [`RecvMsgMulti`](dgram::RecvMsgMulti) | `RECVMSG` + `RECV_MULTISHOT` + buffer ring (6.0) | — (single `recvmsg`s) |
 //! | [`AcceptMulti`](multi::AcceptMulti) | `ACCEPT` + `ACCEPT_MULTISHOT` (5.19) | — (single `accept4`s) |
 //! | [`OpenAt`], [`Fsync`], [`Statx`], [`UnlinkAt`], [`RenameAt`], [`MkdirAt`], [`Ftruncate`] | `OPENAT` (5.6), `FSYNC` (5.1), `STATX` (5.6), `UNLINKAT`/`RENAMEAT` (5.11), `MKDIRAT` (5.15), `FTRUNCATE` (6.9) | the blocking pool (files are always "ready") |
 //! | [`WaitId`] | `WAITID` (6.7) | pidfd readability + `waitid` |
@@ -55,6 +56,7 @@ macro_rules! fd_sqe {
     }};
 }
 
+pub(crate) mod dgram;
 #[cfg(target_os = "linux")]
 mod fs;
 mod msg;
