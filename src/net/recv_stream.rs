@@ -73,3 +73,10 @@ impl futures_core::Stream for RecvStream<'_> {
         self.get_mut().poll_next_buf(cx)
     }
 }
+
+impl futures_core::stream::FusedStream for RecvStream<'_> {
+    /// True once the stream has returned `None` (end of stream).
+    fn is_terminated(&self) -> bool {
+        self.eof
+    }
+}
