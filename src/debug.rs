@@ -2,10 +2,12 @@
 //! driver reports its setup and odd kernel answers here), warnings about
 //! the environment, and the wait-site note behind the task dump.
 //!
-//! Without the `tracing` feature, debug messages go to stderr when
-//! `RINGLOOP_DEBUG` is set and warnings always do. With it, both are
-//! `tracing` events of target `"ringloop"` (DEBUG and WARN), whatever
-//! `RINGLOOP_DEBUG` says: the subscriber's filter decides.
+//! Debug messages go to stderr when `RINGLOOP_DEBUG` is set, and warnings
+//! always do. With the `tracing` feature, while a `tracing` subscriber is
+//! installed (globally or for the thread), both are `tracing` events of
+//! target `"ringloop"` instead (DEBUG and WARN), whatever `RINGLOOP_DEBUG`
+//! says: the subscriber's filter decides. Without a subscriber they still
+//! go to stderr, so turning the feature on never silences anything.
 
 use std::cell::Cell;
 use std::fmt;
@@ -15,32 +17,38 @@ use std::fmt;
 /// out (their target says it).
 pub(crate) fn debug_log(args: fmt::Arguments<'_>) {
     #[cfg(feature = "tracing")]
-    {
+    if tracing_active() {
         if tracing::enabled!(target: "ringloop", tracing::Level::DEBUG) {
             let text = args.to_string();
             let msg = text.strip_prefix("ringloop: ").unwrap_or(&text);
             tracing::debug!(target: "ringloop", "{msg}");
         }
+        return;
     }
-    #[cfg(not(feature = "tracing"))]
-    {
-        if std::env::var_os("RINGLOOP_DEBUG").is_some() {
-            eprintln!("{args}");
-        }
+    if std::env::var_os("RINGLOOP_DEBUG").is_some() {
+        eprintln!("{args}");
     }
 }
 
 /// Reports a warning about the process's configuration (an unknown
-/// environment value, say): stderr, or a WARN event with `tracing`.
+/// environment value, say): stderr, or a WARN event (see the module docs).
 pub(crate) fn warn_log(args: fmt::Arguments<'_>) {
     #[cfg(feature = "tracing")]
-    {
+    if tracing_active() {
         let text = args.to_string();
         let msg = text.strip_prefix("ringloop: ").unwrap_or(&text);
         tracing::warn!(target: "ringloop", "{msg}");
+        return;
     }
-    #[cfg(not(feature = "tracing"))]
     eprintln!("{args}");
+}
+
+/// Whether a `tracing` subscriber is installed for this thread (its own
+/// scoped default, else the global one): diagnostics are then `tracing`
+/// events; without one they go to stderr as without the feature.
+#[cfg(feature = "tracing")]
+pub(crate) fn tracing_active() -> bool {
+    tracing::dispatcher::get_default(|d| !d.is::<tracing::subscriber::NoSubscriber>())
 }
 
 thread_local! {

@@ -90,7 +90,8 @@ pub struct ExceptionContext {
 pub type ExceptionHandler = Rc<dyn Fn(&ExceptionContext)>;
 
 /// The default exception handler: logs to stderr, or, with the `tracing`
-/// feature, emits a `tracing` event of target `"ringloop"`.
+/// feature while a `tracing` subscriber is installed, emits a `tracing`
+/// event of target `"ringloop"`.
 ///
 /// The event is a WARN for [`ExceptionKind::SlowCallback`] (with a
 /// `duration_ms` field) and an ERROR otherwise; its fields are `message`,
@@ -98,8 +99,10 @@ pub type ExceptionHandler = Rc<dyn Fn(&ExceptionContext)>;
 /// `panic` (the panic message, when a panic is involved).
 pub fn default_exception_handler(ctx: &ExceptionContext) {
     #[cfg(feature = "tracing")]
-    trace_exception(ctx);
-    #[cfg(not(feature = "tracing"))]
+    if crate::debug::tracing_active() {
+        trace_exception(ctx);
+        return;
+    }
     match &ctx.panic_message {
         Some(p) if !ctx.message.contains(p.as_str()) => eprintln!("ringloop: {} (panic: {p})", ctx.message),
         _ => eprintln!("ringloop: {}", ctx.message),
