@@ -202,6 +202,71 @@ fn task_spawn_location_through_spawn(lp: &EventLoop) {
     assert_eq!(got, want);
 }
 
+#[ringloop::test]
+fn spawn_locations_of_gather_task_group_and_loop_handle(lp: &EventLoop) {
+    let gate: LoopFuture<()> = lp.create_future();
+    let (g1, g2, g3) = (gate.clone(), gate.clone(), gate.clone());
+    // Outside a run, the spawn functions use this thread's loop (`lp`).
+    let gather_line = line!() + 1;
+    let gathered = ringloop::gather([g1, g2]);
+    let group = ringloop::TaskGroup::new();
+    let group_line = line!() + 1;
+    let child = group.spawn(g3);
+    child.set_name("child");
+    let handle = lp.handle();
+    let remote_line = std::thread::spawn(move || {
+        let line = line!() + 1;
+        let remote = handle.spawn(async { 5 }).unwrap();
+        drop(remote);
+        line
+    })
+    .join()
+    .unwrap();
+    let dump = lp.task_dump();
+    let at = |line: u32| dump.tasks.iter().filter(|t| t.spawned_at.line() == line).count();
+    // Two children and the gather itself; the group's child.
+    assert_eq!(at(gather_line), 3, "{dump}");
+    assert_eq!(at(group_line), 1, "{dump}");
+    assert_eq!(dump.find("child").unwrap().spawned_at.line(), group_line);
+    assert!(dump.tasks.iter().all(|t| t.spawned_at.file() == file!()), "{dump}");
+    // The remote spawn reaches the loop through its cross-thread queue.
+    settle(lp);
+    let dump = lp.task_dump();
+    assert!(
+        dump.tasks.iter().all(|t| t.spawned_at.line() != remote_line),
+        "done by now: {dump}"
+    );
+    let waits: Vec<_> = dump
+        .tasks
+        .iter()
+        .filter(|t| t.spawned_at.line() == gather_line)
+        .map(|t| t.waiting_on)
+        .collect();
+    assert_eq!(waits, [Some("future"), Some("future"), Some("gather")]);
+    let seen = Rc::new(Cell::new(0));
+    let s = seen.clone();
+    let handle = lp.handle();
+    let remote_line = std::thread::spawn(move || {
+        let line = line!() + 1;
+        drop(handle.spawn(std::future::pending::<()>()).unwrap());
+        line
+    })
+    .join()
+    .unwrap();
+    lp.run_until_complete(async move {
+        ringloop::yield_now().await;
+        let dump = ringloop::task_dump();
+        s.set(dump.tasks.iter().filter(|t| t.spawned_at.line() == remote_line).count());
+    })
+    .unwrap();
+    assert_eq!(seen.get(), 1);
+    gate.set_result(()).unwrap();
+    lp.run_until_complete(gathered).unwrap().unwrap();
+    lp.run_until_complete(async move { group.join().await })
+        .unwrap()
+        .unwrap();
+}
+
 #[cfg(feature = "tracing")]
 mod traced {
     //! A tiny capturing `tracing` subscriber: every event with its level,
@@ -306,6 +371,26 @@ mod traced {
         let ms: f64 = e.field("duration_ms").unwrap().parse().unwrap();
         assert!(ms >= 20.0, "{e:#?}");
         assert!(e.field("message").unwrap().contains("task sluggish took"), "{e:#?}");
+    }
+
+    #[ringloop::test]
+    fn slow_plain_callback_is_a_warning_without_a_task(lp: &EventLoop) {
+        lp.set_debug(true);
+        lp.set_slow_callback_duration(Duration::from_millis(20));
+        let events = capture(|| {
+            lp.call_soon(|| std::thread::sleep(Duration::from_millis(40))).unwrap();
+            lp.run_until_complete(ringloop::yield_now()).unwrap();
+        });
+        let e = events
+            .iter()
+            .find(|e| e.field("kind") == Some("slow_callback") && e.field("task.name").is_none())
+            .unwrap_or_else(|| panic!("no slow callback event in {events:#?}"));
+        assert_eq!(e.level, Level::WARN);
+        assert_eq!(e.field("task.id"), None);
+        assert!(
+            e.field("message").unwrap().starts_with("Executing callback took"),
+            "{e:#?}"
+        );
     }
 
     #[ringloop::test]

@@ -26,5 +26,5 @@ pub(crate) use inner::{LoopInner, TimerAction, Timers, cancel_timer, current_inn
 pub use loop_handle::{LoopHandle, RemoteTask};
 pub use metrics::LoopMetrics;
 pub(crate) use shared::Shared;
-pub(crate) use tasks::spawn_raw;
 pub use tasks::{all_tasks, current_task, spawn, task_dump, try_spawn};
+pub(crate) use tasks::{spawn_raw, try_spawn_at};

@@ -47,10 +47,10 @@ pub struct TaskInfo {
     /// Running, scheduled, waiting or done.
     pub state: TaskState,
     /// Where it was spawned (the caller of `spawn`, `create_task`,
-    /// `run_until_complete`, `TaskGroup::spawn`, ...).
+    /// `run_until_complete`, `gather`, `TaskGroup::spawn`, ...).
     pub spawned_at: &'static Location<'static>,
     /// What the ringloop future its latest step last left pending waits for:
-    /// `"sleep"`, `"task"` (awaiting another task), `"blocking job"`,
+    /// `"sleep"`, `"task"` (awaiting another task), `"gather"`, `"blocking job"`,
     /// `"future"` (a `LoopFuture`), or the I/O operation's name (`"Recv"`,
     /// `"Accept"`, ...). `None` when no ringloop future said (e.g. a
     /// `sync` primitive or a foreign future), or before its first step.
