@@ -102,11 +102,11 @@ pub use context::ContextVar;
 pub use driver::{DriverChoice, DriverKind, UringFeatures};
 pub use future::{CallbackId, FutureError, InvalidStateError, LoopFuture, create_future};
 pub use runtime::{
-    Builder, EventLoop, ExceptionContext, ExceptionKind, Handle, LoopError, LoopHandle, RemoteTask, TimerHandle,
-    current, default_exception_handler, run,
+    Builder, EventLoop, ExceptionContext, ExceptionKind, Handle, LoopError, LoopHandle, LoopMetrics, RemoteTask,
+    TimerHandle, current, default_exception_handler, run,
 };
-pub use runtime::{all_tasks, current_task, spawn, try_spawn};
-pub use task::{CancelOnDrop, DoneCallbackId, Task, TaskError, TaskRef};
+pub use runtime::{all_tasks, current_task, spawn, task_dump, try_spawn};
+pub use task::{CancelOnDrop, DoneCallbackId, Task, TaskDump, TaskError, TaskInfo, TaskRef, TaskState};
 pub use thread_bound::{ThreadBound, WrongThread};
 pub use time::{Elapsed, Interval, MissedTicks, Sleep, interval, sleep, sleep_until, timeout, timeout_at, yield_now};
 

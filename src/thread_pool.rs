@@ -72,6 +72,12 @@ impl BlockingPool {
         self.inner.lock().threads
     }
 
+    /// `(threads, idle threads, queued jobs)` now.
+    pub(crate) fn stats(&self) -> (usize, usize, usize) {
+        let st = self.inner.lock();
+        (st.threads, st.idle, st.jobs.len())
+    }
+
     pub(crate) fn shutdown(&self) {
         self.inner.lock().shutdown = true;
         self.inner.cond.notify_all();

@@ -125,6 +125,11 @@ impl<A> Default for TimerQueue<A> {
 }
 
 impl<A> TimerQueue<A> {
+    /// Number of live (not cancelled, not yet due) timers.
+    pub(crate) fn len(&self) -> usize {
+        self.live.len()
+    }
+
     pub(crate) fn insert(&mut self, when: Instant, action: A) -> TimerId {
         self.seq += 1;
         let seq = self.seq;

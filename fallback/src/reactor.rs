@@ -109,6 +109,17 @@ impl Reactor {
         self.sources.borrow().len()
     }
 
+    /// Number of waiters (pending `poll_ready*` registrations not yet woken
+    /// or withdrawn), over every source and direction. O(sources): meant for
+    /// diagnostics, not for a hot path.
+    pub fn waiters(&self) -> usize {
+        self.sources
+            .borrow()
+            .iter()
+            .map(|(_, s)| s.reader.len() + s.writer.len())
+            .sum()
+    }
+
     /// Waits for readiness events or a notification for at most `timeout`
     /// (`None`: no limit; `Some(ZERO)`: just poll), then wakes the waiters of
     /// every source that became ready. Returns how many wakers were woken.

@@ -24,12 +24,20 @@ pub use as_completed::{AsCompleted, AsCompletedTimeout, as_completed};
 pub use shield::{Shield, shield};
 pub use task_group::{ChildError, GroupSpawnError, TaskGroup, TaskGroupError, TaskGroupJoin, task_group};
 
+#[track_caller]
 fn spawn_all<F>(futs: impl IntoIterator<Item = F>) -> Vec<Task<F::Output>>
 where
     F: Future + 'static,
     F::Output: 'static,
 {
-    futs.into_iter().map(crate::runtime::spawn).collect()
+    // The children's spawn location (task dump) is the gather's caller.
+    let at = std::panic::Location::caller();
+    futs.into_iter()
+        .map(|f| match crate::runtime::try_spawn_at(f, at) {
+            Ok(t) => t,
+            Err(e) => panic!("ringloop::spawn: {e}"),
+        })
+        .collect()
 }
 
 /// How a gather turns a child's outcome into its own result element.
@@ -55,6 +63,7 @@ impl<T: 'static> Mode<T> for Settled {
     }
 }
 
+#[track_caller]
 fn gather_task<T: 'static, M: Mode<T>>(children: Vec<Task<T>>) -> Task<Vec<M::Out>> {
     let lp = match runtime::current_inner().ok_or(LoopError::NoLoop) {
         Ok(lp) => lp,
@@ -92,6 +101,7 @@ fn gather_task<T: 'static, M: Mode<T>>(children: Vec<Task<T>>) -> Task<Vec<M::Ou
 /// # Panics
 ///
 /// Without an open loop on this thread (like [`spawn`](crate::spawn)).
+#[track_caller]
 pub fn gather<F>(futs: impl IntoIterator<Item = F>) -> Task<Vec<F::Output>>
 where
     F: Future + 'static,
@@ -105,6 +115,7 @@ where
 /// # Panics
 ///
 /// Without an open loop on this thread.
+#[track_caller]
 pub fn gather_tasks<T: 'static>(tasks: impl IntoIterator<Item = Task<T>>) -> Task<Vec<T>> {
     gather_task::<T, Plain>(tasks.into_iter().collect())
 }
@@ -117,6 +128,7 @@ pub fn gather_tasks<T: 'static>(tasks: impl IntoIterator<Item = Task<T>>) -> Tas
 /// # Panics
 ///
 /// Without an open loop on this thread.
+#[track_caller]
 pub fn gather_settled<F>(futs: impl IntoIterator<Item = F>) -> Task<Vec<Result<F::Output, TaskError>>>
 where
     F: Future + 'static,
@@ -130,6 +142,7 @@ where
 /// # Panics
 ///
 /// Without an open loop on this thread.
+#[track_caller]
 pub fn gather_tasks_settled<T: 'static>(tasks: impl IntoIterator<Item = Task<T>>) -> Task<Vec<Result<T, TaskError>>> {
     gather_task::<T, Settled>(tasks.into_iter().collect())
 }
@@ -189,6 +202,7 @@ impl<T: 'static, M: Mode<T>> Future for GatherBody<T, M> {
                 c.add_listener(cx.waker());
             }
         }
+        crate::debug::note_wait("gather");
         Poll::Pending
     }
 }

@@ -327,6 +327,7 @@ impl TaskGroup {
     ///
     /// If the group is finished or shutting down, or its loop is gone (see
     /// [`try_spawn`](Self::try_spawn)).
+    #[track_caller]
     pub fn spawn<F>(&self, fut: F) -> Task<F::Output>
     where
         F: Future + 'static,
@@ -339,6 +340,7 @@ impl TaskGroup {
     }
 
     /// Like [`spawn`](Self::spawn), with an error instead of a panic.
+    #[track_caller]
     pub fn try_spawn<F>(&self, fut: F) -> Result<Task<F::Output>, GroupSpawnError>
     where
         F: Future + 'static,
@@ -354,6 +356,7 @@ impl TaskGroup {
     /// # Panics
     ///
     /// As [`spawn`](Self::spawn).
+    #[track_caller]
     pub fn spawn_fallible<T, E, F>(&self, fut: F) -> Task<T>
     where
         F: Future<Output = Result<T, E>> + 'static,
@@ -366,6 +369,7 @@ impl TaskGroup {
         }
     }
 
+    #[track_caller]
     fn spawn_child<F, T>(
         &self,
         fut: F,

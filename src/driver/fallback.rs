@@ -48,6 +48,11 @@ impl FallbackDriver {
         self.closed.get()
     }
 
+    /// Operations waiting for readiness now (the reactor's waiters).
+    pub(crate) fn waiting_ops(&self) -> usize {
+        self.reactor.waiters()
+    }
+
     pub(crate) fn notifier(&self) -> Arc<dyn Notify> {
         self.notifier.clone()
     }

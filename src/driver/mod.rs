@@ -189,7 +189,7 @@ impl UringFeatures {
     }
 
     /// Turns off what `RINGLOOP_URING_DISABLE` names; unknown names are
-    /// reported once on stderr and ignored.
+    /// reported once (stderr, or a `tracing` warning) and ignored.
     pub(crate) fn without_env(mut self) -> UringFeatures {
         let Ok(list) = std::env::var("RINGLOOP_URING_DISABLE") else {
             return self;
@@ -206,10 +206,10 @@ impl UringFeatures {
                     static WARNED: std::sync::Once = std::sync::Once::new();
                     let other = other.to_owned();
                     WARNED.call_once(move || {
-                        eprintln!(
+                        crate::debug::warn_log(format_args!(
                             "ringloop: RINGLOOP_URING_DISABLE: unknown feature {other:?} ignored \
                              (known: multishot_accept, multishot_recv, send_zc, msg_ring, fixed_files, all)"
-                        )
+                        ))
                     });
                 }
             }
@@ -280,6 +280,18 @@ impl Driver {
             #[cfg(target_os = "linux")]
             Driver::Uring(d) => d.wait(timeout),
             Driver::Fallback(d) => d.wait(timeout),
+        }
+    }
+
+    /// Operations in flight: on io_uring the operation slots in use
+    /// (submitted and not completed, completed but not yet collected by
+    /// their future, or cancelled and awaiting their final completion); on
+    /// the fallback backend the operations waiting for readiness.
+    pub(crate) fn inflight_ops(&self) -> usize {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::Uring(d) => d.slots_in_use(),
+            Driver::Fallback(d) => d.waiting_ops(),
         }
     }
 

@@ -107,7 +107,11 @@ impl Acceptor {
     }
 
     pub(crate) fn poll_accept(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<OwnedFd>> {
-        self.accept.poll_next(&self.drv, &self.fd, cx)
+        let res = self.accept.poll_next(&self.drv, &self.fd, cx);
+        if res.is_pending() {
+            crate::debug::note_wait("Accept");
+        }
+        res
     }
 
     pub(crate) fn driver(&self) -> &Driver {

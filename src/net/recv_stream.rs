@@ -74,6 +74,13 @@ impl futures_core::Stream for RecvStream<'_> {
     }
 }
 
+impl futures_core::stream::FusedStream for RecvStream<'_> {
+    /// True once the stream has returned `None` (end of stream).
+    fn is_terminated(&self) -> bool {
+        self.eof
+    }
+}
+
 /// A `futures_core::Stream` of received datagrams with their senders, from
 /// [`UdpSocket::recv_from_stream`](crate::net::UdpSocket::recv_from_stream).
 /// It never ends; errors are items, after which it may be polled again.

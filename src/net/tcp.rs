@@ -194,6 +194,13 @@ impl futures_core::Stream for Incoming<'_> {
     }
 }
 
+impl futures_core::stream::FusedStream for Incoming<'_> {
+    /// Never: the stream of connections does not end.
+    fn is_terminated(&self) -> bool {
+        false
+    }
+}
+
 impl SocketStream<Tcp> {
     /// `IP_TTL`.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {

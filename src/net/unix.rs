@@ -210,6 +210,13 @@ impl futures_core::Stream for UnixIncoming<'_> {
     }
 }
 
+impl futures_core::stream::FusedStream for UnixIncoming<'_> {
+    /// Never: the stream of connections does not end.
+    fn is_terminated(&self) -> bool {
+        false
+    }
+}
+
 /// A Unix stream connection: the [`SocketStream`] of the [`Unix`] family,
 /// with the same owned-buffer API, halves and `futures-io` impls as
 /// [`TcpStream`](super::TcpStream).

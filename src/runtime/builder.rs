@@ -150,7 +150,7 @@ impl Builder {
     }
 }
 
-/// Warns once per process on stderr when `RINGLOOP_DRIVER` holds a value
+/// Warns once per process (stderr, or a `tracing` event) when `RINGLOOP_DRIVER` holds a value
 /// `Driver::build` does not know (it then chooses automatically), so a typo
 /// such as `urnig` is not silently ignored.
 fn warn_on_unknown_driver_env() {
@@ -162,10 +162,10 @@ fn warn_on_unknown_driver_env() {
     let known = ["uring", "io_uring", "fallback", "readiness", "auto", ""];
     if !known.iter().any(|k| v == *k) {
         WARNED.call_once(|| {
-            eprintln!(
+            crate::debug::warn_log(format_args!(
                 "ringloop: ignoring RINGLOOP_DRIVER={v:?}: expected uring (or io_uring), \
                  fallback (or readiness) or auto; choosing the backend automatically"
-            )
+            ))
         });
     }
 }

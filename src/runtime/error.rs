@@ -89,10 +89,57 @@ pub struct ExceptionContext {
 /// A custom exception handler, as [`EventLoop::get_exception_handler`](super::EventLoop::get_exception_handler) returns it.
 pub type ExceptionHandler = Rc<dyn Fn(&ExceptionContext)>;
 
-/// The default exception handler: logs to stderr.
+/// The default exception handler: logs to stderr, or, with the `tracing`
+/// feature while a `tracing` subscriber is installed, emits a `tracing`
+/// event of target `"ringloop"`.
+///
+/// The event is a WARN for [`ExceptionKind::SlowCallback`] (with a
+/// `duration_ms` field) and an ERROR otherwise; its fields are `message`,
+/// `kind`, `task.name` and `task.id` (when a task is involved) and
+/// `panic` (the panic message, when a panic is involved).
 pub fn default_exception_handler(ctx: &ExceptionContext) {
+    #[cfg(feature = "tracing")]
+    if crate::debug::tracing_active() {
+        trace_exception(ctx);
+        return;
+    }
     match &ctx.panic_message {
         Some(p) if !ctx.message.contains(p.as_str()) => eprintln!("ringloop: {} (panic: {p})", ctx.message),
         _ => eprintln!("ringloop: {}", ctx.message),
+    }
+}
+
+#[cfg(feature = "tracing")]
+fn trace_exception(ctx: &ExceptionContext) {
+    let name = ctx.task.as_ref().map(TaskRef::name);
+    let name = name.as_deref();
+    let id = ctx.task.as_ref().map(TaskRef::id);
+    let panic = ctx.panic_message.as_deref();
+    let kind = match &ctx.kind {
+        ExceptionKind::CallbackPanicked => "callback_panicked",
+        ExceptionKind::TaskPanicNotRetrieved => "task_panic_not_retrieved",
+        ExceptionKind::SlowCallback(_) => "slow_callback",
+        ExceptionKind::DriverError => "driver_error",
+        ExceptionKind::IoError => "io_error",
+    };
+    match &ctx.kind {
+        ExceptionKind::SlowCallback(took) => tracing::warn!(
+            target: "ringloop",
+            kind,
+            task.name = name,
+            task.id = id,
+            duration_ms = took.as_secs_f64() * 1e3,
+            "{}",
+            ctx.message
+        ),
+        _ => tracing::error!(
+            target: "ringloop",
+            kind,
+            task.name = name,
+            task.id = id,
+            panic,
+            "{}",
+            ctx.message
+        ),
     }
 }

@@ -195,6 +195,18 @@ impl EventLoop {
         self.inner.iterations.get()
     }
 
+    /// The loop's counters now (see [`LoopMetrics`](super::LoopMetrics)).
+    pub fn metrics(&self) -> super::LoopMetrics {
+        self.inner.metrics()
+    }
+
+    /// A snapshot of this loop's pending tasks: id, name, state, spawn
+    /// location and what each waits on; its `Display` prints one line per
+    /// task (see [`TaskDump`](crate::task::TaskDump)).
+    pub fn task_dump(&self) -> crate::task::TaskDump {
+        self.inner.task_dump()
+    }
+
     /// Number of live blocking-pool threads.
     pub fn blocking_threads(&self) -> usize {
         self.inner.pool.threads()
@@ -231,6 +243,7 @@ impl EventLoop {
     }
 
     /// Spawns `fut` as a task on this loop.
+    #[track_caller]
     pub fn create_task<F>(&self, fut: F) -> Result<Task<F::Output>, LoopError>
     where
         F: Future + 'static,
@@ -283,6 +296,7 @@ impl EventLoop {
     /// `fut` is resumed in the caller. If the loop is stopped first,
     /// [`LoopError::StoppedBeforeComplete`] is returned and the task stays
     /// pending (a later run resumes it).
+    #[track_caller]
     pub fn run_until_complete<F>(&self, fut: F) -> Result<F::Output, LoopError>
     where
         F: Future + 'static,

@@ -55,6 +55,7 @@ impl LoopHandle {
 
     /// Spawns a `Send` future on the loop from any thread. The returned
     /// [`RemoteTask`] is `Send` and resolves to the task's result.
+    #[track_caller]
     pub fn spawn<F>(&self, fut: F) -> Result<RemoteTask<F::Output>, LoopError>
     where
         F: Future + Send + 'static,
@@ -65,8 +66,12 @@ impl LoopHandle {
             waker: None,
         }));
         let completer = Completer { state: state.clone() };
+        let at = std::panic::Location::caller();
         self.call_soon_threadsafe(move || {
-            let task = super::spawn(fut);
+            let task = match super::tasks::try_spawn_at(fut, at) {
+                Ok(t) => t,
+                Err(e) => panic!("ringloop::LoopHandle::spawn: {e}"),
+            };
             super::spawn(async move {
                 let r = task.await;
                 completer.complete(r);

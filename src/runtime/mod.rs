@@ -3,8 +3,9 @@
 //! `error` (LoopError, exception handler types), `builder` (Builder),
 //! `inner` (LoopInner, the iteration), `event_loop` (the public API),
 //! `handle` (Handle/TimerHandle), `shared` (the cross-thread queue),
-//! `loop_handle` (LoopHandle, remote spawn), `tasks` (spawning, and the
-//! schedule / loop hooks tasks call back).
+//! `loop_handle` (LoopHandle, remote spawn), `tasks` (spawning, the
+//! schedule / loop hooks tasks call back, the task dump), `metrics`
+//! (LoopMetrics).
 
 mod builder;
 mod error;
@@ -12,6 +13,7 @@ mod event_loop;
 mod handle;
 mod inner;
 mod loop_handle;
+mod metrics;
 mod shared;
 mod tasks;
 
@@ -22,6 +24,7 @@ pub(crate) use handle::CallbackCell;
 pub use handle::{Handle, TimerHandle};
 pub(crate) use inner::{LoopInner, TimerAction, Timers, cancel_timer, current_inner};
 pub use loop_handle::{LoopHandle, RemoteTask};
+pub use metrics::LoopMetrics;
 pub(crate) use shared::Shared;
-pub(crate) use tasks::spawn_raw;
-pub use tasks::{all_tasks, current_task, spawn, try_spawn};
+pub use tasks::{all_tasks, current_task, spawn, task_dump, try_spawn};
+pub(crate) use tasks::{spawn_raw, try_spawn_at};

@@ -4,12 +4,13 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::future::Future;
+use std::panic::Location;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::inner::{LoopInner, current_inner, other_loop_running, push_local_task};
 use super::{ExceptionContext, ExceptionKind, LoopError, Shared};
-use crate::task::{self, LoopHooks, OkWrap, Schedule, Task, TaskError, TaskRef};
+use crate::task::{self, LoopHooks, OkWrap, Schedule, Task, TaskDump, TaskError, TaskRef};
 
 /// Task ids are handed to loops in blocks of this many, so a spawn touches
 /// no shared counter (one atomic add per block).
@@ -36,8 +37,19 @@ impl TaskIds {
 }
 
 /// Creates a task on `lp` (which must not be closed) for a future whose
-/// output already carries a `TaskError`, and schedules its first step.
+/// output already carries a `TaskError`, and schedules its first step. The
+/// task dump shows the caller as its spawn location.
+#[track_caller]
 pub(crate) fn spawn_raw<T, F>(lp: &Rc<LoopInner>, fut: F) -> Task<T>
+where
+    T: 'static,
+    F: Future<Output = Result<T, TaskError>> + 'static,
+{
+    spawn_raw_at(lp, fut, Location::caller())
+}
+
+/// [`spawn_raw`] with an explicit spawn location.
+pub(crate) fn spawn_raw_at<T, F>(lp: &Rc<LoopInner>, fut: F, at: &'static Location<'static>) -> Task<T>
 where
     T: 'static,
     F: Future<Output = Result<T, TaskError>> + 'static,
@@ -46,7 +58,7 @@ where
     let mut tasks = lp.tasks.borrow_mut();
     let entry = tasks.vacant_entry();
     let hooks: Weak<dyn LoopHooks> = Rc::downgrade(lp) as Weak<LoopInner>;
-    let task = task::new_task(fut, entry.key(), id, &lp.sched_hook, hooks);
+    let task = task::new_task(fut, entry.key(), id, &lp.sched_hook, hooks, at);
     let r = task.as_ref();
     entry.insert(r.clone());
     drop(tasks);
@@ -109,6 +121,7 @@ impl LoopHooks for LoopInner {
 ///
 /// When there is no loop on this thread or it is closed; use [`try_spawn`]
 /// for an error instead.
+#[track_caller]
 pub fn spawn<F>(fut: F) -> Task<F::Output>
 where
     F: Future + 'static,
@@ -121,14 +134,24 @@ where
 }
 
 /// Like [`spawn`], with an error when there is no open loop on this thread.
+#[track_caller]
 pub fn try_spawn<F>(fut: F) -> Result<Task<F::Output>, LoopError>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    try_spawn_at(fut, Location::caller())
+}
+
+/// [`try_spawn`] with an explicit spawn location (for the task dump).
+pub(crate) fn try_spawn_at<F>(fut: F, at: &'static Location<'static>) -> Result<Task<F::Output>, LoopError>
 where
     F: Future + 'static,
     F::Output: 'static,
 {
     let lp = current_inner().ok_or(LoopError::NoLoop)?;
     lp.check_open()?;
-    Ok(spawn_raw(&lp, OkWrap(fut)))
+    Ok(spawn_raw_at(&lp, OkWrap(fut), at))
 }
 
 /// The task whose step is running now, if any.
@@ -142,5 +165,21 @@ pub fn all_tasks() -> Vec<TaskRef> {
     match current_inner() {
         Some(lp) => lp.tasks.borrow().iter().map(|(_, t)| t.clone()).collect(),
         None => Vec::new(),
+    }
+}
+
+/// A snapshot of the current loop's pending tasks (empty without a loop);
+/// see [`EventLoop::task_dump`](super::EventLoop::task_dump).
+pub fn task_dump() -> TaskDump {
+    match current_inner() {
+        Some(lp) => lp.task_dump(),
+        None => TaskDump::default(),
+    }
+}
+
+impl LoopInner {
+    pub(crate) fn task_dump(&self) -> TaskDump {
+        let tasks: Vec<TaskRef> = self.tasks.borrow().iter().map(|(_, t)| t.clone()).collect();
+        TaskDump::new(tasks)
     }
 }

@@ -118,13 +118,22 @@ fn name_of(raw: &RawRef) -> String {
 /// Dropping the handle detaches the task (it keeps running). A panic the task
 /// produced that was never retrieved is reported to the loop's exception
 /// handler when the handle is dropped (or when a detached task finishes).
+///
+/// A `FusedFuture`: `is_terminated` turns true once awaiting it has
+/// returned `Ready` (so `futures::select!` takes it without `.fuse()` and
+/// never polls it again).
 pub struct Task<T> {
     slot: TypedRef<T>,
+    /// Polling it returned `Ready`.
+    terminated: bool,
 }
 
 impl<T> Task<T> {
     pub(super) fn from_typed(slot: TypedRef<T>) -> Task<T> {
-        Task { slot }
+        Task {
+            slot,
+            terminated: false,
+        }
     }
     fn core(&self) -> &TaskCore {
         self.slot.raw().core()
@@ -237,15 +246,28 @@ impl<T: 'static> Task<T> {
 impl<T: 'static> Future for Task<T> {
     type Output = Result<T, TaskError>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let core = self.core();
+        let this = self.get_mut();
+        let core = this.core();
         if core.is_done() {
-            return Poll::Ready(self.slot.take_output().unwrap_or(Err(TaskError::AlreadyRetrieved)));
+            this.terminated = true;
+            return Poll::Ready(this.slot.take_output().unwrap_or(Err(TaskError::AlreadyRetrieved)));
         }
-        if self.slot.raw().foreign_loop_running() {
+        if this.slot.raw().foreign_loop_running() {
+            this.terminated = true;
             return Poll::Ready(Err(TaskError::ForeignLoop));
         }
-        core.listeners.borrow_mut().register(self.slot.raw(), cx.waker());
+        let core = this.core();
+        core.listeners.borrow_mut().register(this.slot.raw(), cx.waker());
+        crate::debug::note_wait("task");
         Poll::Pending
+    }
+}
+
+impl<T: 'static> futures_core::future::FusedFuture for Task<T> {
+    /// True once awaiting the task returned `Ready` (not merely once the
+    /// task is done: its result is still to be collected then).
+    fn is_terminated(&self) -> bool {
+        self.terminated
     }
 }
 
@@ -285,6 +307,7 @@ impl Future for Finished {
             return Poll::Ready(());
         }
         core.listeners.borrow_mut().register(&self.task.raw, cx.waker());
+        crate::debug::note_wait("task");
         Poll::Pending
     }
 }
@@ -316,6 +339,13 @@ impl<T: 'static> Future for CancelOnDrop<T> {
             Some(t) => Pin::new(t).poll(cx),
             None => Poll::Ready(Err(TaskError::AlreadyRetrieved)),
         }
+    }
+}
+
+impl<T: 'static> futures_core::future::FusedFuture for CancelOnDrop<T> {
+    /// As for [`Task`].
+    fn is_terminated(&self) -> bool {
+        self.task.as_ref().is_none_or(|t| t.terminated)
     }
 }
 

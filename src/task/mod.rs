@@ -19,13 +19,16 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell, RefMut};
+use std::panic::Location;
 use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
 
+mod dump;
 mod error;
 mod handle;
 mod raw;
 
+pub use dump::{TaskDump, TaskInfo, TaskState};
 pub use error::TaskError;
 pub(crate) use error::panic_message;
 pub use handle::{CancelOnDrop, DoneCallbackId, Finished, Task, TaskRef};
@@ -157,6 +160,12 @@ pub(crate) struct TaskCore {
     /// The task's `contextvars` context (a copy of its spawner's); `None`
     /// while empty, which is always the case until a `ContextVar` is set.
     context: Cell<crate::context::Ctx>,
+    /// Where the task was spawned (`#[track_caller]` through the spawn
+    /// functions), for the task dump.
+    spawned_at: &'static Location<'static>,
+    /// What its latest step last waited on (`debug::note_wait`), for the
+    /// task dump; `None` when no ringloop future said.
+    waiting_on: Cell<Option<&'static str>>,
 }
 
 /// The rarely used parts of a task, boxed on demand so a plain spawn
@@ -211,8 +220,15 @@ impl TaskCore {
 /// Creates a task for a future whose output already carries a `TaskError`:
 /// one allocation. `key` and `id` identify it in its loop (`id` must be
 /// unique in the process); the task is not scheduled yet (see
-/// [`TaskRef::schedule`]).
-pub(crate) fn new_task<T, F>(fut: F, key: usize, id: u64, hook: &Rc<SchedHook>, lp: Weak<dyn LoopHooks>) -> Task<T>
+/// [`TaskRef::schedule`]). `spawned_at` is where the user spawned it.
+pub(crate) fn new_task<T, F>(
+    fut: F,
+    key: usize,
+    id: u64,
+    hook: &Rc<SchedHook>,
+    lp: Weak<dyn LoopHooks>,
+    spawned_at: &'static Location<'static>,
+) -> Task<T>
 where
     T: 'static,
     F: std::future::Future<Output = Result<T, TaskError>> + 'static,
@@ -226,6 +242,8 @@ where
         extra: RefCell::new(None),
         lp,
         context: Cell::new(crate::context::capture()),
+        spawned_at,
+        waiting_on: Cell::new(None),
     };
     Task::from_typed(RawRef::allocate(fut, Init { key, id, hook, core }))
 }
@@ -255,13 +273,18 @@ impl TaskRef {
         } else {
             None
         };
+        // The wait-site note of this step only (see `debug::note_wait`).
+        let _ = crate::debug::take_wait();
         let res = raw.poll(lp.sched_hook());
         drop(lp.swap_current(prev));
         if ctx_on || crate::context::in_use() {
             core.context.set(crate::context::enter(prev_ctx));
         }
         match res {
-            Poll::Pending => return,
+            Poll::Pending => {
+                core.waiting_on.set(crate::debug::take_wait());
+                return;
+            }
             // Cancelled during its own last step (e.g. it cancelled itself
             // and returned): it ends cancelled, as in asyncio.
             Poll::Ready(Ok(())) if core.cancel_requested.get() => {

@@ -21,12 +21,14 @@ pub fn sleep(duration: Duration) -> Sleep {
             deadline: None,
             timer: None,
             yielded: false,
+            done: false,
         };
     }
     Sleep {
         deadline: Some(add_clamped(loop_now(), duration)),
         timer: None,
         yielded: false,
+        done: false,
     }
 }
 
@@ -43,6 +45,7 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
         deadline: Some(deadline),
         timer: None,
         yielded: false,
+        done: false,
     }
 }
 
@@ -54,10 +57,16 @@ pub fn yield_now() -> Sleep {
 /// Future returned by [`sleep`], [`sleep_until`] and [`yield_now`].
 /// Dropping it cancels its timer. It is `Send` (it holds only a timer id),
 /// so `Send` futures that sleep can be spawned from other threads.
+///
+/// Once it has completed, polling it again returns `Ready` at once, and it
+/// is a `FusedFuture` whose `is_terminated` turns true then (so
+/// `futures::select!` takes it without `.fuse()`).
 pub struct Sleep {
     deadline: Option<Instant>,
     timer: Option<(TimerId, u64)>,
     yielded: bool,
+    /// It returned `Ready`.
+    done: bool,
 }
 
 impl Sleep {
@@ -76,6 +85,27 @@ impl fmt::Debug for Sleep {
 impl Future for Sleep {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.done {
+            return Poll::Ready(());
+        }
+        let res = self.poll_sleep(cx);
+        match res {
+            Poll::Ready(()) => self.done = true,
+            Poll::Pending => crate::debug::note_wait("sleep"),
+        }
+        res
+    }
+}
+
+impl futures_core::future::FusedFuture for Sleep {
+    /// True once the sleep has returned `Ready`.
+    fn is_terminated(&self) -> bool {
+        self.done
+    }
+}
+
+impl Sleep {
+    fn poll_sleep(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let Some(deadline) = self.deadline else {
             if self.yielded {
                 return Poll::Ready(());
@@ -166,14 +196,24 @@ pub fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Timeout<F> {
         inner: Some(fut),
         sleep: sleep_until(deadline),
         started: false,
+        done: false,
     }
 }
 
-/// Future returned by [`timeout`].
+/// Future returned by [`timeout`]. A `FusedFuture`: `is_terminated` turns
+/// true once it has returned `Ready` (`Ok` or `Err(Elapsed)`).
 pub struct Timeout<F> {
     inner: Option<F>,
     sleep: Sleep,
     started: bool,
+    /// It returned `Ready`.
+    done: bool,
+}
+
+impl<F: Future> futures_core::future::FusedFuture for Timeout<F> {
+    fn is_terminated(&self) -> bool {
+        self.done
+    }
 }
 
 impl<F: Future> Future for Timeout<F> {
@@ -183,6 +223,7 @@ impl<F: Future> Future for Timeout<F> {
         // in place by assigning `None`); `sleep` and `started` are `Unpin`.
         let this = unsafe { self.get_unchecked_mut() };
         let Some(inner) = this.inner.as_mut() else {
+            this.done = true;
             return Poll::Ready(Err(Elapsed(())));
         };
         // The deadline first: on the first poll against the clock (one read
@@ -194,10 +235,12 @@ impl<F: Future> Future for Timeout<F> {
         };
         if expired {
             this.inner = None;
+            this.done = true;
             return Poll::Ready(Err(Elapsed(())));
         }
         // SAFETY: see above, `inner` is never moved while pinned.
         if let Poll::Ready(v) = unsafe { Pin::new_unchecked(inner) }.poll(cx) {
+            this.done = true;
             return Poll::Ready(Ok(v));
         }
         if !this.started {
@@ -295,5 +338,12 @@ impl futures_core::Stream for Interval {
     type Item = Instant;
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Instant>> {
         self.get_mut().poll_tick(cx).map(Some)
+    }
+}
+
+impl futures_core::stream::FusedStream for Interval {
+    /// Never: an interval ticks forever.
+    fn is_terminated(&self) -> bool {
+        false
     }
 }

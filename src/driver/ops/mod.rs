@@ -215,6 +215,17 @@ impl<O: OpCode> Future for Submit<O> {
     type Output = O::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O::Output> {
+        let res = self.poll_op(cx);
+        if res.is_pending() {
+            // The task dump shows the operation's type name ("Recv", ...).
+            crate::debug::note_wait(std::any::type_name::<O>());
+        }
+        res
+    }
+}
+
+impl<O: OpCode> Submit<O> {
+    fn poll_op(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O::Output> {
         match &mut self.get_mut().state {
             #[cfg(target_os = "linux")]
             State::Uring(op) => op

@@ -243,7 +243,6 @@ impl UringDriver {
         self.inner.core.borrow().stats
     }
 
-    #[cfg(test)]
     /// Number of operation slots in use (in flight, completed but not yet
     /// collected, or orphaned awaiting their final CQE).
     pub(crate) fn slots_in_use(&self) -> usize {

@@ -139,6 +139,16 @@ impl RawRef {
         self.prefix().header.state.fetch_and(!SCHEDULED, Ordering::AcqRel);
     }
 
+    /// Whether the task sits in a ready queue (woken, its step not begun).
+    pub(crate) fn is_scheduled(&self) -> bool {
+        self.prefix().header.state.load(Ordering::Acquire) & SCHEDULED != 0
+    }
+
+    /// Whether the task's future is being polled (or dropped) right now.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.prefix().local.future_busy.get()
+    }
+
     /// A local reference to the task `w` wakes, when `w` is the waker of a
     /// task of the same loop as this one (so of this thread) that still has
     /// local references; `None` otherwise. Listeners keep such a reference
