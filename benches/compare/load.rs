@@ -480,13 +480,13 @@ fn wrk_time_us(v: &str) -> Option<f64> {
     num.parse::<f64>().ok().map(|x| x * mul)
 }
 
-/// Runs `wrk -t1 -c<conns> -d<secs>s --latency` (inheriting this thread's
-/// CPU pinning) and the server's CPU time over the run.
-pub fn wrk(addr: SocketAddr, conns: usize, secs: u64, server_pid: u32) -> Result<WrkSample, String> {
+/// Runs `wrk -t<threads> -c<conns> -d<secs>s --latency` (inheriting this
+/// thread's CPU pinning) and the server's CPU time over the run.
+pub fn wrk(addr: SocketAddr, conns: usize, threads: usize, secs: u64, server_pid: u32) -> Result<WrkSample, String> {
     let c0 = super::sys::proc_cpu_ns(server_pid);
     let out = std::process::Command::new("wrk")
         .args([
-            "-t1",
+            &format!("-t{threads}"),
             &format!("-c{conns}"),
             &format!("-d{secs}s"),
             "--latency",
