@@ -160,6 +160,92 @@ impl Report<'_> {
     pub fn markdown(&self) -> String {
         let mut m = String::new();
         let _ = writeln!(m, "{}\n", self.header);
+        if !self.workloads.is_empty() {
+            self.closed_markdown(&mut m);
+        }
+        if !self.lat_workloads.is_empty() {
+            let _ = writeln!(
+                m,
+                "\n### Open loop: latency at a fixed rate of 50% of tokio's closed-loop peak (µs; coordinated omission corrected)\n\n{}\n",
+                self.lat_note
+            );
+            let _ = writeln!(
+                m,
+                "| workload | peer | offered req/s | achieved req/s | p50 | p99 | p99.9 | max | p99 vs tokio | server CPU µs/req | samples |"
+            );
+            let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+            for w in &self.lat_workloads {
+                let b99 = self
+                    .lat_row(w, BASELINE)
+                    .filter(|r| r.error.is_none())
+                    .map_or(f64::NAN, |r| r.q_us(0.99));
+                for p in &self.peers {
+                    let Some(r) = self.lat_row(w, p) else { continue };
+                    if let Some(e) = &r.error {
+                        let _ = writeln!(m, "| {w} | {p} | {} | | | | | | | | |", why(e));
+                        continue;
+                    }
+                    let _ = writeln!(
+                        m,
+                        "| {w} | {p} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {:.2} | {} |",
+                        r.rate,
+                        median(r.achieved.clone()),
+                        r.q_us(0.5),
+                        r.q_us(0.99),
+                        r.q_us(0.999),
+                        r.max_us(),
+                        fmt_ratio(r.q_us(0.99), b99),
+                        median(r.cpu_us.clone()),
+                        r.count()
+                    );
+                }
+            }
+        }
+        if !self.wrk_workloads.is_empty() {
+            let _ = writeln!(
+                m,
+                "\n### HTTP/1.1 keep-alive \"hello\" under wrk (closed loop, `wrk -t<load-generator CPUs>`)\n"
+            );
+            if let Some(why) = &self.wrk_skipped {
+                let _ = writeln!(m, "{why}");
+            } else {
+                let _ = writeln!(
+                    m,
+                    "| workload | peer | req/s | req/s vs tokio | p50 µs | p99 µs | server CPU µs/req | CPU vs tokio |"
+                );
+                let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|---:|");
+                for w in &self.wrk_workloads {
+                    let base = self.wrk_row(w, BASELINE).filter(|r| r.error.is_none());
+                    let (br, bc) = base.map_or((f64::NAN, f64::NAN), |b| (b.med(|s| s.rps), b.med(|s| s.cpu_us)));
+                    for p in &self.peers {
+                        let Some(r) = self.wrk_row(w, p) else { continue };
+                        if let Some(e) = &r.error {
+                            let _ = writeln!(m, "| {w} | {p} | {} | | | | | |", why(e));
+                            continue;
+                        }
+                        let (q, c) = (r.med(|s| s.rps), r.med(|s| s.cpu_us));
+                        let _ = writeln!(
+                            m,
+                            "| {w} | {p} | {q:.0} | {} | {:.0} | {:.0} | {c:.2} | {} |",
+                            fmt_ratio(q, br),
+                            r.med(|s| s.p50_us),
+                            r.med(|s| s.p99_us),
+                            fmt_ratio(c, bc)
+                        );
+                    }
+                }
+            }
+        }
+        if !self.pingpong.is_empty() {
+            self.pingpong_markdown(&mut m);
+        }
+        if let Some(f) = &self.files_md {
+            let _ = writeln!(m, "\n### File reads\n\n{}", f.trim_end());
+        }
+        m
+    }
+
+    fn closed_markdown(&self, m: &mut String) {
         let _ = writeln!(
             m,
             "### Closed loop: server CPU µs per request (median; lower is better)\n"
@@ -248,86 +334,6 @@ impl Report<'_> {
                 );
             }
         }
-        if !self.lat_workloads.is_empty() {
-            let _ = writeln!(
-                m,
-                "\n### Open loop: latency at a fixed rate of 50% of tokio's closed-loop peak (µs; coordinated omission corrected)\n\n{}\n",
-                self.lat_note
-            );
-            let _ = writeln!(
-                m,
-                "| workload | peer | offered req/s | achieved req/s | p50 | p99 | p99.9 | max | p99 vs tokio | server CPU µs/req | samples |"
-            );
-            let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-            for w in &self.lat_workloads {
-                let b99 = self
-                    .lat_row(w, BASELINE)
-                    .filter(|r| r.error.is_none())
-                    .map_or(f64::NAN, |r| r.q_us(0.99));
-                for p in &self.peers {
-                    let Some(r) = self.lat_row(w, p) else { continue };
-                    if let Some(e) = &r.error {
-                        let _ = writeln!(m, "| {w} | {p} | {} | | | | | | | | |", why(e));
-                        continue;
-                    }
-                    let _ = writeln!(
-                        m,
-                        "| {w} | {p} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {:.2} | {} |",
-                        r.rate,
-                        median(r.achieved.clone()),
-                        r.q_us(0.5),
-                        r.q_us(0.99),
-                        r.q_us(0.999),
-                        r.max_us(),
-                        fmt_ratio(r.q_us(0.99), b99),
-                        median(r.cpu_us.clone()),
-                        r.count()
-                    );
-                }
-            }
-        }
-        if !self.wrk_workloads.is_empty() {
-            let _ = writeln!(
-                m,
-                "\n### HTTP/1.1 keep-alive \"hello\" under wrk (closed loop, `wrk -t<load-generator CPUs>`)\n"
-            );
-            if let Some(why) = &self.wrk_skipped {
-                let _ = writeln!(m, "{why}");
-            } else {
-                let _ = writeln!(
-                    m,
-                    "| workload | peer | req/s | req/s vs tokio | p50 µs | p99 µs | server CPU µs/req | CPU vs tokio |"
-                );
-                let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|---:|");
-                for w in &self.wrk_workloads {
-                    let base = self.wrk_row(w, BASELINE).filter(|r| r.error.is_none());
-                    let (br, bc) = base.map_or((f64::NAN, f64::NAN), |b| (b.med(|s| s.rps), b.med(|s| s.cpu_us)));
-                    for p in &self.peers {
-                        let Some(r) = self.wrk_row(w, p) else { continue };
-                        if let Some(e) = &r.error {
-                            let _ = writeln!(m, "| {w} | {p} | {} | | | | | |", why(e));
-                            continue;
-                        }
-                        let (q, c) = (r.med(|s| s.rps), r.med(|s| s.cpu_us));
-                        let _ = writeln!(
-                            m,
-                            "| {w} | {p} | {q:.0} | {} | {:.0} | {:.0} | {c:.2} | {} |",
-                            fmt_ratio(q, br),
-                            r.med(|s| s.p50_us),
-                            r.med(|s| s.p99_us),
-                            fmt_ratio(c, bc)
-                        );
-                    }
-                }
-            }
-        }
-        if !self.pingpong.is_empty() {
-            self.pingpong_markdown(&mut m);
-        }
-        if let Some(f) = &self.files_md {
-            let _ = writeln!(m, "\n### File reads\n\n{}", f.trim_end());
-        }
-        m
     }
 
     fn pingpong_markdown(&self, m: &mut String) {
