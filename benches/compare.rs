@@ -1,19 +1,23 @@
-//! Comparative suite: ringloop (io_uring and fallback backends) against
-//! tokio current_thread, monoio, compio, and hand-written io_uring and epoll
-//! loops (the ceilings), each server in its own process; plus file reads.
+//! Comparative suite: ringloop (io_uring and fallback backends, and on two
+//! io_uring loops) against tokio current_thread, monoio, compio, and
+//! hand-written io_uring and epoll loops (the ceilings), each server in its
+//! own process; cross-loop ping-pong; plus file reads.
 //!
 //! ```text
-//! cargo bench --bench compare -- --quick   # every peer, 7 closed-loop + 2 open-loop workloads, wrk, files; ~5 min
-//! cargo bench --bench compare              # 15 closed-loop + 3 open-loop workloads, 3 rounds; ~28 min
+//! cargo bench --bench compare -- --quick   # every peer, 7 closed-loop + 2 open-loop workloads, wrk, ping-pong, files; ~5 min
+//! cargo bench --bench compare              # 15 closed-loop + 3 open-loop workloads, 3 rounds; ~30 min
 //! cargo bench --bench compare -- --peers ringloop/uring,raw-uring --rounds 5
 //! cargo bench --bench compare -- --quick --workloads 256x128B,http-64c --syscalls strace --no-files
+//! cargo bench --bench compare -- --workloads pingpong --rounds 3 --no-files   # only the ping-pong rows
+//! cargo bench --bench compare -- --server-cpus 0-7 --client-cpus 8-15 --peers ringloop/uring-8loops,ringloop/uring
 //! ```
 //!
 //! Workloads (labels as in `--workloads`): TCP echo `<conns>x<size>`
 //! (1/64/512 connections × 128 B/4 KiB/64 KiB, and 256 × 128 B), HTTP/1.1
 //! keep-alive "hello" `http-<conns>c` (own load generator, and `wrk` when
 //! installed), UDP ping-pong `udp-<clients>x<size>`, open-loop latency on
-//! some of them, and random 4 KiB file reads (`files/mod.rs`).
+//! some of them, cross-loop ping-pong `pingpong` (`compare/pingpong.rs`),
+//! and random 4 KiB file reads (`files/mod.rs`).
 //!
 //! Peers: `peers::ALL`. The hand-written io_uring ceilings are `raw-uring`
 //! (default ring flags), `raw-uring-sq+dt` (SINGLE_ISSUER | DEFER_TASKRUN),
@@ -21,11 +25,18 @@
 //! `raw-uring-ms` (SQ+DT, multishot accept, one multishot RECV per
 //! connection from a provided-buffer ring; TCP only, its UDP rows say
 //! `skipped:`, and so do all its rows on a kernel without multishot receive).
+//! `ringloop/uring-2loops` (any `ringloop/uring-<N>loops` with `--peers`)
+//! serves TCP on N io_uring loops of `ringloop::cores`, one `SO_REUSEPORT`
+//! listener each; in quick mode it runs 64x128B and http-64c only.
 //!
 //! Method. The bench binary re-executes itself as `--serve <peer> --proto
-//! <echo|http|udp>`; the child pins itself to CPU 0, binds 127.0.0.1:0 and
-//! prints its port. Load generators run in the parent pinned to CPU 1 and
-//! verify every reply byte (`compare/load.rs`). For each round, workload and
+//! <echo|http|udp> --cpus <list>`; the child pins itself to the server CPUs
+//! (`--server-cpus`, default 0: a one-thread server to the first, loop `i`
+//! of a multi-loop server to the `i`-th modulo their number), binds
+//! 127.0.0.1:0 and prints its port. Load generators run in the parent, one
+//! closed-loop load thread per load-generator CPU (`--client-cpus`, default
+//! 1; the connections split between them), and verify every reply byte
+//! (`compare/load.rs`). For each round, workload and
 //! peer (peers interleaved within a workload): fresh server, connect, a
 //! discarded warm-up window, then a measured closed-loop window (one
 //! request in flight per connection). The headline is the server's CPU time
@@ -35,7 +46,7 @@
 //! reported: req/s, context switches per request, kernel counts per request
 //! (first round only, counted in an extra window; the server is idle while
 //! the tool attaches and detaches) and the load generator's own CPU use
-//! (near 100% means it is the bottleneck). The kernel counts come from
+//! (its busiest thread; near 100% means it is the bottleneck). The kernel counts come from
 //! `perf stat -x, -e raw_syscalls:sys_enter,io_uring:io_uring_submit_req,
 //! io_uring:io_uring_poll_arm,io_uring:io_uring_queue_async_work -p
 //! <server>`: syscalls, SQEs submitted, internal poll arms (a request that
@@ -50,13 +61,18 @@
 //! a fixed rate of 50% of tokio-ct's median closed-loop req/s on that
 //! workload, by a generator (epoll, spinning for the last 30 µs before each send) that measures each request from
 //! its scheduled send time (coordinated omission corrected); HdrHistogram
-//! percentiles over all rounds. Then `wrk -t1` against each HTTP server
-//! when `wrk` is installed (skipped with a note otherwise), then the file
+//! percentiles over all rounds. Then `wrk -t<load-generator CPUs>` against
+//! each HTTP server when `wrk` is installed (skipped with a note otherwise),
+//! then the cross-loop ping-pong rows (each in its own child process,
+//! `--pingpong <row>`, threads pinned to `--pingpong-cpus`, default the
+//! first server and the first load-generator CPU; 5 000 round trips in
+//! quick mode, 100 000 otherwise, `--pingpong-trips N`), then the file
 //! reads. Medians over rounds. Writes `target/ringloop-bench/compare.{md,json,svg}`.
 //!
 //! Without `--bench` (under `cargo test --bench compare`) a tiny smoke
-//! configuration runs so the code cannot rot (including `raw-uring-ms`, and
-//! self-checks of the HTTP, wrk and perf/strace output parsers); it writes
+//! configuration runs so the code cannot rot (including `raw-uring-ms`,
+//! the two-loop peer and every ping-pong row, and self-checks of the HTTP,
+//! wrk, perf/strace, CPU-list and ping-pong output parsers); it writes
 //! `compare-smoke.*`.
 
 #[path = "files/mod.rs"]
@@ -511,7 +527,7 @@ fn plan(mode: &str) -> Plan {
             // Two TCP workloads as the 1-vs-2-loop check: seconds, not minutes.
             multi_loop: Some(vec![echo(64, 128), http(64)]),
             pingpong: pingpong::PEERS.to_vec(),
-            pingpong_trips: 10_000,
+            pingpong_trips: 5_000,
         },
         _ => {
             let mut closed = Vec::new();

@@ -1,9 +1,10 @@
 //! Load generators of the comparative bench. All run in the bench process
-//! (pinned to CPU 1) and verify every reply byte:
+//! (pinned to the load-generator CPUs, default CPU 1) and verify every
+//! reply byte:
 //!
-//! - closed loop ([`phase`]): one tokio current_thread runtime, one task per
-//!   connection or UDP socket, one request in flight each, as fast as the
-//!   server answers;
+//! - closed loop ([`phase`]): per load thread (one per load-generator CPU)
+//!   one tokio current_thread runtime, one task per connection or UDP
+//!   socket, one request in flight each, as fast as the server answers;
 //! - open loop ([`open_loop`]): one thread with non-blocking sockets and
 //!   epoll (sleeping in `epoll_pwait2` until 30 µs before the next scheduled
 //!   send, then spinning), every connection sending on its own fixed

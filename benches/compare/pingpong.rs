@@ -9,9 +9,16 @@
 //!   the sender writes the receiver's eventfd (and the receiver re-arms an
 //!   io_uring READ on it);
 //! - `tokio-mt`: one tokio multi_thread runtime with 2 workers, a ping and
-//!   a pong task, tokio unbounded mpsc channels;
+//!   a pong task, tokio unbounded mpsc channels (tokio's scheduler is free
+//!   to run both tasks on one worker, and does: see the "pong on another
+//!   thread" column);
 //! - `tokio-ct-x2`: two tokio current_thread runtimes, one per thread,
 //!   tokio unbounded mpsc channels;
+//!
+//! The tokio runtimes have their I/O and timer drivers on (`enable_all`),
+//! as a server's runtime does, so a parked thread sleeps in `epoll_wait`
+//! and is woken by an eventfd write (without the I/O driver it would
+//! park on a futex instead).
 //! - `std-mpsc`: two plain threads with `std::sync::mpsc` (the floor).
 //!
 //! Every row runs in a fresh child process (`--pingpong <row>`), its
@@ -241,6 +248,7 @@ fn tokio_mt_row(p: Pinger, cpus: Option<[usize; 2]>) -> Result<Trips, String> {
     let started = Arc::new(AtomicUsize::new(0));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .enable_all()
         .on_thread_start(move || {
             // The two workers start first; any later (blocking-pool) thread
             // stays unpinned.
@@ -268,7 +276,7 @@ fn tokio_mt_row(p: Pinger, cpus: Option<[usize; 2]>) -> Result<Trips, String> {
 fn tokio_ct_row(p: Pinger, cpus: Option<[usize; 2]>) -> Result<Trips, String> {
     let (to_pong, from_ping) = tokio::sync::mpsc::unbounded_channel();
     let (to_ping, from_pong) = tokio::sync::mpsc::unbounded_channel();
-    let rt = || tokio::runtime::Builder::new_current_thread().build();
+    let rt = || tokio::runtime::Builder::new_current_thread().enable_all().build();
     let pong_rt = rt().map_err(|e| format!("unavailable: {e}"))?;
     let ping_rt = rt().map_err(|e| format!("unavailable: {e}"))?;
     let pong = std::thread::spawn(move || {
