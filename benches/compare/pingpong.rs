@@ -204,7 +204,7 @@ fn ringloop_row(features: UringFeatures, p: Pinger, cpus: Option<[usize; 2]>) ->
                 }
             }
         })
-        .map_err(|e| format!("unavailable: {e}"))?;
+        .map_err(|e| e.to_string())?;
     let mut out = out.into_iter();
     match (out.next().flatten(), out.next().flatten()) {
         (Some(Ok(Side::Ping(mut t))), Some(Ok(Side::Pong(other)))) => {
@@ -258,7 +258,7 @@ fn tokio_mt_row(p: Pinger, cpus: Option<[usize; 2]>) -> Result<Trips, String> {
             }
         })
         .build()
-        .map_err(|e| format!("unavailable: {e}"))?;
+        .map_err(|e| e.to_string())?;
     let pong = rt.spawn(tokio_pong(to_ping, from_ping));
     let ping = rt.spawn(tokio_ping(p, to_pong, from_pong));
     let res = rt.block_on(async {
@@ -277,8 +277,8 @@ fn tokio_ct_row(p: Pinger, cpus: Option<[usize; 2]>) -> Result<Trips, String> {
     let (to_pong, from_ping) = tokio::sync::mpsc::unbounded_channel();
     let (to_ping, from_pong) = tokio::sync::mpsc::unbounded_channel();
     let rt = || tokio::runtime::Builder::new_current_thread().enable_all().build();
-    let pong_rt = rt().map_err(|e| format!("unavailable: {e}"))?;
-    let ping_rt = rt().map_err(|e| format!("unavailable: {e}"))?;
+    let pong_rt = rt().map_err(|e| e.to_string())?;
+    let ping_rt = rt().map_err(|e| e.to_string())?;
     let pong = std::thread::spawn(move || {
         pin(cpus.map(|c| c[1]));
         pong_rt.block_on(tokio_pong(to_ping, from_ping))
@@ -362,7 +362,7 @@ pub fn child(row: &str, n: usize, cpus: Option<[usize; 2]>) -> ! {
         "tokio-mt" => tokio_mt_row(p, cpus),
         "tokio-ct-x2" => tokio_ct_row(p, cpus),
         "std-mpsc" => std_row(p, cpus),
-        other => Err(format!("unavailable: unknown ping-pong row {other}")),
+        other => Err(format!("unknown ping-pong row {other}")),
     };
     match res {
         Ok(mut t) if !t.rtts.is_empty() => {
@@ -519,7 +519,7 @@ pub fn measure(row: &str, n: usize, cpus: Option<[usize; 2]>, count: bool, limit
     };
     if rx.recv_timeout(Duration::from_secs(10)).ok().as_deref() != Some("READY") {
         kill(child);
-        return Err("unavailable: the ping-pong child did not start".into());
+        return Err("the ping-pong child did not start".into());
     }
     let perf = if count { Perf::start(pid) } else { None };
     if perf.is_some() {
