@@ -65,7 +65,7 @@
 //! each HTTP server when `wrk` is installed (skipped with a note otherwise),
 //! then the cross-loop ping-pong rows (each in its own child process,
 //! `--pingpong <row>`, threads pinned to `--pingpong-cpus`, default the
-//! first server and the first load-generator CPU; 5 000 round trips in
+//! first server CPU and the first load-generator CPU other than it; 5 000 round trips in
 //! quick mode, 100 000 otherwise, `--pingpong-trips N`), then the file
 //! reads. Medians over rounds. Writes `target/ringloop-bench/compare.{md,json,svg}`.
 //!
@@ -675,7 +675,7 @@ fn main() {
         server_cpus: if pinned { server_cpus } else { Vec::new() },
         client_cpus: if pinned { client_cpus } else { Vec::new() },
     };
-    // Ping-pong: the first server CPU and the first load-generator CPU.
+    // Ping-pong CPUs (`none`: unpinned).
     let pingpong_cpus: Option<[usize; 2]> = match cpus_opt("--pingpong-cpus") {
         Some(c) if c.len() >= 2 => Some([c[0], c[1]]),
         Some(c) if c.is_empty() => None,
@@ -683,7 +683,11 @@ fn main() {
             eprintln!("--pingpong-cpus: two CPUs (A,B) or none");
             std::process::exit(2);
         }
-        None if cfg.pin && cfg.server_cpus[0] != cfg.client_cpus[0] => Some([cfg.server_cpus[0], cfg.client_cpus[0]]),
+        // The first server CPU and the first load-generator CPU other than it.
+        None if cfg.pin => {
+            let a = cfg.server_cpus[0];
+            cfg.client_cpus.iter().find(|&&b| b != a).map(|&b| [a, b])
+        }
         None => None,
     };
     let open_t = (Duration::from_millis(p.open_ms.0), Duration::from_millis(p.open_ms.1));
