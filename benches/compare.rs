@@ -1,19 +1,23 @@
-//! Comparative suite: ringloop (io_uring and fallback backends) against
-//! tokio current_thread, monoio, compio, and hand-written io_uring and epoll
-//! loops (the ceilings), each server in its own process; plus file reads.
+//! Comparative suite: ringloop (io_uring and fallback backends, and on two
+//! io_uring loops) against tokio current_thread, monoio, compio, and
+//! hand-written io_uring and epoll loops (the ceilings), each server in its
+//! own process; cross-loop ping-pong; plus file reads.
 //!
 //! ```text
-//! cargo bench --bench compare -- --quick   # every peer, 7 closed-loop + 2 open-loop workloads, wrk, files; ~5 min
-//! cargo bench --bench compare              # 15 closed-loop + 3 open-loop workloads, 3 rounds; ~28 min
+//! cargo bench --bench compare -- --quick   # every peer, 7 closed-loop + 2 open-loop workloads, wrk, ping-pong, files; ~5 min
+//! cargo bench --bench compare              # 15 closed-loop + 3 open-loop workloads, 3 rounds; ~30 min
 //! cargo bench --bench compare -- --peers ringloop/uring,raw-uring --rounds 5
 //! cargo bench --bench compare -- --quick --workloads 256x128B,http-64c --syscalls strace --no-files
+//! cargo bench --bench compare -- --workloads pingpong --rounds 3 --no-files   # only the ping-pong rows
+//! cargo bench --bench compare -- --server-cpus 0-7 --client-cpus 8-15 --peers ringloop/uring-8loops,ringloop/uring
 //! ```
 //!
 //! Workloads (labels as in `--workloads`): TCP echo `<conns>x<size>`
 //! (1/64/512 connections × 128 B/4 KiB/64 KiB, and 256 × 128 B), HTTP/1.1
 //! keep-alive "hello" `http-<conns>c` (own load generator, and `wrk` when
 //! installed), UDP ping-pong `udp-<clients>x<size>`, open-loop latency on
-//! some of them, and random 4 KiB file reads (`files/mod.rs`).
+//! some of them, cross-loop ping-pong `pingpong` (`compare/pingpong.rs`),
+//! and random 4 KiB file reads (`files/mod.rs`).
 //!
 //! Peers: `peers::ALL`. The hand-written io_uring ceilings are `raw-uring`
 //! (default ring flags), `raw-uring-sq+dt` (SINGLE_ISSUER | DEFER_TASKRUN),
@@ -21,11 +25,18 @@
 //! `raw-uring-ms` (SQ+DT, multishot accept, one multishot RECV per
 //! connection from a provided-buffer ring; TCP only, its UDP rows say
 //! `skipped:`, and so do all its rows on a kernel without multishot receive).
+//! `ringloop/uring-2loops` (any `ringloop/uring-<N>loops` with `--peers`)
+//! serves TCP on N io_uring loops of `ringloop::cores`, one `SO_REUSEPORT`
+//! listener each; in quick mode it runs 64x128B and http-64c only.
 //!
 //! Method. The bench binary re-executes itself as `--serve <peer> --proto
-//! <echo|http|udp>`; the child pins itself to CPU 0, binds 127.0.0.1:0 and
-//! prints its port. Load generators run in the parent pinned to CPU 1 and
-//! verify every reply byte (`compare/load.rs`). For each round, workload and
+//! <echo|http|udp> --cpus <list>`; the child pins itself to the server CPUs
+//! (`--server-cpus`, default 0: a one-thread server to the first, loop `i`
+//! of a multi-loop server to the `i`-th modulo their number), binds
+//! 127.0.0.1:0 and prints its port. Load generators run in the parent, one
+//! closed-loop load thread per load-generator CPU (`--client-cpus`, default
+//! 1; the connections split between them), and verify every reply byte
+//! (`compare/load.rs`). For each round, workload and
 //! peer (peers interleaved within a workload): fresh server, connect, a
 //! discarded warm-up window, then a measured closed-loop window (one
 //! request in flight per connection). The headline is the server's CPU time
@@ -35,7 +46,7 @@
 //! reported: req/s, context switches per request, kernel counts per request
 //! (first round only, counted in an extra window; the server is idle while
 //! the tool attaches and detaches) and the load generator's own CPU use
-//! (near 100% means it is the bottleneck). The kernel counts come from
+//! (its busiest thread; near 100% means it is the bottleneck). The kernel counts come from
 //! `perf stat -x, -e raw_syscalls:sys_enter,io_uring:io_uring_submit_req,
 //! io_uring:io_uring_poll_arm,io_uring:io_uring_queue_async_work -p
 //! <server>`: syscalls, SQEs submitted, internal poll arms (a request that
@@ -50,13 +61,18 @@
 //! a fixed rate of 50% of tokio-ct's median closed-loop req/s on that
 //! workload, by a generator (epoll, spinning for the last 30 µs before each send) that measures each request from
 //! its scheduled send time (coordinated omission corrected); HdrHistogram
-//! percentiles over all rounds. Then `wrk -t1` against each HTTP server
-//! when `wrk` is installed (skipped with a note otherwise), then the file
+//! percentiles over all rounds. Then `wrk -t<load-generator CPUs>` against
+//! each HTTP server when `wrk` is installed (skipped with a note otherwise),
+//! then the cross-loop ping-pong rows (each in its own child process,
+//! `--pingpong <row>`, threads pinned to `--pingpong-cpus`, default the
+//! first server CPU and the first load-generator CPU other than it; 5 000 round trips in
+//! quick mode, 100 000 otherwise, `--pingpong-trips N`), then the file
 //! reads. Medians over rounds. Writes `target/ringloop-bench/compare.{md,json,svg}`.
 //!
 //! Without `--bench` (under `cargo test --bench compare`) a tiny smoke
-//! configuration runs so the code cannot rot (including `raw-uring-ms`, and
-//! self-checks of the HTTP, wrk and perf/strace output parsers); it writes
+//! configuration runs so the code cannot rot (including `raw-uring-ms`,
+//! the two-loop peer and every ping-pong row, and self-checks of the HTTP,
+//! wrk, perf/strace, CPU-list and ping-pong output parsers); it writes
 //! `compare-smoke.*`.
 
 #[path = "files/mod.rs"]
@@ -65,6 +81,8 @@ mod files;
 mod load;
 #[path = "compare/peers/mod.rs"]
 mod peers;
+#[path = "compare/pingpong.rs"]
+mod pingpong;
 #[path = "compare/report.rs"]
 mod report;
 #[path = "compare/sys.rs"]
@@ -73,6 +91,7 @@ mod sys;
 use std::io::{self, BufRead, Read};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use report::{LatRow, Report, Row, Sample, WrkRow};
@@ -147,12 +166,20 @@ impl Workload {
 }
 
 /// Child mode: serve `name` until killed, reporting `PORT <n>` or `ERR <why>`.
-fn serve_child(name: &str, proto: &str, pin: bool) -> ! {
+/// `cpus`: the server CPUs (empty: unpinned); a one-thread peer pins itself
+/// to the first, a multi-loop peer pins loop `i` to `cpus[i % len]`.
+fn serve_child(name: &str, proto: &str, cpus: &[usize]) -> ! {
     // SAFETY: plain prctl; the server dies with the bench process, even if
     // the bench is killed before it can kill its server.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-    if pin && !sys::pin_to(0) {
-        println!("ERR sched_setaffinity(CPU 0) refused");
+    let loops = peers::cores_peer::loops_of(name);
+    let pinned = match (cpus, loops) {
+        ([], _) => true,
+        (_, Some(_)) => sys::pin_to_set(cpus),
+        ([first, ..], None) => sys::pin_to(*first),
+    };
+    if !pinned {
+        println!("ERR sched_setaffinity(CPUs {}) refused", sys::fmt_cpus(cpus));
         std::process::exit(1);
     }
     let announce = |port: u16| {
@@ -161,8 +188,9 @@ fn serve_child(name: &str, proto: &str, pin: bool) -> ! {
             let _ = io::Write::flush(&mut io::stdout());
         }
     };
-    let res = match proto {
-        "echo" | "http" => peers::listener().and_then(|l| {
+    let res = match (proto, loops) {
+        (_, Some(n)) => peers::cores_peer::serve(n, proto, cpus, move |port| announce(port)()),
+        ("echo" | "http", None) => peers::listener().and_then(|l| {
             let port = l.local_addr()?.port();
             if proto == "echo" {
                 peers::serve(name, l, announce(port))
@@ -170,11 +198,11 @@ fn serve_child(name: &str, proto: &str, pin: bool) -> ! {
                 peers::serve_http(name, l, announce(port))
             }
         }),
-        "udp" => peers::udp_socket().and_then(|s| {
+        ("udp", None) => peers::udp_socket().and_then(|s| {
             let port = s.local_addr()?.port();
             peers::serve_udp(name, s, announce(port))
         }),
-        other => Err(io::Error::new(
+        (other, None) => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("unknown protocol {other}"),
         )),
@@ -194,17 +222,16 @@ struct Server {
 }
 
 impl Server {
-    fn start(name: &str, proto: Proto, pin: bool) -> Result<Server, String> {
+    /// Starts `name` serving `proto`, pinned to `cpus` (empty: unpinned).
+    fn start(name: &str, proto: Proto, cpus: &[usize]) -> Result<Server, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let cpus = if cpus.is_empty() {
+            "none".to_string()
+        } else {
+            sys::fmt_cpus(cpus)
+        };
         let mut child = Command::new(exe)
-            .args([
-                "--serve",
-                name,
-                "--proto",
-                proto.arg(),
-                "--pin",
-                if pin { "1" } else { "0" },
-            ])
+            .args(["--serve", name, "--proto", proto.arg(), "--cpus", &cpus])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -248,37 +275,159 @@ struct Cfg {
     window: Duration,
     sys_window: Duration,
     tool: SysTool,
+    /// Whether the CPU lists below are in force.
     pin: bool,
+    /// CPUs of the servers (empty when not pinned).
+    server_cpus: Vec<usize>,
+    /// CPUs of the load generators, one closed-loop load thread per CPU
+    /// (empty when not pinned: one unpinned load thread).
+    client_cpus: Vec<usize>,
 }
 
-/// Closed loop over `clients`: warm-up, measured window, then (when
-/// `count_sys`) a syscall-counting window.
-async fn closed<C: load::Client>(clients: Vec<C>, pid: u32, cfg: &Cfg, count_sys: bool) -> io::Result<Sample> {
-    let (c, _) = load::phase(clients, cfg.warm).await?;
-    let (s0, x0, l0, b0, t0) = (
-        sys::proc_cpu_ns(pid),
-        sys::proc_ctxt(pid),
-        sys::self_cpu_ns(),
-        sys::core_busy_us(0),
-        Instant::now(),
-    );
-    let (c, reqs) = load::phase(c, cfg.window).await?;
-    let (s1, x1, l1, b1, wall) = (
-        sys::proc_cpu_ns(pid),
-        sys::proc_ctxt(pid),
-        sys::self_cpu_ns(),
-        sys::core_busy_us(0),
-        t0.elapsed(),
-    );
+/// One closed-loop load thread: pinned to `cpu`, its own tokio
+/// current_thread runtime, `conns` of the workload's connections. Reports
+/// on `out` once connected, then runs one [`load::phase`] per duration
+/// received on `cmds` and reports its verified round trips and its own CPU
+/// time (ns); ends when `cmds` closes or a phase fails.
+fn load_thread(
+    cpu: Option<usize>,
+    addr: SocketAddr,
+    wl: Workload,
+    conns: usize,
+    cmds: mpsc::Receiver<Duration>,
+    out: mpsc::Sender<io::Result<(u64, u64)>>,
+) {
+    if let Some(c) = cpu {
+        let _ = sys::pin_to(c);
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = out.send(Err(e));
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        match wl.proto {
+            Proto::Echo => drive(load::connect_echo(addr, conns, wl.size).await, cmds, out).await,
+            Proto::Http => drive(load::connect_http(addr, conns).await, cmds, out).await,
+            Proto::Udp => drive(load::connect_udp(addr, conns, wl.size).await, cmds, out).await,
+        }
+    });
+}
+
+async fn drive<C: load::Client>(
+    clients: io::Result<Vec<C>>,
+    cmds: mpsc::Receiver<Duration>,
+    out: mpsc::Sender<io::Result<(u64, u64)>>,
+) {
+    let mut clients = match clients {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = out.send(Err(e));
+            return;
+        }
+    };
+    let _ = out.send(Ok((0, 0)));
+    // Between phases no client task exists, so blocking here stalls nothing.
+    while let Ok(d) = cmds.recv() {
+        let c0 = sys::self_cpu_ns();
+        match load::phase(clients, d).await {
+            Ok((c, n)) => {
+                clients = c;
+                let _ = out.send(Ok((n, sys::self_cpu_ns() - c0)));
+            }
+            Err(e) => {
+                let _ = out.send(Err(e));
+                return;
+            }
+        }
+    }
+}
+
+/// The load threads of one closed-loop measurement.
+struct Load {
+    cmds: Vec<mpsc::Sender<Duration>>,
+    out: mpsc::Receiver<io::Result<(u64, u64)>>,
+}
+
+impl Load {
+    /// One thread per client CPU (at most one per connection), connected.
+    fn start(addr: SocketAddr, wl: Workload, cfg: &Cfg) -> Result<Load, String> {
+        let k = cfg.client_cpus.len().clamp(1, wl.conns.max(1));
+        let (out_tx, out) = mpsc::channel();
+        let mut cmds = Vec::with_capacity(k);
+        for i in 0..k {
+            let conns = wl.conns / k + usize::from(i < wl.conns % k);
+            let (tx, rx) = mpsc::channel();
+            cmds.push(tx);
+            let cpu = cfg.client_cpus.get(i).copied();
+            let out = out_tx.clone();
+            std::thread::Builder::new()
+                .name(format!("load-{i}"))
+                .spawn(move || load_thread(cpu, addr, wl, conns, rx, out))
+                .map_err(|e| format!("load thread: {e}"))?;
+        }
+        let l = Load { cmds, out };
+        l.collect(Duration::from_secs(30))?;
+        Ok(l)
+    }
+    /// Every thread's report: total round trips and the busiest thread's CPU ns.
+    fn collect(&self, limit: Duration) -> Result<(u64, u64), String> {
+        let deadline = Instant::now() + limit;
+        let (mut reqs, mut cpu) = (0, 0);
+        for _ in 0..self.cmds.len() {
+            match self
+                .out
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(Ok((n, c))) => {
+                    reqs += n;
+                    cpu = cpu.max(c);
+                }
+                Ok(Err(e)) => return Err(format!("load failed: {e}")),
+                Err(_) => return Err("timed out".into()),
+            }
+        }
+        Ok((reqs, cpu))
+    }
+    /// Runs one phase of `d` on every thread at once.
+    fn phase(&self, d: Duration) -> Result<(u64, u64), String> {
+        for c in &self.cmds {
+            c.send(d).map_err(|_| "load failed: a load thread ended".to_string())?;
+        }
+        self.collect(d + Duration::from_secs(30))
+    }
+}
+
+/// Closed loop: warm-up, measured window, then (when `count_sys`) a
+/// syscall-counting window. The load threads end when `load` is dropped
+/// (or, after a failure, when the server is killed).
+fn measure(peer: &str, wl: Workload, cfg: &Cfg, count_sys: bool) -> Result<Sample, String> {
+    let srv = Server::start(peer, wl.proto, &cfg.server_cpus)?;
+    let pid = srv.pid();
+    let load = Load::start(srv.addr, wl, cfg)?;
+    load.phase(cfg.warm)?;
+    let busy = || {
+        if cfg.pin {
+            sys::cores_busy_us(&cfg.server_cpus)
+        } else {
+            f64::NAN
+        }
+    };
+    let (s0, x0, b0, t0) = (sys::proc_cpu_ns(pid), sys::proc_ctxt(pid), busy(), Instant::now());
+    let (reqs, lg_ns) = load.phase(cfg.window)?;
+    let (s1, x1, b1, wall) = (sys::proc_cpu_ns(pid), sys::proc_ctxt(pid), busy(), t0.elapsed());
     let reqs_f = reqs.max(1) as f64;
     let mut k = sys::Counts::default();
     let mut k_reqs = 1.0;
     if count_sys && !cfg.sys_window.is_zero() {
         if let Some(counter) = SysCount::start(cfg.tool, pid) {
             // The server is idle while the tool attaches and detaches.
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let (_c, r) = load::phase(c, cfg.sys_window).await?;
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            std::thread::sleep(Duration::from_millis(300));
+            let (r, _) = load.phase(cfg.sys_window)?;
+            std::thread::sleep(Duration::from_millis(50));
             k = counter.stop();
             k_reqs = r.max(1) as f64;
         }
@@ -287,45 +436,21 @@ async fn closed<C: load::Client>(clients: Vec<C>, pid: u32, cfg: &Cfg, count_sys
     Ok(Sample {
         rps: reqs as f64 / wall.as_secs_f64(),
         cpu_us: (s1 - s0) as f64 / 1e3 / reqs_f,
-        core_us: if cfg.pin { (b1 - b0) / reqs_f } else { f64::NAN },
+        core_us: (b1 - b0) / reqs_f,
         ctxt: (x1 - x0) as f64 / reqs_f,
         sys: per_req(k.syscalls),
         sqes: per_req(k.sqes),
         poll_arms: per_req(k.poll_arms),
         punts: per_req(k.punts),
-        lg_cpu: (l1 - l0) as f64 / 1e9 / wall.as_secs_f64(),
+        lg_cpu: lg_ns as f64 / 1e9 / wall.as_secs_f64(),
     })
-}
-
-fn measure(peer: &str, wl: Workload, cfg: &Cfg, count_sys: bool) -> Result<Sample, String> {
-    let srv = Server::start(peer, wl.proto, cfg.pin)?;
-    let (pid, addr) = (srv.pid(), srv.addr);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let local = tokio::task::LocalSet::new();
-    let limit = cfg.warm + cfg.window + cfg.sys_window + Duration::from_secs(30);
-    let run = async {
-        match wl.proto {
-            Proto::Echo => closed(load::connect_echo(addr, wl.conns, wl.size).await?, pid, cfg, count_sys).await,
-            Proto::Http => closed(load::connect_http(addr, wl.conns).await?, pid, cfg, count_sys).await,
-            Proto::Udp => closed(load::connect_udp(addr, wl.conns, wl.size).await?, pid, cfg, count_sys).await,
-        }
-    };
-    let res = local.block_on(&rt, async { tokio::time::timeout(limit, run).await });
-    match res {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(format!("load failed: {e}")),
-        Err(_) => Err("timed out".into()),
-    }
 }
 
 fn measure_open(
     peer: &str,
     wl: Workload,
     rate: f64,
-    pin: bool,
+    server_cpus: &[usize],
     (warm, window): (Duration, Duration),
 ) -> Result<load::OpenSample, String> {
     let proto = match wl.proto {
@@ -333,7 +458,7 @@ fn measure_open(
         Proto::Http => load::OpenProto::Http,
         Proto::Udp => return Err("the open-loop generator speaks TCP only".into()),
     };
-    let srv = Server::start(peer, wl.proto, pin)?;
+    let srv = Server::start(peer, wl.proto, server_cpus)?;
     load::open_loop(srv.addr, wl.conns, proto, rate, warm, window, srv.pid()).map_err(|e| format!("load failed: {e}"))
 }
 
@@ -350,6 +475,12 @@ struct Plan {
     open_ms: (u64, u64),
     wrk_secs: u64,
     files: Option<files::Mode>,
+    /// Workloads the multi-loop peers run (`None`: all of them).
+    multi_loop: Option<Vec<Workload>>,
+    /// Ping-pong rows.
+    pingpong: Vec<&'static str>,
+    /// Measured round trips per ping-pong run (0: no ping-pong section).
+    pingpong_trips: usize,
 }
 
 fn plan(mode: &str) -> Plan {
@@ -361,6 +492,7 @@ fn plan(mode: &str) -> Plan {
                 "tokio-ct",
                 "raw-uring-ms",
                 "raw-epoll",
+                "ringloop/uring-2loops",
             ],
             closed: vec![echo(4, 128), http(4), udp(2, 128)],
             open: vec![echo(4, 128), http(4)],
@@ -370,6 +502,9 @@ fn plan(mode: &str) -> Plan {
             open_ms: (50, 200),
             wrk_secs: 1,
             files: None,
+            multi_loop: None,
+            pingpong: pingpong::PEERS.to_vec(),
+            pingpong_trips: 200,
         },
         "quick" => Plan {
             peers: peers::ALL.to_vec(),
@@ -389,6 +524,10 @@ fn plan(mode: &str) -> Plan {
             open_ms: (300, 2000),
             wrk_secs: 2,
             files: Some(files::Mode::Quick),
+            // Two TCP workloads as the 1-vs-2-loop check: seconds, not minutes.
+            multi_loop: Some(vec![echo(64, 128), http(64)]),
+            pingpong: pingpong::PEERS.to_vec(),
+            pingpong_trips: 5_000,
         },
         _ => {
             let mut closed = Vec::new();
@@ -411,6 +550,9 @@ fn plan(mode: &str) -> Plan {
                 open_ms: (500, 3000),
                 wrk_secs: 3,
                 files: Some(files::Mode::Full),
+                multi_loop: None,
+                pingpong: pingpong::PEERS.to_vec(),
+                pingpong_trips: 100_000,
             }
         }
     }
@@ -424,12 +566,30 @@ fn main() {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
+    let cpus_opt = |name: &str| -> Option<Vec<usize>> {
+        let v = opt(name)?;
+        if v == "none" {
+            return Some(Vec::new());
+        }
+        match sys::parse_cpus(&v) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                std::process::exit(2);
+            }
+        }
+    };
     if let Some(name) = opt("--serve") {
         serve_child(
             &name,
             opt("--proto").as_deref().unwrap_or("echo"),
-            opt("--pin").as_deref() == Some("1"),
+            &cpus_opt("--cpus").unwrap_or_default(),
         );
+    }
+    if let Some(row) = opt("--pingpong") {
+        let trips = opt("--trips").and_then(|n| n.parse().ok()).unwrap_or(1000);
+        let cpus = cpus_opt("--cpus").unwrap_or_default();
+        pingpong::child(&row, trips, (cpus.len() >= 2).then(|| [cpus[0], cpus[1]]));
     }
     let bench = args.iter().any(|a| a == "--bench");
     let quick = args.iter().any(|a| a == "--quick");
@@ -445,6 +605,7 @@ fn main() {
         if let Err(e) = peers::http::self_check()
             .and_then(|_| load::self_check())
             .and_then(|_| sys::self_check())
+            .and_then(|_| pingpong::self_check())
         {
             eprintln!("self-check failed: {e}");
             std::process::exit(1);
@@ -452,11 +613,16 @@ fn main() {
     }
     let mut p = plan(mode);
     if let Some(sel) = opt("--peers") {
-        p.peers = peers::ALL
-            .iter()
-            .copied()
-            .filter(|x| sel.split(',').any(|s| s == *x))
-            .collect();
+        let wanted: Vec<&str> = sel.split(',').collect();
+        let mut keep: Vec<&'static str> = peers::ALL.iter().copied().filter(|x| wanted.contains(x)).collect();
+        // Any `ringloop/uring-<N>loops`, not only the one in ALL.
+        for w in &wanted {
+            if peers::is_multi_loop(w) && !keep.contains(w) {
+                keep.push(String::leak(w.to_string()));
+            }
+        }
+        p.peers = keep;
+        p.pingpong.retain(|x| wanted.contains(x));
     }
     if let Some(r) = opt("--rounds").and_then(|r| r.parse().ok()) {
         p.rounds = r;
@@ -466,6 +632,15 @@ fn main() {
         p.closed.retain(keep);
         p.open.retain(keep);
         p.wrk.retain(keep);
+        if !sel.split(',').any(|s| s == "pingpong") {
+            p.pingpong.clear();
+        }
+    }
+    if let Some(n) = opt("--pingpong-trips").and_then(|n| n.parse().ok()) {
+        p.pingpong_trips = n;
+    }
+    if p.pingpong_trips == 0 {
+        p.pingpong.clear();
     }
     if args.iter().any(|a| a == "--no-files") {
         p.files = None;
@@ -475,13 +650,45 @@ fn main() {
     } else {
         sys::probe_systool(opt("--syscalls").as_deref())
     };
-    let pinned = sys::cpus() >= 2 && sys::pin_to(1);
+    // CPU lists: by default the servers on CPU 0 and the load generators on
+    // CPU 1 (with at least 2 CPUs).
+    let server_cpus = cpus_opt("--server-cpus").unwrap_or_else(|| vec![0]);
+    let client_cpus = cpus_opt("--client-cpus").unwrap_or_else(|| vec![1]);
+    let explicit = opt("--server-cpus").is_some() || opt("--client-cpus").is_some();
+    let pinned = !server_cpus.is_empty()
+        && !client_cpus.is_empty()
+        && (explicit || sys::cpus() >= 2)
+        && sys::pin_to_set(&client_cpus);
+    if explicit && !pinned && !server_cpus.is_empty() && !client_cpus.is_empty() {
+        eprintln!("--server-cpus/--client-cpus: sched_setaffinity refused the client CPUs");
+        std::process::exit(2);
+    }
+    if server_cpus.iter().any(|c| client_cpus.contains(c)) {
+        eprintln!("warning: server and load-generator CPU lists overlap");
+    }
     let cfg = Cfg {
         pin: pinned,
         warm: Duration::from_millis(p.closed_ms.0),
         window: Duration::from_millis(p.closed_ms.1),
         sys_window: Duration::from_millis(p.closed_ms.2),
         tool,
+        server_cpus: if pinned { server_cpus } else { Vec::new() },
+        client_cpus: if pinned { client_cpus } else { Vec::new() },
+    };
+    // Ping-pong CPUs (`none`: unpinned).
+    let pingpong_cpus: Option<[usize; 2]> = match cpus_opt("--pingpong-cpus") {
+        Some(c) if c.len() >= 2 => Some([c[0], c[1]]),
+        Some(c) if c.is_empty() => None,
+        Some(_) => {
+            eprintln!("--pingpong-cpus: two CPUs (A,B) or none");
+            std::process::exit(2);
+        }
+        // The first server CPU and the first load-generator CPU other than it.
+        None if cfg.pin => {
+            let a = cfg.server_cpus[0];
+            cfg.client_cpus.iter().find(|&&b| b != a).map(|&b| [a, b])
+        }
+        None => None,
     };
     let open_t = (Duration::from_millis(p.open_ms.0), Duration::from_millis(p.open_ms.1));
     let mach = sys::machine();
@@ -490,25 +697,31 @@ fn main() {
     for (k, v) in &mach {
         println!("- {k}: {v}");
     }
-    println!(
-        "- servers in their own process pinned to CPU 0, load generators (every reply byte verified) pinned to CPU 1: {}",
-        if pinned {
-            "yes"
-        } else {
-            "no (fewer than 2 CPUs or sched_setaffinity refused)"
-        }
-    );
+    let placement = if pinned {
+        format!(
+            "servers in their own process pinned to CPU(s) {} (one-thread servers to the first, multi-loop servers one loop per CPU), load generators (every reply byte verified) pinned to CPU(s) {} (one closed-loop load thread per CPU)",
+            sys::fmt_cpus(&cfg.server_cpus),
+            sys::fmt_cpus(&cfg.client_cpus)
+        )
+    } else {
+        "servers in their own process, load generators (every reply byte verified): not pinned (fewer than 2 CPUs, `none`, or sched_setaffinity refused)".to_string()
+    };
+    println!("- {placement}");
     println!(
         "- {rounds} round(s), peers interleaved; closed loop: warm-up {:?} discarded, measured window {:?}; open loop: warm-up {:?}, window {:?}",
         cfg.warm, cfg.window, open_t.0, open_t.1
     );
     println!("- syscalls: {tool_desc} (first round)\n");
     let started = Instant::now();
+    // Whether `peer` runs workload `w` (multi-loop peers: a subset in quick mode).
+    let runs = |peer: &str, w: &Workload| {
+        !peers::is_multi_loop(peer) || p.multi_loop.as_ref().is_none_or(|only| only.contains(w))
+    };
 
     // Closed loop.
     let mut rows: Vec<Row> = Vec::new();
     for w in &p.closed {
-        for peer in &p.peers {
+        for peer in p.peers.iter().filter(|x| runs(x, w)) {
             rows.push(Row {
                 workload: w.label(),
                 peer,
@@ -521,10 +734,9 @@ fn main() {
         for w in &p.closed {
             let label = w.label();
             for peer in &p.peers {
-                let row = rows
-                    .iter_mut()
-                    .find(|r| r.workload == label && r.peer == *peer)
-                    .unwrap();
+                let Some(row) = rows.iter_mut().find(|r| r.workload == label && r.peer == *peer) else {
+                    continue;
+                };
                 if row.error.is_some() {
                     continue;
                 }
@@ -552,7 +764,7 @@ fn main() {
             .iter()
             .find(|r| r.workload == label && r.peer == report::BASELINE && r.error.is_none() && !r.samples.is_empty())
             .map(|r| r.med(|s| s.rps));
-        for peer in &p.peers {
+        for peer in p.peers.iter().filter(|x| runs(x, w)) {
             lat.push(LatRow {
                 workload: label.clone(),
                 peer,
@@ -570,11 +782,13 @@ fn main() {
         for w in &p.open {
             let label = w.label();
             for peer in &p.peers {
-                let row = lat.iter_mut().find(|r| r.workload == label && r.peer == *peer).unwrap();
+                let Some(row) = lat.iter_mut().find(|r| r.workload == label && r.peer == *peer) else {
+                    continue;
+                };
                 if row.error.is_some() {
                     continue;
                 }
-                match measure_open(peer, *w, row.rate, cfg.pin, open_t) {
+                match measure_open(peer, *w, row.rate, &cfg.server_cpus, open_t) {
                     Ok(s) => {
                         row.achieved.push(s.achieved);
                         row.cpu_us.push(s.cpu_us);
@@ -608,7 +822,7 @@ fn main() {
     let mut wrk_rows: Vec<WrkRow> = Vec::new();
     if wrk_skipped.is_none() {
         for w in &p.wrk {
-            for peer in &p.peers {
+            for peer in p.peers.iter().filter(|x| runs(x, w)) {
                 wrk_rows.push(WrkRow {
                     workload: w.label(),
                     peer,
@@ -621,15 +835,15 @@ fn main() {
             for w in &p.wrk {
                 let label = w.label();
                 for peer in &p.peers {
-                    let row = wrk_rows
-                        .iter_mut()
-                        .find(|r| r.workload == label && r.peer == *peer)
-                        .unwrap();
+                    let Some(row) = wrk_rows.iter_mut().find(|r| r.workload == label && r.peer == *peer) else {
+                        continue;
+                    };
                     if row.error.is_some() {
                         continue;
                     }
-                    let res = Server::start(peer, Proto::Http, cfg.pin)
-                        .and_then(|srv| load::wrk(srv.addr, w.conns, p.wrk_secs, srv.pid()));
+                    let threads = cfg.client_cpus.len().clamp(1, w.conns.max(1));
+                    let res = Server::start(peer, Proto::Http, &cfg.server_cpus)
+                        .and_then(|srv| load::wrk(srv.addr, w.conns, threads, p.wrk_secs, srv.pid()));
                     match res {
                         Ok(s) => row.samples.push(s),
                         Err(e) => {
@@ -647,7 +861,58 @@ fn main() {
         }
     }
 
-    // File reads (the servers are gone; the bench thread stays on CPU 1).
+    // Cross-loop ping-pong, each row in its own process.
+    let mut pp_rows: Vec<pingpong::Row> = p
+        .pingpong
+        .iter()
+        .map(|peer| pingpong::Row {
+            peer,
+            samples: Vec::new(),
+            error: None,
+        })
+        .collect();
+    let pp_perf = !pp_rows.is_empty() && p.closed_ms.2 != 0 && pingpong::perf_usable();
+    let pp_limit = Duration::from_secs(30) + Duration::from_micros(p.pingpong_trips as u64 * 500);
+    for round in 0..rounds {
+        for row in pp_rows.iter_mut() {
+            if row.error.is_some() {
+                continue;
+            }
+            match pingpong::measure(
+                row.peer,
+                p.pingpong_trips,
+                pingpong_cpus,
+                pp_perf && round == 0,
+                pp_limit,
+            ) {
+                Ok(s) => row.samples.push(s),
+                Err(e) => {
+                    eprintln!("{} ping-pong: {}", row.peer, report::why(&e));
+                    row.error = Some(e);
+                }
+            }
+        }
+        if !pp_rows.is_empty() {
+            eprintln!(
+                "ping-pong, round {}/{rounds} done ({:.0?} elapsed)",
+                round + 1,
+                started.elapsed()
+            );
+        }
+    }
+    let pp_note = format!(
+        "{} measured round trips per run after {} discarded, rows in their own process, threads pinned to CPUs {}; one-way = half the round trip; medians over {rounds} round(s). Kernel counts: {}",
+        p.pingpong_trips,
+        (p.pingpong_trips / 10).max(1),
+        pingpong_cpus.map_or("(not pinned)".to_string(), |c| sys::fmt_cpus(&c)),
+        if pp_perf {
+            "`perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_read,syscalls:sys_enter_write,io_uring:io_uring_submit_req -p <row process>` over the first round's whole run (thread start-up and warm-up included), per message sent"
+        } else {
+            "not counted (smoke mode, or perf cannot count the tracepoints here)"
+        }
+    );
+
+    // File reads (the servers are gone; the bench thread stays on the load-generator CPUs).
     let files_md = p.files.map(|m| {
         let md = files::run(m);
         eprintln!("file reads done ({:.0?} elapsed)", started.elapsed());
@@ -680,6 +945,8 @@ fn main() {
         wrk_workloads: p.wrk.iter().map(Workload::label).collect(),
         wrk: wrk_rows,
         wrk_skipped,
+        pingpong: pp_rows,
+        pingpong_note: pp_note,
         files_md,
     };
     let md = rep.markdown();
@@ -704,7 +971,9 @@ fn main() {
     // A load failure (wrong bytes, lost reply, closed connection) is a bug;
     // a peer that cannot start here (e.g. no io_uring) is only reported.
     let broken = |e: &Option<String>| e.as_deref().is_some_and(|e| e.starts_with("load failed"));
-    let failed = rep.rows.iter().any(|r| broken(&r.error)) || rep.lat.iter().any(|r| broken(&r.error));
+    let failed = rep.rows.iter().any(|r| broken(&r.error))
+        || rep.lat.iter().any(|r| broken(&r.error))
+        || rep.pingpong.iter().any(|r| broken(&r.error));
     if !bench && failed {
         eprintln!("smoke run: a peer failed (see the table)");
         std::process::exit(1);

@@ -46,6 +46,7 @@ const RUNS: &[(&str, &[&str])] = &[
     ("pipeline", &[]),
     ("udp_echo", &[]),
     ("cores_echo", &["--self-test", "200"]),
+    ("cores_http", &["--self-test", "100"]),
     ("cores_pingpong", &["--rounds", "200", "--quiet"]),
 ];
 
@@ -485,6 +486,21 @@ fn cores_echo_serves_on_every_loop() {
         "cores_echo",
         &["--self-test", "200"],
         &is(&["served 200 connections on 2 loops", "every loop served some: true"]),
+    );
+}
+
+#[test]
+fn cores_http_answers_keep_alive_and_pipelined_requests_on_every_loop() {
+    // 100 connections × (GET + HEAD pipelined, then a GET with a body and
+    // `Connection: close`), every response byte checked by the client.
+    check(
+        "cores_http",
+        &["--self-test", "100"],
+        &is(&[
+            "answered 300 requests on 100 connections, 2 loops",
+            "every loop answered some: true",
+            "accepted = answered / 3 on every loop: true",
+        ]),
     );
 }
 

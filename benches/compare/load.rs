@@ -1,9 +1,10 @@
 //! Load generators of the comparative bench. All run in the bench process
-//! (pinned to CPU 1) and verify every reply byte:
+//! (pinned to the load-generator CPUs, default CPU 1) and verify every
+//! reply byte:
 //!
-//! - closed loop ([`phase`]): one tokio current_thread runtime, one task per
-//!   connection or UDP socket, one request in flight each, as fast as the
-//!   server answers;
+//! - closed loop ([`phase`]): per load thread (one per load-generator CPU)
+//!   one tokio current_thread runtime, one task per connection or UDP
+//!   socket, one request in flight each, as fast as the server answers;
 //! - open loop ([`open_loop`]): one thread with non-blocking sockets and
 //!   epoll (sleeping in `epoll_pwait2` until 30 µs before the next scheduled
 //!   send, then spinning), every connection sending on its own fixed
@@ -480,13 +481,13 @@ fn wrk_time_us(v: &str) -> Option<f64> {
     num.parse::<f64>().ok().map(|x| x * mul)
 }
 
-/// Runs `wrk -t1 -c<conns> -d<secs>s --latency` (inheriting this thread's
-/// CPU pinning) and the server's CPU time over the run.
-pub fn wrk(addr: SocketAddr, conns: usize, secs: u64, server_pid: u32) -> Result<WrkSample, String> {
+/// Runs `wrk -t<threads> -c<conns> -d<secs>s --latency` (inheriting this
+/// thread's CPU pinning) and the server's CPU time over the run.
+pub fn wrk(addr: SocketAddr, conns: usize, threads: usize, secs: u64, server_pid: u32) -> Result<WrkSample, String> {
     let c0 = super::sys::proc_cpu_ns(server_pid);
     let out = std::process::Command::new("wrk")
         .args([
-            "-t1",
+            &format!("-t{threads}"),
             &format!("-c{conns}"),
             &format!("-d{secs}s"),
             "--latency",

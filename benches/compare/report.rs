@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 
 use super::load::WrkSample;
+use super::pingpong;
 
 /// One closed-loop measurement of one server.
 #[derive(Clone, Copy)]
@@ -110,6 +111,9 @@ pub struct Report<'a> {
     pub wrk: Vec<WrkRow>,
     /// Why wrk was not run, if it was not.
     pub wrk_skipped: Option<String>,
+    /// Cross-loop ping-pong rows (empty: not run) and how they were run.
+    pub pingpong: Vec<pingpong::Row>,
+    pub pingpong_note: String,
     pub files_md: Option<String>,
 }
 
@@ -156,6 +160,92 @@ impl Report<'_> {
     pub fn markdown(&self) -> String {
         let mut m = String::new();
         let _ = writeln!(m, "{}\n", self.header);
+        if !self.workloads.is_empty() {
+            self.closed_markdown(&mut m);
+        }
+        if !self.lat_workloads.is_empty() {
+            let _ = writeln!(
+                m,
+                "\n### Open loop: latency at a fixed rate of 50% of tokio's closed-loop peak (µs; coordinated omission corrected)\n\n{}\n",
+                self.lat_note
+            );
+            let _ = writeln!(
+                m,
+                "| workload | peer | offered req/s | achieved req/s | p50 | p99 | p99.9 | max | p99 vs tokio | server CPU µs/req | samples |"
+            );
+            let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+            for w in &self.lat_workloads {
+                let b99 = self
+                    .lat_row(w, BASELINE)
+                    .filter(|r| r.error.is_none())
+                    .map_or(f64::NAN, |r| r.q_us(0.99));
+                for p in &self.peers {
+                    let Some(r) = self.lat_row(w, p) else { continue };
+                    if let Some(e) = &r.error {
+                        let _ = writeln!(m, "| {w} | {p} | {} | | | | | | | | |", why(e));
+                        continue;
+                    }
+                    let _ = writeln!(
+                        m,
+                        "| {w} | {p} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {:.2} | {} |",
+                        r.rate,
+                        median(r.achieved.clone()),
+                        r.q_us(0.5),
+                        r.q_us(0.99),
+                        r.q_us(0.999),
+                        r.max_us(),
+                        fmt_ratio(r.q_us(0.99), b99),
+                        median(r.cpu_us.clone()),
+                        r.count()
+                    );
+                }
+            }
+        }
+        if !self.wrk_workloads.is_empty() {
+            let _ = writeln!(
+                m,
+                "\n### HTTP/1.1 keep-alive \"hello\" under wrk (closed loop, `wrk -t<load-generator CPUs>`)\n"
+            );
+            if let Some(why) = &self.wrk_skipped {
+                let _ = writeln!(m, "{why}");
+            } else {
+                let _ = writeln!(
+                    m,
+                    "| workload | peer | req/s | req/s vs tokio | p50 µs | p99 µs | server CPU µs/req | CPU vs tokio |"
+                );
+                let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|---:|");
+                for w in &self.wrk_workloads {
+                    let base = self.wrk_row(w, BASELINE).filter(|r| r.error.is_none());
+                    let (br, bc) = base.map_or((f64::NAN, f64::NAN), |b| (b.med(|s| s.rps), b.med(|s| s.cpu_us)));
+                    for p in &self.peers {
+                        let Some(r) = self.wrk_row(w, p) else { continue };
+                        if let Some(e) = &r.error {
+                            let _ = writeln!(m, "| {w} | {p} | {} | | | | | |", why(e));
+                            continue;
+                        }
+                        let (q, c) = (r.med(|s| s.rps), r.med(|s| s.cpu_us));
+                        let _ = writeln!(
+                            m,
+                            "| {w} | {p} | {q:.0} | {} | {:.0} | {:.0} | {c:.2} | {} |",
+                            fmt_ratio(q, br),
+                            r.med(|s| s.p50_us),
+                            r.med(|s| s.p99_us),
+                            fmt_ratio(c, bc)
+                        );
+                    }
+                }
+            }
+        }
+        if !self.pingpong.is_empty() {
+            self.pingpong_markdown(&mut m);
+        }
+        if let Some(f) = &self.files_md {
+            let _ = writeln!(m, "\n### File reads\n\n{}", f.trim_end());
+        }
+        m
+    }
+
+    fn closed_markdown(&self, m: &mut String) {
         let _ = writeln!(
             m,
             "### Closed loop: server CPU µs per request (median; lower is better)\n"
@@ -216,7 +306,7 @@ impl Report<'_> {
         }
         let _ = writeln!(
             m,
-            "\n| workload | peer | server CPU µs/req | CPU vs tokio | CPU 0 busy µs/req | req/s | req/s vs tokio | ctx sw/req | syscalls/req | SQEs/req | poll arms/req | io-wq punts/req | load-gen CPU |"
+            "\n| workload | peer | server CPU µs/req | CPU vs tokio | server CPUs busy µs/req | req/s | req/s vs tokio | ctx sw/req | syscalls/req | SQEs/req | poll arms/req | io-wq punts/req | load-gen CPU |"
         );
         let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for w in &self.workloads {
@@ -244,83 +334,47 @@ impl Report<'_> {
                 );
             }
         }
-        if !self.lat_workloads.is_empty() {
-            let _ = writeln!(
-                m,
-                "\n### Open loop: latency at a fixed rate of 50% of tokio's closed-loop peak (µs; coordinated omission corrected)\n\n{}\n",
-                self.lat_note
-            );
-            let _ = writeln!(
-                m,
-                "| workload | peer | offered req/s | achieved req/s | p50 | p99 | p99.9 | max | p99 vs tokio | server CPU µs/req | samples |"
-            );
-            let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-            for w in &self.lat_workloads {
-                let b99 = self
-                    .lat_row(w, BASELINE)
-                    .filter(|r| r.error.is_none())
-                    .map_or(f64::NAN, |r| r.q_us(0.99));
-                for p in &self.peers {
-                    let Some(r) = self.lat_row(w, p) else { continue };
-                    if let Some(e) = &r.error {
-                        let _ = writeln!(m, "| {w} | {p} | {} | | | | | | | | |", why(e));
-                        continue;
-                    }
-                    let _ = writeln!(
-                        m,
-                        "| {w} | {p} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {:.2} | {} |",
-                        r.rate,
-                        median(r.achieved.clone()),
-                        r.q_us(0.5),
-                        r.q_us(0.99),
-                        r.q_us(0.999),
-                        r.max_us(),
-                        fmt_ratio(r.q_us(0.99), b99),
-                        median(r.cpu_us.clone()),
-                        r.count()
-                    );
-                }
+    }
+
+    fn pingpong_markdown(&self, m: &mut String) {
+        let _ = writeln!(
+            m,
+            "\n### Cross-loop ping-pong: two loops on two CPUs, one message in flight\n\n{}\n",
+            self.pingpong_note
+        );
+        let _ = writeln!(
+            m,
+            "| peer | one-way p50 µs | one-way p99 µs | msgs/s | msgs/s vs {} | pong on another thread | MSG_RING wake-ups/msg | eventfd wake-ups/msg | syscalls/msg | read/msg | write/msg | SQEs/msg |",
+            pingpong::BASELINE
+        );
+        let _ = writeln!(m, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let base = self
+            .pingpong
+            .iter()
+            .find(|r| r.peer == pingpong::BASELINE && r.error.is_none())
+            .map_or(f64::NAN, |r| r.med(|s| s.msgs_per_s));
+        for r in &self.pingpong {
+            if let Some(e) = &r.error {
+                let _ = writeln!(m, "| {} | {} | | | | | | | | | | |", r.peer, why(e));
+                continue;
             }
-        }
-        if !self.wrk_workloads.is_empty() {
+            let rate = r.med(|s| s.msgs_per_s);
             let _ = writeln!(
                 m,
-                "\n### HTTP/1.1 keep-alive \"hello\" under wrk (closed loop, `wrk -t1`)\n"
+                "| {} | {:.2} | {:.2} | {rate:.0} | {} | {:.0}% | {:.3} | {:.3} | {} | {} | {} | {} |",
+                r.peer,
+                r.med(|s| s.p50_us),
+                r.med(|s| s.p99_us),
+                fmt_ratio(rate, base),
+                r.med(|s| s.cross_thread) * 100.0,
+                r.med(|s| s.wake_msg_ring),
+                r.med(|s| s.wake_eventfd),
+                fmt_count(r.counted(|s| s.syscalls)),
+                fmt_count(r.counted(|s| s.reads)),
+                fmt_count(r.counted(|s| s.writes)),
+                fmt_count(r.counted(|s| s.sqes)),
             );
-            if let Some(why) = &self.wrk_skipped {
-                let _ = writeln!(m, "{why}");
-            } else {
-                let _ = writeln!(
-                    m,
-                    "| workload | peer | req/s | req/s vs tokio | p50 µs | p99 µs | server CPU µs/req | CPU vs tokio |"
-                );
-                let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|---:|");
-                for w in &self.wrk_workloads {
-                    let base = self.wrk_row(w, BASELINE).filter(|r| r.error.is_none());
-                    let (br, bc) = base.map_or((f64::NAN, f64::NAN), |b| (b.med(|s| s.rps), b.med(|s| s.cpu_us)));
-                    for p in &self.peers {
-                        let Some(r) = self.wrk_row(w, p) else { continue };
-                        if let Some(e) = &r.error {
-                            let _ = writeln!(m, "| {w} | {p} | {} | | | | | |", why(e));
-                            continue;
-                        }
-                        let (q, c) = (r.med(|s| s.rps), r.med(|s| s.cpu_us));
-                        let _ = writeln!(
-                            m,
-                            "| {w} | {p} | {q:.0} | {} | {:.0} | {:.0} | {c:.2} | {} |",
-                            fmt_ratio(q, br),
-                            r.med(|s| s.p50_us),
-                            r.med(|s| s.p99_us),
-                            fmt_ratio(c, bc)
-                        );
-                    }
-                }
-            }
         }
-        if let Some(f) = &self.files_md {
-            let _ = writeln!(m, "\n### File reads\n\n{}", f.trim_end());
-        }
-        m
     }
 
     pub fn json(&self) -> String {
@@ -419,6 +473,40 @@ impl Report<'_> {
             "  \"wrk_skipped\": {},\n  \"wrk\": [\n{}\n  ],",
             self.wrk_skipped.as_deref().map_or("null".into(), json_str),
             wrk.join(",\n")
+        );
+        let pp: Vec<String> = self
+            .pingpong
+            .iter()
+            .map(|r| {
+                json_row("pingpong", r.peer, "", r.error.as_deref(), || {
+                    let s: Vec<String> = r
+                        .samples
+                        .iter()
+                        .map(|s| {
+                            format!(
+                                "{{\"one_way_p50_us\": {}, \"one_way_p99_us\": {}, \"msgs_per_s\": {}, \"msg_ring_wakeups_per_msg\": {}, \"eventfd_wakeups_per_msg\": {}, \"pong_on_other_thread_share\": {}, \"syscalls_per_msg\": {}, \"reads_per_msg\": {}, \"writes_per_msg\": {}, \"sqes_per_msg\": {}}}",
+                                json_num(s.p50_us),
+                                json_num(s.p99_us),
+                                json_num(s.msgs_per_s),
+                                json_num(s.wake_msg_ring),
+                                json_num(s.wake_eventfd),
+                                json_num(s.cross_thread),
+                                json_opt(s.syscalls),
+                                json_opt(s.reads),
+                                json_opt(s.writes),
+                                json_opt(s.sqes)
+                            )
+                        })
+                        .collect();
+                    format!(", \"samples\": [{}]", s.join(", "))
+                })
+            })
+            .collect();
+        let _ = writeln!(
+            j,
+            "  \"pingpong_note\": {},\n  \"pingpong\": [\n{}\n  ],",
+            json_str(&self.pingpong_note),
+            pp.join(",\n")
         );
         let _ = writeln!(
             j,
@@ -577,7 +665,7 @@ struct Geo {
 }
 
 const COLORS: &[&str] = &[
-    "#d62728", "#ff9896", "#1f77b4", "#2ca02c", "#9467bd", "#7f7f7f", "#bcbd22", "#e377c2", "#17becf",
+    "#d62728", "#ff9896", "#1f77b4", "#2ca02c", "#9467bd", "#7f7f7f", "#bcbd22", "#e377c2", "#17becf", "#8c564b",
 ];
 
 fn json_str(s: &str) -> String {

@@ -4,13 +4,57 @@
 
 use std::process::{Child, Command, Stdio};
 
+/// Pins the calling thread to `cpu`.
 pub fn pin_to(cpu: usize) -> bool {
+    pin_to_set(&[cpu])
+}
+
+/// Pins the calling thread to the CPUs of `cpus` (false when the set is
+/// empty, a CPU number is out of range or the kernel refuses).
+pub fn pin_to_set(cpus: &[usize]) -> bool {
     // SAFETY: `cpu_set_t` is plain data; zeroed is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` < CPU_SETSIZE (0 or 1).
-    unsafe { libc::CPU_SET(cpu, &mut set) };
+    let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
+    if cpus.is_empty() || cpus.iter().any(|&c| c >= max) {
+        return false;
+    }
+    for &cpu in cpus {
+        // SAFETY: `cpu` is below the set's capacity (checked above).
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
     // SAFETY: pins the calling thread (pid 0) with a valid set.
     unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 }
+}
+
+/// Parses a CPU list: `0,2,4`, ranges `0-3`, or both (`0-1,6`).
+pub fn parse_cpus(list: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let num = |v: &str| {
+            v.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("bad CPU number {v:?} in {list:?}"))
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    return Err(format!("bad CPU range {part:?}"));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(num(part)?),
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("empty CPU list {list:?}"));
+    }
+    Ok(out)
+}
+
+/// A CPU list as `--cpus` takes it.
+pub fn fmt_cpus(cpus: &[usize]) -> String {
+    cpus.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// Online CPUs of the machine (not this thread's affinity mask).
@@ -54,6 +98,11 @@ pub fn proc_ctxt(pid: u32) -> u64 {
         }
     }
     total
+}
+
+/// Busy time (µs) of the CPUs `cpus` from `/proc/stat` (summed).
+pub fn cores_busy_us(cpus: &[usize]) -> f64 {
+    cpus.iter().map(|&c| core_busy_us(c)).sum()
 }
 
 /// Busy time (µs) of CPU `cpu` from `/proc/stat` (user, nice, system, irq,
@@ -187,7 +236,20 @@ pub fn self_check() -> Result<(), String> {
         syscalls: Some(100),
         ..Counts::default()
     };
-    check("strace -c", parse_strace(strace), want)
+    check("strace -c", parse_strace(strace), want)?;
+    let lists = [
+        ("0-1,6", Some(vec![0, 1, 6])),
+        ("3", Some(vec![3])),
+        ("2-1", None),
+        ("x", None),
+        ("", None),
+    ];
+    for (list, want) in lists {
+        if parse_cpus(list).ok() != want {
+            return Err(format!("parse_cpus({list:?}) = {:?}, want {want:?}", parse_cpus(list)));
+        }
+    }
+    Ok(())
 }
 
 /// Whether `perf stat -x, -e <events>` counts all of `events` here.

@@ -28,6 +28,12 @@
 //!   ([`transient_udp_error`]) are skipped; other receive errors end the
 //!   server.
 //!
+//! `ringloop/uring-<N>loops` ([`cores_peer`]) is the exception to "one
+//! thread": N io_uring loops of a `ringloop::cores` runtime, one
+//! `SO_REUSEPORT` listener each, the same per-connection code as
+//! `ringloop/uring`; TCP only. `ALL` has `ringloop/uring-2loops`; `--peers`
+//! takes any N.
+//!
 //! `raw-uring-ms` ([`raw_uring_ms`]) differs on purpose: its connections
 //! share a provided-buffer ring (multishot receive) instead of owning a
 //! 64 KiB buffer each, and it serves no UDP (those rows say `skipped`).
@@ -36,6 +42,7 @@ use std::io;
 use std::net::{TcpListener, UdpSocket};
 
 pub mod compio_peer;
+pub mod cores_peer;
 pub mod epoll;
 pub mod http;
 pub mod monoio_peer;
@@ -58,7 +65,13 @@ pub const ALL: &[&str] = &[
     "raw-uring-sq+dt",
     "raw-uring-ms",
     "raw-epoll",
+    "ringloop/uring-2loops",
 ];
+
+/// Whether `name` runs more than one thread (a multi-loop peer).
+pub fn is_multi_loop(name: &str) -> bool {
+    cores_peer::loops_of(name).is_some()
+}
 
 /// Binds 127.0.0.1:0 with a backlog large enough for 512 connections.
 pub fn listener() -> io::Result<TcpListener> {

@@ -35,7 +35,7 @@ pub fn serve(
     accept_loop(l, driver, ready, echo)
 }
 
-async fn echo(s: ringloop::net::TcpStream) {
+pub async fn echo(s: ringloop::net::TcpStream) {
     // Pooled receives: on io_uring one multishot RECV per connection fills
     // buffers of the loop's ring, each written straight back.
     let mut rx = s.recv_stream();
@@ -55,7 +55,7 @@ pub fn serve_http(
     accept_loop(l, driver, ready, hello)
 }
 
-async fn hello(s: ringloop::net::TcpStream) {
+pub async fn hello(s: ringloop::net::TcpStream) {
     let mut input = Vec::with_capacity(http::INBUF);
     let mut out = Vec::with_capacity(http::RESPONSE.len());
     loop {
