@@ -25,7 +25,7 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use io_uring::{opcode, types};
+use io_uring::{opcode, squeue, types};
 
 use super::notify::EventFd;
 use super::ring::Inner;
@@ -33,9 +33,45 @@ use crate::driver::Notify;
 
 /// user_data of the CQE a `MSG_RING` posts into the target ring.
 pub(super) const MSG_RING_WAKE_UD: u64 = u64::MAX - 2;
-/// user_data of the `MSG_RING` SQE itself (its CQE on the sender's ring
-/// carries nothing we need).
+/// user_data of the `MSG_RING` SQE itself. It is sent with
+/// `IOSQE_CQE_SKIP_SUCCESS` (5.17, older than MSG_RING), so only a failure
+/// posts a CQE on the sender's ring ([`sent_failed`]); a success costs the
+/// sender no completion and so no extra `io_uring_enter`.
 pub(super) const MSG_RING_SENT_UD: u64 = u64::MAX - 3;
+
+static FAILED_MSG_RING: AtomicU64 = AtomicU64::new(0);
+
+/// The eventfds of every io_uring loop that can receive `MSG_RING`s (dead
+/// entries are pruned as loops come and go), for [`sent_failed`].
+static TARGETS: std::sync::Mutex<Vec<std::sync::Weak<EventFd>>> = std::sync::Mutex::new(Vec::new());
+
+/// Records `eventfd` as a `MSG_RING` target.
+pub(super) fn register_target(eventfd: &Arc<EventFd>) {
+    let mut targets = TARGETS.lock().unwrap_or_else(|e| e.into_inner());
+    targets.retain(|t| t.strong_count() > 0);
+    targets.push(Arc::downgrade(eventfd));
+}
+
+/// A `MSG_RING` we sent failed (`res` < 0): its target was not woken and
+/// its CQE does not say which it was, so every live target is woken through
+/// its eventfd (a spurious wake-up is harmless; a lost one could stall a
+/// loop).
+pub(super) fn sent_failed(res: i32) {
+    FAILED_MSG_RING.fetch_add(1, Ordering::Relaxed);
+    crate::debug::debug_log(format_args!(
+        "ringloop: a MSG_RING wake-up failed ({}); waking every loop by eventfd",
+        std::io::Error::from_raw_os_error(-res)
+    ));
+    let targets: Vec<Arc<EventFd>> = TARGETS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter_map(std::sync::Weak::upgrade)
+        .collect();
+    for t in targets {
+        t.notify();
+    }
+}
 
 static SENT_MSG_RING: AtomicU64 = AtomicU64::new(0);
 static SENT_EVENTFD: AtomicU64 = AtomicU64::new(0);
@@ -122,6 +158,7 @@ fn send_from_this_thread(target: i32) -> bool {
             }
             let entry = opcode::MsgRingData::new(types::Fd(target), 0, MSG_RING_WAKE_UD, None)
                 .build()
+                .flags(squeue::Flags::SKIP_SUCCESS)
                 .user_data(MSG_RING_SENT_UD);
             // SAFETY: a MSG_RING data message references no memory; the
             // target fd stays open while `self` (its owner) is borrowed by

@@ -453,8 +453,10 @@ impl Core {
                             legacy.current = None;
                             progress = true;
                         }
+                    } else if user_data == msg_ring::MSG_RING_SENT_UD && cqe.result() < 0 {
+                        msg_ring::sent_failed(cqe.result());
                     }
-                    // CANCEL_UD, MSG_RING_SENT_UD: nothing to do.
+                    // CANCEL_UD: nothing to do.
                 }
             }
             for entry in mem::take(&mut self.resubmit) {

@@ -285,6 +285,7 @@ impl UringDriver {
             fixed: super::fixed::FixedFiles::new(if features.fixed_files { cfg.fixed_files } else { 0 }),
         });
         if msg_ring {
+            msg_ring::register_target(&inner.core.borrow().eventfd);
             msg_ring::register_sender(&inner);
         }
         Ok(UringDriver { inner })

@@ -415,3 +415,22 @@ fn refused_flag_sets_fall_through_to_the_next() {
     let (res, ()) = block_on(&d, d.nop());
     res.unwrap();
 }
+
+#[test]
+fn a_failed_msg_ring_wakes_every_target_by_eventfd() {
+    // A MSG_RING that fails does not say which loop it was for; the
+    // recovery wakes every io_uring loop that can receive them.
+    let Some(d) = default_driver() else { return };
+    if !d.inner.features.msg_ring || !d.supports(io_uring::opcode::MsgRingData::CODE) {
+        return;
+    }
+    d.wait(Some(Duration::ZERO)).unwrap();
+    let thread = thread::spawn(|| {
+        thread::sleep(Duration::from_millis(50));
+        super::msg_ring::sent_failed(-libc::EOVERFLOW);
+    });
+    let start = Instant::now();
+    d.wait(Some(Duration::from_secs(10))).unwrap();
+    thread.join().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(5), "the failed wake-up was lost");
+}
