@@ -51,10 +51,15 @@ pub(crate) fn tracing_active() -> bool {
     tracing::dispatcher::get_default(|d| !d.is::<tracing::subscriber::NoSubscriber>())
 }
 
+/// A wait site's label, as a function so that it is one thin pointer (a
+/// task stores the last one; `std::any::type_name::<T>` fits, and so does a
+/// non-capturing closure `|| "sleep"`).
+pub(crate) type WaitSite = fn() -> &'static str;
+
 thread_local! {
     /// What the innermost ringloop future that returned `Pending` during
     /// the running task step waits for (see [`note_wait`]).
-    static WAIT_SITE: Cell<Option<&'static str>> = const { Cell::new(None) };
+    static WAIT_SITE: Cell<Option<WaitSite>> = const { Cell::new(None) };
 }
 
 /// Called by a ringloop future when it returns `Pending` (a sleep, an I/O
@@ -62,13 +67,13 @@ thread_local! {
 /// as the place it waits (the task dump shows it). The last note of a step
 /// wins. One thread-local store: cheap enough for every pending poll.
 #[inline]
-pub(crate) fn note_wait(what: &'static str) {
+pub(crate) fn note_wait(what: WaitSite) {
     let _ = WAIT_SITE.try_with(|w| w.set(Some(what)));
 }
 
 /// Clears the wait-site note and returns the previous one (the task step
 /// calls it before polling, to clear, and after a pending poll, to keep it).
 #[inline]
-pub(crate) fn take_wait() -> Option<&'static str> {
+pub(crate) fn take_wait() -> Option<WaitSite> {
     WAIT_SITE.try_with(|w| w.take()).ok().flatten()
 }

@@ -345,7 +345,7 @@ impl<T: Clone + 'static> Future for LoopFuture<T> {
                 if !known {
                     st.entries.push(Entry::Waiter(cx.waker().clone()));
                 }
-                crate::debug::note_wait("future");
+                crate::debug::note_wait(|| "future");
                 return Poll::Pending;
             }
         }

@@ -44,7 +44,7 @@ impl<T> Future for BlockingTask<T> {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     _ => s.waker = Some(cx.waker().clone()),
                 }
-                crate::debug::note_wait("blocking job");
+                crate::debug::note_wait(|| "blocking job");
                 Poll::Pending
             }
         }

@@ -202,7 +202,7 @@ impl<T: 'static, M: Mode<T>> Future for GatherBody<T, M> {
                 c.add_listener(cx.waker());
             }
         }
-        crate::debug::note_wait("gather");
+        crate::debug::note_wait(|| "gather");
         Poll::Pending
     }
 }

@@ -109,7 +109,7 @@ impl Acceptor {
     pub(crate) fn poll_accept(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<OwnedFd>> {
         let res = self.accept.poll_next(&self.drv, &self.fd, cx);
         if res.is_pending() {
-            crate::debug::note_wait("Accept");
+            crate::debug::note_wait(|| "Accept");
         }
         res
     }

@@ -137,7 +137,7 @@ impl TaskRef {
             name: self.name(),
             state,
             spawned_at: core.spawned_at,
-            waiting_on: core.waiting_on.get().map(short_name),
+            waiting_on: core.waiting_on.get().map(|site| short_name(site())),
             cancelling: self.is_cancelling(),
         }
     }

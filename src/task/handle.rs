@@ -258,7 +258,7 @@ impl<T: 'static> Future for Task<T> {
         }
         let core = this.core();
         core.listeners.borrow_mut().register(this.slot.raw(), cx.waker());
-        crate::debug::note_wait("task");
+        crate::debug::note_wait(|| "task");
         Poll::Pending
     }
 }
@@ -307,7 +307,7 @@ impl Future for Finished {
             return Poll::Ready(());
         }
         core.listeners.borrow_mut().register(&self.task.raw, cx.waker());
-        crate::debug::note_wait("task");
+        crate::debug::note_wait(|| "task");
         Poll::Pending
     }
 }

@@ -91,7 +91,7 @@ impl Future for Sleep {
         let res = self.poll_sleep(cx);
         match res {
             Poll::Ready(()) => self.done = true,
-            Poll::Pending => crate::debug::note_wait("sleep"),
+            Poll::Pending => crate::debug::note_wait(|| "sleep"),
         }
         res
     }

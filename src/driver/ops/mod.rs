@@ -218,7 +218,7 @@ impl<O: OpCode> Future for Submit<O> {
         let res = self.poll_op(cx);
         if res.is_pending() {
             // The task dump shows the operation's type name ("Recv", ...).
-            crate::debug::note_wait(std::any::type_name::<O>());
+            crate::debug::note_wait(std::any::type_name::<O>);
         }
         res
     }
