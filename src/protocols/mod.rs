@@ -192,8 +192,8 @@ impl Address {
 pub enum ExtraInfo {
     /// `"peername"` / `"sockname"`.
     Address(Address),
-    /// `"socket"`: the socket's file descriptor (borrowed: the transport
-    /// owns and closes it).
+    /// `"socket"` (`"pipe"` for a pipe transport): the file descriptor
+    /// (borrowed: the transport owns and closes it).
     Fd(RawFd),
 }
 
