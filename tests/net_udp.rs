@@ -195,3 +195,144 @@ fn udp_over_ipv6_loopback_when_available(lp: &EventLoop) {
     })
     .unwrap();
 }
+
+/// Loops for both backends with a receive pool of `buffers` × `size`.
+fn loops_with_pool(buffers: u16, size: u32) -> Vec<(ringloop::DriverChoice, EventLoop)> {
+    use ringloop::DriverChoice;
+    [DriverChoice::Uring, DriverChoice::Fallback]
+        .into_iter()
+        .filter(|&c| common::build(c, false).is_some())
+        .map(|c| {
+            (
+                c,
+                EventLoop::builder().driver(c).recv_pool(buffers, size).build().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Sends `rounds` bursts of `burst` datagrams from two sockets to `to`;
+/// datagram `i` of sender `s` is `[s, i]` followed by `i % 700` bytes of `i`.
+async fn send_bursts(to: SocketAddr, rounds: u32, burst: u32, pace: &ringloop::sync::Semaphore) -> [SocketAddr; 2] {
+    let senders = [UdpSocket::bind(local()).unwrap(), UdpSocket::bind(local()).unwrap()];
+    let addrs = [senders[0].local_addr().unwrap(), senders[1].local_addr().unwrap()];
+    let pace = pace.clone();
+    ringloop::spawn(async move {
+        for r in 0..rounds {
+            // Wait until the receiver took the previous burst (a localhost
+            // UDP socket drops what overflows its receive buffer).
+            pace.acquire().await.forget();
+            for k in 0..burst {
+                let i = r * burst + k;
+                for (s, sock) in senders.iter().enumerate() {
+                    let mut d = vec![s as u8, i as u8];
+                    d.extend(std::iter::repeat_n(i as u8, (i % 700) as usize));
+                    let (res, _) = sock.send_to(d, to).await;
+                    res.unwrap();
+                }
+            }
+        }
+    })
+    .detach();
+    addrs
+}
+
+#[test]
+fn recv_from_stream_yields_every_datagram_in_order_with_its_sender() {
+    for (choice, lp) in loops_with_pool(256, 4096) {
+        lp.run_until_complete(async move {
+            let server = UdpSocket::bind(local()).unwrap();
+            let pace = ringloop::sync::Semaphore::new(1);
+            let (rounds, burst) = (10u32, 20u32);
+            let addrs = send_bursts(server.local_addr().unwrap(), rounds, burst, &pace).await;
+            let mut stream = server.recv_from_stream();
+            let mut next = [0u32; 2];
+            for n in 1..=rounds * burst * 2 {
+                let (buf, meta) = timeout(Duration::from_secs(10), stream.next_datagram())
+                    .await
+                    .expect("a datagram went missing")
+                    .unwrap();
+                let s = usize::from(buf[0]);
+                let i = next[s];
+                assert_eq!(meta.addr, addrs[s], "{choice:?}: sender");
+                assert_eq!(buf[1], i as u8, "{choice:?}: sender {s}'s datagrams in order");
+                assert_eq!(meta.len, buf.len());
+                assert_eq!(buf.len(), 2 + (i % 700) as usize, "{choice:?}: datagram {i} whole");
+                assert!(buf[2..].iter().all(|&b| b == i as u8));
+                assert!(!meta.truncated);
+                next[s] += 1;
+                if n % (burst * 2) == 0 {
+                    pace.release();
+                }
+            }
+            assert_eq!(next, [rounds * burst; 2]);
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn recv_from_stream_with_an_exhausted_pool_loses_no_datagram_and_recovers() {
+    // Two 4 KiB buffers: held datagrams exhaust the pool (ENOBUFS on io_uring).
+    for (choice, lp) in loops_with_pool(2, 4096) {
+        lp.run_until_complete(async move {
+            let server = UdpSocket::bind(local()).unwrap();
+            let pace = ringloop::sync::Semaphore::new(1);
+            let (rounds, burst) = (3u32, 16u32);
+            send_bursts(server.local_addr().unwrap(), rounds, burst, &pace).await;
+            let mut stream = server.recv_from_stream();
+            let mut held = Vec::new();
+            let mut next = [0u32; 2];
+            for n in 1..=rounds * burst * 2 {
+                let (buf, _) = timeout(Duration::from_secs(10), stream.next_datagram())
+                    .await
+                    .expect("a datagram went missing")
+                    .unwrap();
+                let s = usize::from(buf[0]);
+                assert_eq!(buf[1], next[s] as u8, "{choice:?}: in order, none lost");
+                assert_eq!(buf.len(), 2 + (next[s] % 700) as usize);
+                next[s] += 1;
+                held.push(buf);
+                if n % (burst * 2) == 0 {
+                    // Release the buffers (the pool recovers) and pace on.
+                    held.clear();
+                    pace.release();
+                }
+            }
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn recv_from_stream_reports_datagrams_longer_than_a_pool_buffer_as_truncated() {
+    for (choice, lp) in loops_with_pool(16, 512) {
+        lp.run_until_complete(async move {
+            let server = UdpSocket::bind(local()).unwrap();
+            let client = UdpSocket::bind(local()).unwrap();
+            let to = server.local_addr().unwrap();
+            let (res, _) = client.send_to(vec![7u8; 1000], to).await;
+            res.unwrap();
+            let (res, _) = client.send_to(b"after".to_vec(), to).await;
+            res.unwrap();
+            let mut stream = server.recv_from_stream();
+            let (buf, meta) = stream.next_datagram().await.unwrap();
+            if buf.is_ring_buffer() {
+                // 512 bytes less the 16-byte header and 28-byte address.
+                assert!(meta.truncated, "{choice:?}: truncation reported");
+                assert_eq!(buf.len(), 512 - 44);
+            } else {
+                assert!(!meta.truncated, "{choice:?}: heap receives take 64 KiB");
+                assert_eq!(buf.len(), 1000);
+            }
+            assert!(buf.iter().all(|&b| b == 7));
+            let (buf, meta) = stream.next_datagram().await.unwrap();
+            assert_eq!(
+                (&buf[..], meta.truncated),
+                (&b"after"[..], false),
+                "{choice:?}: next one intact"
+            );
+        })
+        .unwrap();
+    }
+}

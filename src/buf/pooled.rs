@@ -37,6 +37,9 @@ enum Inner {
     Ring {
         pool: Rc<dyn BufRing>,
         bid: u16,
+        /// Where the bytes start in the buffer (after a multishot
+        /// `recvmsg`'s header and address).
+        off: u32,
         len: usize,
     },
     Heap(Vec<u8>),
@@ -45,9 +48,23 @@ enum Inner {
 impl PooledBuf {
     #[cfg(target_os = "linux")]
     pub(crate) fn from_ring(pool: Rc<dyn BufRing>, bid: u16, len: usize) -> PooledBuf {
-        let len = len.min(pool.buf_size() as usize);
+        PooledBuf::from_ring_at(pool, bid, 0, len)
+    }
+
+    /// The `len` bytes at `off` in ring buffer `bid` (both clamped to the
+    /// buffer).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn from_ring_at(pool: Rc<dyn BufRing>, bid: u16, off: usize, len: usize) -> PooledBuf {
+        let size = pool.buf_size() as usize;
+        let off = off.min(size);
+        let len = len.min(size - off);
         PooledBuf {
-            inner: Inner::Ring { pool, bid, len },
+            inner: Inner::Ring {
+                pool,
+                bid,
+                off: off as u32,
+                len,
+            },
         }
     }
 
@@ -81,12 +98,12 @@ impl Deref for PooledBuf {
     fn deref(&self) -> &[u8] {
         match &self.inner {
             #[cfg(target_os = "linux")]
-            Inner::Ring { pool, bid, len } => {
-                // SAFETY: the kernel wrote `len` bytes (clamped to the buffer
-                // size) into buffer `bid` before posting the completion, and
-                // the buffer is not in the ring (so not written again) until
-                // this value is dropped.
-                unsafe { std::slice::from_raw_parts(pool.buf_ptr(*bid), *len) }
+            Inner::Ring { pool, bid, off, len } => {
+                // SAFETY: the kernel wrote `off + len` bytes (clamped to the
+                // buffer size) into buffer `bid` before posting the
+                // completion, and the buffer is not in the ring (so not
+                // written again) until this value is dropped.
+                unsafe { std::slice::from_raw_parts(pool.buf_ptr(*bid).add(*off as usize), *len) }
             }
             Inner::Heap(v) => v,
         }

@@ -2,7 +2,7 @@
 //! operations, registered with the readiness reactor when the loop runs
 //! the fallback backend.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
@@ -55,6 +55,10 @@ struct FdInner {
     short_read: Cell<ShortRead>,
     /// Sends may use `SEND_ZC` (TCP sockets; cleared if the kernel refuses).
     zero_copy: Cell<bool>,
+    /// The socket's slot in the ring's fixed-file table, if it has one;
+    /// dropped (emptied) after the fd is closed, or before it is handed out.
+    #[cfg(target_os = "linux")]
+    fixed: OnceCell<super::uring::FixedSlot>,
 }
 
 impl Drop for FdInner {
@@ -99,7 +103,38 @@ impl SharedFd {
             reg,
             short_read: Cell::new(ShortRead::Inconclusive),
             zero_copy: Cell::new(false),
+            #[cfg(target_os = "linux")]
+            fixed: OnceCell::new(),
         })))
+    }
+
+    /// [`SharedFd::new`] for a datagram socket, installed in the io_uring
+    /// fixed-file table where there is room ([`SharedFd::use_fixed`]).
+    pub(crate) fn new_socket(fd: OwnedFd, driver: &Driver) -> io::Result<SharedFd> {
+        let shared = SharedFd::new(fd, driver)?;
+        shared.use_fixed(driver);
+        Ok(shared)
+    }
+
+    /// Installs this socket in the io_uring fixed-file table (a no-op on
+    /// the fallback backend, when fixed files are off, or when the table is
+    /// full): its operations then name the slot instead of the fd.
+    pub(crate) fn use_fixed(&self, driver: &Driver) {
+        #[cfg(target_os = "linux")]
+        if let Driver::Uring(d) = driver
+            && self.0.fixed.get().is_none()
+            && let Some(slot) = d.install_fixed(self.raw())
+        {
+            let _ = self.0.fixed.set(slot);
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = driver;
+    }
+
+    /// The fixed-file slot that io_uring operations name, if any.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn fixed_index(&self) -> Option<u32> {
+        self.0.fixed.get().map(super::uring::FixedSlot::index)
     }
 
     /// Declares what a short read on this fd proves (default: nothing). Set
@@ -142,7 +177,9 @@ impl SharedFd {
     pub(crate) fn try_into_owned(self) -> Result<OwnedFd, SharedFd> {
         match Rc::try_unwrap(self.0) {
             Ok(inner) => {
-                // `FdInner::drop` deregisters and skips the close for -1.
+                // `FdInner::drop` deregisters, empties the fixed-file slot
+                // (so the table no longer keeps the socket open) and skips
+                // the close for -1.
                 let fd = inner.fd.replace(-1);
                 drop(inner);
                 // SAFETY: we owned `fd` through the unique `FdInner`, which

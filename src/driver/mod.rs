@@ -129,13 +129,15 @@ pub(crate) struct UringConfig {
     pub features: UringFeatures,
     /// Sends of at least this many bytes use `SEND_ZC`.
     pub send_zc_threshold: usize,
+    /// Slots of the fixed-file table for sockets (0: none).
+    pub fixed_files: u32,
 }
 
 /// The io_uring data-path features ringloop uses where the running kernel
 /// has them (each is probed and degrades on its own). All are on by
 /// default; turning one off (for a benchmark, or to isolate a bug) selects
 /// the plain path it replaces. `RINGLOOP_URING_DISABLE` (a comma-separated
-/// list of `multishot_accept`, `multishot_recv`, `send_zc`, `msg_ring`, or `all`) turns
+/// list of `multishot_accept`, `multishot_recv`, `send_zc`, `msg_ring`, `fixed_files`, or `all`) turns
 /// features off for every loop of the process, on top of the builder's
 /// choice. [`EventLoop::driver_description`](crate::EventLoop::driver_description)
 /// lists the ones in use.
@@ -156,6 +158,11 @@ pub struct UringFeatures {
     /// io_uring loop (see [`cores`](crate::cores)), instead of an eventfd
     /// write on the sender and an eventfd read on the receiver.
     pub msg_ring: bool,
+    /// Sockets the loop accepts or creates are installed in the ring's
+    /// fixed-file table (5.5; sparse registration 5.19) and their
+    /// operations use `IOSQE_FIXED_FILE`; a full table leaves the rest on
+    /// plain fds. Size: [`Builder::fixed_files`](crate::Builder::fixed_files).
+    pub fixed_files: bool,
 }
 
 impl UringFeatures {
@@ -166,6 +173,7 @@ impl UringFeatures {
             multishot_recv: true,
             send_zc: true,
             msg_ring: true,
+            fixed_files: true,
         }
     }
 
@@ -176,6 +184,7 @@ impl UringFeatures {
             multishot_recv: false,
             send_zc: false,
             msg_ring: false,
+            fixed_files: false,
         }
     }
 
@@ -192,13 +201,14 @@ impl UringFeatures {
                 "multishot_recv" => self.multishot_recv = false,
                 "send_zc" => self.send_zc = false,
                 "msg_ring" => self.msg_ring = false,
+                "fixed_files" => self.fixed_files = false,
                 other => {
                     static WARNED: std::sync::Once = std::sync::Once::new();
                     let other = other.to_owned();
                     WARNED.call_once(move || {
                         eprintln!(
                             "ringloop: RINGLOOP_URING_DISABLE: unknown feature {other:?} ignored \
-                             (known: multishot_accept, multishot_recv, send_zc, msg_ring, all)"
+                             (known: multishot_accept, multishot_recv, send_zc, msg_ring, fixed_files, all)"
                         )
                     });
                 }
@@ -224,6 +234,7 @@ impl Default for UringConfig {
             recv_pool_buf_size: 4096,
             features: UringFeatures::all(),
             send_zc_threshold: 16 * 1024,
+            fixed_files: 4096,
         }
     }
 }
@@ -323,6 +334,21 @@ impl Driver {
         match self {
             #[cfg(target_os = "linux")]
             Driver::Uring(d) => Some(d.stats().queue_bound_cancels),
+            Driver::Fallback(_) => None,
+        }
+    }
+
+    /// The io_uring fixed-file table: `(sockets installed, sockets left on
+    /// plain fds, slots in use, table enabled)`; `None` on the fallback
+    /// backend.
+    #[cfg(test)]
+    pub(crate) fn fixed_files(&self) -> Option<(u64, u64, usize, bool)> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::Uring(d) => {
+                let s = d.stats();
+                Some((s.fixed_installed, s.fixed_full, d.fixed_in_use(), d.fixed_enabled()))
+            }
             Driver::Fallback(_) => None,
         }
     }

@@ -46,7 +46,7 @@ mod udp;
 #[cfg(unix)]
 pub mod unix;
 
-pub use recv_stream::RecvStream;
+pub use recv_stream::{RecvFromStream, RecvStream};
 pub use reuseport::{attach_reuseport_cpu_steering, reuseport_tcp_listeners};
 pub use sock::{
     sock_accept, sock_connect, sock_recv, sock_recv_into, sock_recvfrom, sock_recvfrom_into, sock_sendall, sock_sendto,

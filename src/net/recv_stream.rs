@@ -73,3 +73,61 @@ impl futures_core::Stream for RecvStream<'_> {
         self.get_mut().poll_next_buf(cx)
     }
 }
+
+/// A `futures_core::Stream` of received datagrams with their senders, from
+/// [`UdpSocket::recv_from_stream`](crate::net::UdpSocket::recv_from_stream).
+/// It never ends; errors are items, after which it may be polled again.
+pub struct RecvFromStream<'a> {
+    drv: &'a Driver,
+    fd: &'a SharedFd,
+    recv: crate::driver::ops::dgram::PooledRecvFrom,
+}
+
+impl std::fmt::Debug for RecvFromStream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvFromStream").field("fd", &self.fd.raw()).finish()
+    }
+}
+
+impl<'a> RecvFromStream<'a> {
+    pub(crate) fn new(drv: &'a Driver, fd: &'a SharedFd) -> RecvFromStream<'a> {
+        RecvFromStream {
+            drv,
+            fd,
+            recv: Default::default(),
+        }
+    }
+
+    /// The next datagram: its bytes, and [`RecvMeta`](super::RecvMeta)
+    /// with its length, sender and whether it was truncated.
+    pub async fn next_datagram(&mut self) -> io::Result<(PooledBuf, super::RecvMeta<std::net::SocketAddr>)> {
+        std::future::poll_fn(|cx| self.poll_datagram(cx)).await
+    }
+
+    fn poll_datagram(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<(PooledBuf, super::RecvMeta<std::net::SocketAddr>)>> {
+        let d = ready!(self.recv.poll_next(self.drv, self.fd, cx))?;
+        let addr = d.addr.as_socket().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "ringloop: datagram sender is not an IP address",
+            )
+        })?;
+        let meta = super::RecvMeta {
+            len: d.buf.len(),
+            addr,
+            truncated: d.truncated,
+        };
+        Poll::Ready(Ok((d.buf, meta)))
+    }
+}
+
+impl futures_core::Stream for RecvFromStream<'_> {
+    type Item = io::Result<(PooledBuf, super::RecvMeta<std::net::SocketAddr>)>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_datagram(cx).map(Some)
+    }
+}

@@ -113,6 +113,7 @@ impl<F: Family> SocketStream<F> {
         });
         // AF_UNIX has no zero-copy send (EOPNOTSUPP).
         fd.set_zero_copy(!F::ANCILLARY);
+        fd.use_fixed(&drv);
         SocketStream {
             fd,
             drv,

@@ -258,3 +258,128 @@ fn a_dropped_send_zc_keeps_its_buffer_until_the_kernel_is_done_with_it() {
     })
     .unwrap();
 }
+
+/// Echoes one byte (plus one) on `server` and checks it on `client`.
+async fn echo_one(client: &super::TcpStream, server: &super::TcpStream, b: u8) {
+    use crate::buf::AsyncWriteOwned;
+    let (res, _) = client.write_all(vec![b]).await;
+    res.unwrap();
+    let (res, got) = server.read_exact(Vec::new(), 1).await;
+    res.unwrap();
+    let (res, _) = server.write_all(vec![got[0].wrapping_add(1)]).await;
+    res.unwrap();
+    let (res, back) = client.read_exact(Vec::new(), 1).await;
+    res.unwrap();
+    assert_eq!(back, [b.wrapping_add(1)]);
+}
+
+#[test]
+fn a_full_fixed_file_table_leaves_later_sockets_on_plain_fds_and_freed_slots_are_reused() {
+    for choice in [DriverChoice::Uring, DriverChoice::Fallback] {
+        let Ok(lp) = EventLoop::builder().driver(choice).fixed_files(4).build() else {
+            let Some(_) = build(choice) else { continue };
+            unreachable!("build succeeded with the default table but failed with 4 slots");
+        };
+        lp.run_until_complete(async move {
+            let drv = crate::io::current_driver().unwrap();
+            let before = drv.fixed_files();
+            // 6 connected pairs: 12 sockets for a 4-slot table.
+            let mut pairs = Vec::new();
+            for _ in 0..6 {
+                pairs.push(connected_pair().await);
+            }
+            for (i, (c, s)) in pairs.iter().enumerate() {
+                echo_one(c, s, i as u8).await;
+            }
+            let counts = drv
+                .fixed_files()
+                .zip(before)
+                .map(|(a, b)| (a.0 - b.0, a.1 - b.1, a.2, a.3));
+            match counts {
+                Some((installed, plain, in_use, true)) => {
+                    assert_eq!((installed, plain, in_use), (4, 8, 4), "{choice:?}: fixed-file counts");
+                }
+                Some((installed, _, in_use, false)) => assert_eq!((installed, in_use), (0, 0)),
+                None => {}
+            }
+            // Dropping a socket that holds a slot empties it: the peer sees
+            // the end of stream at once (the table no longer keeps the
+            // socket open), and the slot is used by the next socket.
+            let (c0, s0) = pairs.remove(0);
+            drop(s0);
+            let (res, _) = crate::timeout(Duration::from_secs(10), c0.read(vec![0u8; 8]))
+                .await
+                .expect("the peer of a closed fixed-file socket saw no end of stream");
+            assert_eq!(res.unwrap(), 0, "{choice:?}: end of stream expected");
+            if let Some((_, _, in_use, true)) = drv.fixed_files() {
+                assert_eq!(in_use, 3, "{choice:?}: the dropped socket's slot is free again");
+            }
+            let (c, s) = connected_pair().await;
+            echo_one(&c, &s, 200).await;
+            if let Some((installed, _, in_use, true)) = drv.fixed_files() {
+                assert_eq!(
+                    installed - before.unwrap().0,
+                    5,
+                    "{choice:?}: the freed slot was reused"
+                );
+                assert_eq!(in_use, 4);
+            }
+            drop((c, s, c0));
+            drop(pairs);
+            if let Some((_, _, in_use, enabled)) = drv.fixed_files() {
+                assert!(!enabled || in_use == 0, "{choice:?}: slots left in use: {in_use}");
+            }
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn udp_recv_from_stream_uses_one_multishot_recvmsg_and_heap_receives_once_the_pool_is_out() {
+    use crate::driver::ops::dgram::RecvMsgMulti;
+    for choice in [DriverChoice::Uring, DriverChoice::Fallback] {
+        let Ok(lp) = EventLoop::builder().driver(choice).recv_pool(4, 4096).build() else {
+            let Some(_) = build(choice) else { continue };
+            unreachable!("build succeeded with the default pool but failed with 4 buffers");
+        };
+        lp.run_until_complete(async move {
+            let drv = crate::io::current_driver().unwrap();
+            let server = super::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let client = super::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let to = server.local_addr().unwrap();
+            let multi_before = drv.ops_submitted::<RecvMsgMulti>();
+            let mut stream = server.recv_from_stream();
+            let mut held = Vec::new();
+            for i in 0..12u8 {
+                let (res, _) = client.send_to(vec![i; 100], to).await;
+                res.unwrap();
+                let (buf, meta) = stream.next_datagram().await.unwrap();
+                assert_eq!((&buf[..], meta.addr), (&[i; 100][..], client.local_addr().unwrap()));
+                held.push(buf);
+            }
+            let ring: Vec<bool> = held.iter().map(|b| b.is_ring_buffer()).collect();
+            let multi = drv
+                .ops_submitted::<RecvMsgMulti>()
+                .zip(multi_before)
+                .map(|(a, b)| a - b);
+            if let Some(n) = multi
+                && drv.uses(crate::driver::Feature::MultishotRecv)
+            {
+                // Four pool buffers, then heap receives (ENOBUFS), each
+                // followed by a re-arm attempt.
+                assert_eq!(&ring[..4], &[true; 4], "{choice:?}: {ring:?}");
+                assert!(ring[4..].iter().all(|r| !r), "{choice:?}: {ring:?}");
+                assert!(n >= 1, "{choice:?}: no multishot recvmsg");
+                drop(held);
+                // The pool is back: the next datagram lands in a ring buffer.
+                let (res, _) = client.send_to(vec![99; 10], to).await;
+                res.unwrap();
+                let (buf, _) = stream.next_datagram().await.unwrap();
+                assert!(buf.is_ring_buffer(), "{choice:?}: buffers returned to the pool");
+            } else {
+                assert!(ring.iter().all(|r| !r));
+            }
+        })
+        .unwrap();
+    }
+}

@@ -60,7 +60,7 @@ impl UdpSocket {
         }
         sock.bind(&addr.into())?;
         Ok(UdpSocket {
-            fd: SharedFd::new(OwnedFd::from(sock), &drv)?,
+            fd: SharedFd::new_socket(OwnedFd::from(sock), &drv)?,
             drv,
         })
     }
@@ -71,7 +71,7 @@ impl UdpSocket {
         let fd = OwnedFd::from(s);
         crate::io::set_nonblocking(fd.as_raw_fd(), matches!(drv, Driver::Fallback(_)))?;
         Ok(UdpSocket {
-            fd: SharedFd::new(fd, &drv)?,
+            fd: SharedFd::new_socket(fd, &drv)?,
             drv,
         })
     }
@@ -139,6 +139,21 @@ impl UdpSocket {
             })
         });
         (res, buf)
+    }
+
+    /// Received datagrams in buffers of the loop's receive pool, with
+    /// their senders, as a `futures_core::Stream` (or
+    /// [`RecvFromStream::next_datagram`](super::RecvFromStream::next_datagram)):
+    /// on io_uring one multishot `recvmsg` stays armed and the kernel
+    /// fills pool buffers (no SQE per datagram, no copy); drop a buffer to
+    /// return it. A datagram longer than a pool buffer's room (the buffer
+    /// size, 4 KiB by default, less 44 bytes of header and address; see
+    /// `Builder::recv_pool`) is truncated there and reported with
+    /// [`RecvMeta::truncated`](super::RecvMeta::truncated); on the fallback
+    /// backend up to 64 KiB fit. Use [`recv_from`](Self::recv_from) to
+    /// receive into memory you own.
+    pub fn recv_from_stream(&self) -> super::RecvFromStream<'_> {
+        super::RecvFromStream::new(&self.drv, &self.fd)
     }
 
     /// The bound address.

@@ -268,7 +268,7 @@ impl fmt::Debug for UnixDatagram {
 impl UnixDatagram {
     fn from_socket(sock: Socket, drv: Driver) -> io::Result<UnixDatagram> {
         Ok(UnixDatagram {
-            fd: SharedFd::new(OwnedFd::from(sock), &drv)?,
+            fd: SharedFd::new_socket(OwnedFd::from(sock), &drv)?,
             drv,
         })
     }

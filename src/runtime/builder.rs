@@ -65,6 +65,14 @@ impl Builder {
         self.uring.send_zc_threshold = bytes;
         self
     }
+    /// Size of the io_uring fixed-file table in which sockets the loop
+    /// accepts or creates are installed (default 4096, capped at the soft
+    /// `RLIMIT_NOFILE`; 0 turns fixed files off). Sockets beyond it use
+    /// their plain fds.
+    pub fn fixed_files(mut self, slots: u32) -> Self {
+        self.uring.fixed_files = slots;
+        self
+    }
     /// Test hook: behave as if the kernel lacked `IORING_FEAT_EXT_ARG`
     /// (the wait timeout then goes through a Timeout SQE).
     #[doc(hidden)]

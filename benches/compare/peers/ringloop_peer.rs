@@ -6,7 +6,7 @@ use std::io;
 
 use ringloop::buf::IoBuf;
 
-use super::{BUF, http};
+use super::http;
 
 /// Runs `conn` on every accepted connection (TCP_NODELAY on) until killed.
 fn accept_loop<Fut: Future<Output = ()> + 'static>(
@@ -91,19 +91,17 @@ pub fn serve_udp(
     lp.run_until_complete(async move {
         let s = ringloop::net::UdpSocket::from_std(s)?;
         ready();
-        let mut buf = Vec::with_capacity(BUF);
+        // Pooled receives: on io_uring one multishot recvmsg into the
+        // loop's buffer ring; each datagram is echoed from its pool buffer.
+        let mut rx = s.recv_from_stream();
         loop {
-            buf.clear();
-            let (res, b) = s.recv_from(buf).await;
-            buf = b;
-            let from = match res {
-                Ok((_, from)) => from,
+            let (buf, meta) = match rx.next_datagram().await {
+                Ok(d) => d,
                 Err(e) if super::transient_udp_error(&e) => continue,
                 Err(e) => return Err(e),
             };
             // A failed send loses that one datagram, like any UDP drop.
-            let (_, b) = s.send_to(buf, from).await;
-            buf = b;
+            let _ = s.send_to(buf, meta.addr).await;
         }
     })?
 }

@@ -16,6 +16,7 @@
 //! | [`PollWritable`] | `POLL_ADD` (5.1) | the reactor's write readiness |
 //! | [`Close`] | `CLOSE` (5.6) | `close` |
 //! | [`RecvMulti`](multi::RecvMulti) | `RECV` + `RECV_MULTISHOT` + buffer ring (6.0) | — (single `recv`s) |
+//! | [`RecvMsgMulti`](dgram::RecvMsgMulti) | `RECVMSG` + `RECV_MULTISHOT` + buffer ring (6.0) | — (single `recvmsg`s) |
 //! | [`AcceptMulti`](multi::AcceptMulti) | `ACCEPT` + `ACCEPT_MULTISHOT` (5.19) | — (single `accept4`s) |
 //! | [`OpenAt`], [`Fsync`], [`Statx`], [`UnlinkAt`], [`RenameAt`], [`MkdirAt`], [`Ftruncate`] | `OPENAT` (5.6), `FSYNC` (5.1), `STATX` (5.6), `UNLINKAT`/`RENAMEAT` (5.11), `MKDIRAT` (5.15), `FTRUNCATE` (6.9) | the blocking pool (files are always "ready") |
 //! | [`WaitId`] | `WAITID` (6.7) | pidfd readability + `waitid` |
@@ -35,6 +36,27 @@ use super::Driver;
 use super::fallback::FallbackDriver;
 use super::fd::SharedFd;
 
+/// Builds an io_uring SQE that names `$fd` (a `&SharedFd`) by its
+/// fixed-file slot when it has one (`IOSQE_FIXED_FILE`), else by number:
+/// `fd_sqe!(&self.fd, t => opcode::Recv::new(t, ptr, len).build())`.
+#[cfg(target_os = "linux")]
+macro_rules! fd_sqe {
+    ($fd:expr, $t:ident => $build:expr) => {{
+        let fd: &$crate::driver::fd::SharedFd = $fd;
+        match fd.fixed_index() {
+            Some(slot) => {
+                let $t = io_uring::types::Fixed(slot);
+                $build
+            }
+            None => {
+                let $t = io_uring::types::Fd(fd.raw());
+                $build
+            }
+        }
+    }};
+}
+
+pub(crate) mod dgram;
 #[cfg(target_os = "linux")]
 mod fs;
 mod msg;

@@ -13,7 +13,7 @@ use ringloop_fallback::Direction;
 use socket2::SockAddr;
 
 #[cfg(target_os = "linux")]
-use io_uring::{opcode, squeue, types};
+use io_uring::{opcode, squeue};
 
 use super::{OpCode, Readiness};
 use crate::buf::{BufResult, IoBuf, IoBufMut};
@@ -214,9 +214,9 @@ unsafe impl<T: OutBufs> OpCode for SendMsg<T> {
 
     #[cfg(target_os = "linux")]
     fn sqe(&mut self) -> squeue::Entry {
-        opcode::SendMsg::new(types::Fd(self.fd.raw()), &self.msg.hdr)
+        fd_sqe!(&self.fd, t => opcode::SendMsg::new(t, &self.msg.hdr)
             .flags(SEND_FLAGS as u32)
-            .build()
+            .build())
     }
 
     fn readiness(&self) -> Readiness<'_> {
@@ -276,9 +276,9 @@ unsafe impl<T: InBufs> OpCode for RecvMsg<T> {
 
     #[cfg(target_os = "linux")]
     fn sqe(&mut self) -> squeue::Entry {
-        opcode::RecvMsg::new(types::Fd(self.fd.raw()), &mut self.msg.hdr)
+        fd_sqe!(&self.fd, t => opcode::RecvMsg::new(t, &mut self.msg.hdr)
             .flags(self.flags as u32)
-            .build()
+            .build())
     }
 
     fn immediate(&mut self) -> Option<io::Result<usize>> {

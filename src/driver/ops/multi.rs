@@ -45,11 +45,11 @@ unsafe impl super::OpCode for RecvMulti {
     const CODE: u8 = io_uring::opcode::RecvMulti::CODE;
 
     fn sqe(&mut self) -> io_uring::squeue::Entry {
-        io_uring::opcode::RecvMulti::new(
-            io_uring::types::Fd(self.fd.raw()),
+        fd_sqe!(&self.fd, t => io_uring::opcode::RecvMulti::new(
+            t,
             crate::driver::uring::pool::POOL_GROUP,
         )
-        .build()
+        .build())
     }
 
     fn readiness(&self) -> super::Readiness<'_> {
@@ -202,9 +202,9 @@ unsafe impl super::OpCode for AcceptMulti {
     const ORPHAN: Option<super::OrphanFn> = Some(super::net::close_orphan_fd);
 
     fn sqe(&mut self) -> io_uring::squeue::Entry {
-        io_uring::opcode::AcceptMulti::new(io_uring::types::Fd(self.fd.raw()))
+        fd_sqe!(&self.fd, t => io_uring::opcode::AcceptMulti::new(t)
             .flags(libc::SOCK_CLOEXEC)
-            .build()
+            .build())
     }
 
     fn readiness(&self) -> super::Readiness<'_> {

@@ -87,13 +87,13 @@ unsafe impl OpCode for Accept {
 
     #[cfg(target_os = "linux")]
     fn sqe(&mut self) -> squeue::Entry {
-        opcode::Accept::new(
-            types::Fd(self.fd.raw()),
+        fd_sqe!(&self.fd, t => opcode::Accept::new(
+            t,
             self.addr.storage.as_mut_ptr().cast(),
             &mut self.addr.len,
         )
         .flags(libc::SOCK_CLOEXEC)
-        .build()
+        .build())
     }
 
     fn readiness(&self) -> Readiness<'_> {
@@ -149,7 +149,7 @@ unsafe impl OpCode for Connect {
 
     #[cfg(target_os = "linux")]
     fn sqe(&mut self) -> squeue::Entry {
-        opcode::Connect::new(types::Fd(self.fd.raw()), self.addr.as_ptr().cast(), self.addr.len()).build()
+        fd_sqe!(&self.fd, t => opcode::Connect::new(t, self.addr.as_ptr().cast(), self.addr.len()).build())
     }
 
     fn readiness(&self) -> Readiness<'_> {
@@ -297,7 +297,7 @@ unsafe impl OpCode for PollReadable {
 
     #[cfg(target_os = "linux")]
     fn sqe(&mut self) -> squeue::Entry {
-        opcode::PollAdd::new(types::Fd(self.fd.raw()), libc::POLLIN as u32).build()
+        fd_sqe!(&self.fd, t => opcode::PollAdd::new(t, libc::POLLIN as u32).build())
     }
 
     fn readiness(&self) -> Readiness<'_> {
@@ -330,7 +330,7 @@ unsafe impl OpCode for PollWritable {
 
     #[cfg(target_os = "linux")]
     fn sqe(&mut self) -> squeue::Entry {
-        opcode::PollAdd::new(types::Fd(self.fd.raw()), libc::POLLOUT as u32).build()
+        fd_sqe!(&self.fd, t => opcode::PollAdd::new(t, libc::POLLOUT as u32).build())
     }
 
     fn readiness(&self) -> Readiness<'_> {

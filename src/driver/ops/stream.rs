@@ -15,7 +15,7 @@ use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::driver::fd::{SharedFd, ShortRead};
 
 #[cfg(target_os = "linux")]
-use io_uring::{opcode, squeue, types};
+use io_uring::{opcode, squeue};
 
 /// The length the kernel is asked for (its length fields are 32-bit).
 fn len32(n: usize) -> u32 {
@@ -67,9 +67,9 @@ unsafe impl<B: IoBufMut> OpCode for Read<B> {
     #[cfg(target_os = "linux")]
     fn sqe(&mut self) -> squeue::Entry {
         let len = len32(self.buf.bytes_total());
-        opcode::Read::new(types::Fd(self.fd.raw()), self.buf.stable_mut_ptr(), len)
+        fd_sqe!(&self.fd, t => opcode::Read::new(t, self.buf.stable_mut_ptr(), len)
             .offset(self.offset.unwrap_or(u64::MAX))
-            .build()
+            .build())
     }
 
     fn immediate(&mut self) -> Option<io::Result<usize>> {
@@ -129,9 +129,9 @@ unsafe impl<B: IoBuf> OpCode for Write<B> {
     #[cfg(target_os = "linux")]
     fn sqe(&mut self) -> squeue::Entry {
         let len = len32(self.buf.bytes_init());
-        opcode::Write::new(types::Fd(self.fd.raw()), self.buf.stable_ptr(), len)
+        fd_sqe!(&self.fd, t => opcode::Write::new(t, self.buf.stable_ptr(), len)
             .offset(self.offset.unwrap_or(u64::MAX))
-            .build()
+            .build())
     }
 
     fn readiness(&self) -> Readiness<'_> {
@@ -192,9 +192,9 @@ unsafe impl<B: IoBufMut> OpCode for Recv<B> {
     #[cfg(target_os = "linux")]
     fn sqe(&mut self) -> squeue::Entry {
         let len = len32(self.buf.bytes_total());
-        opcode::Recv::new(types::Fd(self.fd.raw()), self.buf.stable_mut_ptr(), len)
+        fd_sqe!(&self.fd, t => opcode::Recv::new(t, self.buf.stable_mut_ptr(), len)
             .flags(self.flags)
-            .build()
+            .build())
     }
 
     fn immediate(&mut self) -> Option<io::Result<usize>> {
@@ -283,9 +283,9 @@ unsafe impl<B: IoBuf> OpCode for Send<B> {
     #[cfg(target_os = "linux")]
     fn sqe(&mut self) -> squeue::Entry {
         let len = len32(self.buf.bytes_init());
-        opcode::Send::new(types::Fd(self.fd.raw()), self.buf.stable_ptr(), len)
+        fd_sqe!(&self.fd, t => opcode::Send::new(t, self.buf.stable_ptr(), len)
             .flags(self.flags)
-            .build()
+            .build())
     }
 
     fn readiness(&self) -> Readiness<'_> {
@@ -338,11 +338,9 @@ fn linger_send_step(state: &mut (SharedFd, Vec<u8>, usize), res: i32) -> Option<
         _ => return None,
     }
     let rest = buf.get(*off..).filter(|r| !r.is_empty())?;
-    Some(
-        opcode::Send::new(types::Fd(fd.raw()), rest.as_ptr(), len32(rest.len()))
+    Some(fd_sqe!(&fd, t => opcode::Send::new(t, rest.as_ptr(), len32(rest.len()))
             .flags(libc::MSG_NOSIGNAL)
-            .build(),
-    )
+            .build()))
 }
 
 /// A receive straight into a borrowed slice, for poll-based callers (the
@@ -435,9 +433,9 @@ unsafe impl<B: IoBuf> OpCode for SendZc<B> {
 
     fn sqe(&mut self) -> squeue::Entry {
         let len = len32(self.buf.bytes_init());
-        opcode::SendZc::new(types::Fd(self.fd.raw()), self.buf.stable_ptr(), len)
+        fd_sqe!(&self.fd, t => opcode::SendZc::new(t, self.buf.stable_ptr(), len)
             .flags(self.flags)
-            .build()
+            .build())
     }
 
     fn readiness(&self) -> Readiness<'_> {

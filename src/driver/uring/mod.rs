@@ -62,6 +62,7 @@
 //!   `unsafe fn`s: their callers promise the SQE only points into memory the
 //!   resources keep alive at a fixed address.
 
+mod fixed;
 mod msg_ring;
 mod notify;
 mod op;
@@ -74,6 +75,7 @@ mod tests;
 mod timeout;
 
 #[allow(unused_imports)] // `MultiOp` is used by tests now and by I/O types next.
+pub(crate) use fixed::FixedSlot;
 pub(crate) use op::{MultiOp, Op, OrphanFn};
 
 use std::io;
@@ -144,6 +146,9 @@ impl UringDriver {
             None if f.send_zc => path.push("SEND_ZC unsupported".to_owned()),
             None => {}
         }
+        if let Some(fixed) = self.inner.fixed.describe() {
+            path.push(fixed);
+        }
         if f.msg_ring && self.inner.probe.is_supported(io_uring::opcode::MsgRingData::CODE) {
             path.push("MSG_RING wake".to_owned());
         }
@@ -162,6 +167,7 @@ impl UringDriver {
     /// `timeout`; `None` = no limit, zero = poll) in one `io_uring_enter` in
     /// the common case, then wakes the wakers of everything that completed.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.release_pending_fixed();
         let res = {
             let mut core = self.inner.core.borrow_mut();
             if timeout == Some(Duration::ZERO) && core.idle() {

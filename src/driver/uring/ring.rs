@@ -32,6 +32,11 @@ pub(crate) struct Stats {
     /// Multishot operations cancelled because their queue reached
     /// `STREAM_QUEUE_LIMIT`.
     pub queue_bound_cancels: u64,
+    /// Sockets installed in the fixed-file table.
+    pub fixed_installed: u64,
+    /// Sockets that kept their plain fd because the table was full (or an
+    /// install failed).
+    pub fixed_full: u64,
     /// Operations submitted, by io_uring opcode number (tests only).
     #[cfg(test)]
     pub ops_by_opcode: [u64; 64],
@@ -48,6 +53,8 @@ impl Default for Stats {
             overflow_flushes: 0,
             sqes: 0,
             queue_bound_cancels: 0,
+            fixed_installed: 0,
+            fixed_full: 0,
             #[cfg(test)]
             ops_by_opcode: [0; 64],
         }
@@ -125,6 +132,8 @@ pub(crate) struct Inner {
     pub(super) send_zc_threshold: Option<usize>,
     /// The wake-up handle other threads get (`msg_ring::RingNotifier`).
     pub(super) notifier: Arc<dyn crate::driver::Notify>,
+    /// The fixed-file table for sockets (`fixed.rs`).
+    pub(super) fixed: super::fixed::FixedFiles,
 }
 
 impl Inner {

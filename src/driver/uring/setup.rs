@@ -282,6 +282,7 @@ impl UringDriver {
             features,
             send_zc_threshold,
             notifier,
+            fixed: super::fixed::FixedFiles::new(if features.fixed_files { cfg.fixed_files } else { 0 }),
         });
         if msg_ring {
             msg_ring::register_sender(&inner);
