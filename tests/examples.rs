@@ -45,6 +45,7 @@ const RUNS: &[(&str, &[&str])] = &[
     ("ctrl_c", &[]),
     ("pipeline", &[]),
     ("udp_echo", &[]),
+    ("pipe_protocol", &[]),
     ("cores_echo", &["--self-test", "200"]),
     ("cores_http", &["--self-test", "100"]),
     ("cores_pingpong", &["--rounds", "200", "--quiet"]),
@@ -478,6 +479,20 @@ fn a_three_process_pipeline_sorts_and_uppercases_the_input() {
 #[test]
 fn udp_echo_returns_each_datagram_whole_and_in_order() {
     check("udp_echo", &[], &is(&["echo: ping 1", "echo: ping 2", "echo: ping 3"]));
+}
+
+#[test]
+fn pipe_protocols_see_flow_control_every_byte_then_eof() {
+    check(
+        "pipe_protocol",
+        &[],
+        &is(&[
+            "writer: connection_made, pause_writing, resume_writing, connection_lost(None)",
+            "reader: first line \"hello from the write end\"",
+            "reader: 262177 bytes, 21847 lines",
+            "reader: eof_received, connection_lost(None)",
+        ]),
+    );
 }
 
 #[test]

@@ -11,6 +11,9 @@
 //! * Datagram sockets keep message boundaries. A datagram longer than the
 //!   buffer is truncated; `recv_msg` reports it ([`RecvMeta::truncated`]).
 //! * Listeners have `incoming()`, a `futures_core::Stream` of connections.
+//! * asyncio's low-level `loop.sock_*` calls on a socket the caller owns:
+//!   [`sock_recv`], [`sock_sendall`], [`sock_accept`], [`sock_connect`], ...
+//!   (module [`sock`]).
 //! * Stream types implement `futures-io`'s `AsyncRead`, `AsyncBufRead` and
 //!   `AsyncWrite`, so crates written against those traits (e.g.
 //!   `futures::io::BufReader`, codecs, `futures-rustls`) run on ringloop.
@@ -34,6 +37,7 @@ mod compat;
 mod ops;
 mod recv_stream;
 mod reuseport;
+pub mod sock;
 mod stream;
 mod tcp;
 #[cfg(test)]
@@ -44,6 +48,11 @@ pub mod unix;
 
 pub use recv_stream::{RecvFromStream, RecvStream};
 pub use reuseport::{attach_reuseport_cpu_steering, reuseport_tcp_listeners};
+pub use sock::{
+    sock_accept, sock_connect, sock_recv, sock_recv_into, sock_recvfrom, sock_recvfrom_into, sock_sendall, sock_sendto,
+};
+/// The `socket2` crate whose `Socket` / `SockAddr` the [`sock`] functions use.
+pub use socket2;
 #[cfg(unix)]
 pub use stream::Unix;
 pub use stream::{Family, ReadHalf, SocketStream, Tcp, WriteHalf};

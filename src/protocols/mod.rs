@@ -14,6 +14,8 @@
 //!   connection gets a protocol from the factory. Returns a [`Server`]
 //!   (`close`, `wait_closed`, `serve_forever`, `is_serving`).
 //! * [`create_datagram_endpoint`]: a [`DatagramProtocol`] on a UDP socket.
+//! * [`connect_read_pipe`] / [`connect_write_pipe`] (Unix): a protocol on
+//!   one end of a pipe (an OS pipe, a FIFO, a child's stdout or stdin).
 //!
 //! Differences from asyncio (see ARCHITECTURE.md): the protocol is a
 //! `RefCell`; a transport call made inside a protocol callback that would
@@ -57,6 +59,8 @@
 //! ```
 
 mod datagram;
+#[cfg(unix)]
+mod pipe;
 mod server;
 mod transport;
 
@@ -68,6 +72,8 @@ use std::os::fd::RawFd;
 use std::rc::Rc;
 
 pub use datagram::{DatagramProtocol, DatagramTransport, create_datagram_endpoint};
+#[cfg(unix)]
+pub use pipe::{connect_read_pipe, connect_write_pipe};
 pub use server::Server;
 #[cfg(unix)]
 pub use server::create_unix_server;
@@ -119,6 +125,9 @@ pub enum TransportError {
     WriteAfterEof,
     /// The connection is lost (closed, aborted or failed).
     Closed,
+    /// `write` / `write_eof` on a read-pipe transport (asyncio's
+    /// `ReadTransport` has no `write`).
+    NotWritable,
     /// `set_write_buffer_limits` with `low > high` (asyncio: `ValueError`).
     InvalidLimits {
         /// The requested high-water mark.
@@ -133,6 +142,7 @@ impl fmt::Display for TransportError {
         match self {
             TransportError::WriteAfterEof => f.write_str("cannot write after write_eof()"),
             TransportError::Closed => f.write_str("the transport is closed"),
+            TransportError::NotWritable => f.write_str("a read-pipe transport cannot write"),
             TransportError::InvalidLimits { high, low } => {
                 write!(f, "high ({high}) must be >= low ({low})")
             }
@@ -147,6 +157,7 @@ impl From<TransportError> for io::Error {
         let kind = match e {
             TransportError::WriteAfterEof | TransportError::Closed => io::ErrorKind::BrokenPipe,
             TransportError::InvalidLimits { .. } => io::ErrorKind::InvalidInput,
+            TransportError::NotWritable => io::ErrorKind::Unsupported,
         };
         io::Error::new(kind, e)
     }
@@ -181,8 +192,8 @@ impl Address {
 pub enum ExtraInfo {
     /// `"peername"` / `"sockname"`.
     Address(Address),
-    /// `"socket"`: the socket's file descriptor (borrowed: the transport
-    /// owns and closes it).
+    /// `"socket"` (`"pipe"` for a pipe transport): the file descriptor
+    /// (borrowed: the transport owns and closes it).
     Fd(RawFd),
 }
 

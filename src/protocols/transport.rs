@@ -1,5 +1,7 @@
 //! The stream transport: a reader task feeding the protocol, a writer task
-//! draining the write buffer, flow control between them.
+//! draining the write buffer, flow control between them. The pipe
+//! transports (`pipe.rs`) are the same machinery with one direction
+//! disabled ([`Kind`]).
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -22,8 +24,23 @@ const READ_SIZE: usize = 64 * 1024;
 
 type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
-mod sealed {
+pub(super) mod sealed {
     pub trait Sealed {}
+}
+
+/// What a transport runs on; pipes are one-way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// A connected socket: both directions, `write_eof` shuts writing down.
+    Stream,
+    /// The read end of a pipe (`connect_read_pipe`): no writes; end of file
+    /// calls `eof_received` and closes, whatever it returns.
+    ReadPipe,
+    /// The write end of a pipe (`connect_write_pipe`): no `data_received`;
+    /// `write_eof` closes once the buffer is sent; the reader end going
+    /// away closes the transport (`connection_lost` with `BrokenPipe` if
+    /// bytes were still buffered).
+    WritePipe,
 }
 
 /// A connected byte stream a [`Transport`] can run on: `TcpStream` or
@@ -110,6 +127,7 @@ struct Shared {
     peer: Option<Address>,
     local: Option<Address>,
     fd: Cell<RawFd>,
+    kind: Kind,
 }
 
 /// The handle a [`Protocol`] writes through and controls its connection
@@ -134,6 +152,15 @@ impl fmt::Debug for Transport {
 impl Transport {
     /// Starts the reader and writer tasks and calls `connection_made`.
     pub(crate) fn start<S: StreamIo>(io: Rc<S>, protocol: Rc<RefCell<dyn Protocol>>) -> io::Result<Transport> {
+        Self::start_kind(io, protocol, Kind::Stream)
+    }
+
+    /// [`start`](Self::start) for a transport of `kind`.
+    pub(super) fn start_kind<S: StreamIo>(
+        io: Rc<S>,
+        protocol: Rc<RefCell<dyn Protocol>>,
+        kind: Kind,
+    ) -> io::Result<Transport> {
         let (peer, local) = io.addresses();
         let shared = Rc::new(Shared {
             protocol: RefCell::new(Some(protocol.clone())),
@@ -145,6 +172,7 @@ impl Transport {
             peer,
             local,
             fd: Cell::new(io.as_raw_fd()),
+            kind,
         });
         let t = Transport { shared };
         // connection_made first: no other callback can precede it.
@@ -165,8 +193,12 @@ impl Transport {
     /// Queues `data` for sending; never blocks. Crossing the high-water
     /// mark calls the protocol's `pause_writing`. Writing while closing is
     /// allowed (the bytes go out before the close, as in asyncio).
+    /// `NotWritable` on a read-pipe transport.
     pub fn write(&self, data: &[u8]) -> Result<(), TransportError> {
         {
+            if self.shared.kind == Kind::ReadPipe {
+                return Err(TransportError::NotWritable);
+            }
             let mut st = self.shared.state.borrow_mut();
             if st.eof_requested {
                 return Err(TransportError::WriteAfterEof);
@@ -194,22 +226,31 @@ impl Transport {
         Ok(())
     }
 
-    /// Shuts the write side down once the buffered bytes are sent.
+    /// Shuts the write side down once the buffered bytes are sent. On a
+    /// write-pipe transport that closes the pipe (and the transport: a
+    /// pipe has no half-close), as asyncio's; `NotWritable` on a read pipe.
     pub fn write_eof(&self) -> Result<(), TransportError> {
+        if self.shared.kind == Kind::ReadPipe {
+            return Err(TransportError::NotWritable);
+        }
         let mut st = self.shared.state.borrow_mut();
         if st.conn_lost || st.aborted {
             return Err(TransportError::Closed);
         }
         st.eof_requested = true;
+        if self.shared.kind == Kind::WritePipe {
+            st.closing = true;
+        }
         if let Some(w) = st.writer_waker.take() {
             w.wake();
         }
         Ok(())
     }
 
-    /// Stream sockets can half-close: always `true`.
+    /// Stream sockets can half-close and a write pipe can be closed after
+    /// its buffer: `true`; a read pipe: `false`.
     pub fn can_write_eof(&self) -> bool {
-        true
+        self.shared.kind != Kind::ReadPipe
     }
 
     /// Stops reading, sends what is buffered, then closes the socket and
@@ -268,10 +309,11 @@ impl Transport {
         }
     }
 
-    /// Whether the transport is reading (not paused, not closing).
+    /// Whether the transport is reading (not paused, not closing; never
+    /// for a write pipe).
     pub fn is_reading(&self) -> bool {
         let st = self.shared.state.borrow();
-        !st.reading_paused && !st.closing
+        !st.reading_paused && !st.closing && self.shared.kind != Kind::WritePipe
     }
 
     /// Bytes buffered and not yet confirmed sent (includes the send in
@@ -322,12 +364,17 @@ impl Transport {
     }
 
     /// asyncio's `get_extra_info(name)`: `"peername"`, `"sockname"`,
-    /// `"socket"` (the fd, `None` once closed); other names give `None`.
+    /// `"socket"` (the fd, `None` once closed); for pipe transports
+    /// `"pipe"` (the fd) instead of `"socket"`; other names give `None`.
     pub fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
+        let fd_name = match self.shared.kind {
+            Kind::Stream => "socket",
+            Kind::ReadPipe | Kind::WritePipe => "pipe",
+        };
         match name {
             "peername" => self.peername().map(ExtraInfo::Address),
             "sockname" => self.sockname().map(ExtraInfo::Address),
-            "socket" => {
+            _ if name == fd_name => {
                 let fd = self.shared.fd.get();
                 (fd >= 0).then_some(ExtraInfo::Fd(fd))
             }
@@ -471,6 +518,9 @@ async fn wait_reading(t: &Transport) -> bool {
 }
 
 async fn reader<S: StreamIo>(t: Transport, io: Rc<S>) {
+    if t.shared.kind == Kind::WritePipe {
+        return watch_reader_end(t, io).await;
+    }
     let mut buf = Vec::with_capacity(READ_SIZE);
     loop {
         if !wait_reading(&t).await {
@@ -484,7 +534,8 @@ async fn reader<S: StreamIo>(t: Transport, io: Rc<S>) {
         match res {
             Ok(0) => {
                 let keep_open = t.call(|p| p.eof_received()).await;
-                if keep_open != Some(true) {
+                // A pipe has nothing left to do after its end of file.
+                if keep_open != Some(true) || t.shared.kind == Kind::ReadPipe {
                     t.close();
                 }
                 return;
@@ -501,6 +552,29 @@ async fn reader<S: StreamIo>(t: Transport, io: Rc<S>) {
                 return;
             }
         }
+    }
+}
+
+/// The write pipe's "reader": its `read_some` resolves once the pipe's
+/// reader end is gone (asyncio's `_read_ready` on a write pipe). Then the
+/// transport closes; bytes still buffered make that a `BrokenPipe` loss.
+async fn watch_reader_end<S: StreamIo>(t: Transport, io: Rc<S>) {
+    let Some((res, _)) = unless(&t, io.read_some(Vec::new()), |st| st.closing, reader_slot).await else {
+        return;
+    };
+    match res {
+        Ok(_) => {
+            let buffered = {
+                let st = t.shared.state.borrow();
+                st.buf.len() + st.in_flight > 0
+            };
+            if buffered {
+                t.fatal(io::Error::from(io::ErrorKind::BrokenPipe));
+            } else {
+                t.close();
+            }
+        }
+        Err(e) => t.fatal(e),
     }
 }
 
