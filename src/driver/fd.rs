@@ -2,7 +2,9 @@
 //! operations, registered with the readiness reactor when the loop runs
 //! the fallback backend.
 
-use std::cell::{Cell, OnceCell};
+use std::cell::Cell;
+#[cfg(target_os = "linux")]
+use std::cell::OnceCell;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;

@@ -101,9 +101,11 @@ pub(crate) struct PooledRecvFrom {
     /// The heap buffer single-shot receives reuse.
     scratch: Vec<u8>,
     /// Multishot receive unavailable (no pool, or the kernel refused it).
+    #[cfg(target_os = "linux")]
     single_only: bool,
     /// A multishot receive produced at least one datagram (so an `EINVAL`
     /// is not the kernel refusing the multishot flag).
+    #[cfg(target_os = "linux")]
     multi_worked: bool,
 }
 
