@@ -307,6 +307,18 @@ impl Driver {
         }
     }
 
+    /// Whether `sendto` may be one `SEND` with a destination address
+    /// ([`ops::SendTo`]): always on the fallback backend (`sendto(2)`); on
+    /// io_uring from Linux 6.0, which added both that and `SEND_ZC`, so the
+    /// probe's `SEND_ZC` stands for it (older kernels use `SENDMSG`).
+    pub(crate) fn send_to_supported(&self) -> bool {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::Uring(d) => d.supports(io_uring::opcode::SendZc::CODE),
+            Driver::Fallback(_) => true,
+        }
+    }
+
     /// The size from which sends use `SEND_ZC` (`None`: never).
     pub(crate) fn send_zc_threshold(&self) -> Option<usize> {
         match self {

@@ -15,6 +15,16 @@ use crate::io::{SharedFd, ops};
 
 pub(crate) use crate::driver::ops::{InBufs, One, OutBufs, Received};
 
+/// One datagram from `buf` to `addr`: a `SEND` with a destination address
+/// where the driver has it (`Driver::send_to_supported`), else `sendmsg`.
+pub(crate) async fn send_to<B: IoBuf>(drv: &Driver, fd: &SharedFd, buf: B, addr: SockAddr) -> BufResult<usize, B> {
+    if drv.send_to_supported() {
+        return submit(drv, dops::SendTo::new(fd, buf, addr)).await;
+    }
+    let (res, One(buf)) = send_msg(drv, fd, One(buf), Some(&addr)).await;
+    (res, buf)
+}
+
 /// `sendmsg(2)` of `bufs` (gathered, in order), to `addr` if given, with
 /// `MSG_NOSIGNAL`.
 pub(crate) async fn send_msg<T: OutBufs>(

@@ -348,6 +348,7 @@ fn udp_recv_from_stream_uses_one_multishot_recvmsg_and_heap_receives_once_the_po
             let client = super::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
             let to = server.local_addr().unwrap();
             let multi_before = drv.ops_submitted::<RecvMsgMulti>();
+            let send_to_before = drv.ops_submitted::<crate::driver::ops::SendTo<Vec<u8>>>();
             let mut stream = server.recv_from_stream();
             let mut held = Vec::new();
             for i in 0..12u8 {
@@ -356,6 +357,14 @@ fn udp_recv_from_stream_uses_one_multishot_recvmsg_and_heap_receives_once_the_po
                 let (buf, meta) = stream.next_datagram().await.unwrap();
                 assert_eq!((&buf[..], meta.addr), (&[i; 100][..], client.local_addr().unwrap()));
                 held.push(buf);
+            }
+            // On io_uring (6.0+) each send_to is one SEND with an address.
+            let sends = drv
+                .ops_submitted::<crate::driver::ops::SendTo<Vec<u8>>>()
+                .zip(send_to_before)
+                .map(|(a, b)| a - b);
+            if let Some(n) = sends {
+                assert_eq!(n, if drv.send_to_supported() { 12 } else { 0 }, "{choice:?}");
             }
             let ring: Vec<bool> = held.iter().map(|b| b.is_ring_buffer()).collect();
             let multi = drv

@@ -109,9 +109,7 @@ impl UdpSocket {
     /// literal address: an address of the wrong family, port 0 and the like
     /// are errors).
     pub async fn send_to<B: IoBuf>(&self, buf: B, target: SocketAddr) -> BufResult<usize, B> {
-        let addr = SockAddr::from(target);
-        let (res, One(buf)) = net_ops::send_msg(&self.drv, &self.fd, One(buf), Some(&addr)).await;
-        (res, buf)
+        net_ops::send_to(&self.drv, &self.fd, buf, SockAddr::from(target)).await
     }
 
     /// Receives one datagram into `buf`'s capacity; returns the bytes stored

@@ -10,6 +10,7 @@
 //! | [`Recv`] / [`Send`] | `RECV` / `SEND` (5.6) | `recv` (`recvmsg` on Unix streams) / `send` |
 //! | [`SendZc`] (sends from 16 KiB) | `SEND_ZC` (6.0) | — (`send`) |
 //! | [`RecvMsg`] / [`SendMsg`] | `RECVMSG` / `SENDMSG` (5.3) | `recvmsg` / `sendmsg` |
+//! | [`SendTo`] (UDP `send_to`) | `SEND` with a destination address (6.0; `SENDMSG` before) | `sendto` |
 //! | [`Accept`] | `ACCEPT` (5.5) | `accept4` |
 //! | [`Connect`] | `CONNECT` (5.5) | `connect`, then writability + `SO_ERROR` |
 //! | [`PollReadable`] | `POLL_ADD` (5.1) | the reactor's read readiness |
@@ -66,7 +67,7 @@ mod stream;
 
 #[cfg(target_os = "linux")]
 pub(crate) use fs::{Fsync, Ftruncate, MkdirAt, OpenAt, RenameAt, Statx, UnlinkAt, WaitId};
-pub(crate) use msg::{InBufs, One, OutBufs, Received, RecvMsg, SendMsg};
+pub(crate) use msg::{InBufs, One, OutBufs, Received, RecvMsg, SendMsg, SendTo};
 pub(crate) use net::{Accept, Close, Connect, PollReadable, PollWritable};
 #[cfg(target_os = "linux")]
 pub(crate) use stream::SendZc;

@@ -234,6 +234,69 @@ unsafe impl<T: OutBufs> OpCode for SendMsg<T> {
     }
 }
 
+/// `sendto(2)` of one buffer's initialised bytes to `addr`, with
+/// `MSG_NOSIGNAL`. On io_uring a `SEND` with a destination address (Linux
+/// 6.0; the caller checks [`Driver::send_to_supported`](crate::driver::Driver::send_to_supported)),
+/// so the kernel copies no `msghdr` and we allocate no iovec array.
+pub(crate) struct SendTo<B> {
+    fd: SharedFd,
+    buf: B,
+    /// Boxed: the SQE points at it while the op moves.
+    addr: Box<SockAddr>,
+}
+
+impl<B: IoBuf> SendTo<B> {
+    pub(crate) fn new(fd: &SharedFd, buf: B, addr: SockAddr) -> Self {
+        SendTo {
+            fd: fd.clone(),
+            buf,
+            addr: Box::new(addr),
+        }
+    }
+}
+
+// SAFETY: the SQE points into `buf`'s stable storage (`IoBuf`'s contract)
+// and at the boxed address, both owned by the op until it completes.
+unsafe impl<B: IoBuf> OpCode for SendTo<B> {
+    type Output = BufResult<usize, B>;
+    #[cfg(target_os = "linux")]
+    const CODE: u8 = opcode::Send::CODE;
+
+    #[cfg(target_os = "linux")]
+    fn sqe(&mut self) -> squeue::Entry {
+        let len = self.buf.bytes_init().min(u32::MAX as usize) as u32;
+        let (addr, addr_len) = (self.addr.as_ptr().cast::<libc::sockaddr>(), self.addr.len());
+        fd_sqe!(&self.fd, t => opcode::Send::new(t, self.buf.stable_ptr(), len)
+            .flags(SEND_FLAGS)
+            .dest_addr(addr)
+            .dest_addr_len(addr_len)
+            .build())
+    }
+
+    fn readiness(&self) -> Readiness<'_> {
+        Readiness::Fd(&self.fd, Direction::Write)
+    }
+
+    fn attempt(&mut self) -> io::Result<usize> {
+        // SAFETY: `buf` holds `bytes_init()` readable bytes and `addr` a
+        // socket address of `len()` bytes, both valid for this call.
+        cvt(unsafe {
+            libc::sendto(
+                self.fd.raw(),
+                self.buf.stable_ptr().cast(),
+                self.buf.bytes_init(),
+                SEND_FLAGS,
+                self.addr.as_ptr().cast(),
+                self.addr.len(),
+            )
+        })
+    }
+
+    fn complete(self, res: io::Result<usize>, _flags: u32) -> Self::Output {
+        (res, self.buf)
+    }
+}
+
 /// `recvmsg(2)` into `bufs` (scattered, in order), optionally with the
 /// sender's address. `datagram` makes truncation detectable: on Linux it
 /// adds `MSG_TRUNC`, so the kernel returns the datagram's full length;
