@@ -258,9 +258,9 @@ impl Drop for RawRef {
         refs.set(n);
         if n == 0 {
             let vtable = self.vtable();
-            // SAFETY: that was the last local reference: the loop-thread
-            // contents are dropped here (on the loop thread: `RawRef` is
-            // `!Send`), then the local group's atomic reference is released.
+            // That was the last local reference: the loop-thread contents
+            // are dropped here, then the local group's atomic reference goes.
+            // SAFETY: last local ref, on the loop thread (`RawRef` is !Send).
             unsafe {
                 (vtable.drop_local)(self.ptr);
                 release(self.ptr);
@@ -277,9 +277,8 @@ impl<T> TypedRef<T> {
     /// Takes the output out of its slot.
     pub(crate) fn take_output(&self) -> Option<Result<T, TaskError>> {
         let mut out = MaybeUninit::<Option<Result<T, TaskError>>>::uninit();
-        // SAFETY: a `TypedRef<T>` is only made by `RawRef::allocate::<F, T>`, so
-        // the vtable's `take_output` writes exactly this type, and always
-        // writes it.
+        // A `TypedRef<T>` is only made by `RawRef::allocate::<F, T>`.
+        // SAFETY: so `take_output` always writes exactly this type into `out`.
         unsafe {
             (self.raw.vtable().take_output)(self.raw.ptr, out.as_mut_ptr().cast());
             out.assume_init()

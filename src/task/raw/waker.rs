@@ -27,10 +27,10 @@ pub(super) unsafe fn waker_clone(ptr: *const ()) -> RawWaker {
         // The first owned waker: from now on wakers may outlive the loop,
         // so the task takes a strong count of the hook's `Arc` (released
         // with the allocation). Only one caller gets here (`fetch_or`).
-        // SAFETY: no owned waker existed, so this is the borrowed waker of
-        // a running step (possibly used from a scoped thread), during which
-        // `RawRef::poll` keeps the loop's `SchedHook`, and so the `Arc`,
-        // alive; `sched` points into that `Arc` (from `Arc::as_ptr`).
+        // No owned waker existed, so this is the borrowed waker of a running
+        // step (maybe used from a scoped thread), during which
+        // `RawRef::poll` keeps the loop's `SchedHook`, so the `Arc`, alive.
+        // SAFETY: that `Arc` is alive; `sched` is its `Arc::as_ptr`.
         unsafe { Arc::increment_strong_count(h.sched.as_ptr().cast_const()) };
     }
     RawWaker::new(ptr, &WAKER_VTABLE)
@@ -45,9 +45,9 @@ pub(super) unsafe fn waker_wake(ptr: *const ()) {
 }
 
 pub(super) unsafe fn waker_wake_by_ref(ptr: *const ()) {
-    // SAFETY: the waker owns a reference; the hook is alive: an owned waker
-    // implies `SCHED_REF`, and the borrowed one is only used during a step
-    // (which keeps the loop's hook alive).
+    // An owned waker implies `SCHED_REF`; a borrowed one is only used
+    // during a step, which keeps the loop's hook alive.
+    // SAFETY: the waker owns a reference and the hook is alive (above).
     unsafe { wake(header(ptr)) };
 }
 
@@ -72,9 +72,9 @@ pub(super) fn acquire(h: &Header) -> usize {
 ///
 /// The caller owns the reference and does not use `ptr` afterwards.
 pub(super) unsafe fn release(ptr: NonNull<Header>) {
-    // SAFETY: the caller's reference keeps the header alive for this access.
     // The vtable is read first: once our reference is given up, another
     // thread may free the header.
+    // SAFETY: the caller's reference keeps the header alive for this access.
     let (vtable, sched, prev) = unsafe {
         let h = ptr.as_ref();
         let (vtable, sched) = (h.vtable, h.sched);
