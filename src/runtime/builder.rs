@@ -116,11 +116,11 @@ impl Builder {
         }
         let driver = Driver::build(self.driver, &self.uring)?;
         let shared = Arc::new(Shared::new(driver.notifier()));
-        let sched_hook = crate::task::SchedHook::new(shared.clone());
         let debug = self
             .debug
             .unwrap_or_else(|| std::env::var("RINGLOOP_ASYNC_DEBUG").map(|v| v == "1").unwrap_or(false));
-        let inner = Rc::new(LoopInner {
+        let inner = Rc::new_cyclic(|me: &std::rc::Weak<LoopInner>| LoopInner {
+            sched_hook: crate::task::SchedHook::new(shared.clone(), me.clone()),
             shared,
             driver,
             ready: RefCell::new(VecDeque::with_capacity(64)),
@@ -128,7 +128,6 @@ impl Builder {
             clock: Clock::new(self.virtual_clock),
             tasks: RefCell::new(Slab::new()),
             task_ids: Default::default(),
-            sched_hook,
             current_task: RefCell::new(None),
             running: Cell::new(false),
             stopping: Cell::new(false),

@@ -35,10 +35,8 @@ pub(crate) enum Runnable {
     /// A cross-thread callback: nobody holds a handle to it, so it needs no
     /// cancellable cell.
     Remote(Box<dyn FnOnce() + Send>),
-    Task {
-        key: usize,
-        id: u64,
-    },
+    /// A task step (a local reference: no lookup when it runs).
+    Task(TaskRef),
     /// `LoopHandle::stop`, in order with the other cross-thread items.
     Stop,
 }
@@ -89,14 +87,18 @@ pub(crate) fn current_inner() -> Option<Rc<LoopInner>> {
 /// ready queue directly. Returns false when that is not possible (another
 /// thread, or the loop is not running) so the caller takes the remote path.
 #[inline]
-pub(crate) fn push_local_task(shared: &Shared, key: usize, id: u64) -> bool {
+pub(crate) fn push_local_task(shared: &Shared, task: task::Wakeup<'_>) -> bool {
     RUNNING
         .try_with(|r| {
             let r = r.borrow();
             match &*r {
                 Some(lp) if std::ptr::eq(Arc::as_ptr(&lp.shared), shared) => {
                     lp.drain_remote();
-                    lp.ready.borrow_mut().push_back(Runnable::Task { key, id });
+                    // SAFETY: `shared` is the running loop's, so this is the
+                    // thread of the task's loop.
+                    if let Some(t) = unsafe { task.local() } {
+                        lp.ready.borrow_mut().push_back(Runnable::Task(t));
+                    }
                     true
                 }
                 _ => false,
@@ -285,15 +287,9 @@ impl LoopInner {
                     self.stopping.set(true);
                     None
                 }
-                Runnable::Task { key, id } => {
-                    let t = self.tasks.borrow().get(key).filter(|t| t.id() == id).cloned();
-                    match t {
-                        Some(t) => {
-                            t.run(&**self);
-                            start.is_some().then_some(t)
-                        }
-                        None => None,
-                    }
+                Runnable::Task(t) => {
+                    t.run(&**self);
+                    start.is_some().then_some(t)
                 }
             };
             if let Some(start) = start {
@@ -329,7 +325,12 @@ impl LoopInner {
         self.shared.drain_into(&mut batch);
         for r in batch.drain(..) {
             match r {
-                shared::Remote::Wake { key, id } => self.ready.borrow_mut().push_back(Runnable::Task { key, id }),
+                shared::Remote::Wake { key, id } => {
+                    let t = self.tasks.borrow().get(key).filter(|t| t.id() == id).cloned();
+                    if let Some(t) = t {
+                        self.ready.borrow_mut().push_back(Runnable::Task(t));
+                    }
+                }
                 shared::Remote::Call(f) => self.ready.borrow_mut().push_back(Runnable::Remote(f)),
                 // In FIFO order like asyncio's `call_soon_threadsafe(loop.stop)`:
                 // callbacks queued before the stop still run.

@@ -5,12 +5,12 @@ use std::any::Any;
 use std::cell::Cell;
 use std::future::Future;
 use std::panic::Location;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::inner::{LoopInner, current_inner, other_loop_running, push_local_task};
 use super::{ExceptionContext, ExceptionKind, LoopError, Shared};
-use crate::task::{self, LoopHooks, OkWrap, Schedule, Task, TaskDump, TaskError, TaskRef};
+use crate::task::{self, LoopHooks, OkWrap, Schedule, Task, TaskDump, TaskError, TaskRef, Wakeup};
 
 /// Task ids are handed to loops in blocks of this many, so a spawn touches
 /// no shared counter (one atomic add per block).
@@ -57,8 +57,7 @@ where
     let id = lp.task_ids.next();
     let mut tasks = lp.tasks.borrow_mut();
     let entry = tasks.vacant_entry();
-    let hooks: Weak<dyn LoopHooks> = Rc::downgrade(lp) as Weak<LoopInner>;
-    let task = task::new_task(fut, entry.key(), id, &lp.sched_hook, hooks, at);
+    let task = task::new_task(fut, entry.key(), id, &lp.sched_hook, at);
     let r = task.as_ref();
     entry.insert(r.clone());
     drop(tasks);
@@ -67,9 +66,9 @@ where
 }
 
 impl Schedule for Shared {
-    fn schedule(&self, key: usize, id: u64) {
-        if !push_local_task(self, key, id) {
-            self.push_remote_wake(key, id);
+    fn schedule(&self, task: Wakeup<'_>) {
+        if !push_local_task(self, task) {
+            self.push_remote_wake(task.key(), task.id());
         }
     }
     fn foreign_loop_running(&self) -> bool {

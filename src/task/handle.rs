@@ -26,6 +26,9 @@ pub struct TaskRef {
 }
 
 impl TaskRef {
+    pub(super) fn from_raw(raw: RawRef) -> TaskRef {
+        TaskRef { raw }
+    }
     pub(super) fn raw(&self) -> &RawRef {
         &self.raw
     }
@@ -62,7 +65,7 @@ impl TaskRef {
         let id = DoneCallbackId(NEXT_CALLBACK_ID.fetch_add(1, Ordering::Relaxed));
         let core = self.core();
         if core.is_done() {
-            if let Some(lp) = core.loop_hooks() {
+            if let Some(lp) = self.raw.loop_hooks() {
                 let me = self.clone();
                 lp.call_soon(Box::new(move || f(&me)));
             }
@@ -234,7 +237,7 @@ impl<T: 'static> Task<T> {
     /// Wakes `w` when the task is done (callers register once).
     pub(crate) fn add_listener(&self, w: &Waker) {
         let raw = self.slot.raw();
-        raw.core().listeners.borrow_mut().push(raw, w);
+        raw.core().push_listener(raw, w);
     }
     /// Whether the task is pending and belongs to another loop than the one
     /// running on this thread (see [`TaskError::ForeignLoop`]).
@@ -257,7 +260,7 @@ impl<T: 'static> Future for Task<T> {
             return Poll::Ready(Err(TaskError::ForeignLoop));
         }
         let core = this.core();
-        core.listeners.borrow_mut().register(this.slot.raw(), cx.waker());
+        core.register_listener(this.slot.raw(), cx.waker());
         crate::debug::note_wait(|| "task");
         Poll::Pending
     }
@@ -277,7 +280,7 @@ impl<T> Drop for Task<T> {
         let core = raw.core();
         core.handle_alive.set(false);
         if core.state.get() == State::Finished && raw.output_kind() == OutputKind::Panicked {
-            if let Some(lp) = core.loop_hooks() {
+            if let Some(lp) = raw.loop_hooks() {
                 report_unretrieved(&*lp, &TaskRef { raw: raw.clone() });
             }
         }
@@ -306,7 +309,7 @@ impl Future for Finished {
         if core.is_done() {
             return Poll::Ready(());
         }
-        core.listeners.borrow_mut().register(&self.task.raw, cx.waker());
+        core.register_listener(&self.task.raw, cx.waker());
         crate::debug::note_wait(|| "task");
         Poll::Pending
     }

@@ -20,7 +20,7 @@
 use std::any::Any;
 use std::cell::{Cell, RefCell, RefMut};
 use std::panic::Location;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 mod dump;
@@ -33,7 +33,7 @@ pub use error::TaskError;
 pub(crate) use error::panic_message;
 pub use handle::{CancelOnDrop, DoneCallbackId, Finished, Task, TaskRef};
 use raw::{DropFuture, Init, OutputKind, RawRef};
-pub(crate) use raw::{OkWrap, SchedHook};
+pub(crate) use raw::{OkWrap, SchedHook, Wakeup};
 
 // The spawning entry points need the current loop, so the runtime defines
 // them (`ringloop::spawn`, `try_spawn`, `current_task`, `all_tasks` at the
@@ -42,10 +42,11 @@ pub(crate) use raw::{OkWrap, SchedHook};
 /// Where a task's wake-ups go: the loop's side of the waker. Thread-safe,
 /// since wakers may be woken on any thread; stored in every task's header.
 pub(crate) trait Schedule: Send + Sync + 'static {
-    /// Queues a step of the task `(key, id)`. On the loop's own thread while
-    /// it runs this pushes on the ready queue; elsewhere it goes through the
-    /// cross-thread queue (and wakes a sleeping loop).
-    fn schedule(&self, key: usize, id: u64);
+    /// Queues a step of the task. On the loop's own thread while it runs
+    /// this pushes a local reference on the ready queue; elsewhere the
+    /// task's `(key, id)` goes through the cross-thread queue (and wakes a
+    /// sleeping loop).
+    fn schedule(&self, task: Wakeup<'_>);
     /// Whether a loop other than this one runs on the calling thread (a
     /// task awaited there could never make progress).
     fn foreign_loop_running(&self) -> bool;
@@ -105,46 +106,6 @@ impl Listener {
     }
 }
 
-/// What waits for a task to finish. The first listener is stored inline,
-/// so the usual single awaiter (or a gather) costs no allocation.
-#[derive(Default)]
-struct Listeners {
-    first: Option<Listener>,
-    rest: Vec<Listener>,
-}
-
-impl Listeners {
-    /// Adds `w` unless an equivalent listener is registered already.
-    fn register(&mut self, owner: &RawRef, w: &Waker) {
-        match &self.first {
-            None => self.first = Some(Listener::new(owner, w)),
-            Some(f) if f.will_wake(w) => {}
-            Some(_) => {
-                if !self.rest.iter().any(|x| x.will_wake(w)) {
-                    self.rest.push(Listener::new(owner, w));
-                }
-            }
-        }
-    }
-    /// Adds `w` (no dedup: callers register once).
-    fn push(&mut self, owner: &RawRef, w: &Waker) {
-        let l = Listener::new(owner, w);
-        if self.first.is_none() {
-            self.first = Some(l);
-        } else {
-            self.rest.push(l);
-        }
-    }
-    fn wake_all(self) {
-        if let Some(l) = self.first {
-            l.wake();
-        }
-        for l in self.rest {
-            l.wake();
-        }
-    }
-}
-
 /// Loop-thread task bookkeeping, shared by every task type (inside the
 /// task allocation).
 pub(crate) struct TaskCore {
@@ -153,10 +114,12 @@ pub(crate) struct TaskCore {
     handle_alive: Cell<bool>,
     /// A gather: `cancel()` succeeds only if it cancels a child.
     gather: Cell<bool>,
-    listeners: RefCell<Listeners>,
+    /// The first thing waiting for the task to finish, inline (the usual
+    /// single awaiter, or a gather, costs no allocation); more go to
+    /// `Extra::listeners`. A `Cell`: taken and put back, never borrowed.
+    listener: Cell<Option<Listener>>,
     /// What few tasks use, allocated on first use.
     extra: RefCell<Option<Box<Extra>>>,
-    lp: Weak<dyn LoopHooks>,
     /// The task's `contextvars` context (a copy of its spawner's); `None`
     /// while empty, which is always the case until a `ContextVar` is set.
     context: Cell<crate::context::Ctx>,
@@ -178,6 +141,8 @@ struct Extra {
     /// Tasks cancelled together with this one, synchronously (a gather's
     /// children, like asyncio's `_GatheringFuture.cancel`).
     linked: Vec<TaskRef>,
+    /// Listeners after the first (`TaskCore::listener`).
+    listeners: Vec<Listener>,
 }
 
 impl TaskCore {
@@ -212,8 +177,33 @@ impl TaskCore {
     fn is_done(&self) -> bool {
         self.state.get() != State::Pending
     }
-    fn loop_hooks(&self) -> Option<std::rc::Rc<dyn LoopHooks>> {
-        self.lp.upgrade()
+    /// Wakes `w` when the task finishes, unless an equivalent listener is
+    /// registered already. `owner` is this task.
+    fn register_listener(&self, owner: &RawRef, w: &Waker) {
+        match self.listener.take() {
+            None => self.listener.set(Some(Listener::new(owner, w))),
+            Some(f) => {
+                let same = f.will_wake(w);
+                self.listener.set(Some(f));
+                if !same {
+                    let mut extra = self.extra_mut();
+                    if !extra.listeners.iter().any(|x| x.will_wake(w)) {
+                        extra.listeners.push(Listener::new(owner, w));
+                    }
+                }
+            }
+        }
+    }
+    /// Wakes `w` when the task finishes (no dedup: callers register once).
+    fn push_listener(&self, owner: &RawRef, w: &Waker) {
+        let l = Listener::new(owner, w);
+        match self.listener.take() {
+            None => self.listener.set(Some(l)),
+            Some(f) => {
+                self.listener.set(Some(f));
+                self.extra_mut().listeners.push(l);
+            }
+        }
     }
 }
 
@@ -227,7 +217,6 @@ pub(crate) fn new_task<T, F>(
     key: usize,
     id: u64,
     hook: &Rc<SchedHook>,
-    lp: Weak<dyn LoopHooks>,
     spawned_at: &'static Location<'static>,
 ) -> Task<T>
 where
@@ -239,9 +228,8 @@ where
         cancel_requested: Cell::new(false),
         handle_alive: Cell::new(true),
         gather: Cell::new(false),
-        listeners: RefCell::new(Listeners::default()),
+        listener: Cell::new(None),
         extra: RefCell::new(None),
-        lp,
         context: Cell::new(crate::context::capture()),
         spawned_at,
         waiting_on: Cell::new(None),
@@ -342,11 +330,21 @@ impl TaskRef {
                 report_unretrieved(lp, self);
             }
         }
-        if has_extra {
+        let more = if has_extra {
             drop(core.take_linked());
+            core.extra
+                .borrow_mut()
+                .as_mut()
+                .map(|e| std::mem::take(&mut e.listeners))
+        } else {
+            None
+        };
+        if let Some(l) = core.listener.take() {
+            l.wake();
         }
-        let listeners = std::mem::take(&mut *core.listeners.borrow_mut());
-        listeners.wake_all();
+        for l in more.into_iter().flatten() {
+            l.wake();
+        }
     }
 
     /// Cancels the task now: drops its future and finishes it cancelled
@@ -357,7 +355,7 @@ impl TaskRef {
         if core.is_done() {
             return;
         }
-        let Some(lp) = core.loop_hooks().filter(|lp| !lp.is_closed()) else {
+        let Some(lp) = raw.loop_hooks().filter(|lp| !lp.is_closed()) else {
             core.cancel_requested.set(true);
             return;
         };

@@ -44,7 +44,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::task::{Context, Poll};
 
-use super::{Schedule, TaskCore, TaskError};
+use super::{LoopHooks, Schedule, TaskCore, TaskError};
 
 /// State bit: the task sits in a ready queue (the loop's, or the
 /// cross-thread one); further wakes are no-ops until the loop clears the bit
@@ -161,11 +161,14 @@ struct Vtable {
 pub(crate) struct SchedHook {
     /// Never replaced: its contents stay put while the hook lives.
     sched: Arc<dyn Schedule>,
+    /// The loop's thread-side hooks, for every task of the loop (one
+    /// `Weak` here instead of one per task).
+    lp: Weak<dyn LoopHooks>,
 }
 
 impl SchedHook {
-    pub(crate) fn new(sched: Arc<dyn Schedule>) -> Rc<SchedHook> {
-        Rc::new(SchedHook { sched })
+    pub(crate) fn new(sched: Arc<dyn Schedule>, lp: Weak<dyn LoopHooks>) -> Rc<SchedHook> {
+        Rc::new(SchedHook { sched, lp })
     }
 }
 
@@ -352,4 +355,5 @@ mod refs;
 mod waker;
 
 pub(crate) use refs::{OkWrap, RawRef, TypedRef};
+pub(crate) use waker::Wakeup;
 use waker::*;

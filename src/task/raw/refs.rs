@@ -29,6 +29,15 @@ pub(crate) struct TypedRef<T> {
 }
 
 impl RawRef {
+    /// Wraps a pointer whose local count the caller just incremented for
+    /// this reference.
+    pub(super) fn from_counted(ptr: NonNull<Header>) -> RawRef {
+        RawRef {
+            ptr,
+            _local: PhantomData,
+        }
+    }
+
     /// Allocates a task (one allocation) holding `future`; the returned
     /// reference is its only local one, and the local group its only
     /// atomic one.
@@ -99,6 +108,11 @@ impl RawRef {
         self.prefix().header.id
     }
 
+    /// The task's loop, unless it is gone.
+    pub(crate) fn loop_hooks(&self) -> Option<Rc<dyn LoopHooks>> {
+        self.prefix().local.hook.upgrade()?.lp.upgrade()
+    }
+
     /// Whether a loop other than this task's runs on this thread (false
     /// once the task's loop is gone).
     pub(crate) fn foreign_loop_running(&self) -> bool {
@@ -118,25 +132,67 @@ impl RawRef {
         std::ptr::eq(w.vtable(), &WAKER_VTABLE) && std::ptr::eq(w.data(), self.ptr.as_ptr().cast_const().cast())
     }
 
+    /// The state word, when this reference is the only way to reach it
+    /// right now: the atomic count is the local group's one reference (no
+    /// waker exists) and the task's step is not running (so no borrowed
+    /// waker either, which a step may lend to a scoped thread). Nobody else
+    /// can then read or change the word (making a waker needs a reference),
+    /// so a plain load and store replace an atomic read-modify-write (a
+    /// locked instruction, the dominant cost of a spawn before).
+    #[inline]
+    fn exclusive_state(&self) -> Option<usize> {
+        let p = self.prefix();
+        if p.local.future_busy.get() {
+            return None;
+        }
+        let s = p.header.state.load(Ordering::Acquire);
+        (s & !FLAGS == REF_ONE).then_some(s)
+    }
+
     /// Wakes the task (as its waker's `wake_by_ref` does); nothing once its
     /// loop is gone (it cannot run anymore).
+    #[inline]
     pub(crate) fn schedule(&self) {
         let p = self.prefix();
-        if p.local.hook.strong_count() > 0 {
-            // SAFETY: the loop's hook is alive (checked just above).
-            unsafe { wake(&p.header) };
+        if p.local.hook.strong_count() == 0 {
+            return;
+        }
+        match self.exclusive_state() {
+            Some(s) => {
+                if s & (SCHEDULED | DONE) == 0 {
+                    p.header.state.store(s | SCHEDULED, Ordering::Release);
+                    // SAFETY: the loop's hook is alive (checked above).
+                    unsafe { schedule_now(&p.header) };
+                }
+            }
+            // SAFETY: the loop's hook is alive (checked above).
+            None => unsafe { wake(&p.header) },
         }
     }
 
     /// Marks the task finished: wakes are no-ops from now on.
+    #[inline]
     pub(crate) fn set_done(&self) {
-        self.prefix().header.state.fetch_or(DONE, Ordering::Release);
+        let state = &self.prefix().header.state;
+        match self.exclusive_state() {
+            Some(s) => state.store(s | DONE, Ordering::Release),
+            None => {
+                state.fetch_or(DONE, Ordering::Release);
+            }
+        }
     }
 
     /// Clears `SCHEDULED` at the start of a step: a wake during the step
     /// queues the task again.
+    #[inline]
     pub(crate) fn clear_scheduled(&self) {
-        self.prefix().header.state.fetch_and(!SCHEDULED, Ordering::AcqRel);
+        let state = &self.prefix().header.state;
+        match self.exclusive_state() {
+            Some(s) => state.store(s & !SCHEDULED, Ordering::Release),
+            None => {
+                state.fetch_and(!SCHEDULED, Ordering::AcqRel);
+            }
+        }
     }
 
     /// Whether the task sits in a ready queue (woken, its step not begun).

@@ -78,11 +78,23 @@ pub(super) unsafe fn release(ptr: NonNull<Header>) {
     let (vtable, sched, prev) = unsafe {
         let h = ptr.as_ref();
         let (vtable, sched) = (h.vtable, h.sched);
-        (vtable, sched, h.state.fetch_sub(REF_ONE, Ordering::Release))
+        // A count of one is the caller's own reference: nobody else can
+        // take one (that needs a reference), so it is the last without a
+        // locked instruction. `Acquire` orders the earlier releases of other
+        // references (by other threads) before the free, as the fence does.
+        let now = h.state.load(Ordering::Acquire);
+        if now & !FLAGS == REF_ONE {
+            (vtable, sched, now)
+        } else {
+            let prev = h.state.fetch_sub(REF_ONE, Ordering::Release);
+            if prev & !FLAGS == REF_ONE {
+                // Every other reference was released before (with `Release`).
+                fence(Ordering::Acquire);
+            }
+            (vtable, sched, prev)
+        }
     };
     if prev & !FLAGS == REF_ONE {
-        // Every other reference was released before (with `Release`).
-        fence(Ordering::Acquire);
         if prev & SCHED_REF != 0 {
             // SAFETY: the strong count taken by the first owned waker
             // (`waker_clone`), given back once; `sched` came from
@@ -104,6 +116,59 @@ pub(super) unsafe fn wake(h: &Header) {
     let prev = h.state.fetch_or(SCHEDULED, Ordering::AcqRel);
     if prev & (SCHEDULED | DONE) == 0 {
         // SAFETY: guaranteed by the caller.
-        unsafe { h.sched.as_ref() }.schedule(h.key, h.id);
+        unsafe { schedule_now(h) };
+    }
+}
+
+/// Queues the task on its loop (the caller just set `SCHEDULED`).
+///
+/// # Safety
+///
+/// As for [`wake`].
+#[inline]
+pub(super) unsafe fn schedule_now(h: &Header) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { h.sched.as_ref() }.schedule(Wakeup { h });
+}
+
+/// A wake-up on its way to the task's loop ([`Schedule::schedule`]): the
+/// task's slab key and id, and on the loop's own thread a local reference.
+#[derive(Clone, Copy)]
+pub(crate) struct Wakeup<'a> {
+    /// Alive while borrowed: the waker (or local reference) being woken
+    /// holds a reference.
+    h: &'a Header,
+}
+
+impl Wakeup<'_> {
+    pub(crate) fn key(&self) -> usize {
+        self.h.key
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.h.id
+    }
+
+    /// A local reference to the task, for the loop's ready queue; `None`
+    /// when its loop-thread contents are gone (it finished and every local
+    /// reference went; a wake-up then has nothing to run).
+    ///
+    /// # Safety
+    ///
+    /// The caller runs on the thread of the task's loop (a task's local part
+    /// is only ever touched there).
+    pub(crate) unsafe fn local(&self) -> Option<crate::task::TaskRef> {
+        let ptr = NonNull::from(self.h);
+        // SAFETY: the header is alive (see `h`) and the local part, at a
+        // fixed offset of the same allocation, may be used on this thread
+        // (the caller's promise). `refs` is a plain `Cell` that is never
+        // dropped, readable even at zero.
+        let refs = unsafe { &(*ptr.cast::<Prefix>().as_ptr()).local.refs };
+        let n = refs.get();
+        if n == 0 || n == usize::MAX {
+            return None;
+        }
+        refs.set(n + 1);
+        Some(crate::task::TaskRef::from_raw(RawRef::from_counted(ptr)))
     }
 }
