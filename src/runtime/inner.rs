@@ -31,10 +31,9 @@ pub(crate) enum TimerAction {
 pub(crate) type Timers = TimerQueue<TimerAction>;
 
 pub(crate) enum Runnable {
+    /// A `call_soon` callback (also a cross-thread one, wrapped when the
+    /// cross-thread queue is drained: one pointer keeps entries 16 bytes).
     Callback(Rc<CallbackCell>),
-    /// A cross-thread callback: nobody holds a handle to it, so it needs no
-    /// cancellable cell.
-    Remote(Box<dyn FnOnce() + Send>),
     /// A task step (a local reference: no lookup when it runs).
     Task(TaskRef),
     /// `LoopHandle::stop`, in order with the other cross-thread items.
@@ -277,12 +276,6 @@ impl LoopInner {
                     }
                     None
                 }
-                Runnable::Remote(f) => {
-                    if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
-                        self.report_panic(ExceptionKind::CallbackPanicked, "Exception in callback", p);
-                    }
-                    None
-                }
                 Runnable::Stop => {
                     self.stopping.set(true);
                     None
@@ -331,7 +324,10 @@ impl LoopInner {
                         self.ready.borrow_mut().push_back(Runnable::Task(t));
                     }
                 }
-                shared::Remote::Call(f) => self.ready.borrow_mut().push_back(Runnable::Remote(f)),
+                shared::Remote::Call(f) => self
+                    .ready
+                    .borrow_mut()
+                    .push_back(Runnable::Callback(CallbackCell::new(f))),
                 // In FIFO order like asyncio's `call_soon_threadsafe(loop.stop)`:
                 // callbacks queued before the stop still run.
                 shared::Remote::Stop => self.ready.borrow_mut().push_back(Runnable::Stop),

@@ -146,6 +146,23 @@ struct Extra {
 }
 
 impl TaskCore {
+    /// A pending task's bookkeeping. Built by `RawRef::allocate` after the
+    /// allocation, straight into it (built before, it was copied through
+    /// the stack with a store-forwarding stall).
+    #[inline(always)]
+    fn new(context: crate::context::Ctx, spawned_at: &'static Location<'static>) -> TaskCore {
+        TaskCore {
+            state: Cell::new(State::Pending),
+            cancel_requested: Cell::new(false),
+            handle_alive: Cell::new(true),
+            gather: Cell::new(false),
+            listener: Cell::new(None),
+            extra: RefCell::new(None),
+            context: Cell::new(context),
+            spawned_at,
+            waiting_on: Cell::new(None),
+        }
+    }
     /// The extra parts, created on first use.
     fn extra_mut(&self) -> RefMut<'_, Extra> {
         RefMut::map(self.extra.borrow_mut(), |e| {
@@ -223,18 +240,17 @@ where
     T: 'static,
     F: std::future::Future<Output = Result<T, TaskError>> + 'static,
 {
-    let core = TaskCore {
-        state: Cell::new(State::Pending),
-        cancel_requested: Cell::new(false),
-        handle_alive: Cell::new(true),
-        gather: Cell::new(false),
-        listener: Cell::new(None),
-        extra: RefCell::new(None),
-        context: Cell::new(crate::context::capture()),
-        spawned_at,
-        waiting_on: Cell::new(None),
-    };
-    Task::from_typed(RawRef::allocate(fut, Init { key, id, hook, core }))
+    let context = crate::context::capture();
+    Task::from_typed(RawRef::allocate(
+        fut,
+        Init {
+            key,
+            id,
+            hook,
+            context,
+            spawned_at,
+        },
+    ))
 }
 
 impl TaskRef {

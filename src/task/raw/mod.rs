@@ -177,7 +177,8 @@ pub(crate) struct Init<'a> {
     pub(crate) key: usize,
     pub(crate) id: u64,
     pub(crate) hook: &'a Rc<SchedHook>,
-    pub(crate) core: TaskCore,
+    pub(crate) context: crate::context::Ctx,
+    pub(crate) spawned_at: &'static std::panic::Location<'static>,
 }
 
 impl<F, T> TaskCell<F, T>

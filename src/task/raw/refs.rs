@@ -40,7 +40,9 @@ impl RawRef {
 
     /// Allocates a task (one allocation) holding `future`; the returned
     /// reference is its only local one, and the local group its only
-    /// atomic one.
+    /// atomic one. Always inlined into the spawn, so `init` is never
+    /// built in memory and read back (that cost a store-forwarding stall).
+    #[inline(always)]
     pub(crate) fn allocate<F, T>(future: F, init: Init) -> TypedRef<T>
     where
         F: Future<Output = Result<T, TaskError>> + 'static,
@@ -68,7 +70,7 @@ impl RawRef {
                 refs: Cell::new(1),
                 future_busy: Cell::new(false),
                 hook: ManuallyDrop::new(hook),
-                core: ManuallyDrop::new(init.core),
+                core: ManuallyDrop::new(TaskCore::new(init.context, init.spawned_at)),
             });
             (&raw mut (*p).future).write(UnsafeCell::new(Some(future)));
             (&raw mut (*p).output).write(UnsafeCell::new(None));
