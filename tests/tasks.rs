@@ -327,3 +327,63 @@ fn debug_mode_reports_slow_callbacks(lp: &EventLoop) {
     assert_eq!(kinds.len(), 1, "{kinds:?}");
     assert!(matches!(kinds[0], ringloop::ExceptionKind::SlowCallback(d) if d >= Duration::from_millis(20)));
 }
+
+/// A future that polls `inner` with its own waker (like `FuturesUnordered`
+/// does): the task it awaits sees a foreign waker, not a ringloop task's.
+struct Proxied<F>(std::pin::Pin<Box<F>>);
+
+struct ProxyWaker(std::task::Waker);
+
+impl std::task::Wake for ProxyWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.wake_by_ref();
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Proxied<F> {
+    type Output = F::Output;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        let w = std::task::Waker::from(std::sync::Arc::new(ProxyWaker(cx.waker().clone())));
+        self.0.as_mut().poll(&mut std::task::Context::from_waker(&w))
+    }
+}
+
+#[ringloop::test(virtual_clock)]
+fn awaiters_of_a_task_wake_in_registration_order_whatever_their_waker(lp: &EventLoop) {
+    // The first awaiter that is a task of the same loop is kept inline in
+    // the task; others (foreign wakers, later awaiters) in a list. The wake
+    // order must still be registration order, in both mixes.
+    for foreign_first in [true, false] {
+        let log = Log::new();
+        let l = log.clone();
+        lp.run_until_complete(async move {
+            let t = spawn(sleep(Duration::from_millis(10)));
+            let (fa, fb) = (t.finished(), t.finished());
+            let (la, lb) = (l.clone(), l.clone());
+            let foreign = async move {
+                Proxied(Box::pin(fa)).await;
+                la.push("foreign");
+            };
+            let local = async move {
+                fb.await;
+                lb.push("local");
+            };
+            let (a, b) = if foreign_first {
+                (spawn(foreign), spawn(local))
+            } else {
+                let b = spawn(local);
+                yield_now().await; // `local` registers first
+                (spawn(foreign), b)
+            };
+            a.await.unwrap();
+            b.await.unwrap();
+        })
+        .unwrap();
+        let want = if foreign_first {
+            ["foreign", "local"]
+        } else {
+            ["local", "foreign"]
+        };
+        assert_eq!(log.get(), want, "foreign_first = {foreign_first}");
+    }
+}

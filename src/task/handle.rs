@@ -78,8 +78,8 @@ impl TaskRef {
     /// See [`Task::remove_done_callback`].
     pub fn remove_done_callback(&self, id: DoneCallbackId) -> usize {
         let removed = {
-            let mut extra = self.core().extra.borrow_mut();
-            extra.as_mut().and_then(|e| {
+            self.core().extra().and_then(|e| {
+                let mut e = e.borrow_mut();
                 let at = e.done_callbacks.iter().position(|(i, _)| *i == id)?;
                 Some(e.done_callbacks.remove(at))
             })

@@ -18,7 +18,7 @@
 //! asyncio task nobody awaits). Use [`Task::cancel_on_drop`] for the opposite.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell, RefMut};
+use std::cell::{Cell, OnceCell, RefCell, RefMut};
 use std::panic::Location;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
@@ -114,12 +114,14 @@ pub(crate) struct TaskCore {
     handle_alive: Cell<bool>,
     /// A gather: `cancel()` succeeds only if it cancels a child.
     gather: Cell<bool>,
-    /// The first thing waiting for the task to finish, inline (the usual
-    /// single awaiter, or a gather, costs no allocation); more go to
-    /// `Extra::listeners`. A `Cell`: taken and put back, never borrowed.
-    listener: Cell<Option<Listener>>,
-    /// What few tasks use, allocated on first use.
-    extra: RefCell<Option<Box<Extra>>>,
+    /// The first thing waiting for the task to finish when it is a task of
+    /// the same loop, inline (the usual single awaiter, or a gather, costs
+    /// no allocation and no atomic operation); every other listener goes to
+    /// `Extra::listeners`, after it in wake-up order (registration order). A
+    /// `Cell`: taken and put back, never borrowed.
+    listener: Cell<Option<RawRef>>,
+    /// What few tasks use, allocated on first use (one pointer inline).
+    extra: OnceCell<Box<RefCell<Extra>>>,
     /// The task's `contextvars` context (a copy of its spawner's); `None`
     /// while empty, which is always the case until a `ContextVar` is set.
     context: Cell<crate::context::Ctx>,
@@ -157,7 +159,7 @@ impl TaskCore {
             handle_alive: Cell::new(true),
             gather: Cell::new(false),
             listener: Cell::new(None),
-            extra: RefCell::new(None),
+            extra: OnceCell::new(),
             context: Cell::new(context),
             spawned_at,
             waiting_on: Cell::new(None),
@@ -165,29 +167,31 @@ impl TaskCore {
     }
     /// The extra parts, created on first use.
     fn extra_mut(&self) -> RefMut<'_, Extra> {
-        RefMut::map(self.extra.borrow_mut(), |e| {
-            &mut **e.get_or_insert_with(Default::default)
-        })
+        self.extra.get_or_init(Default::default).borrow_mut()
+    }
+    /// The extra parts, if any were ever needed.
+    fn extra(&self) -> Option<&RefCell<Extra>> {
+        self.extra.get().map(|e| &**e)
     }
     fn name(&self) -> Option<String> {
-        self.extra.borrow().as_ref().and_then(|e| e.name.clone())
+        self.extra().and_then(|e| e.borrow().name.clone())
     }
     fn take_done_callbacks(&self) -> Vec<(DoneCallbackId, DoneCallback)> {
-        match self.extra.borrow_mut().as_mut() {
-            Some(e) => std::mem::take(&mut e.done_callbacks),
+        match self.extra() {
+            Some(e) => std::mem::take(&mut e.borrow_mut().done_callbacks),
             None => Vec::new(),
         }
     }
     fn take_linked(&self) -> Vec<TaskRef> {
-        match self.extra.borrow_mut().as_mut() {
-            Some(e) => std::mem::take(&mut e.linked),
+        match self.extra() {
+            Some(e) => std::mem::take(&mut e.borrow_mut().linked),
             None => Vec::new(),
         }
     }
     /// A copy of the linked tasks (cancelling them may touch this task).
     fn linked(&self) -> Vec<TaskRef> {
-        match self.extra.borrow().as_ref() {
-            Some(e) => e.linked.clone(),
+        match self.extra() {
+            Some(e) => e.borrow().linked.clone(),
             None => Vec::new(),
         }
     }
@@ -197,30 +201,34 @@ impl TaskCore {
     /// Wakes `w` when the task finishes, unless an equivalent listener is
     /// registered already. `owner` is this task.
     fn register_listener(&self, owner: &RawRef, w: &Waker) {
-        match self.listener.take() {
-            None => self.listener.set(Some(Listener::new(owner, w))),
-            Some(f) => {
-                let same = f.will_wake(w);
-                self.listener.set(Some(f));
-                if !same {
-                    let mut extra = self.extra_mut();
-                    if !extra.listeners.iter().any(|x| x.will_wake(w)) {
-                        extra.listeners.push(Listener::new(owner, w));
-                    }
-                }
+        if let Some(first) = self.listener.take() {
+            let same = first.is_woken_by(w);
+            self.listener.set(Some(first));
+            if same {
+                return;
             }
         }
+        if let Some(e) = self.extra() {
+            if e.borrow().listeners.iter().any(|x| x.will_wake(w)) {
+                return;
+            }
+        }
+        self.push_listener(owner, w);
     }
     /// Wakes `w` when the task finishes (no dedup: callers register once).
+    /// The first listener stays inline when it is a task of this loop.
     fn push_listener(&self, owner: &RawRef, w: &Waker) {
-        let l = Listener::new(owner, w);
-        match self.listener.take() {
-            None => self.listener.set(Some(l)),
-            Some(f) => {
-                self.listener.set(Some(f));
-                self.extra_mut().listeners.push(l);
+        let first = self.listener.take();
+        let empty = first.is_none() && self.extra().is_none_or(|e| e.borrow().listeners.is_empty());
+        self.listener.set(first);
+        if empty {
+            if let Some(r) = owner.local_from_waker(w) {
+                self.listener.set(Some(r));
+                return;
             }
         }
+        let l = Listener::new(owner, w);
+        self.extra_mut().listeners.push(l);
     }
 }
 
@@ -333,7 +341,7 @@ impl TaskRef {
         raw.set_done();
         core.state
             .set(if cancelled { State::Cancelled } else { State::Finished });
-        let has_extra = core.extra.borrow().is_some();
+        let has_extra = core.extra().is_some();
         if let Some(lp) = lp {
             lp.task_finished(raw.key(), raw.id());
             if has_extra {
@@ -348,15 +356,12 @@ impl TaskRef {
         }
         let more = if has_extra {
             drop(core.take_linked());
-            core.extra
-                .borrow_mut()
-                .as_mut()
-                .map(|e| std::mem::take(&mut e.listeners))
+            core.extra().map(|e| std::mem::take(&mut e.borrow_mut().listeners))
         } else {
             None
         };
-        if let Some(l) = core.listener.take() {
-            l.wake();
+        if let Some(r) = core.listener.take() {
+            r.schedule();
         }
         for l in more.into_iter().flatten() {
             l.wake();

@@ -93,7 +93,7 @@ struct Header {
 #[repr(C)]
 struct Local {
     /// Number of live [`RawRef`]s.
-    refs: Cell<usize>,
+    refs: Cell<u32>,
     /// True while user code runs with the future slot borrowed (a poll or
     /// an in-place drop): the slot is then off limits.
     future_busy: Cell<bool>,

@@ -235,7 +235,7 @@ impl RawRef {
         // may be used on this thread, as just explained.
         let refs = unsafe { &(*ptr.cast::<Prefix>().as_ptr()).local.refs };
         let n = refs.get();
-        if n == 0 || n == usize::MAX {
+        if n == 0 || n == u32::MAX {
             // Its local contents are gone (or the count is saturated):
             // the caller keeps a waker instead.
             return None;
@@ -298,7 +298,7 @@ impl Clone for RawRef {
     fn clone(&self) -> RawRef {
         let refs = &self.prefix().local.refs;
         let n = refs.get();
-        if n == usize::MAX {
+        if n == u32::MAX {
             std::process::abort();
         }
         refs.set(n + 1);

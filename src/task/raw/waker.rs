@@ -165,7 +165,7 @@ impl Wakeup<'_> {
         // dropped, readable even at zero.
         let refs = unsafe { &(*ptr.cast::<Prefix>().as_ptr()).local.refs };
         let n = refs.get();
-        if n == 0 || n == usize::MAX {
+        if n == 0 || n == u32::MAX {
             return None;
         }
         refs.set(n + 1);
