@@ -86,9 +86,7 @@ fn gather_task<T: 'static, M: Mode<T>>(children: Vec<Task<T>>) -> Task<Vec<M::Ou
     gather.mark_gather();
     // Cancelling the gather cancels its children at once, as asyncio does,
     // so a child cancelled before its first step never runs.
-    for r in refs {
-        gather.link_child(r);
-    }
+    gather.link_children(refs);
     gather
 }
 

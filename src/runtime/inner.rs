@@ -310,10 +310,15 @@ impl LoopInner {
     /// on the loop thread), so one FIFO holds callbacks and wake-ups in call
     /// order whichever thread made them; without remote items this costs
     /// one atomic load.
+    #[inline]
     pub(super) fn drain_remote(&self) {
-        if !self.shared.has_remote() {
-            return;
+        if self.shared.has_remote() {
+            self.drain_remote_now();
         }
+    }
+
+    #[inline(never)]
+    fn drain_remote_now(&self) {
         let mut batch = std::mem::take(&mut *self.remote_batch.borrow_mut());
         self.shared.drain_into(&mut batch);
         for r in batch.drain(..) {

@@ -45,6 +45,7 @@ impl SleepGate {
         }
     }
 
+    #[inline]
     fn is_pending(&self) -> bool {
         self.pending.load(Ordering::SeqCst)
     }
@@ -96,6 +97,7 @@ impl Shared {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    #[inline]
     pub(crate) fn has_remote(&self) -> bool {
         self.gate.is_pending()
     }

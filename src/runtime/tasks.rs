@@ -49,6 +49,7 @@ where
 }
 
 /// [`spawn_raw`] with an explicit spawn location.
+#[inline]
 pub(crate) fn spawn_raw_at<T, F>(lp: &Rc<LoopInner>, fut: F, at: &'static Location<'static>) -> Task<T>
 where
     T: 'static,
@@ -121,6 +122,7 @@ impl LoopHooks for LoopInner {
 /// When there is no loop on this thread or it is closed; use [`try_spawn`]
 /// for an error instead.
 #[track_caller]
+#[inline]
 pub fn spawn<F>(fut: F) -> Task<F::Output>
 where
     F: Future + 'static,
@@ -134,6 +136,7 @@ where
 
 /// Like [`spawn`], with an error when there is no open loop on this thread.
 #[track_caller]
+#[inline]
 pub fn try_spawn<F>(fut: F) -> Result<Task<F::Output>, LoopError>
 where
     F: Future + 'static,
@@ -143,6 +146,7 @@ where
 }
 
 /// [`try_spawn`] with an explicit spawn location (for the task dump).
+#[inline]
 pub(crate) fn try_spawn_at<F>(fut: F, at: &'static Location<'static>) -> Result<Task<F::Output>, LoopError>
 where
     F: Future + 'static,

@@ -225,9 +225,14 @@ impl<T: 'static> Task<T> {
     pub fn has_panicked(&self) -> bool {
         self.is_done() && self.slot.raw().output_kind() == OutputKind::Panicked
     }
-    /// Makes `cancel()` on this task also cancel `child` at once.
-    pub(crate) fn link_child(&self, child: TaskRef) {
-        self.core().extra_mut().linked.push(child);
+    /// Makes `cancel()` on this task also cancel `children` at once.
+    pub(crate) fn link_children(&self, children: Vec<TaskRef>) {
+        let mut extra = self.core().extra_mut();
+        if extra.linked.is_empty() {
+            extra.linked = children;
+        } else {
+            extra.linked.extend(children);
+        }
     }
     /// Gives this task a gather's `cancel()`: it returns `false` (and the
     /// task keeps its result) when no child was left to cancel.

@@ -363,8 +363,10 @@ impl TaskRef {
         if let Some(r) = core.listener.take() {
             r.schedule();
         }
-        for l in more.into_iter().flatten() {
-            l.wake();
+        if let Some(more) = more {
+            for l in more {
+                l.wake();
+            }
         }
     }
 

@@ -295,6 +295,7 @@ impl RawRef {
 }
 
 impl Clone for RawRef {
+    #[inline]
     fn clone(&self) -> RawRef {
         let refs = &self.prefix().local.refs;
         let n = refs.get();
@@ -310,19 +311,27 @@ impl Clone for RawRef {
 }
 
 impl Drop for RawRef {
+    #[inline]
     fn drop(&mut self) {
         let refs = &self.prefix().local.refs;
         let n = refs.get() - 1;
         refs.set(n);
         if n == 0 {
-            let vtable = self.vtable();
-            // That was the last local reference: the loop-thread contents
-            // are dropped here, then the local group's atomic reference goes.
-            // SAFETY: last local ref, on the loop thread (`RawRef` is !Send).
-            unsafe {
-                (vtable.drop_local)(self.ptr);
-                release(self.ptr);
-            }
+            self.drop_last();
+        }
+    }
+}
+
+impl RawRef {
+    /// The last local reference went: the loop-thread contents are dropped
+    /// here, then the local group's atomic reference goes.
+    #[inline(never)]
+    fn drop_last(&mut self) {
+        let vtable = self.vtable();
+        // SAFETY: last local ref, on the loop thread (`RawRef` is !Send).
+        unsafe {
+            (vtable.drop_local)(self.ptr);
+            release(self.ptr);
         }
     }
 }
