@@ -286,6 +286,11 @@ fn closed_loop_refuses_to_run_or_schedule(lp: &EventLoop) {
     assert_eq!(lp.run_in_executor(|| 1).unwrap_err(), LoopError::Closed);
     assert_eq!(lp.handle().call_soon_threadsafe(|| {}).unwrap_err(), LoopError::Closed);
     assert_eq!(ringloop::try_spawn(async {}).unwrap_err(), LoopError::NoLoop);
+    // The refused future (already moved into its allocation) is dropped.
+    let probe = std::rc::Rc::new(());
+    let p = probe.clone();
+    assert_eq!(ringloop::try_spawn(async move { drop(p) }).unwrap_err(), LoopError::NoLoop);
+    assert_eq!(std::rc::Rc::strong_count(&probe), 1);
 }
 
 #[ringloop::test]

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::inner::{LoopInner, current_inner, other_loop_running, push_local_task};
 use super::{ExceptionContext, ExceptionKind, LoopError, Shared};
-use crate::task::{self, LoopHooks, OkWrap, Schedule, Task, TaskDump, TaskError, TaskRef, Wakeup};
+use crate::task::{self, LoopHooks, OkWrap, Schedule, Task, TaskBox, TaskDump, TaskError, TaskRef, Wakeup};
 
 /// Task ids are handed to loops in blocks of this many, so a spawn touches
 /// no shared counter (one atomic add per block).
@@ -51,6 +51,16 @@ where
 /// [`spawn_raw`] with an explicit spawn location.
 #[inline]
 pub(crate) fn spawn_raw_at<T, F>(lp: &Rc<LoopInner>, fut: F, at: &'static Location<'static>) -> Task<T>
+where
+    T: 'static,
+    F: Future<Output = Result<T, TaskError>> + 'static,
+{
+    spawn_boxed(lp, TaskBox::new(fut), at)
+}
+
+/// [`spawn_raw_at`] for a future already in its task allocation.
+#[inline]
+fn spawn_boxed<T, F>(lp: &Rc<LoopInner>, fut: TaskBox<F, T>, at: &'static Location<'static>) -> Task<T>
 where
     T: 'static,
     F: Future<Output = Result<T, TaskError>> + 'static,
@@ -152,9 +162,12 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
+    // The allocation first: the future moves into it before anything
+    // else (see `TaskBox`); on an error it is dropped with the box.
+    let fut = TaskBox::new(OkWrap(fut));
     let lp = current_inner().ok_or(LoopError::NoLoop)?;
     lp.check_open()?;
-    Ok(spawn_raw_at(&lp, OkWrap(fut), at))
+    Ok(spawn_boxed(&lp, fut, at))
 }
 
 /// The task whose step is running now, if any.

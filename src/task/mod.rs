@@ -33,7 +33,7 @@ pub use error::TaskError;
 pub(crate) use error::panic_message;
 pub use handle::{CancelOnDrop, DoneCallbackId, Finished, Task, TaskRef};
 use raw::{DropFuture, Init, OutputKind, RawRef};
-pub(crate) use raw::{OkWrap, SchedHook, Wakeup};
+pub(crate) use raw::{OkWrap, SchedHook, TaskBox, Wakeup};
 
 // The spawning entry points need the current loop, so the runtime defines
 // them (`ringloop::spawn`, `try_spawn`, `current_task`, `all_tasks` at the
@@ -232,13 +232,13 @@ impl TaskCore {
     }
 }
 
-/// Creates a task for a future whose output already carries a `TaskError`:
-/// one allocation. `key` and `id` identify it in its loop (`id` must be
+/// Creates a task for a future (already in its allocation, see
+/// [`TaskBox`]) whose output carries a `TaskError`: one allocation. `key` and `id` identify it in its loop (`id` must be
 /// unique in the process); the task is not scheduled yet (see
 /// [`TaskRef::schedule`]). `spawned_at` is where the user spawned it.
 #[inline]
 pub(crate) fn new_task<T, F>(
-    fut: F,
+    fut: TaskBox<F, T>,
     key: usize,
     id: u64,
     hook: &Rc<SchedHook>,

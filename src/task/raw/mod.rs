@@ -355,6 +355,6 @@ where
 mod refs;
 mod waker;
 
-pub(crate) use refs::{OkWrap, RawRef, TypedRef};
+pub(crate) use refs::{OkWrap, RawRef, TaskBox, TypedRef};
 pub(crate) use waker::Wakeup;
 use waker::*;
