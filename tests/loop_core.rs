@@ -289,7 +289,10 @@ fn closed_loop_refuses_to_run_or_schedule(lp: &EventLoop) {
     // The refused future (already moved into its allocation) is dropped.
     let probe = std::rc::Rc::new(());
     let p = probe.clone();
-    assert_eq!(ringloop::try_spawn(async move { drop(p) }).unwrap_err(), LoopError::NoLoop);
+    assert_eq!(
+        ringloop::try_spawn(async move { drop(p) }).unwrap_err(),
+        LoopError::NoLoop
+    );
     assert_eq!(std::rc::Rc::strong_count(&probe), 1);
 }
 

@@ -75,6 +75,7 @@ thread_local! {
 
 /// The loop running on this thread, else this thread's default loop (the
 /// most recently created one that is still open).
+#[inline]
 pub(crate) fn current_inner() -> Option<Rc<LoopInner>> {
     if let Some(lp) = RUNNING.with(|r| r.borrow().clone()) {
         return Some(lp);

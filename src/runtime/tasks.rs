@@ -8,7 +8,7 @@ use std::panic::Location;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::inner::{LoopInner, current_inner, other_loop_running, push_local_task};
+use super::inner::{LoopInner, Runnable, current_inner, other_loop_running, push_local_task};
 use super::{ExceptionContext, ExceptionKind, LoopError, Shared};
 use crate::task::{self, LoopHooks, OkWrap, Schedule, Task, TaskBox, TaskDump, TaskError, TaskRef, Wakeup};
 
@@ -70,9 +70,19 @@ where
     let entry = tasks.vacant_entry();
     let task = task::new_task(fut, entry.key(), id, &lp.sched_hook, at);
     let r = task.as_ref();
-    entry.insert(r.clone());
-    drop(tasks);
-    r.schedule();
+    if r.claim_first_step() {
+        // The usual case: straight onto the ready queue, after anything
+        // queued from other threads (what `schedule` would do, without
+        // its hook call and thread check).
+        entry.insert(r.clone());
+        drop(tasks);
+        lp.drain_remote();
+        lp.ready.borrow_mut().push_back(Runnable::Task(r));
+    } else {
+        entry.insert(r.clone());
+        drop(tasks);
+        r.schedule();
+    }
     task
 }
 

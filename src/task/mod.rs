@@ -297,6 +297,7 @@ impl TaskRef {
         if ctx_on || crate::context::in_use() {
             core.context.set(crate::context::enter(prev_ctx));
         }
+        let panicked = matches!(res, Poll::Ready(Err(_)));
         match res {
             Poll::Pending => {
                 core.waiting_on.set(waiting_on);
@@ -318,24 +319,26 @@ impl TaskRef {
         if let DropFuture::Dropped(Err(p)) = raw.drop_future() {
             lp.report_drop_panic("panic while dropping a finished task", p);
         }
-        let cancelled = raw.output_kind() == OutputKind::Cancelled && core.cancel_requested.get();
-        self.finish(Some(lp as &dyn LoopHooks), cancelled);
+        let cancelled = core.cancel_requested.get() && raw.output_kind() == OutputKind::Cancelled;
+        self.finish(Some(lp as &dyn LoopHooks), cancelled, panicked);
     }
 
     /// Stores `Err(e)` and finishes (cancelled when `e` is `Cancelled`).
     fn finish_with(&self, lp: Option<&dyn LoopHooks>, e: TaskError) {
         let cancelled = e.is_cancelled();
+        let panicked = matches!(e, TaskError::Panicked(_));
         if let Err(p) = self.raw().set_error(e) {
             if let Some(lp) = lp {
                 lp.report_drop_panic("panic while dropping a cancelled task's output", p);
             }
         }
-        self.finish(lp, cancelled);
+        self.finish(lp, cancelled, panicked);
     }
 
-    /// Marks the task done (its output is stored), untracks it, schedules
-    /// its done callbacks and wakes its listeners.
-    fn finish(&self, lp: Option<&dyn LoopHooks>, cancelled: bool) {
+    /// Marks the task done (its output is stored: `panicked` when that is a
+    /// panic), untracks it, schedules its done callbacks and wakes its
+    /// listeners.
+    fn finish(&self, lp: Option<&dyn LoopHooks>, cancelled: bool, panicked: bool) {
         let raw = self.raw();
         let core = raw.core();
         raw.set_done();
@@ -350,7 +353,7 @@ impl TaskRef {
                     lp.call_soon(Box::new(move || cb(&r)));
                 }
             }
-            if !core.handle_alive.get() && raw.output_kind() == OutputKind::Panicked {
+            if panicked && !core.handle_alive.get() {
                 report_unretrieved(lp, self);
             }
         }
@@ -420,6 +423,13 @@ impl TaskRef {
         let callbacks = raw.core().take_done_callbacks();
         drop(callbacks);
         self.finish_with(None, TaskError::Cancelled);
+    }
+
+    /// Marks a fresh task queued so the spawner can push it on the ready
+    /// queue directly; false when that is not possible (use `schedule`).
+    #[inline]
+    pub(crate) fn claim_first_step(&self) -> bool {
+        self.raw().claim_first_step()
     }
 
     /// Queues a step (the first one after a spawn, like asyncio's

@@ -173,6 +173,20 @@ impl RawRef {
         }
     }
 
+    /// Marks a task that was never scheduled as queued, when nobody else
+    /// can see its state (see `exclusive_state`); false otherwise (then
+    /// `schedule` is the way). The caller queues the step itself.
+    #[inline]
+    pub(crate) fn claim_first_step(&self) -> bool {
+        match self.exclusive_state() {
+            Some(s) if s & (SCHEDULED | DONE) == 0 && self.prefix().local.hook.strong_count() > 0 => {
+                self.prefix().header.state.store(s | SCHEDULED, Ordering::Release);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Marks the task finished: wakes are no-ops from now on.
     #[inline]
     pub(crate) fn set_done(&self) {
