@@ -27,7 +27,7 @@ use crate::driver::Driver;
 use crate::driver::fd::SharedFd;
 
 #[cfg(target_os = "linux")]
-use crate::driver::uring::{MultiOp, pool::Pool};
+use crate::driver::uring::pool::Pool;
 
 /// Heap receive size: the largest UDP payload over IPv4 or IPv6 (without
 /// jumbograms) fits.
@@ -95,18 +95,11 @@ unsafe impl super::OpCode for RecvMsgMulti {
 #[derive(Default)]
 pub(crate) struct PooledRecvFrom {
     #[cfg(target_os = "linux")]
-    multi: Option<(MultiOp<RecvMsgMulti>, std::rc::Rc<Pool>)>,
+    multi: super::multi::MultiRecv<RecvMsgMulti>,
     /// A single-shot receive (fallback backend, or io_uring's fallback).
     single: Option<Submit<RecvMsg<One<Vec<u8>>>>>,
     /// The heap buffer single-shot receives reuse.
     scratch: Vec<u8>,
-    /// Multishot receive unavailable (no pool, or the kernel refused it).
-    #[cfg(target_os = "linux")]
-    single_only: bool,
-    /// A multishot receive produced at least one datagram (so an `EINVAL`
-    /// is not the kernel refusing the multishot flag).
-    #[cfg(target_os = "linux")]
-    multi_worked: bool,
 }
 
 impl PooledRecvFrom {
@@ -135,7 +128,7 @@ impl PooledRecvFrom {
             }
             match drv {
                 #[cfg(target_os = "linux")]
-                Driver::Uring(d) if !self.single_only => {
+                Driver::Uring(d) if !self.multi.single_only => {
                     if let Some(dgram) = ready!(self.poll_multi(drv, d, fd, cx)) {
                         return Poll::Ready(dgram);
                     }
@@ -164,60 +157,28 @@ impl PooledRecvFrom {
         fd: &SharedFd,
         cx: &mut Context<'_>,
     ) -> Poll<Option<io::Result<Datagram>>> {
-        use io_uring::cqueue;
-        if self.multi.is_none() {
-            let pool =
-                if d.uses(crate::driver::Feature::MultishotRecv) && d.supports(<RecvMsgMulti as super::OpCode>::CODE) {
-                    d.recv_pool()
-                } else {
-                    None
-                };
+        use super::multi::MultiStep;
+        let arm = || {
+            let usable =
+                d.uses(crate::driver::Feature::MultishotRecv) && d.supports(<RecvMsgMulti as super::OpCode>::CODE);
             // A buffer must hold the header and the address at least.
-            let Some(pool) = pool.filter(|p| p.buf_size() as usize > HEADER + NAME_LEN) else {
-                self.single_only = true;
-                return Poll::Ready(None);
-            };
-            self.multi = Some((d.submit_multi(RecvMsgMulti::new(fd)), pool));
-        }
-        let (op, pool) = self.multi.as_mut().expect("multishot recvmsg armed");
-        let Some((res, flags)) = ready!(op.poll_next_cqe(cx)) else {
-            // The kernel ended it and every result was taken: re-arm.
-            self.multi = None;
-            return Poll::Ready(None);
+            let pool = usable
+                .then(|| d.recv_pool())
+                .flatten()
+                .filter(|p| p.buf_size() as usize > HEADER + NAME_LEN)?;
+            Some((d.submit_multi(RecvMsgMulti::new(fd)), pool))
         };
-        let pool = pool.clone();
-        let bid = cqueue::buffer_select(flags);
-        if !cqueue::more(flags) {
-            self.multi = None;
-        }
-        match res {
-            Ok(n) => {
-                let Some(bid) = bid else {
-                    return Poll::Ready(Some(Err(io::Error::other(
-                        "ringloop: io_uring multishot recvmsg without a buffer",
-                    ))));
-                };
-                self.multi_worked = true;
-                Poll::Ready(Some(parse(pool, bid, n as usize)))
+        match ready!(self.multi.poll_step(arm, cx)) {
+            Err(e) => Poll::Ready(Some(Err(e))),
+            Ok(MultiStep::Data(pool, Some(bid), n)) => Poll::Ready(Some(parse(pool, bid, n))),
+            Ok(MultiStep::Data(_, None, _)) => Poll::Ready(Some(Err(io::Error::other(
+                "ringloop: io_uring multishot recvmsg without a buffer",
+            )))),
+            Ok(MultiStep::NoBuffers) => {
+                self.submit_single(drv, fd);
+                Poll::Ready(None)
             }
-            Err(e) => {
-                if let Some(bid) = bid {
-                    pool.recycle(bid);
-                }
-                match e.raw_os_error() {
-                    Some(libc::ENOBUFS) => {
-                        self.submit_single(drv, fd);
-                        Poll::Ready(None)
-                    }
-                    Some(libc::ECANCELED) => Poll::Ready(None),
-                    Some(libc::EINVAL) if !self.multi_worked => {
-                        self.multi = None;
-                        self.single_only = true;
-                        Poll::Ready(None)
-                    }
-                    _ => Poll::Ready(Some(Err(e))),
-                }
-            }
+            Ok(MultiStep::Again) => Poll::Ready(None),
         }
     }
 }

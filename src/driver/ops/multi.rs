@@ -92,16 +92,108 @@ impl PooledRecv {
     }
 }
 
+/// What one completion of a pooled multishot receive means to its owner.
+#[cfg(target_os = "linux")]
+pub(super) enum MultiStep {
+    /// `n` bytes in pool buffer `bid` (`None`: the kernel named no buffer,
+    /// which it must for a result).
+    Data(std::rc::Rc<Pool>, Option<u16>, usize),
+    /// Every pool buffer is out and no data was consumed: receive once
+    /// single-shot, then poll again.
+    NoBuffers,
+    /// The receive ended (or multishot turned out unsupported): poll again,
+    /// which re-arms it or goes single-shot for good.
+    Again,
+}
+
+/// The armed multishot receive of a [`PooledRecv`] or a datagram
+/// `PooledRecvFrom` with its pool, and what was learnt about the kernel:
+/// the re-arm / `ENOBUFS` / `EINVAL` handling both share.
+#[cfg(target_os = "linux")]
+pub(super) struct MultiRecv<Op: 'static> {
+    armed: Option<(MultiOp<Op>, std::rc::Rc<Pool>)>,
+    /// Multishot receive unavailable (no pool, or the kernel refused it).
+    pub(super) single_only: bool,
+    /// A multishot receive produced at least one result (so an `EINVAL`
+    /// is not the kernel refusing the multishot flag).
+    worked: bool,
+}
+
+#[cfg(target_os = "linux")]
+impl<Op: 'static> Default for MultiRecv<Op> {
+    fn default() -> Self {
+        MultiRecv {
+            armed: None,
+            single_only: false,
+            worked: false,
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl<Op: 'static> MultiRecv<Op> {
+    /// The next completion. `arm` submits the receive when none is armed;
+    /// `None` from it means multishot cannot be used here (single-shot from
+    /// now on). Buffers of failed completions go back to the pool here.
+    pub(super) fn poll_step(
+        &mut self,
+        arm: impl FnOnce() -> Option<(MultiOp<Op>, std::rc::Rc<Pool>)>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<MultiStep>> {
+        use io_uring::cqueue;
+        if self.armed.is_none() {
+            match arm() {
+                Some(armed) => self.armed = Some(armed),
+                None => {
+                    self.single_only = true;
+                    return Poll::Ready(Ok(MultiStep::Again));
+                }
+            }
+        }
+        let (op, pool) = self.armed.as_mut().expect("multishot receive armed");
+        let Some((res, flags)) = ready!(op.poll_next_cqe(cx)) else {
+            // The kernel ended it and every result was taken: re-arm.
+            self.armed = None;
+            return Poll::Ready(Ok(MultiStep::Again));
+        };
+        let pool = pool.clone();
+        let bid = cqueue::buffer_select(flags);
+        if !cqueue::more(flags) {
+            // Final completion: the next poll re-arms.
+            self.armed = None;
+        }
+        match res {
+            Ok(n) => {
+                self.worked = true;
+                Poll::Ready(Ok(MultiStep::Data(pool, bid, n as usize)))
+            }
+            Err(e) => {
+                if let Some(bid) = bid {
+                    pool.recycle(bid);
+                }
+                match e.raw_os_error() {
+                    // Every pool buffer is out; no data was consumed.
+                    Some(libc::ENOBUFS) => Poll::Ready(Ok(MultiStep::NoBuffers)),
+                    // Ended by a cancel that was not ours: re-arm.
+                    Some(libc::ECANCELED) => Poll::Ready(Ok(MultiStep::Again)),
+                    // A kernel without this multishot receive.
+                    Some(libc::EINVAL) if !self.worked => {
+                        self.armed = None;
+                        self.single_only = true;
+                        Poll::Ready(Ok(MultiStep::Again))
+                    }
+                    _ => Poll::Ready(Err(e)),
+                }
+            }
+        }
+    }
+}
+
 #[cfg(target_os = "linux")]
 #[derive(Default)]
 struct UringRecv {
-    multi: Option<(MultiOp<RecvMulti>, std::rc::Rc<Pool>)>,
+    multi: MultiRecv<RecvMulti>,
     single: Option<Submit<Recv<Vec<u8>>>>,
-    /// Multishot receive unavailable (no pool, or the kernel refused it).
-    single_only: bool,
-    /// A multishot receive produced at least one result (so an `EINVAL`
-    /// is not the kernel refusing the multishot flag).
-    multi_worked: bool,
 }
 
 #[cfg(target_os = "linux")]
@@ -111,71 +203,41 @@ impl UringRecv {
         let Driver::Uring(d) = drv else {
             return Poll::Ready(Err(io::Error::other("ringloop: io_uring receive on another backend")));
         };
-        use io_uring::cqueue;
         loop {
             if let Some(op) = self.single.as_mut() {
                 let (res, buf) = ready!(Pin::new(op).poll(cx));
                 self.single = None;
                 return Poll::Ready(res.map(|n| (n > 0).then(|| PooledBuf::from_vec(buf))));
             }
-            if self.single_only {
+            if self.multi.single_only {
                 self.single = Some(submit_single(drv, fd));
                 continue;
             }
-            if self.multi.is_none() {
-                if !d.uses(crate::driver::Feature::MultishotRecv) {
-                    self.single_only = true;
-                    continue;
-                }
-                let Some(pool) = d.recv_pool() else {
-                    self.single_only = true;
-                    continue;
-                };
-                let op = d.submit_multi(RecvMulti { fd: fd.clone() });
-                self.multi = Some((op, pool));
-            }
-            let (op, pool) = self.multi.as_mut().expect("multishot receive armed");
-            let Some((res, flags)) = ready!(op.poll_next_cqe(cx)) else {
-                // The kernel ended it and every result was taken: re-arm.
-                self.multi = None;
-                continue;
+            let arm = || {
+                let pool = d
+                    .uses(crate::driver::Feature::MultishotRecv)
+                    .then(|| d.recv_pool())
+                    .flatten()?;
+                Some((d.submit_multi(RecvMulti { fd: fd.clone() }), pool))
             };
-            let buf = cqueue::buffer_select(flags).map(|bid| (pool.clone(), bid));
-            if !cqueue::more(flags) {
-                // Final completion: the next poll re-arms (after taking it,
-                // `poll_next_cqe` reports the end).
-                self.multi = None;
-            }
-            match res {
-                Ok(n) if n > 0 => {
-                    self.multi_worked = true;
-                    let Some((pool, bid)) = buf else {
-                        return Poll::Ready(Err(io::Error::other(
-                            "ringloop: io_uring multishot receive without a buffer",
-                        )));
-                    };
-                    return Poll::Ready(Ok(Some(PooledBuf::from_ring(pool, bid, n as usize))));
+            match ready!(self.multi.poll_step(arm, cx))? {
+                MultiStep::Data(pool, Some(bid), n) if n > 0 => {
+                    return Poll::Ready(Ok(Some(PooledBuf::from_ring(pool, bid, n))));
                 }
-                Ok(_) => {
-                    if let Some((pool, bid)) = buf {
+                MultiStep::Data(_, None, n) if n > 0 => {
+                    return Poll::Ready(Err(io::Error::other(
+                        "ringloop: io_uring multishot receive without a buffer",
+                    )));
+                }
+                // End of stream.
+                MultiStep::Data(pool, bid, _) => {
+                    if let Some(bid) = bid {
                         pool.recycle(bid);
                     }
                     return Poll::Ready(Ok(None));
                 }
-                Err(e) => {
-                    if let Some((pool, bid)) = buf {
-                        pool.recycle(bid);
-                    }
-                    match e.raw_os_error() {
-                        // Every pool buffer is out; no data was consumed.
-                        Some(libc::ENOBUFS) => self.single = Some(submit_single(drv, fd)),
-                        // Ended by a cancel that was not ours: re-arm.
-                        Some(libc::ECANCELED) => {}
-                        // A kernel without multishot receive.
-                        Some(libc::EINVAL) if !self.multi_worked => self.single_only = true,
-                        _ => return Poll::Ready(Err(e)),
-                    }
-                }
+                MultiStep::NoBuffers => self.single = Some(submit_single(drv, fd)),
+                MultiStep::Again => {}
             }
         }
     }
