@@ -320,7 +320,7 @@ impl TaskRef {
             lp.report_drop_panic("panic while dropping a finished task", p);
         }
         let cancelled = core.cancel_requested.get() && raw.output_kind() == OutputKind::Cancelled;
-        self.finish(Some(lp as &dyn LoopHooks), cancelled, panicked);
+        self.finish(Some(lp), cancelled, panicked);
     }
 
     /// Stores `Err(e)` and finishes (cancelled when `e` is `Cancelled`).
@@ -338,7 +338,11 @@ impl TaskRef {
     /// Marks the task done (its output is stored: `panicked` when that is a
     /// panic), untracks it, schedules its done callbacks and wakes its
     /// listeners.
-    fn finish(&self, lp: Option<&dyn LoopHooks>, cancelled: bool, panicked: bool) {
+    ///
+    /// Generic over the hooks so the loop's own step (`run`) calls its loop
+    /// directly; the cancel paths pass `dyn LoopHooks`.
+    #[inline]
+    fn finish<H: LoopHooks + ?Sized>(&self, lp: Option<&H>, cancelled: bool, panicked: bool) {
         let raw = self.raw();
         let core = raw.core();
         raw.set_done();
@@ -439,7 +443,7 @@ impl TaskRef {
     }
 }
 
-fn report_unretrieved(lp: &dyn LoopHooks, task: &TaskRef) {
+fn report_unretrieved<H: LoopHooks + ?Sized>(lp: &H, task: &TaskRef) {
     let text = task.raw().panic_text().unwrap_or_default();
     lp.report_unretrieved(task.clone(), text);
 }
