@@ -203,9 +203,9 @@ where
     /// `RawRef::allocate::<F, T>`, whose vtable is this one), and the caller is on
     /// the loop thread holding a local reference (except `dealloc`, see there).
     unsafe fn cell<'a>(ptr: NonNull<Header>) -> &'a TaskCell<F, T> {
-        // SAFETY: the header is at offset 0 of the `repr(C)` cell, the
-        // pointer carries the whole allocation's provenance (from
-        // `Box::into_raw`), and the caller guarantees it is live.
+        // The pointer carries the whole allocation's provenance.
+        // SAFETY: the header is at offset 0 of the `repr(C)` cell, which
+        // the caller guarantees is live.
         unsafe { ptr.cast::<TaskCell<F, T>>().as_ref() }
     }
 

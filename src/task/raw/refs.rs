@@ -57,9 +57,9 @@ impl RawRef {
         // From here on the cell is completed into a task, not dropped as a
         // `TaskBox`.
         std::mem::forget(task);
-        // SAFETY: the future slot was written by `TaskBox::new`; every
-        // other field of the cell is written once here, in place, through
-        // raw pointers (nothing is read or dropped).
+        // The future slot was written by `TaskBox::new`.
+        // SAFETY: every other field is written once, in place, through raw
+        // pointers (nothing is read or dropped).
         unsafe {
             (&raw mut (*p).prefix.header).write(Header {
                 state: AtomicUsize::new(REF_ONE),
@@ -384,10 +384,9 @@ where
 impl<F, T> Drop for TaskBox<F, T> {
     fn drop(&mut self) {
         let p = self.cell.as_ptr();
-        // SAFETY: only the future slot is initialized (`new`): it is dropped
-        // in place once, then the memory is freed as the uninitialized box
-        // it came from (which drops nothing). If the future's destructor
-        // unwinds, the memory leaks.
+        // If the future's destructor unwinds, the memory leaks.
+        // SAFETY: only the future slot is initialized (`new`): dropped in
+        // place once, then freed as the uninitialized box it came from.
         unsafe {
             std::ptr::drop_in_place(&raw mut (*p).future);
             drop(Box::from_raw(p.cast::<MaybeUninit<TaskCell<F, T>>>()));

@@ -96,9 +96,8 @@ pub(super) unsafe fn release(ptr: NonNull<Header>) {
     };
     if prev & !FLAGS == REF_ONE {
         if prev & SCHED_REF != 0 {
-            // SAFETY: the strong count taken by the first owned waker
-            // (`waker_clone`), given back once; `sched` came from
-            // `Arc::as_ptr` of that `Arc`.
+            // The count taken by the first owned waker (`waker_clone`).
+            // SAFETY: given back once; `sched` is that `Arc`'s `as_ptr`.
             unsafe { Arc::decrement_strong_count(sched.as_ptr().cast_const()) };
         }
         // SAFETY: that was the last reference; nobody can reach the cell.
@@ -159,10 +158,9 @@ impl Wakeup<'_> {
     /// is only ever touched there).
     pub(crate) unsafe fn local(&self) -> Option<crate::task::TaskRef> {
         let ptr = NonNull::from(self.h);
-        // SAFETY: the header is alive (see `h`) and the local part, at a
-        // fixed offset of the same allocation, may be used on this thread
-        // (the caller's promise). `refs` is a plain `Cell` that is never
-        // dropped, readable even at zero.
+        // `refs` is a plain `Cell` that is never dropped, readable at zero.
+        // SAFETY: the header is alive (see `h`); its local part may be used
+        // on this thread (the caller's promise).
         let refs = unsafe { &(*ptr.cast::<Prefix>().as_ptr()).local.refs };
         let n = refs.get();
         if n == 0 || n == u32::MAX {
