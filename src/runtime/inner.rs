@@ -93,11 +93,10 @@ pub(crate) fn push_local_task(shared: &Shared, task: task::Wakeup<'_>) -> bool {
             let r = r.borrow();
             match &*r {
                 Some(lp) if std::ptr::eq(Arc::as_ptr(&lp.shared), shared) => {
-                    lp.drain_remote();
                     // SAFETY: `shared` is the running loop's, so this is the
                     // thread of the task's loop.
                     if let Some(t) = unsafe { task.local() } {
-                        lp.ready.borrow_mut().push_back(Runnable::Task(t));
+                        lp.push_ready(Runnable::Task(t));
                     }
                     true
                 }
@@ -155,8 +154,7 @@ impl LoopInner {
     pub(crate) fn schedule_callback(&self, f: Box<dyn FnOnce()>) -> Rc<CallbackCell> {
         let cell = CallbackCell::new(f);
         if !self.closed.get() {
-            self.drain_remote();
-            self.ready.borrow_mut().push_back(Runnable::Callback(cell.clone()));
+            self.push_ready(Runnable::Callback(cell.clone()));
         }
         cell
     }
@@ -311,6 +309,14 @@ impl LoopInner {
     /// on the loop thread), so one FIFO holds callbacks and wake-ups in call
     /// order whichever thread made them; without remote items this costs
     /// one atomic load.
+    /// Queues `r` from the loop thread: after anything queued from other
+    /// threads before it (see `drain_remote`).
+    #[inline]
+    pub(crate) fn push_ready(&self, r: Runnable) {
+        self.drain_remote();
+        self.ready.borrow_mut().push_back(r);
+    }
+
     #[inline]
     pub(super) fn drain_remote(&self) {
         if self.shared.has_remote() {

@@ -70,17 +70,14 @@ where
     let entry = tasks.vacant_entry();
     let task = task::new_task(fut, entry.key(), id, &lp.sched_hook, at);
     let r = task.as_ref();
-    if r.claim_first_step() {
-        // The usual case: straight onto the ready queue, after anything
-        // queued from other threads (what `schedule` would do, without
-        // its hook call and thread check).
-        entry.insert(r.clone());
-        drop(tasks);
-        lp.drain_remote();
-        lp.ready.borrow_mut().push_back(Runnable::Task(r));
+    // The usual case: straight onto the ready queue (what `schedule` would
+    // do, without its hook call and thread check).
+    let claimed = r.claim_first_step();
+    entry.insert(r.clone());
+    drop(tasks);
+    if claimed {
+        lp.push_ready(Runnable::Task(r));
     } else {
-        entry.insert(r.clone());
-        drop(tasks);
         r.schedule();
     }
     task

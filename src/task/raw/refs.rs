@@ -29,15 +29,6 @@ pub(crate) struct TypedRef<T> {
 }
 
 impl RawRef {
-    /// Wraps a pointer whose local count the caller just incremented for
-    /// this reference.
-    pub(super) fn from_counted(ptr: NonNull<Header>) -> RawRef {
-        RawRef {
-            ptr,
-            _local: PhantomData,
-        }
-    }
-
     /// Makes the task of `task` (the allocation holding its future): the
     /// returned reference is its only local one, and the local group its
     /// only atomic one. Always inlined into the spawn, so `init` is never
@@ -160,31 +151,35 @@ impl RawRef {
         if p.local.hook.strong_count() == 0 {
             return;
         }
-        match self.exclusive_state() {
-            Some(s) => {
-                if s & (SCHEDULED | DONE) == 0 {
-                    p.header.state.store(s | SCHEDULED, Ordering::Release);
-                    // SAFETY: the loop's hook is alive (checked above).
-                    unsafe { schedule_now(&p.header) };
-                }
-            }
+        match self.claim_exclusive() {
+            // SAFETY: the loop's hook is alive (checked above).
+            Some(true) => unsafe { schedule_now(&p.header) },
+            Some(false) => {}
             // SAFETY: the loop's hook is alive (checked above).
             None => unsafe { wake(&p.header) },
         }
     }
 
-    /// Marks a task that was never scheduled as queued, when nobody else
-    /// can see its state (see `exclusive_state`); false otherwise (then
-    /// `schedule` is the way). The caller queues the step itself.
+    /// Sets `SCHEDULED` with a plain store when nobody else can see the
+    /// state (see `exclusive_state`): `Some(true)` when the caller must
+    /// queue the step, `Some(false)` when it is queued or done already,
+    /// `None` when the state is shared (an atomic wake is needed).
+    #[inline]
+    fn claim_exclusive(&self) -> Option<bool> {
+        let s = self.exclusive_state()?;
+        if s & (SCHEDULED | DONE) != 0 {
+            return Some(false);
+        }
+        self.prefix().header.state.store(s | SCHEDULED, Ordering::Release);
+        Some(true)
+    }
+
+    /// Marks the task queued without queueing it, when nobody else can see
+    /// its state and its loop lives; false otherwise (then `schedule` is
+    /// the way). A spawn uses it and pushes the step itself.
     #[inline]
     pub(crate) fn claim_first_step(&self) -> bool {
-        match self.exclusive_state() {
-            Some(s) if s & (SCHEDULED | DONE) == 0 && self.prefix().local.hook.strong_count() > 0 => {
-                self.prefix().header.state.store(s | SCHEDULED, Ordering::Release);
-                true
-            }
-            _ => false,
-        }
+        self.prefix().local.hook.strong_count() > 0 && self.claim_exclusive() == Some(true)
     }
 
     /// Marks the task finished: wakes are no-ops from now on.
@@ -243,16 +238,27 @@ impl RawRef {
             return None;
         }
         // The same loop, so that task belongs to this thread (a loop and its
-        // tasks never leave their thread). `refs` is a plain `Cell` that is
-        // never dropped, readable even at zero (only that field is
-        // referenced: the core may already be dropped).
+        // tasks never leave their thread). `None` (its local contents are
+        // gone): the caller keeps a waker instead.
+        // SAFETY: the header is alive (see above), on its loop's thread.
+        unsafe { RawRef::local_at(ptr) }
+    }
+
+    /// A new local reference to the task at `ptr`; `None` once its local
+    /// contents are gone (count zero) or when the count is saturated.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is a live task header and the caller runs on its loop's thread.
+    #[inline]
+    pub(super) unsafe fn local_at(ptr: NonNull<Header>) -> Option<RawRef> {
+        // `refs` is a plain `Cell` that is never dropped, readable at zero
+        // (only that field is referenced: the core may be dropped already).
         // SAFETY: the local part, at a fixed offset of the live allocation,
-        // may be used on this thread, as just explained.
+        // may be used on this thread (the caller's promise).
         let refs = unsafe { &(*ptr.cast::<Prefix>().as_ptr()).local.refs };
         let n = refs.get();
         if n == 0 || n == u32::MAX {
-            // Its local contents are gone (or the count is saturated):
-            // the caller keeps a waker instead.
             return None;
         }
         refs.set(n + 1);

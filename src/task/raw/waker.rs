@@ -157,16 +157,9 @@ impl Wakeup<'_> {
     /// The caller runs on the thread of the task's loop (a task's local part
     /// is only ever touched there).
     pub(crate) unsafe fn local(&self) -> Option<crate::task::TaskRef> {
-        let ptr = NonNull::from(self.h);
-        // `refs` is a plain `Cell` that is never dropped, readable at zero.
-        // SAFETY: the header is alive (see `h`); its local part may be used
-        // on this thread (the caller's promise).
-        let refs = unsafe { &(*ptr.cast::<Prefix>().as_ptr()).local.refs };
-        let n = refs.get();
-        if n == 0 || n == u32::MAX {
-            return None;
-        }
-        refs.set(n + 1);
-        Some(crate::task::TaskRef::from_raw(RawRef::from_counted(ptr)))
+        // SAFETY: the header is alive (see `h`), on its loop's thread (the
+        // caller's promise).
+        let raw = unsafe { RawRef::local_at(NonNull::from(self.h)) }?;
+        Some(crate::task::TaskRef::from_raw(raw))
     }
 }
