@@ -330,9 +330,10 @@ impl LoopInner {
         self.shared.drain_into(&mut batch);
         for r in batch.drain(..) {
             match r {
-                shared::Remote::Wake { key, id } => {
-                    let t = self.tasks.borrow().get(key).filter(|t| t.id() == id).cloned();
-                    if let Some(t) = t {
+                shared::Remote::Wake(t) => {
+                    // This loop's queue holds only its own tasks.
+                    // SAFETY: a `LoopInner` (`!Send`) is used on its thread.
+                    if let Some(t) = unsafe { t.into_local() } {
                         self.ready.borrow_mut().push_back(Runnable::Task(t));
                     }
                 }

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::driver::Notify;
 
 pub(crate) enum Remote {
-    Wake { key: usize, id: u64 },
+    /// A task woken from another thread (owns a reference to it).
+    Wake(crate::task::RemoteTask),
     Call(Box<dyn FnOnce() + Send>),
     Stop,
 }
@@ -135,13 +136,27 @@ impl Shared {
         self.gate.wake();
     }
 
-    pub(crate) fn push_remote_wake(&self, key: usize, id: u64) {
-        if !self.closed.load(Ordering::Acquire) {
-            self.push(Remote::Wake { key, id });
+    /// Queues a task woken from another thread; dropped (its reference
+    /// released) once the loop is closed. Checked under the queue's lock,
+    /// which `close` takes too: nothing is queued after the loop's last
+    /// drain, so no task reference stays behind in a queue that the task
+    /// itself keeps alive (through its wakers' schedule hook).
+    pub(crate) fn push_remote_wake(&self, task: crate::task::RemoteTask) {
+        {
+            let mut q = self.lock();
+            if self.closed.load(Ordering::Acquire) {
+                drop(q);
+                drop(task);
+                return;
+            }
+            q.push(Remote::Wake(task));
+            self.gate.set_pending(true);
         }
+        self.gate.wake();
     }
 
     pub(crate) fn close(&self) {
+        let _q = self.lock();
         self.closed.store(true, Ordering::Release);
     }
 }

@@ -68,7 +68,12 @@ where
     let id = lp.task_ids.next();
     let mut tasks = lp.tasks.borrow_mut();
     let entry = tasks.vacant_entry();
-    let task = task::new_task(fut, entry.key(), id, &lp.sched_hook, at);
+    // A task keeps its slab key in 32 bits: 2^32 live tasks (hundreds of
+    // GiB) cannot exist, like a reference count that would overflow.
+    let Ok(key) = u32::try_from(entry.key()) else {
+        std::process::abort();
+    };
+    let task = task::new_task(fut, key, id, &lp.sched_hook, at);
     let r = task.as_ref();
     // The usual case: straight onto the ready queue (what `schedule` would
     // do, without its hook call and thread check).
@@ -86,7 +91,7 @@ where
 impl Schedule for Shared {
     fn schedule(&self, task: Wakeup<'_>) {
         if !push_local_task(self, task) {
-            self.push_remote_wake(task.key(), task.id());
+            self.push_remote_wake(task.remote());
         }
     }
     fn foreign_loop_running(&self) -> bool {
@@ -101,7 +106,8 @@ impl LoopHooks for LoopInner {
     fn call_soon(&self, f: Box<dyn FnOnce()>) {
         self.schedule_callback(f);
     }
-    fn task_finished(&self, key: usize, id: u64) {
+    fn task_finished(&self, key: u32, id: u64) {
+        let key = key as usize;
         let removed = {
             let mut tasks = self.tasks.borrow_mut();
             match tasks.get(key) {

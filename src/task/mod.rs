@@ -21,7 +21,7 @@ use std::any::Any;
 use std::cell::{Cell, OnceCell, RefCell, RefMut};
 use std::panic::Location;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::Waker;
 
 mod dump;
 mod error;
@@ -32,8 +32,8 @@ pub use dump::{TaskDump, TaskInfo, TaskState};
 pub use error::TaskError;
 pub(crate) use error::panic_message;
 pub use handle::{CancelOnDrop, DoneCallbackId, Finished, Task, TaskRef};
-use raw::{DropFuture, Init, OutputKind, RawRef};
-pub(crate) use raw::{OkWrap, SchedHook, TaskBox, Wakeup};
+use raw::{DropFuture, Init, OutputKind, RawRef, StepResult};
+pub(crate) use raw::{OkWrap, RemoteTask, SchedHook, TaskBox, Wakeup};
 
 // The spawning entry points need the current loop, so the runtime defines
 // them (`ringloop::spawn`, `try_spawn`, `current_task`, `all_tasks` at the
@@ -43,9 +43,9 @@ pub(crate) use raw::{OkWrap, SchedHook, TaskBox, Wakeup};
 /// since wakers may be woken on any thread; stored in every task's header.
 pub(crate) trait Schedule: Send + Sync + 'static {
     /// Queues a step of the task. On the loop's own thread while it runs
-    /// this pushes a local reference on the ready queue; elsewhere the
-    /// task's `(key, id)` goes through the cross-thread queue (and wakes a
-    /// sleeping loop).
+    /// this pushes a local reference on the ready queue; elsewhere an owned
+    /// reference ([`RemoteTask`]) goes through the cross-thread queue (and
+    /// wakes a sleeping loop).
     fn schedule(&self, task: Wakeup<'_>);
     /// Whether a loop other than this one runs on the calling thread (a
     /// task awaited there could never make progress).
@@ -58,7 +58,7 @@ pub(crate) trait LoopHooks {
     /// Schedules `f` through the ready queue (dropped if the loop is closed).
     fn call_soon(&self, f: Box<dyn FnOnce()>);
     /// The task `(key, id)` finished: the loop stops tracking it.
-    fn task_finished(&self, key: usize, id: u64);
+    fn task_finished(&self, key: u32, id: u64);
     /// Reports a panic of a future's (or output's) destructor.
     fn report_drop_panic(&self, what: &str, payload: Box<dyn Any + Send>);
     /// Reports a task panic nobody retrieved.
@@ -109,7 +109,12 @@ impl Listener {
 /// Loop-thread task bookkeeping, shared by every task type (inside the
 /// task allocation).
 pub(crate) struct TaskCore {
+    /// The task's id (process-unique; its default name is `Task-<id>`).
+    id: u64,
     state: Cell<State>,
+    /// True while user code runs with the future slot borrowed (a poll or
+    /// an in-place drop): the slot is then off limits (see `raw`).
+    future_busy: Cell<bool>,
     cancel_requested: Cell<bool>,
     handle_alive: Cell<bool>,
     /// A gather: `cancel()` succeeds only if it cancels a child.
@@ -122,9 +127,6 @@ pub(crate) struct TaskCore {
     listener: Cell<Option<RawRef>>,
     /// What few tasks use, allocated on first use (one pointer inline).
     extra: OnceCell<Box<RefCell<Extra>>>,
-    /// The task's `contextvars` context (a copy of its spawner's); `None`
-    /// while empty, which is always the case until a `ContextVar` is set.
-    context: Cell<crate::context::Ctx>,
     /// Where the task was spawned (`#[track_caller]` through the spawn
     /// functions), for the task dump.
     spawned_at: &'static Location<'static>,
@@ -139,6 +141,9 @@ pub(crate) struct TaskCore {
 struct Extra {
     /// `None` until set: the default name is formatted on demand.
     name: Option<String>,
+    /// The task's `contextvars` context (a copy of its spawner's); `None`
+    /// while empty, which is always the case until a `ContextVar` is set.
+    context: crate::context::Ctx,
     done_callbacks: Vec<(DoneCallbackId, DoneCallback)>,
     /// Tasks cancelled together with this one, synchronously (a gather's
     /// children, like asyncio's `_GatheringFuture.cancel`).
@@ -152,17 +157,34 @@ impl TaskCore {
     /// allocation, straight into it (built before, it was copied through
     /// the stack with a store-forwarding stall).
     #[inline(always)]
-    fn new(context: crate::context::Ctx, spawned_at: &'static Location<'static>) -> TaskCore {
-        TaskCore {
+    fn new(id: u64, context: crate::context::Ctx, spawned_at: &'static Location<'static>) -> TaskCore {
+        let core = TaskCore {
+            id,
             state: Cell::new(State::Pending),
+            future_busy: Cell::new(false),
             cancel_requested: Cell::new(false),
             handle_alive: Cell::new(true),
             gather: Cell::new(false),
             listener: Cell::new(None),
             extra: OnceCell::new(),
-            context: Cell::new(context),
             spawned_at,
             waiting_on: Cell::new(None),
+        };
+        if context.is_some() {
+            core.set_context(context);
+        }
+        core
+    }
+    /// Takes the task's context out (to enter it for a step).
+    fn take_context(&self) -> crate::context::Ctx {
+        self.extra().and_then(|e| e.borrow_mut().context.take())
+    }
+    /// Puts the task's context back (after a step).
+    fn set_context(&self, ctx: crate::context::Ctx) {
+        match self.extra() {
+            Some(e) => e.borrow_mut().context = ctx,
+            None if ctx.is_some() => self.extra_mut().context = ctx,
+            None => {}
         }
     }
     /// The extra parts, created on first use.
@@ -233,13 +255,14 @@ impl TaskCore {
 }
 
 /// Creates a task for a future (already in its allocation, see
-/// [`TaskBox`]) whose output carries a `TaskError`: one allocation. `key` and `id` identify it in its loop (`id` must be
-/// unique in the process); the task is not scheduled yet (see
+/// [`TaskBox`]) whose output carries a `TaskError`: one allocation. `key`
+/// (its slab key) and `id` identify it in its loop (`id` must be unique in
+/// the process); the task is not scheduled yet (see
 /// [`TaskRef::schedule`]). `spawned_at` is where the user spawned it.
 #[inline]
 pub(crate) fn new_task<T, F>(
     fut: TaskBox<F, T>,
-    key: usize,
+    key: u32,
     id: u64,
     hook: &Rc<SchedHook>,
     spawned_at: &'static Location<'static>,
@@ -284,7 +307,7 @@ impl TaskRef {
         // Switch to the task's context only once context variables are in use.
         let ctx_on = crate::context::in_use();
         let prev_ctx = if ctx_on {
-            crate::context::enter(core.context.take())
+            crate::context::enter(core.take_context())
         } else {
             None
         };
@@ -295,29 +318,32 @@ impl TaskRef {
         let waiting_on = crate::debug::take_wait();
         drop(lp.swap_current(prev));
         if ctx_on || crate::context::in_use() {
-            core.context.set(crate::context::enter(prev_ctx));
+            core.set_context(crate::context::enter(prev_ctx));
         }
-        let panicked = matches!(res, Poll::Ready(Err(_)));
+        let panicked = matches!(res, StepResult::Panicked(_));
         match res {
-            Poll::Pending => {
+            StepResult::Pending => {
                 core.waiting_on.set(waiting_on);
                 return;
             }
-            // Cancelled during its own last step (e.g. it cancelled itself
-            // and returned): it ends cancelled, as in asyncio.
-            Poll::Ready(Ok(())) if core.cancel_requested.get() => {
-                if let Err(p) = raw.set_error(TaskError::Cancelled) {
-                    lp.report_drop_panic("panic while dropping a cancelled task's output", p);
+            StepResult::Ready(drop_panic) => {
+                if let Some(p) = drop_panic {
+                    lp.report_drop_panic("panic while dropping a finished task", p);
+                }
+                // Cancelled during its own last step (e.g. it cancelled
+                // itself and returned): it ends cancelled, as in asyncio.
+                if core.cancel_requested.get() {
+                    if let Err(p) = raw.set_error(TaskError::Cancelled) {
+                        lp.report_drop_panic("panic while dropping a cancelled task's output", p);
+                    }
                 }
             }
-            Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(p)) => {
-                // No output was stored, so nothing is dropped here.
+            StepResult::Panicked(p) => {
+                if let DropFuture::Dropped(Err(p)) = raw.drop_future() {
+                    lp.report_drop_panic("panic while dropping a finished task", p);
+                }
                 let _ = raw.set_error(TaskError::Panicked(p));
             }
-        }
-        if let DropFuture::Dropped(Err(p)) = raw.drop_future() {
-            lp.report_drop_panic("panic while dropping a finished task", p);
         }
         let cancelled = core.cancel_requested.get() && raw.output_kind() == OutputKind::Cancelled;
         self.finish(Some(lp), cancelled, panicked);

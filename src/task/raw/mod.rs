@@ -6,10 +6,9 @@
 //!
 //! | part     | who touches it            | contents                                          |
 //! |----------|---------------------------|---------------------------------------------------|
-//! | `Header` | any thread (wakers)       | state word, vtable, schedule hook, slab key, id   |
-//! | `Local`  | the loop thread only      | local reference count, future-slot guard, core    |
-//! | `future` | the loop thread only      | `Option<F>`, pinned in place, dropped in place    |
-//! | `output` | the loop thread only      | `Option<Result<T, TaskError>>`                    |
+//! | `Header` | any thread (wakers)       | state word, vtable, schedule hook                 |
+//! | `Local`  | the loop thread only      | local reference count, slab key, loop hook, core  |
+//! | `stage`  | the loop thread only      | the future (pinned, dropped in place), then its output |
 //!
 //! `Header` and `Local` do not depend on `F` or `T`, so a type-erased pointer
 //! (`NonNull<Header>`) reaches them at fixed offsets; the typed operations
@@ -70,9 +69,16 @@ const FLAGS: usize = REF_ONE - 1;
 /// A panic payload caught while polling or dropping user code.
 pub(crate) type Panic = Box<dyn Any + Send + 'static>;
 
-/// The outcome of one poll: `Ready(Ok)` stored the output, `Ready(Err)`
-/// is the panic the future raised.
-pub(crate) type StepResult = Poll<Result<(), Panic>>;
+/// The outcome of one poll.
+pub(crate) enum StepResult {
+    /// Not finished (or nothing to poll).
+    Pending,
+    /// The future finished: it was dropped and its output stored. `Some`:
+    /// the future's destructor panicked (the output is stored all the same).
+    Ready(Option<Panic>),
+    /// The future panicked while polled; it is still in its slot.
+    Panicked(Panic),
+}
 
 /// The thread-safe part of a task, at offset 0 of the allocation.
 #[repr(C)]
@@ -83,10 +89,8 @@ struct Header {
     /// Where wake-ups go (the loop's cross-thread state); `Send + Sync`.
     /// Points into the `Arc` of the loop's [`SchedHook`]; valid while that
     /// hook lives (see `Local::hook`) and, once `SCHED_REF` is set, as long
-    /// as this allocation.
-    sched: NonNull<dyn Schedule>,
-    key: usize,
-    id: u64,
+    /// as this allocation. A thin pointer (one word of the header).
+    sched: NonNull<SchedTarget>,
 }
 
 /// The loop-thread part; follows the header at a fixed offset.
@@ -94,9 +98,8 @@ struct Header {
 struct Local {
     /// Number of live [`RawRef`]s.
     refs: Cell<u32>,
-    /// True while user code runs with the future slot borrowed (a poll or
-    /// an in-place drop): the slot is then off limits.
-    future_busy: Cell<bool>,
+    /// The task's key in its loop's slab.
+    key: u32,
     /// The loop's schedule hook: while it lives, `Header::sched` is valid.
     hook: ManuallyDrop<Weak<SchedHook>>,
     core: ManuallyDrop<TaskCore>,
@@ -113,8 +116,18 @@ struct Prefix {
 #[repr(C)]
 struct TaskCell<F, T> {
     prefix: Prefix,
-    future: UnsafeCell<Option<F>>,
-    output: UnsafeCell<Option<Result<T, TaskError>>>,
+    stage: UnsafeCell<Stage<F, T>>,
+}
+
+/// The future, then its output, in one slot (the future is dropped before
+/// the output is stored, so the two never need room at the same time).
+/// Only touched while `Local::future_busy` is clear: while it is set the
+/// future is borrowed (polled, or dropped in place) further up the stack.
+enum Stage<F, T> {
+    Running(F),
+    Finished(Result<T, TaskError>),
+    /// Dropped without an output yet (cancelled), or output taken.
+    Empty,
 }
 
 /// What the stored output is, without its type.
@@ -160,21 +173,28 @@ struct Vtable {
 /// count of the `Arc` only once a waker leaves the task's step.
 pub(crate) struct SchedHook {
     /// Never replaced: its contents stay put while the hook lives.
-    sched: Arc<dyn Schedule>,
+    sched: Arc<SchedTarget>,
     /// The loop's thread-side hooks, for every task of the loop (one
     /// `Weak` here instead of one per task).
     lp: Weak<dyn LoopHooks>,
 }
 
+/// The loop's [`Schedule`] behind one more pointer, so that a task header
+/// holds a thin pointer to it (one word instead of two).
+struct SchedTarget(Arc<dyn Schedule>);
+
 impl SchedHook {
     pub(crate) fn new(sched: Arc<dyn Schedule>, lp: Weak<dyn LoopHooks>) -> Rc<SchedHook> {
-        Rc::new(SchedHook { sched, lp })
+        Rc::new(SchedHook {
+            sched: Arc::new(SchedTarget(sched)),
+            lp,
+        })
     }
 }
 
 /// What a new task is given by whoever spawns it.
 pub(crate) struct Init<'a> {
-    pub(crate) key: usize,
+    pub(crate) key: u32,
     pub(crate) id: u64,
     pub(crate) hook: &'a Rc<SchedHook>,
     pub(crate) context: crate::context::Ctx,
@@ -213,89 +233,113 @@ where
         // SAFETY: see `cell`.
         let cell = unsafe { Self::cell(ptr) };
         let local = &cell.prefix.local;
-        if local.future_busy.get() {
-            return Poll::Pending;
+        if local.core.future_busy.get() {
+            return StepResult::Pending;
         }
+        let slot = cell.stage.get();
         // SAFETY: the slot is only borrowed while `future_busy` is set (we
         // just checked it is not), and only on this thread (the cell is
         // reachable from other threads only through its header).
-        let slot = unsafe { &mut *cell.future.get() };
-        let Some(fut) = slot.as_mut() else {
-            return Poll::Pending;
+        let Stage::Running(fut) = (unsafe { &mut *slot }) else {
+            return StepResult::Pending;
         };
+        let fut: *mut F = fut;
         // SAFETY: the future lives inside the task allocation, which never
-        // moves, and is only ever dropped in place (`drop_future`,
-        // `drop_local`): it stays pinned until dropped.
-        let fut = unsafe { Pin::new_unchecked(fut) };
-        local.future_busy.set(true);
-        let res = catch_unwind(AssertUnwindSafe(|| fut.poll(cx)));
-        local.future_busy.set(false);
-        match res {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(v)) => {
-                // SAFETY: the output slot is only borrowed briefly, without
-                // running user code, on this thread.
-                let old = unsafe { (*cell.output.get()).replace(v) };
-                drop(old);
-                Poll::Ready(Ok(()))
+        // moves, and is only ever dropped in place: pinned until dropped.
+        let pinned = unsafe { Pin::new_unchecked(&mut *fut) };
+        local.core.future_busy.set(true);
+        let res = catch_unwind(AssertUnwindSafe(|| pinned.poll(cx)));
+        let out = match res {
+            Ok(Poll::Pending) => {
+                local.core.future_busy.set(false);
+                return StepResult::Pending;
             }
-            Err(p) => Poll::Ready(Err(p)),
-        }
+            Ok(Poll::Ready(v)) => v,
+            Err(p) => {
+                local.core.future_busy.set(false);
+                return StepResult::Panicked(p);
+            }
+        };
+        // The future makes room for its output: dropped in place (still
+        // marked busy), whether its destructor returns or unwinds.
+        // SAFETY: dropped exactly once; the slot is then overwritten
+        // without dropping the old contents.
+        let dropped = catch_unwind(AssertUnwindSafe(|| unsafe { std::ptr::drop_in_place(fut) }));
+        // SAFETY: as just explained; `write` does not drop the old contents.
+        unsafe { std::ptr::write(slot, Stage::Finished(out)) };
+        local.core.future_busy.set(false);
+        StepResult::Ready(dropped.err())
     }
 
     unsafe fn drop_future(ptr: NonNull<Header>) -> DropFuture {
         // SAFETY: see `cell`.
         let cell = unsafe { Self::cell(ptr) };
         let local = &cell.prefix.local;
-        if local.future_busy.get() {
+        if local.core.future_busy.get() {
             return DropFuture::Busy;
         }
-        let slot = cell.future.get();
+        let slot = cell.stage.get();
         // SAFETY: not busy, so nobody borrows the slot; this thread only.
-        let Some(fut) = (unsafe { &mut *slot }).as_mut() else {
+        let Stage::Running(fut) = (unsafe { &mut *slot }) else {
             return DropFuture::Absent;
         };
         let fut: *mut F = fut;
-        local.future_busy.set(true);
+        local.core.future_busy.set(true);
         // SAFETY: the future is dropped in place (it is pinned) exactly
         // once: whether its destructor returns or unwinds, the slot is then
-        // overwritten with `None` without dropping the old value.
+        // overwritten with `Empty` without dropping the old value.
         let res = catch_unwind(AssertUnwindSafe(|| unsafe { std::ptr::drop_in_place(fut) }));
         // SAFETY: as just explained; `write` does not drop the old contents.
-        unsafe { std::ptr::write(slot, None) };
-        local.future_busy.set(false);
+        unsafe { std::ptr::write(slot, Stage::Empty) };
+        local.core.future_busy.set(false);
         DropFuture::Dropped(res)
     }
 
-    unsafe fn set_error(ptr: NonNull<Header>, e: TaskError) -> Result<(), Panic> {
+    /// The stage, unless the future is borrowed (busy) further up the
+    /// stack: then there is no output to look at or replace anyway.
+    ///
+    /// # Safety
+    ///
+    /// As for `cell`; the returned borrow must end before user code runs.
+    unsafe fn idle_stage<'a>(ptr: NonNull<Header>) -> Option<&'a mut Stage<F, T>> {
         // SAFETY: see `cell`.
         let cell = unsafe { Self::cell(ptr) };
-        // SAFETY: brief borrow of the output slot, no user code meanwhile.
-        let old = unsafe { (*cell.output.get()).replace(Err(e)) };
+        // SAFETY: not busy, so nobody else borrows the slot; this thread.
+        (!cell.prefix.local.core.future_busy.get()).then(|| unsafe { &mut *cell.stage.get() })
+    }
+
+    unsafe fn set_error(ptr: NonNull<Header>, e: TaskError) -> Result<(), Panic> {
+        // A future still there goes first (its callers dropped it already).
+        // SAFETY: see `cell`.
+        let dropped = match unsafe { Self::drop_future(ptr) } {
+            DropFuture::Dropped(r) => r,
+            DropFuture::Absent => Ok(()),
+            // Its own step runs: the slot cannot be touched now.
+            DropFuture::Busy => return Ok(()),
+        };
+        // SAFETY: see `cell`; not busy (checked by `drop_future`).
+        let old = unsafe { Self::idle_stage(ptr) }.map(|s| std::mem::replace(s, Stage::Finished(Err(e))));
         // The old value (a cancelled task's output) is dropped outside the
         // borrow: its destructor is user code.
-        catch_unwind(AssertUnwindSafe(|| drop(old)))
+        let old = catch_unwind(AssertUnwindSafe(|| drop(old)));
+        dropped.and(old)
     }
 
     unsafe fn output_kind(ptr: NonNull<Header>) -> OutputKind {
-        // SAFETY: see `cell`.
-        let cell = unsafe { Self::cell(ptr) };
-        // SAFETY: brief shared borrow, no user code meanwhile.
-        match unsafe { &*cell.output.get() } {
-            None => OutputKind::Empty,
-            Some(Ok(_)) => OutputKind::Value,
-            Some(Err(TaskError::Cancelled)) => OutputKind::Cancelled,
-            Some(Err(TaskError::Panicked(_))) => OutputKind::Panicked,
-            Some(Err(_)) => OutputKind::OtherError,
+        // SAFETY: see `cell`; brief borrow, no user code meanwhile.
+        match unsafe { Self::idle_stage(ptr) } {
+            Some(Stage::Finished(Ok(_))) => OutputKind::Value,
+            Some(Stage::Finished(Err(TaskError::Cancelled))) => OutputKind::Cancelled,
+            Some(Stage::Finished(Err(TaskError::Panicked(_)))) => OutputKind::Panicked,
+            Some(Stage::Finished(Err(_))) => OutputKind::OtherError,
+            _ => OutputKind::Empty,
         }
     }
 
     unsafe fn panic_text(ptr: NonNull<Header>) -> Option<String> {
-        // SAFETY: see `cell`.
-        let cell = unsafe { Self::cell(ptr) };
-        // SAFETY: brief shared borrow; downcasting runs no user code.
-        match unsafe { &*cell.output.get() } {
-            Some(Err(e @ TaskError::Panicked(_))) => {
+        // SAFETY: see `cell`; brief borrow, downcasting runs no user code.
+        match unsafe { Self::idle_stage(ptr) } {
+            Some(Stage::Finished(Err(e @ TaskError::Panicked(_)))) => {
                 Some(e.panic_message().unwrap_or("<non-string panic payload>").to_owned())
             }
             _ => None,
@@ -303,10 +347,14 @@ where
     }
 
     unsafe fn take_output(ptr: NonNull<Header>, dst: *mut ()) {
-        // SAFETY: see `cell`.
-        let cell = unsafe { Self::cell(ptr) };
-        // SAFETY: brief borrow of the output slot, no user code meanwhile.
-        let out = unsafe { (*cell.output.get()).take() };
+        // SAFETY: see `cell`; brief borrow, no user code meanwhile.
+        let out = match unsafe { Self::idle_stage(ptr) } {
+            Some(s @ Stage::Finished(_)) => match std::mem::replace(s, Stage::Empty) {
+                Stage::Finished(v) => Some(v),
+                _ => None,
+            },
+            _ => None,
+        };
         // SAFETY: the caller (`TypedRef<T>`, whose `T` is this `T`) passes
         // a valid, writable `Option<Result<T, TaskError>>` location.
         unsafe { dst.cast::<Option<Result<T, TaskError>>>().write(out) };
@@ -319,20 +367,16 @@ where
         // future, the output or the core; wakers only read the header.
         unsafe {
             let cell = ptr.cast::<TaskCell<F, T>>().as_ptr();
-            if !(*cell).prefix.local.future_busy.get() {
-                if let Some(fut) = (*(*cell).future.get()).as_mut() {
-                    let fut: *mut F = fut;
-                    (*cell).prefix.local.future_busy.set(true);
-                    // Dropped in place (pinned); if its destructor unwinds,
-                    // the slot is not touched again and the allocation is
-                    // leaked (the atomic reference below is never released).
-                    std::ptr::drop_in_place(fut);
-                    std::ptr::write((*cell).future.get(), None);
-                    (*cell).prefix.local.future_busy.set(false);
-                }
+            let busy = &(*(*cell).prefix.local.core).future_busy;
+            if !busy.get() {
+                busy.set(true);
+                // Dropped in place (a future is pinned); if a destructor
+                // unwinds, the slot is not touched again and the allocation
+                // is leaked (the atomic reference below is never released).
+                std::ptr::drop_in_place((*cell).stage.get());
+                std::ptr::write((*cell).stage.get(), Stage::Empty);
+                busy.set(false);
             }
-            let out = (*(*cell).output.get()).take();
-            drop(out);
             ManuallyDrop::drop(&mut (*cell).prefix.local.core);
             ManuallyDrop::drop(&mut (*cell).prefix.local.hook);
         }
@@ -340,14 +384,14 @@ where
 
     /// Frees the allocation; called once, when the atomic count reached
     /// zero, on any thread. `drop_local` ran before (the local group held a
-    /// reference), so the future and output slots are `None` and the core
-    /// and the hook's `Weak` are dropped; the `SCHED_REF` count was
+    /// reference), so the stage is `Empty` and the core and the hook's
+    /// `Weak` are dropped; the `SCHED_REF` count was
     /// released by `release`.
     unsafe fn dealloc(ptr: NonNull<Header>) {
         // SAFETY: the allocation came from `Box::new_uninit` of this type,
         // fully initialized; the `ManuallyDrop` parts are not dropped
-        // again, the header holds no owning field, the slots hold `None`
-        // (dropping them is a no-op), and nobody references the cell anymore.
+        // again, the header holds no owning field, the stage is `Empty`
+        // (dropping it is a no-op), and nobody references the cell anymore.
         drop(unsafe { Box::from_raw(ptr.cast::<TaskCell<F, T>>().as_ptr()) });
     }
 }
@@ -356,5 +400,27 @@ mod refs;
 mod waker;
 
 pub(crate) use refs::{OkWrap, RawRef, TaskBox, TypedRef};
-pub(crate) use waker::Wakeup;
 use waker::*;
+pub(crate) use waker::{RemoteTask, Wakeup};
+
+#[cfg(all(test, target_pointer_width = "64"))]
+mod tests {
+    use super::*;
+
+    fn cell_size<F: Future<Output = Result<T, TaskError>>, T>(_: &F) -> usize {
+        std::mem::size_of::<TaskCell<F, T>>()
+    }
+
+    /// The benchmark's detached task (an `Rc` and an index captured, no
+    /// output) needs at most 120 bytes: glibc's largest fast-bin request, so
+    /// a burst of such tasks is allocated and freed without bin coalescing.
+    #[test]
+    fn a_small_task_fits_a_fast_bin_chunk() {
+        let sum = Rc::new(Cell::new(0u64));
+        let i = 5u64;
+        let detached = OkWrap(async move { sum.set(sum.get() + i) });
+        assert!(cell_size(&detached) <= 120, "{} bytes", cell_size(&detached));
+        let joined = OkWrap(async move { i });
+        assert!(cell_size(&joined) <= 112, "{} bytes", cell_size(&joined));
+    }
+}

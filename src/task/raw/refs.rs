@@ -48,7 +48,7 @@ impl RawRef {
         // From here on the cell is completed into a task, not dropped as a
         // `TaskBox`.
         std::mem::forget(task);
-        // The future slot was written by `TaskBox::new`.
+        // The stage (the future) was written by `TaskBox::new`.
         // SAFETY: every other field is written once, in place, through raw
         // pointers (nothing is read or dropped).
         unsafe {
@@ -56,16 +56,13 @@ impl RawRef {
                 state: AtomicUsize::new(REF_ONE),
                 vtable: &TaskCell::<F, T>::VTABLE,
                 sched,
-                key: init.key,
-                id: init.id,
             });
             (&raw mut (*p).prefix.local).write(Local {
                 refs: Cell::new(1),
-                future_busy: Cell::new(false),
+                key: init.key,
                 hook: ManuallyDrop::new(hook),
-                core: ManuallyDrop::new(TaskCore::new(init.context, init.spawned_at)),
+                core: ManuallyDrop::new(TaskCore::new(init.id, init.context, init.spawned_at)),
             });
-            (&raw mut (*p).output).write(UnsafeCell::new(None));
         }
         // Every field is initialized above, so the cell may be used as a
         // `TaskCell<F, T>` (`dealloc` frees it as a `Box<TaskCell<F, T>>`).
@@ -94,12 +91,12 @@ impl RawRef {
         &self.prefix().local.core
     }
 
-    pub(crate) fn key(&self) -> usize {
-        self.prefix().header.key
+    pub(crate) fn key(&self) -> u32 {
+        self.prefix().local.key
     }
 
     pub(crate) fn id(&self) -> u64 {
-        self.prefix().header.id
+        self.core().id
     }
 
     /// The task's loop, unless it is gone.
@@ -111,7 +108,7 @@ impl RawRef {
     /// once the task's loop is gone).
     pub(crate) fn foreign_loop_running(&self) -> bool {
         match self.prefix().local.hook.upgrade() {
-            Some(h) => h.sched.foreign_loop_running(),
+            Some(h) => h.sched.0.foreign_loop_running(),
             None => false,
         }
     }
@@ -136,7 +133,7 @@ impl RawRef {
     #[inline]
     fn exclusive_state(&self) -> Option<usize> {
         let p = self.prefix();
-        if p.local.future_busy.get() {
+        if p.local.core.future_busy.get() {
             return None;
         }
         let s = p.header.state.load(Ordering::Acquire);
@@ -214,7 +211,7 @@ impl RawRef {
 
     /// Whether the task's future is being polled (or dropped) right now.
     pub(crate) fn is_busy(&self) -> bool {
-        self.prefix().local.future_busy.get()
+        self.prefix().local.core.future_busy.get()
     }
 
     /// A local reference to the task `w` wakes, when `w` is the waker of a
@@ -269,7 +266,8 @@ impl RawRef {
     }
 
     /// Polls the future once (in place, panics caught) with the task's own
-    /// waker; on `Ready` the output is stored. `Pending` as well when there
+    /// waker; on `Ready` the future is dropped and its output stored.
+    /// `Pending` as well when there
     /// is no future or the slot is busy (a re-entrant call), or when `hook`
     /// is not this task's loop hook.
     ///
@@ -278,7 +276,7 @@ impl RawRef {
     #[inline]
     pub(crate) fn poll(&self, hook: &Rc<SchedHook>) -> StepResult {
         if !std::ptr::eq(self.prefix().local.hook.as_ptr(), Rc::as_ptr(hook)) {
-            return Poll::Pending;
+            return StepResult::Pending;
         }
         // A waker borrowed for this call only and never dropped, so it needs
         // no reference of its own; clones made by the future take theirs.
@@ -297,8 +295,8 @@ impl RawRef {
         unsafe { (self.vtable().drop_future)(self.ptr) }
     }
 
-    /// Stores `Err(e)` as the output; `Err` when dropping a previous output
-    /// panicked.
+    /// Stores `Err(e)` as the output (dropping the future first if it is
+    /// still there); `Err` when a destructor panicked.
     pub(crate) fn set_error(&self, e: TaskError) -> Result<(), Panic> {
         // SAFETY: the vtable matches the cell; we hold a local reference.
         unsafe { (self.vtable().set_error)(self.ptr, e) }
@@ -364,7 +362,7 @@ impl RawRef {
 /// had landed (a store-forwarding stall, ~8% of a spawn). Dropped, it
 /// drops the future and frees the memory.
 pub(crate) struct TaskBox<F, T> {
-    /// From `Box::<TaskCell<F, T>>::new_uninit`; only `future` is written.
+    /// From `Box::<TaskCell<F, T>>::new_uninit`; only `stage` is written.
     cell: NonNull<TaskCell<F, T>>,
 }
 
@@ -379,7 +377,7 @@ where
         let p = Box::into_raw(cell).cast::<TaskCell<F, T>>();
         // SAFETY: one field of the fresh, uninitialized allocation is
         // written in place (nothing is read or dropped).
-        unsafe { (&raw mut (*p).future).write(UnsafeCell::new(Some(future))) };
+        unsafe { (&raw mut (*p).stage).write(UnsafeCell::new(Stage::Running(future))) };
         TaskBox {
             // SAFETY: `Box::into_raw` never returns null.
             cell: unsafe { NonNull::new_unchecked(p) },
@@ -391,10 +389,10 @@ impl<F, T> Drop for TaskBox<F, T> {
     fn drop(&mut self) {
         let p = self.cell.as_ptr();
         // If the future's destructor unwinds, the memory leaks.
-        // SAFETY: only the future slot is initialized (`new`): dropped in
+        // SAFETY: only the stage is initialized (`new`): dropped in
         // place once, then freed as the uninitialized box it came from.
         unsafe {
-            std::ptr::drop_in_place(&raw mut (*p).future);
+            std::ptr::drop_in_place(&raw mut (*p).stage);
             drop(Box::from_raw(p.cast::<MaybeUninit<TaskCell<F, T>>>()));
         }
     }

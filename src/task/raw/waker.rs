@@ -127,11 +127,12 @@ pub(super) unsafe fn wake(h: &Header) {
 #[inline]
 pub(super) unsafe fn schedule_now(h: &Header) {
     // SAFETY: guaranteed by the caller.
-    unsafe { h.sched.as_ref() }.schedule(Wakeup { h });
+    unsafe { h.sched.as_ref() }.0.schedule(Wakeup { h });
 }
 
-/// A wake-up on its way to the task's loop ([`Schedule::schedule`]): the
-/// task's slab key and id, and on the loop's own thread a local reference.
+/// A wake-up on its way to the task's loop ([`Schedule::schedule`]): on the
+/// loop's own thread it becomes a local reference, elsewhere an owned
+/// [`RemoteTask`] for the cross-thread queue.
 #[derive(Clone, Copy)]
 pub(crate) struct Wakeup<'a> {
     /// Alive while borrowed: the waker (or local reference) being woken
@@ -140,12 +141,13 @@ pub(crate) struct Wakeup<'a> {
 }
 
 impl Wakeup<'_> {
-    pub(crate) fn key(&self) -> usize {
-        self.h.key
-    }
-
-    pub(crate) fn id(&self) -> u64 {
-        self.h.id
+    /// A reference to the task that may cross threads, for the loop's
+    /// cross-thread queue (one more atomic reference).
+    pub(crate) fn remote(&self) -> RemoteTask {
+        acquire(self.h);
+        RemoteTask {
+            ptr: NonNull::from(self.h),
+        }
     }
 
     /// A local reference to the task, for the loop's ready queue; `None`
@@ -161,5 +163,43 @@ impl Wakeup<'_> {
         // caller's promise).
         let raw = unsafe { RawRef::local_at(NonNull::from(self.h)) }?;
         Some(crate::task::TaskRef::from_raw(raw))
+    }
+}
+
+/// A task woken from another thread, queued for its loop: owns one atomic
+/// reference (like a waker), so the task's memory stays until the loop
+/// thread turns it into a local reference or drops it.
+pub(crate) struct RemoteTask {
+    ptr: NonNull<Header>,
+}
+
+// SAFETY: like a waker: off the loop thread only the header is touched (the
+// reference is released; the last one frees the allocation, whose `!Send`
+// contents were dropped on the loop thread before).
+unsafe impl Send for RemoteTask {}
+
+impl RemoteTask {
+    /// A local reference to the task (its own reference is given up);
+    /// `None` when the task's loop-thread contents are gone (it finished).
+    ///
+    /// # Safety
+    ///
+    /// The caller runs on the thread of the task's loop.
+    pub(crate) unsafe fn into_local(self) -> Option<crate::task::TaskRef> {
+        let me = ManuallyDrop::new(self);
+        // SAFETY: our reference keeps the header alive; the caller's promise
+        // puts us on its loop's thread; the reference is released once.
+        unsafe {
+            let raw = RawRef::local_at(me.ptr);
+            release(me.ptr);
+            raw.map(crate::task::TaskRef::from_raw)
+        }
+    }
+}
+
+impl Drop for RemoteTask {
+    fn drop(&mut self) {
+        // SAFETY: we own one reference, given up here.
+        unsafe { release(self.ptr) }
     }
 }
