@@ -287,6 +287,24 @@ fn a_detached_tasks_output_is_dropped_on_the_loop_thread_while_a_waker_lives_els
     thread::spawn(move || hammer(w)).join().unwrap();
 }
 
+/// A task of `lp` that never finishes, after its first step: its handle,
+/// the waker it gave out, and where its future was dropped (once it is).
+fn parked_task(lp: &EventLoop) -> (ringloop::Task<()>, Waker, Arc<Mutex<Option<ThreadId>>>) {
+    let slot = Arc::new(Mutex::new(None));
+    let dropped_on = Arc::new(Mutex::new(None));
+    let (s, d) = (slot.clone(), dropped_on.clone());
+    let t = lp
+        .create_task(async move {
+            let _spy = DropSpy(d);
+            StashWaker { slot: s, polled: false }.await;
+            std::future::pending::<()>().await;
+        })
+        .unwrap();
+    lp.run_until_complete(async { yield_now().await }).unwrap();
+    let w = slot.lock().unwrap().take().expect("waker stashed");
+    (t, w, dropped_on)
+}
+
 /// A pending task's waker outlives the loop: closing the loop drops the
 /// future on the loop thread, and the waker stays usable (a no-op) on
 /// another thread, which also frees the task.
@@ -296,18 +314,7 @@ fn a_waker_outliving_its_loop_is_harmless_and_frees_the_task() {
         let Some(lp) = common::build(choice, false) else {
             continue;
         };
-        let slot = Arc::new(Mutex::new(None));
-        let dropped_on = Arc::new(Mutex::new(None));
-        let (s, d) = (slot.clone(), dropped_on.clone());
-        let t = lp
-            .create_task(async move {
-                let _spy = DropSpy(d);
-                StashWaker { slot: s, polled: false }.await;
-                std::future::pending::<()>().await;
-            })
-            .unwrap();
-        lp.run_until_complete(async { yield_now().await }).unwrap();
-        let w = slot.lock().unwrap().take().expect("waker stashed");
+        let (t, w, dropped_on) = parked_task(&lp);
         assert!(!t.is_done());
         drop(t);
         lp.close().unwrap();
@@ -330,18 +337,7 @@ fn wake_queued_at_close(choice: ringloop::DriverChoice) -> bool {
     let Some(lp) = common::build(choice, false) else {
         return false;
     };
-    let slot = Arc::new(Mutex::new(None));
-    let dropped_on = Arc::new(Mutex::new(None));
-    let (s, d) = (slot.clone(), dropped_on.clone());
-    let t = lp
-        .create_task(async move {
-            let _spy = DropSpy(d);
-            StashWaker { slot: s, polled: false }.await;
-            std::future::pending::<()>().await;
-        })
-        .unwrap();
-    lp.run_until_complete(async { yield_now().await }).unwrap();
-    let w = slot.lock().unwrap().take().expect("waker stashed");
+    let (t, w, dropped_on) = parked_task(&lp);
     let spare = w.clone();
     w.wake();
     assert!(!t.is_done());

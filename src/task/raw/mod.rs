@@ -229,21 +229,31 @@ where
         unsafe { ptr.cast::<TaskCell<F, T>>().as_ref() }
     }
 
-    unsafe fn poll(ptr: NonNull<Header>, cx: &mut Context<'_>) -> StepResult {
+    /// The task's loop-thread part, its stage slot and the future in it;
+    /// `Err(true)` while the slot is busy, `Err(false)` when it holds no
+    /// future.
+    unsafe fn running<'a>(ptr: NonNull<Header>) -> Result<(&'a Local, *mut Stage<F, T>, *mut F), bool> {
         // SAFETY: see `cell`.
         let cell = unsafe { Self::cell(ptr) };
         let local = &cell.prefix.local;
         if local.core.future_busy.get() {
-            return StepResult::Pending;
+            return Err(true);
         }
         let slot = cell.stage.get();
         // SAFETY: the slot is only borrowed while `future_busy` is set (we
         // just checked it is not), and only on this thread (the cell is
         // reachable from other threads only through its header).
-        let Stage::Running(fut) = (unsafe { &mut *slot }) else {
+        match unsafe { &mut *slot } {
+            Stage::Running(fut) => Ok((local, slot, fut)),
+            _ => Err(false),
+        }
+    }
+
+    unsafe fn poll(ptr: NonNull<Header>, cx: &mut Context<'_>) -> StepResult {
+        // SAFETY: see `cell`.
+        let Ok((local, slot, fut)) = (unsafe { Self::running(ptr) }) else {
             return StepResult::Pending;
         };
-        let fut: *mut F = fut;
         // SAFETY: the future lives inside the task allocation, which never
         // moves, and is only ever dropped in place: pinned until dropped.
         let pinned = unsafe { Pin::new_unchecked(&mut *fut) };
@@ -260,39 +270,47 @@ where
                 return StepResult::Panicked(p);
             }
         };
-        // The future makes room for its output: dropped in place (still
-        // marked busy), whether its destructor returns or unwinds.
-        // SAFETY: dropped exactly once; the slot is then overwritten
-        // without dropping the old contents.
-        let dropped = catch_unwind(AssertUnwindSafe(|| unsafe { std::ptr::drop_in_place(fut) }));
-        // SAFETY: as just explained; `write` does not drop the old contents.
-        unsafe { std::ptr::write(slot, Stage::Finished(out)) };
-        local.core.future_busy.set(false);
+        // The future makes room for its output.
+        // SAFETY: `fut` is the running future of `slot`, not borrowed.
+        let dropped = unsafe { Self::replace_future(local, slot, fut, Stage::Finished(out)) };
         StepResult::Ready(dropped.err())
+    }
+
+    /// Drops the future `fut` of `slot` in place (marked busy meanwhile, as
+    /// its destructor is user code), then overwrites the slot with `next`
+    /// without dropping the old contents, whether the destructor returned
+    /// or unwound; `Err` is its panic.
+    ///
+    /// # Safety
+    ///
+    /// `fut` points to the `Running` future inside `slot`, which nothing
+    /// else borrows; it is never used again.
+    unsafe fn replace_future(
+        local: &Local,
+        slot: *mut Stage<F, T>,
+        fut: *mut F,
+        next: Stage<F, T>,
+    ) -> Result<(), Panic> {
+        local.core.future_busy.set(true);
+        // SAFETY: dropped in place (it is pinned) exactly once: the caller
+        // never uses it again and the slot is overwritten right after.
+        let res = catch_unwind(AssertUnwindSafe(|| unsafe { std::ptr::drop_in_place(fut) }));
+        // SAFETY: `slot` is valid (the caller's promise); `write` does not
+        // drop the old contents.
+        unsafe { std::ptr::write(slot, next) };
+        local.core.future_busy.set(false);
+        res
     }
 
     unsafe fn drop_future(ptr: NonNull<Header>) -> DropFuture {
         // SAFETY: see `cell`.
-        let cell = unsafe { Self::cell(ptr) };
-        let local = &cell.prefix.local;
-        if local.core.future_busy.get() {
-            return DropFuture::Busy;
-        }
-        let slot = cell.stage.get();
-        // SAFETY: not busy, so nobody borrows the slot; this thread only.
-        let Stage::Running(fut) = (unsafe { &mut *slot }) else {
-            return DropFuture::Absent;
+        let (local, slot, fut) = match unsafe { Self::running(ptr) } {
+            Ok(running) => running,
+            Err(true) => return DropFuture::Busy,
+            Err(false) => return DropFuture::Absent,
         };
-        let fut: *mut F = fut;
-        local.core.future_busy.set(true);
-        // SAFETY: the future is dropped in place (it is pinned) exactly
-        // once: whether its destructor returns or unwinds, the slot is then
-        // overwritten with `Empty` without dropping the old value.
-        let res = catch_unwind(AssertUnwindSafe(|| unsafe { std::ptr::drop_in_place(fut) }));
-        // SAFETY: as just explained; `write` does not drop the old contents.
-        unsafe { std::ptr::write(slot, Stage::Empty) };
-        local.core.future_busy.set(false);
-        DropFuture::Dropped(res)
+        // SAFETY: `fut` is the running future of `slot`, not borrowed.
+        DropFuture::Dropped(unsafe { Self::replace_future(local, slot, fut, Stage::Empty) })
     }
 
     /// The stage, unless the future is borrowed (busy) further up the
