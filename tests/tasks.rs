@@ -387,3 +387,45 @@ fn awaiters_of_a_task_wake_in_registration_order_whatever_their_waker(lp: &Event
         assert_eq!(log.get(), want, "foreign_first = {foreign_first}");
     }
 }
+
+/// Records the current task's id when dropped.
+struct NoteCurrentOnDrop(Rc<Cell<Option<Option<u64>>>>);
+
+impl Drop for NoteCurrentOnDrop {
+    fn drop(&mut self) {
+        self.0.set(Some(ringloop::current_task().map(|t| t.id())));
+    }
+}
+
+/// A finished task's future (with everything it captured) is dropped at the
+/// end of the task's last step, before the output is handed to anyone, and
+/// while the task is still the current one, as a coroutine's locals are
+/// released when it returns inside its task's step in asyncio.
+#[ringloop::test(virtual_clock)]
+fn a_finished_tasks_future_is_dropped_in_its_last_step(lp: &EventLoop) {
+    let seen = Rc::new(Cell::new(None));
+    let s = seen.clone();
+    lp.run_until_complete(async move {
+        // A future that keeps the guard in itself (an `async` block would
+        // drop its locals when its body returns, inside the poll anyway).
+        let mut guard = Some(NoteCurrentOnDrop(s.clone()));
+        let mut first = true;
+        let t = spawn(std::future::poll_fn(move |cx| {
+            let _keep = &mut guard;
+            if std::mem::take(&mut first) {
+                cx.waker().wake_by_ref();
+                return std::task::Poll::Pending;
+            }
+            std::task::Poll::Ready(7)
+        }));
+        let id = t.id();
+        // Not awaited yet: the handle keeps the output, not the future.
+        while !t.is_done() {
+            yield_now().await;
+        }
+        assert_eq!(s.get(), Some(Some(id)), "dropped during the task's own step");
+        assert_eq!(t.await.unwrap(), 7);
+    })
+    .unwrap();
+    assert!(seen.get().is_some());
+}
