@@ -191,3 +191,41 @@ fn a_stale_sleep_of_a_closed_loop_cannot_touch_a_new_loops_timers(lp: &EventLoop
         );
     }
 }
+
+/// A task of this loop awaits a read on a stream of another io_uring loop
+/// on the same thread: the other loop's driver keeps a waker for it (not
+/// one of its own tasks), and completing the read there wakes the task
+/// through this loop's cross-thread queue, so it resumes when this loop
+/// runs again.
+#[ringloop::test]
+fn a_task_awaiting_another_loops_operation_is_woken_across_loops(lp: &EventLoop) {
+    use ringloop::AsyncReadOwned;
+    let Some(other) = common::build(DriverChoice::Uring, false) else {
+        return;
+    };
+    let (mine, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let stream = other
+        .run_until_complete(async move { ringloop::net::UnixStream::from_std(mine) })
+        .unwrap()
+        .unwrap();
+    let t = lp
+        .create_task(async move {
+            let (res, buf) = stream.read(Vec::with_capacity(16)).await;
+            (res.unwrap(), buf)
+        })
+        .unwrap();
+    // Its first step queues the read on the other loop's ring.
+    lp.run_until_complete(async {
+        yield_now().await;
+        yield_now().await;
+    })
+    .unwrap();
+    assert!(!t.is_done());
+    std::io::Write::write_all(&mut peer, b"hello").unwrap();
+    // The other loop submits the read; its completion wakes our task.
+    other
+        .run_until_complete(async { sleep(Duration::from_millis(20)).await })
+        .unwrap();
+    let (n, buf) = lp.run_until_complete(t).unwrap().unwrap();
+    assert_eq!(&buf[..n], b"hello");
+}

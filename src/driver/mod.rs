@@ -4,12 +4,15 @@
 //!
 //! * `wait(timeout)`: submit whatever is queued, block for completions or
 //!   readiness for at most `timeout` (`None` = no limit, `Some(ZERO)` = poll),
-//!   then wake the `Waker`s of everything that finished. It never runs user
-//!   code other than `Waker::wake`.
+//!   then wake the waiters of everything that finished. It never runs user
+//!   code other than waking them (and dropping a replaced waiter, after its
+//!   own borrow ends).
 //! * `notifier()`: a `Send + Sync` handle whose `notify()` makes a concurrent
 //!   or the next `wait` return promptly (cross-thread wake-up).
 //!
-//! The driver never knows about tasks beyond a `Waker`.
+//! The driver never knows about tasks beyond a `Waker`, except that the
+//! io_uring driver keeps whom to wake as a `task::WakeHandle` (a local task
+//! reference for tasks of its own loop, no atomic reference counting).
 
 use std::fmt;
 use std::io;
@@ -374,6 +377,15 @@ impl Driver {
                 Some((s.fixed_installed, s.fixed_full, d.fixed_in_use(), d.fixed_enabled()))
             }
             Driver::Fallback(_) => None,
+        }
+    }
+
+    /// See `UringDriver::set_task_hook` (the readiness backend keeps wakers).
+    pub(crate) fn set_task_hook(&self, hook: std::rc::Rc<crate::task::SchedHook>) {
+        match self {
+            #[cfg(target_os = "linux")]
+            Driver::Uring(d) => d.set_task_hook(hook),
+            Driver::Fallback(_) => drop(hook),
         }
     }
 

@@ -140,6 +140,7 @@ impl Builder {
             failed_waits: Cell::new(0),
             remote_batch: RefCell::new(Vec::new()),
         });
+        inner.driver.set_task_hook(inner.sched_hook.clone());
         debug_log(format_args!(
             "ringloop: event loop on the {} backend",
             inner.driver.kind()

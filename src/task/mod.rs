@@ -78,30 +78,41 @@ enum State {
 
 type DoneCallback = Box<dyn FnOnce(&TaskRef)>;
 
-/// Something waiting for a task to finish.
-enum Listener {
-    /// A task of the same loop (a local reference: no atomics).
+/// Whom to wake later (a task's listener, an I/O operation's waiter): a
+/// local reference when it is a task of the same loop (no atomic operation
+/// to keep, wake or drop it, and none of the waker's reference counting on
+/// the task's state word), else a clone of the waker.
+pub(crate) enum WakeHandle {
     Task(RawRef),
     Waker(Waker),
 }
 
-impl Listener {
-    fn new(owner: &RawRef, w: &Waker) -> Listener {
+impl WakeHandle {
+    /// For a task's listener: `owner` is the task being waited for.
+    fn for_task(owner: &RawRef, w: &Waker) -> WakeHandle {
         match owner.local_from_waker(w) {
-            Some(r) => Listener::Task(r),
-            None => Listener::Waker(w.clone()),
+            Some(r) => WakeHandle::Task(r),
+            None => WakeHandle::Waker(w.clone()),
         }
     }
-    fn will_wake(&self, w: &Waker) -> bool {
-        match self {
-            Listener::Task(r) => r.is_woken_by(w),
-            Listener::Waker(x) => x.will_wake(w),
+    /// For something the loop with `hook` will wake (its I/O driver); a
+    /// waker clone without a hook.
+    pub(crate) fn for_loop(hook: Option<&Rc<SchedHook>>, w: &Waker) -> WakeHandle {
+        match hook.and_then(|h| RawRef::local_from_loop_waker(h, w)) {
+            Some(r) => WakeHandle::Task(r),
+            None => WakeHandle::Waker(w.clone()),
         }
     }
-    fn wake(self) {
+    pub(crate) fn will_wake(&self, w: &Waker) -> bool {
         match self {
-            Listener::Task(r) => r.schedule(),
-            Listener::Waker(w) => w.wake(),
+            WakeHandle::Task(r) => r.is_woken_by(w),
+            WakeHandle::Waker(x) => x.will_wake(w),
+        }
+    }
+    pub(crate) fn wake(self) {
+        match self {
+            WakeHandle::Task(r) => r.schedule(),
+            WakeHandle::Waker(w) => w.wake(),
         }
     }
 }
@@ -149,7 +160,7 @@ struct Extra {
     /// children, like asyncio's `_GatheringFuture.cancel`).
     linked: Vec<TaskRef>,
     /// Listeners after the first (`TaskCore::listener`).
-    listeners: Vec<Listener>,
+    listeners: Vec<WakeHandle>,
 }
 
 impl TaskCore {
@@ -249,7 +260,7 @@ impl TaskCore {
                 return;
             }
         }
-        let l = Listener::new(owner, w);
+        let l = WakeHandle::for_task(owner, w);
         self.extra_mut().listeners.push(l);
     }
 }

@@ -181,6 +181,13 @@ impl UringDriver {
         res
     }
 
+    /// Gives the driver its loop's schedule hook (once, right after the loop
+    /// is built): operations polled by that loop's tasks then keep a local
+    /// task reference instead of a waker clone.
+    pub(crate) fn set_task_hook(&self, hook: std::rc::Rc<crate::task::SchedHook>) {
+        let _ = self.inner.task_hook.set(hook);
+    }
+
     /// Marks the driver closed (its loop was closed): later operations fail
     /// with `ECANCELED` at once instead of waiting for a loop that never runs.
     pub(crate) fn close(&self) {

@@ -32,7 +32,9 @@ use std::io;
 use std::mem;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
+
+use crate::task::{SchedHook, WakeHandle};
 use std::time::Instant;
 
 use io_uring::{cqueue, opcode, squeue};
@@ -51,7 +53,7 @@ pub(crate) enum Lifecycle {
     /// In flight; the future has not registered a waker yet.
     Submitted,
     /// In flight; wake this on the next CQE.
-    Waiting(Waker),
+    Waiting(WakeHandle),
     /// The operation's only CQE arrived: `(res, flags)`.
     Completed(i32, u32),
     /// CQEs with `IORING_CQE_F_MORE` arrived (multishot operations, or the
@@ -82,7 +84,7 @@ pub(crate) struct Linger {
 /// Completions of a multi-CQE operation not yet taken by its future.
 pub(crate) struct Stream {
     queue: VecDeque<(i32, u32)>,
-    waker: Option<Waker>,
+    waker: Option<WakeHandle>,
     /// The final CQE (without `F_MORE`) is in `queue` (or was taken).
     finished: bool,
     /// An AsyncCancel was queued because the queue reached
@@ -112,7 +114,7 @@ fn cvt(res: i32) -> io::Result<u32> {
 /// next SQE of a lingering operation goes to `resubmit` (its user_data set).
 pub(super) fn dispatch(
     slots: &mut Slab<Lifecycle>,
-    to_wake: &mut Vec<Waker>,
+    to_wake: &mut Vec<WakeHandle>,
     graveyard: &mut Vec<Box<dyn Any>>,
     resubmit: &mut Vec<squeue::Entry>,
     pool: Option<&super::pool::Pool>,
@@ -186,12 +188,13 @@ pub(super) fn dispatch(
     }
 }
 
-/// Stores `cx`'s waker in `slot`, returning the waker it replaces (to be
-/// dropped after the driver's borrow ends).
-fn register(slot: &mut Option<Waker>, cx: &Context<'_>) -> Option<Waker> {
+/// Stores whom `cx` wakes in `slot`, returning what it replaces (to be
+/// dropped after the driver's borrow ends: a task reference may be the
+/// task's last, and dropping it runs user code).
+fn register(slot: &mut Option<WakeHandle>, cx: &Context<'_>, hook: Option<&Rc<SchedHook>>) -> Option<WakeHandle> {
     match slot {
         Some(waker) if waker.will_wake(cx.waker()) => None,
-        _ => slot.replace(cx.waker().clone()),
+        _ => slot.replace(WakeHandle::for_loop(hook, cx.waker())),
     }
 }
 
@@ -382,20 +385,20 @@ impl<T: 'static> Op<T> {
                 *stream.queue.front().expect("finished stream has its CQEs")
             }
             Lifecycle::Streaming(stream) => {
-                let old = register(&mut stream.waker, cx);
+                let old = register(&mut stream.waker, cx, raw.driver.task_hook.get());
                 drop(core);
                 drop(old);
                 return Poll::Pending;
             }
             Lifecycle::Submitted => {
-                *slot = Lifecycle::Waiting(cx.waker().clone());
+                *slot = Lifecycle::Waiting(WakeHandle::for_loop(raw.driver.task_hook.get(), cx.waker()));
                 return Poll::Pending;
             }
             Lifecycle::Waiting(waker) => {
                 if waker.will_wake(cx.waker()) {
                     return Poll::Pending;
                 }
-                let old = mem::replace(waker, cx.waker().clone());
+                let old = mem::replace(waker, WakeHandle::for_loop(raw.driver.task_hook.get(), cx.waker()));
                 drop(core);
                 drop(old);
                 return Poll::Pending;
@@ -447,21 +450,21 @@ impl<T: 'static> MultiOp<T> {
             Lifecycle::Streaming(stream) => match stream.queue.pop_front() {
                 Some((res, flags)) => (res, flags, stream.finished && stream.queue.is_empty()),
                 None => {
-                    let old = register(&mut stream.waker, cx);
+                    let old = register(&mut stream.waker, cx, raw.driver.task_hook.get());
                     drop(core);
                     drop(old);
                     return Poll::Pending;
                 }
             },
             Lifecycle::Submitted => {
-                *slot = Lifecycle::Waiting(cx.waker().clone());
+                *slot = Lifecycle::Waiting(WakeHandle::for_loop(raw.driver.task_hook.get(), cx.waker()));
                 return Poll::Pending;
             }
             Lifecycle::Waiting(waker) => {
                 if waker.will_wake(cx.waker()) {
                     return Poll::Pending;
                 }
-                let old = mem::replace(waker, cx.waker().clone());
+                let old = mem::replace(waker, WakeHandle::for_loop(raw.driver.task_hook.get(), cx.waker()));
                 drop(core);
                 drop(old);
                 return Poll::Pending;

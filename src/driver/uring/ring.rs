@@ -2,6 +2,7 @@
 //! backlog when the SQ is full), the wait, completion dispatch, lingering
 //! operations and teardown.
 
+use crate::task::WakeHandle;
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -10,7 +11,6 @@ use std::mem;
 use std::ptr::NonNull;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, Probe, opcode, squeue, types};
@@ -67,8 +67,8 @@ pub(crate) struct Core {
     /// SQEs that did not fit in the SQ (and could not be submitted to make
     /// room); pushed before anything newer, so submission order is kept.
     pub(super) backlog: VecDeque<squeue::Entry>,
-    /// Wakers of completed operations, woken after the borrow ends.
-    pub(super) to_wake: Vec<Waker>,
+    /// Waiters of completed operations, woken after the borrow ends.
+    pub(super) to_wake: Vec<WakeHandle>,
     /// Resources of orphaned operations whose final CQE arrived, dropped
     /// after the borrow ends.
     pub(super) graveyard: Vec<Box<dyn Any>>,
@@ -134,6 +134,10 @@ pub(crate) struct Inner {
     pub(super) notifier: Arc<dyn crate::driver::Notify>,
     /// The fixed-file table for sockets (`fixed.rs`).
     pub(super) fixed: super::fixed::FixedFiles,
+    /// The owning loop's schedule hook, set right after the loop is built:
+    /// operations polled by that loop's tasks keep a local task reference
+    /// instead of a waker clone (`task::WakeHandle`).
+    pub(super) task_hook: std::cell::OnceCell<std::rc::Rc<crate::task::SchedHook>>,
 }
 
 impl Inner {

@@ -283,6 +283,7 @@ impl UringDriver {
             send_zc_threshold,
             notifier,
             fixed: super::fixed::FixedFiles::new(if features.fixed_files { cfg.fixed_files } else { 0 }),
+            task_hook: std::cell::OnceCell::new(),
         });
         if msg_ring {
             msg_ring::register_target(&inner.core.borrow().eventfd);

@@ -219,6 +219,34 @@ impl RawRef {
     /// local references; `None` otherwise. Listeners keep such a reference
     /// instead of a waker clone: no atomic operation to store or drop it.
     pub(crate) fn local_from_waker(&self, w: &Waker) -> Option<RawRef> {
+        let me = self.prefix();
+        if me.local.hook.strong_count() == 0 {
+            return None;
+        }
+        // SAFETY: our loop's hook is alive (checked above) and, as this
+        // reference is, on this thread.
+        unsafe { RawRef::local_of_waker(w, me.header.sched) }
+    }
+
+    /// A local reference to the task `w` wakes, when `w` is the waker of a
+    /// task of `hook`'s loop that still has local references; `None`
+    /// otherwise. The loop's I/O driver keeps such a reference instead of a
+    /// waker clone.
+    pub(crate) fn local_from_loop_waker(hook: &Rc<SchedHook>, w: &Waker) -> Option<RawRef> {
+        // From `Arc::as_ptr`, as in every task header of that loop.
+        // SAFETY: `Arc::as_ptr` is never null.
+        let sched = unsafe { NonNull::new_unchecked(Arc::as_ptr(&hook.sched).cast_mut()) };
+        // SAFETY: `hook` (an `Rc`: this thread's) keeps that target alive.
+        unsafe { RawRef::local_of_waker(w, sched) }
+    }
+
+    /// A local reference to the task `w` wakes, if `w` is a task waker whose
+    /// schedule target is `sched`.
+    ///
+    /// # Safety
+    ///
+    /// `sched` is the live schedule target of a loop whose thread this is.
+    unsafe fn local_of_waker(w: &Waker, sched: NonNull<SchedTarget>) -> Option<RawRef> {
         if !std::ptr::eq(w.vtable(), &WAKER_VTABLE) {
             return None;
         }
@@ -226,12 +254,11 @@ impl RawRef {
         // SAFETY: a waker with this vtable points to a task header and owns
         // a reference to it, so the header is alive while `w` is borrowed.
         let h = unsafe { ptr.as_ref() };
-        // Both hooks are alive (ours: checked here; the waker's: it owns a
-        // strong count, or it is the borrowed waker of a running step), so
-        // equal addresses mean the same hook, i.e. the same loop. Addresses
+        // Both targets are alive (`sched`: the caller's promise; the
+        // waker's: it owns a strong count, or it is the borrowed waker of a
+        // running step), so equal addresses mean the same loop. Addresses
         // only: nothing is dereferenced.
-        let me = self.prefix();
-        if me.local.hook.strong_count() == 0 || !std::ptr::addr_eq(h.sched.as_ptr(), me.header.sched.as_ptr()) {
+        if !std::ptr::addr_eq(h.sched.as_ptr(), sched.as_ptr()) {
             return None;
         }
         // The same loop, so that task belongs to this thread (a loop and its
