@@ -37,20 +37,14 @@ impl LoopHandle {
 
     /// Schedules `f` on the loop from any thread; a sleeping loop wakes at once.
     pub fn call_soon_threadsafe(&self, f: impl FnOnce() + Send + 'static) -> Result<(), LoopError> {
-        if self.is_closed() {
-            return Err(LoopError::Closed);
-        }
-        self.shared.push(Remote::Call(Box::new(f)));
-        Ok(())
+        self.shared
+            .push(Remote::Call(Box::new(f)))
+            .map_err(|_| LoopError::Closed)
     }
 
     /// Stops the loop from any thread (like `call_soon_threadsafe(loop.stop)`).
     pub fn stop(&self) -> Result<(), LoopError> {
-        if self.is_closed() {
-            return Err(LoopError::Closed);
-        }
-        self.shared.push(Remote::Stop);
-        Ok(())
+        self.shared.push(Remote::Stop).map_err(|_| LoopError::Closed)
     }
 
     /// Spawns a `Send` future on the loop from any thread. The returned

@@ -8,7 +8,7 @@ use crate::driver::Notify;
 
 pub(crate) enum Remote {
     /// A task woken from another thread (owns a reference to it).
-    Wake(crate::task::RemoteTask),
+    Wake(crate::task::RemoteWake),
     Call(Box<dyn FnOnce() + Send>),
     Stop,
 }
@@ -127,32 +127,29 @@ impl Shared {
         std::mem::take(&mut *q)
     }
 
-    pub(super) fn push(&self, r: Remote) {
+    /// Queues `r` and wakes a sleeping loop; once the loop is closed `r`
+    /// is handed back instead. Checked under the queue's lock, which `close`
+    /// takes too, so nothing is queued after the loop's last drain: no
+    /// callback is lost silently, and no task reference stays behind in a
+    /// queue that the task itself keeps alive (through its wakers' schedule
+    /// hook).
+    pub(super) fn push(&self, r: Remote) -> Result<(), Remote> {
         {
             let mut q = self.lock();
+            if self.closed.load(Ordering::Acquire) {
+                return Err(r);
+            }
             q.push(r);
             self.gate.set_pending(true);
         }
         self.gate.wake();
+        Ok(())
     }
 
-    /// Queues a task woken from another thread; dropped (its reference
-    /// released) once the loop is closed. Checked under the queue's lock,
-    /// which `close` takes too: nothing is queued after the loop's last
-    /// drain, so no task reference stays behind in a queue that the task
-    /// itself keeps alive (through its wakers' schedule hook).
-    pub(crate) fn push_remote_wake(&self, task: crate::task::RemoteTask) {
-        {
-            let mut q = self.lock();
-            if self.closed.load(Ordering::Acquire) {
-                drop(q);
-                drop(task);
-                return;
-            }
-            q.push(Remote::Wake(task));
-            self.gate.set_pending(true);
-        }
-        self.gate.wake();
+    /// Queues a task woken from another thread; once the loop is closed it
+    /// is dropped (its reference released, outside the lock).
+    pub(crate) fn push_remote_wake(&self, task: crate::task::RemoteWake) {
+        drop(self.push(Remote::Wake(task)));
     }
 
     pub(crate) fn close(&self) {

@@ -33,7 +33,7 @@ pub use error::TaskError;
 pub(crate) use error::panic_message;
 pub use handle::{CancelOnDrop, DoneCallbackId, Finished, Task, TaskRef};
 use raw::{DropFuture, Init, OutputKind, RawRef, StepResult};
-pub(crate) use raw::{OkWrap, RemoteTask, SchedHook, TaskBox, Wakeup};
+pub(crate) use raw::{OkWrap, RemoteWake, SchedHook, TaskBox, Wakeup};
 
 // The spawning entry points need the current loop, so the runtime defines
 // them (`ringloop::spawn`, `try_spawn`, `current_task`, `all_tasks` at the
@@ -44,7 +44,7 @@ pub(crate) use raw::{OkWrap, RemoteTask, SchedHook, TaskBox, Wakeup};
 pub(crate) trait Schedule: Send + Sync + 'static {
     /// Queues a step of the task. On the loop's own thread while it runs
     /// this pushes a local reference on the ready queue; elsewhere an owned
-    /// reference ([`RemoteTask`]) goes through the cross-thread queue (and
+    /// reference ([`RemoteWake`]) goes through the cross-thread queue (and
     /// wakes a sleeping loop).
     fn schedule(&self, task: Wakeup<'_>);
     /// Whether a loop other than this one runs on the calling thread (a
@@ -181,9 +181,7 @@ impl TaskCore {
             spawned_at,
             waiting_on: Cell::new(None),
         };
-        if context.is_some() {
-            core.set_context(context);
-        }
+        core.set_context(context);
         core
     }
     /// Takes the task's context out (to enter it for a step).
@@ -350,10 +348,10 @@ impl TaskRef {
                 }
             }
             StepResult::Panicked(p) => {
-                if let DropFuture::Dropped(Err(p)) = raw.drop_future() {
+                // `set_error` drops the future first; there is no old output.
+                if let Err(p) = raw.set_error(TaskError::Panicked(p)) {
                     lp.report_drop_panic("panic while dropping a finished task", p);
                 }
-                let _ = raw.set_error(TaskError::Panicked(p));
             }
         }
         let cancelled = core.cancel_requested.get() && raw.output_kind() == OutputKind::Cancelled;

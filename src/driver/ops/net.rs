@@ -53,9 +53,8 @@ impl AddrBuf {
 #[cfg(target_os = "linux")]
 pub(crate) fn close_orphan_fd(res: i32, _flags: u32) {
     if res >= 0 {
-        // SAFETY: an accept/open that completed after its future was
-        // dropped: nobody else knows this fd, so closing it is the only way
-        // not to leak it.
+        // An accept/open that completed after its future was dropped.
+        // SAFETY: nobody else knows this fd; closing it is the only way not to leak it.
         unsafe { libc::close(res) };
     }
 }

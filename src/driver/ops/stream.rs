@@ -310,10 +310,9 @@ impl Send<crate::buf::Slice<Vec<u8>>> {
     /// `deadline`, instead of cancelling it (see `Op::linger`).
     pub(crate) fn linger(op: super::Submit<Self>, deadline: std::time::Instant) {
         let Some(op) = op.into_uring() else { return };
-        // SAFETY: every SQE `linger_send_step` builds points into the
-        // state's `Vec`, which the driver owns (in the lingering slot) until
-        // the final completion, and names its `SharedFd`, which keeps the fd
-        // open.
+        // Every SQE `linger_send_step` builds points into the state's `Vec`,
+        // owned by the driver's lingering slot until the final completion.
+        // SAFETY: that memory and the `SharedFd` (fd open) outlive each SQE.
         unsafe {
             op.linger(
                 deadline,

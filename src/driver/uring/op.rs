@@ -34,7 +34,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use crate::task::{SchedHook, WakeHandle};
+use crate::task::WakeHandle;
 use std::time::Instant;
 
 use io_uring::{cqueue, opcode, squeue};
@@ -191,10 +191,10 @@ pub(super) fn dispatch(
 /// Stores whom `cx` wakes in `slot`, returning what it replaces (to be
 /// dropped after the driver's borrow ends: a task reference may be the
 /// task's last, and dropping it runs user code).
-fn register(slot: &mut Option<WakeHandle>, cx: &Context<'_>, hook: Option<&Rc<SchedHook>>) -> Option<WakeHandle> {
+fn register(slot: &mut Option<WakeHandle>, cx: &Context<'_>, driver: &super::Inner) -> Option<WakeHandle> {
     match slot {
         Some(waker) if waker.will_wake(cx.waker()) => None,
-        _ => slot.replace(WakeHandle::for_loop(hook, cx.waker())),
+        _ => slot.replace(driver.waiter(cx)),
     }
 }
 
@@ -385,20 +385,20 @@ impl<T: 'static> Op<T> {
                 *stream.queue.front().expect("finished stream has its CQEs")
             }
             Lifecycle::Streaming(stream) => {
-                let old = register(&mut stream.waker, cx, raw.driver.task_hook.get());
+                let old = register(&mut stream.waker, cx, &raw.driver);
                 drop(core);
                 drop(old);
                 return Poll::Pending;
             }
             Lifecycle::Submitted => {
-                *slot = Lifecycle::Waiting(WakeHandle::for_loop(raw.driver.task_hook.get(), cx.waker()));
+                *slot = Lifecycle::Waiting(raw.driver.waiter(cx));
                 return Poll::Pending;
             }
             Lifecycle::Waiting(waker) => {
                 if waker.will_wake(cx.waker()) {
                     return Poll::Pending;
                 }
-                let old = mem::replace(waker, WakeHandle::for_loop(raw.driver.task_hook.get(), cx.waker()));
+                let old = mem::replace(waker, raw.driver.waiter(cx));
                 drop(core);
                 drop(old);
                 return Poll::Pending;
@@ -450,21 +450,21 @@ impl<T: 'static> MultiOp<T> {
             Lifecycle::Streaming(stream) => match stream.queue.pop_front() {
                 Some((res, flags)) => (res, flags, stream.finished && stream.queue.is_empty()),
                 None => {
-                    let old = register(&mut stream.waker, cx, raw.driver.task_hook.get());
+                    let old = register(&mut stream.waker, cx, &raw.driver);
                     drop(core);
                     drop(old);
                     return Poll::Pending;
                 }
             },
             Lifecycle::Submitted => {
-                *slot = Lifecycle::Waiting(WakeHandle::for_loop(raw.driver.task_hook.get(), cx.waker()));
+                *slot = Lifecycle::Waiting(raw.driver.waiter(cx));
                 return Poll::Pending;
             }
             Lifecycle::Waiting(waker) => {
                 if waker.will_wake(cx.waker()) {
                     return Poll::Pending;
                 }
-                let old = mem::replace(waker, WakeHandle::for_loop(raw.driver.task_hook.get(), cx.waker()));
+                let old = mem::replace(waker, raw.driver.waiter(cx));
                 drop(core);
                 drop(old);
                 return Poll::Pending;

@@ -141,6 +141,12 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// Whom `cx` wakes, as the driver keeps it: a local task reference for
+    /// a task of its own loop, else a waker clone (`task::WakeHandle`).
+    pub(super) fn waiter(&self, cx: &std::task::Context<'_>) -> WakeHandle {
+        WakeHandle::for_loop(self.task_hook.get(), cx.waker())
+    }
+
     /// Wakes the wakers and drops the orphaned resources collected by the
     /// last reap, after the borrow ends (both may re-enter the driver).
     pub(super) fn wake_and_bury(&self) {
@@ -467,9 +473,8 @@ impl Core {
                 if entry.get_user_data() == CANCEL_UD {
                     self.stats.queue_bound_cancels += 1;
                 }
-                // SAFETY: `op::Linger::step` built it under `Op::linger`'s
-                // contract (the state it points into stays in the slot), or
-                // it is an AsyncCancel, which references no memory.
+                // Built by `op::Linger::step` (its state stays in the slot).
+                // SAFETY: `Op::linger`'s contract, or an AsyncCancel (no memory).
                 unsafe { self.push(entry) };
             }
             if drain_eventfd {

@@ -240,9 +240,9 @@ where
             return Err(true);
         }
         let slot = cell.stage.get();
-        // SAFETY: the slot is only borrowed while `future_busy` is set (we
-        // just checked it is not), and only on this thread (the cell is
-        // reachable from other threads only through its header).
+        // The slot is only borrowed while `future_busy` is set, and only on
+        // this thread (other threads reach the cell only through its header).
+        // SAFETY: not busy (checked above), so nobody else borrows the slot.
         match unsafe { &mut *slot } {
             Stage::Running(fut) => Ok((local, slot, fut)),
             _ => Err(false),
@@ -406,10 +406,9 @@ where
     /// `Weak` are dropped; the `SCHED_REF` count was
     /// released by `release`.
     unsafe fn dealloc(ptr: NonNull<Header>) {
-        // SAFETY: the allocation came from `Box::new_uninit` of this type,
-        // fully initialized; the `ManuallyDrop` parts are not dropped
-        // again, the header holds no owning field, the stage is `Empty`
-        // (dropping it is a no-op), and nobody references the cell anymore.
+        // The `ManuallyDrop` parts are not dropped again, the header holds no
+        // owning field, the stage is `Empty` (dropping it is a no-op).
+        // SAFETY: from `Box::new_uninit` of this type, fully initialized, unreferenced.
         drop(unsafe { Box::from_raw(ptr.cast::<TaskCell<F, T>>().as_ptr()) });
     }
 }
@@ -419,7 +418,7 @@ mod waker;
 
 pub(crate) use refs::{OkWrap, RawRef, TaskBox, TypedRef};
 use waker::*;
-pub(crate) use waker::{RemoteTask, Wakeup};
+pub(crate) use waker::{RemoteWake, Wakeup};
 
 #[cfg(all(test, target_pointer_width = "64"))]
 mod tests {

@@ -132,7 +132,7 @@ pub(super) unsafe fn schedule_now(h: &Header) {
 
 /// A wake-up on its way to the task's loop ([`Schedule::schedule`]): on the
 /// loop's own thread it becomes a local reference, elsewhere an owned
-/// [`RemoteTask`] for the cross-thread queue.
+/// [`RemoteWake`] for the cross-thread queue.
 #[derive(Clone, Copy)]
 pub(crate) struct Wakeup<'a> {
     /// Alive while borrowed: the waker (or local reference) being woken
@@ -143,9 +143,9 @@ pub(crate) struct Wakeup<'a> {
 impl Wakeup<'_> {
     /// A reference to the task that may cross threads, for the loop's
     /// cross-thread queue (one more atomic reference).
-    pub(crate) fn remote(&self) -> RemoteTask {
+    pub(crate) fn remote(&self) -> RemoteWake {
         acquire(self.h);
-        RemoteTask {
+        RemoteWake {
             ptr: NonNull::from(self.h),
         }
     }
@@ -169,16 +169,16 @@ impl Wakeup<'_> {
 /// A task woken from another thread, queued for its loop: owns one atomic
 /// reference (like a waker), so the task's memory stays until the loop
 /// thread turns it into a local reference or drops it.
-pub(crate) struct RemoteTask {
+pub(crate) struct RemoteWake {
     ptr: NonNull<Header>,
 }
 
 // SAFETY: like a waker: off the loop thread only the header is touched (the
 // reference is released; the last one frees the allocation, whose `!Send`
 // contents were dropped on the loop thread before).
-unsafe impl Send for RemoteTask {}
+unsafe impl Send for RemoteWake {}
 
-impl RemoteTask {
+impl RemoteWake {
     /// A local reference to the task (its own reference is given up);
     /// `None` when the task's loop-thread contents are gone (it finished).
     ///
@@ -197,7 +197,7 @@ impl RemoteTask {
     }
 }
 
-impl Drop for RemoteTask {
+impl Drop for RemoteWake {
     fn drop(&mut self) {
         // SAFETY: we own one reference, given up here.
         unsafe { release(self.ptr) }
