@@ -20,8 +20,8 @@ use std::ops::{Bound, RangeBounds};
 
 mod owned_io;
 mod pooled;
-pub(crate) use owned_io::write_all_with;
 pub use owned_io::{AsyncReadOwned, AsyncWriteOwned};
+pub(crate) use owned_io::{count_written, write_all_with};
 #[cfg(target_os = "linux")]
 pub(crate) use pooled::BufRing;
 pub use pooled::PooledBuf;

@@ -71,13 +71,24 @@ where
     while done < total {
         let (res, s) = write(slice, done).await;
         let buf = s.into_inner();
-        match res {
-            Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return (Err(e), buf),
+        if let Err(e) = count_written(res, &mut done) {
+            return (Err(e), buf);
         }
         slice = buf.slice(done..);
     }
     (Ok(()), slice.into_inner())
+}
+
+/// One write of a write-all loop: adds its count to `done`; a zero-byte
+/// write is `WriteZero`, `EINTR` is no error (the loop retries).
+pub(crate) fn count_written(res: io::Result<usize>, done: &mut usize) -> io::Result<()> {
+    match res {
+        Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+        Ok(n) => {
+            *done += n;
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+        Err(e) => Err(e),
+    }
 }

@@ -2,9 +2,12 @@
 //! each is one `driver::ops` type submitted to the loop's driver, which
 //! runs it on io_uring or on the fallback backend.
 
+use std::future::Future;
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use socket2::SockAddr;
 
@@ -30,18 +33,64 @@ pub(crate) async fn recv<B: IoBufMut>(drv: &Driver, fd: &SharedFd, buf: B, flags
 
 /// `send(2)` of the buffer's initialised bytes, with `MSG_NOSIGNAL`; on
 /// io_uring a zero-copy `SEND_ZC` from the driver's threshold on.
-pub(crate) async fn send<B: IoBuf>(drv: &Driver, fd: &SharedFd, buf: B, flags: i32) -> BufResult<usize, B> {
+pub(crate) fn send<'a, B: IoBuf>(drv: &'a Driver, fd: &'a SharedFd, buf: B, flags: i32) -> SendOne<'a, B> {
     #[cfg(target_os = "linux")]
     if fd.zero_copy() && drv.send_zc_threshold().is_some_and(|t| buf.bytes_init() >= t) {
-        let (res, buf) = submit(drv, ops::SendZc::new(fd, buf, flags)).await;
-        match res {
-            // A socket that cannot send zero-copy: plain sends from now on.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL)) => fd.set_zero_copy(false),
-            res => return (res, buf),
-        }
-        return submit(drv, ops::Send::new(fd, buf, flags)).await;
+        let op = SendState::ZeroCopy(submit(drv, ops::SendZc::new(fd, buf, flags)));
+        return SendOne { drv, fd, flags, op };
     }
-    submit(drv, ops::Send::new(fd, buf, flags)).await
+    let op = SendState::Plain(submit(drv, ops::Send::new(fd, buf, flags)));
+    SendOne { drv, fd, flags, op }
+}
+
+/// The future of [`send`]. Written by hand rather than as an `async fn`:
+/// `write_all` loops hold it, and nested `async fn`s each keep a copy of
+/// the state below them (a stream's `write_all` future was 432 bytes, and
+/// every send moved it around).
+pub(crate) struct SendOne<'a, B: IoBuf> {
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    drv: &'a Driver,
+    fd: &'a SharedFd,
+    flags: i32,
+    op: SendState<B>,
+}
+
+enum SendState<B: IoBuf> {
+    Plain(ops::Submit<ops::Send<B>>),
+    #[cfg(target_os = "linux")]
+    ZeroCopy(ops::Submit<ops::SendZc<B>>),
+}
+
+impl<'a, B: IoBuf> SendOne<'a, B> {
+    /// A send of `buf` on the same socket with the same flags (the next
+    /// chunk of a `write_all`).
+    pub(crate) fn next<C: IoBuf>(&self, buf: C) -> SendOne<'a, C> {
+        send(self.drv, self.fd, buf, self.flags)
+    }
+}
+
+impl<B: IoBuf> Future for SendOne<'_, B> {
+    type Output = BufResult<usize, B>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match &mut this.op {
+            SendState::Plain(op) => Pin::new(op).poll(cx),
+            #[cfg(target_os = "linux")]
+            SendState::ZeroCopy(op) => {
+                let (res, buf) = ready!(Pin::new(op).poll(cx));
+                match res {
+                    // A socket that cannot send zero-copy: plain sends from now on.
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL)) => {
+                        this.fd.set_zero_copy(false);
+                        this.op = SendState::Plain(submit(this.drv, ops::Send::new(this.fd, buf, this.flags)));
+                        Pin::new(this).poll(cx)
+                    }
+                    res => Poll::Ready((res, buf)),
+                }
+            }
+        }
+    }
 }
 
 /// `accept4(2)` with `SOCK_CLOEXEC`.

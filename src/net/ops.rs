@@ -3,12 +3,15 @@
 //! `read_exact`, and the accept loop behind `incoming()`. The operations
 //! themselves are `driver::ops` types.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use socket2::SockAddr;
 
-use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::buf::{BufResult, IoBuf, IoBufMut, Slice, count_written};
 use crate::driver::Driver;
 use crate::driver::ops::{self as dops, submit};
 use crate::io::{SharedFd, ops};
@@ -60,9 +63,56 @@ pub(crate) async fn close(drv: &Driver, fd: SharedFd) -> io::Result<()> {
 }
 
 /// `write_all` for stream sockets: sends until every initialised byte of
-/// `buf` went out.
-pub(crate) async fn send_all<B: IoBuf>(drv: &Driver, fd: &SharedFd, buf: B) -> BufResult<(), B> {
-    crate::buf::write_all_with(buf, |s, _| ops::send(drv, fd, s, 0)).await
+/// `buf` went out (a zero-byte send is `WriteZero`, `EINTR` retries, as in
+/// [`write_all_with`](crate::buf::write_all_with)).
+pub(crate) fn send_all<'a, B: IoBuf>(drv: &'a Driver, fd: &'a SharedFd, buf: B) -> SendAll<'a, B> {
+    let total = buf.bytes_init();
+    let state = if total == 0 {
+        AllState::Empty(Some(buf))
+    } else {
+        AllState::Sending(ops::send(drv, fd, buf.slice(..), 0))
+    };
+    SendAll { total, done: 0, state }
+}
+
+/// The future of [`send_all`], written by hand for its size (see
+/// [`ops::SendOne`]): one send in flight and two counters.
+pub(crate) struct SendAll<'a, B: IoBuf> {
+    total: usize,
+    done: usize,
+    state: AllState<'a, B>,
+}
+
+// The buffer is never pinned: it only moves in and out by value.
+impl<B: IoBuf> Unpin for SendAll<'_, B> {}
+
+enum AllState<'a, B: IoBuf> {
+    Sending(ops::SendOne<'a, Slice<B>>),
+    /// Nothing to send: the buffer goes straight back.
+    Empty(Option<B>),
+}
+
+impl<B: IoBuf> Future for SendAll<'_, B> {
+    type Output = BufResult<(), B>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let send = match &mut this.state {
+            AllState::Sending(send) => send,
+            AllState::Empty(buf) => return Poll::Ready((Ok(()), buf.take().expect("SendAll polled after completion"))),
+        };
+        loop {
+            let (res, s) = ready!(Pin::new(&mut *send).poll(cx));
+            let buf = s.into_inner();
+            if let Err(e) = count_written(res, &mut this.done) {
+                return Poll::Ready((Err(e), buf));
+            }
+            if this.done >= this.total {
+                return Poll::Ready((Ok(()), buf));
+            }
+            *send = send.next(buf.slice(this.done..));
+        }
+    }
 }
 
 /// `read_exact` for stream sockets: receives until `buf` holds `len`

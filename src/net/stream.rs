@@ -5,6 +5,7 @@
 //! (connecting, addresses, socket options) is in `tcp.rs` and `unix.rs`.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
 use std::net::Shutdown;
@@ -200,12 +201,12 @@ impl<F: Family> AsyncReadOwned for SocketStream<F> {
 }
 
 impl<F: Family> AsyncWriteOwned for SocketStream<F> {
-    async fn write<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
-        ops::send(&self.drv, &self.fd, buf, 0).await
+    fn write<B: IoBuf>(&self, buf: B) -> impl Future<Output = BufResult<usize, B>> {
+        ops::send(&self.drv, &self.fd, buf, 0)
     }
 
-    async fn write_all<B: IoBuf>(&self, buf: B) -> BufResult<(), B> {
-        net_ops::send_all(&self.drv, &self.fd, buf).await
+    fn write_all<B: IoBuf>(&self, buf: B) -> impl Future<Output = BufResult<(), B>> {
+        net_ops::send_all(&self.drv, &self.fd, buf)
     }
 
     /// Closes the connection and reports `close(2)`'s result (io_uring
