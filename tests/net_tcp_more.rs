@@ -150,3 +150,34 @@ fn async_close_reports_success_and_the_peer_sees_eof(lp: &EventLoop) {
     })
     .unwrap();
 }
+
+/// I/O futures are lazy, like `async fn`s: one dropped before its first
+/// poll sends or receives nothing (the bytes the peer then gets, and the
+/// bytes we then read, are exactly the ones asked for afterwards).
+#[ringloop::test]
+fn io_futures_dropped_before_their_first_poll_do_nothing(lp: &EventLoop) {
+    use std::io::{Read, Write};
+    lp.run_until_complete(async {
+        let listener = std::net::TcpListener::bind(local()).unwrap();
+        let s = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        drop(s.write(vec![1u8; 100]));
+        drop(s.write_all(vec![2u8; 100]));
+        // Large enough for a zero-copy send on io_uring.
+        drop(s.write_all(vec![3u8; 64 * 1024]));
+        peer.write_all(b"abc").unwrap();
+        drop(s.read(Vec::with_capacity(16)));
+        // Let the loop submit and complete whatever was queued.
+        ringloop::sleep(Duration::from_millis(20)).await;
+        let (r, got) = s.read_exact(Vec::new(), 3).await;
+        r.unwrap();
+        assert_eq!(got, b"abc");
+        let (r, _) = s.write_all(b"ok".to_vec()).await;
+        r.unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut all = Vec::new();
+        peer.read_to_end(&mut all).unwrap();
+        assert_eq!(all, b"ok");
+    })
+    .unwrap();
+}

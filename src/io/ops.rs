@@ -32,15 +32,15 @@ pub(crate) async fn recv<B: IoBufMut>(drv: &Driver, fd: &SharedFd, buf: B, flags
 }
 
 /// `send(2)` of the buffer's initialised bytes, with `MSG_NOSIGNAL`; on
-/// io_uring a zero-copy `SEND_ZC` from the driver's threshold on.
+/// io_uring a zero-copy `SEND_ZC` from the driver's threshold on. Lazy, as
+/// an `async fn` would be: nothing is submitted before the first poll.
 pub(crate) fn send<'a, B: IoBuf>(drv: &'a Driver, fd: &'a SharedFd, buf: B, flags: i32) -> SendOne<'a, B> {
-    #[cfg(target_os = "linux")]
-    if fd.zero_copy() && drv.send_zc_threshold().is_some_and(|t| buf.bytes_init() >= t) {
-        let op = SendState::ZeroCopy(submit(drv, ops::SendZc::new(fd, buf, flags)));
-        return SendOne { drv, fd, flags, op };
+    SendOne {
+        drv,
+        fd,
+        flags,
+        op: SendState::Start(Some(buf)),
     }
-    let op = SendState::Plain(submit(drv, ops::Send::new(fd, buf, flags)));
-    SendOne { drv, fd, flags, op }
 }
 
 /// The future of [`send`]. Written by hand rather than as an `async fn`:
@@ -48,7 +48,6 @@ pub(crate) fn send<'a, B: IoBuf>(drv: &'a Driver, fd: &'a SharedFd, buf: B, flag
 /// the state below them (a stream's `write_all` future was 432 bytes, and
 /// every send moved it around).
 pub(crate) struct SendOne<'a, B: IoBuf> {
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     drv: &'a Driver,
     fd: &'a SharedFd,
     flags: i32,
@@ -56,16 +55,30 @@ pub(crate) struct SendOne<'a, B: IoBuf> {
 }
 
 enum SendState<B: IoBuf> {
+    /// Not polled yet.
+    Start(Option<B>),
     Plain(ops::Submit<ops::Send<B>>),
     #[cfg(target_os = "linux")]
     ZeroCopy(ops::Submit<ops::SendZc<B>>),
 }
+
+// The buffer is never pinned: it only moves in and out by value.
+impl<B: IoBuf> Unpin for SendOne<'_, B> {}
 
 impl<'a, B: IoBuf> SendOne<'a, B> {
     /// A send of `buf` on the same socket with the same flags (the next
     /// chunk of a `write_all`).
     pub(crate) fn next<C: IoBuf>(&self, buf: C) -> SendOne<'a, C> {
         send(self.drv, self.fd, buf, self.flags)
+    }
+
+    /// Submits the send: zero-copy from the driver's threshold on.
+    fn start(&self, buf: B) -> SendState<B> {
+        #[cfg(target_os = "linux")]
+        if self.fd.zero_copy() && self.drv.send_zc_threshold().is_some_and(|t| buf.bytes_init() >= t) {
+            return SendState::ZeroCopy(submit(self.drv, ops::SendZc::new(self.fd, buf, self.flags)));
+        }
+        SendState::Plain(submit(self.drv, ops::Send::new(self.fd, buf, self.flags)))
     }
 }
 
@@ -75,6 +88,11 @@ impl<B: IoBuf> Future for SendOne<'_, B> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         match &mut this.op {
+            SendState::Start(buf) => {
+                let buf = buf.take().expect("send polled after completion");
+                this.op = this.start(buf);
+                Pin::new(this).poll(cx)
+            }
             SendState::Plain(op) => Pin::new(op).poll(cx),
             #[cfg(target_os = "linux")]
             SendState::ZeroCopy(op) => {
