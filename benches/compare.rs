@@ -37,7 +37,8 @@
 //! closed-loop load thread per load-generator CPU (`--client-cpus`, default
 //! 1; the connections split between them), and verify every reply byte
 //! (`compare/load.rs`). For each round, workload and
-//! peer (peers interleaved within a workload): fresh server, connect, a
+//! peer (peers interleaved within a workload, the order rotated by one each
+//! round so that no peer always runs first): fresh server, connect, a
 //! discarded warm-up window, then a measured closed-loop window (one
 //! request in flight per connection). The headline is the server's CPU time
 //! per request (sum of the per-thread `/proc/<pid>/task/*/schedstat` run
@@ -401,6 +402,15 @@ impl Load {
     }
 }
 
+/// The peers in the order round `round` measures them: rotated by one per
+/// round, so that no peer always runs first in a workload (right after the
+/// previous workload's servers were torn down) or always after the same
+/// peer.
+fn round_order<'a>(peers: &'a [&'static str], round: usize) -> impl Iterator<Item = &'a &'static str> {
+    let k = round.checked_rem(peers.len()).unwrap_or(0);
+    peers[k..].iter().chain(&peers[..k])
+}
+
 /// Closed loop: warm-up, measured window, then (when `count_sys`) a
 /// syscall-counting window. The load threads end when `load` is dropped
 /// (or, after a failure, when the server is killed).
@@ -708,7 +718,7 @@ fn main() {
     };
     println!("- {placement}");
     println!(
-        "- {rounds} round(s), peers interleaved; closed loop: warm-up {:?} discarded, measured window {:?}; open loop: warm-up {:?}, window {:?}",
+        "- {rounds} round(s), peers interleaved (order rotated each round); closed loop: warm-up {:?} discarded, measured window {:?}; open loop: warm-up {:?}, window {:?}",
         cfg.warm, cfg.window, open_t.0, open_t.1
     );
     println!("- syscalls: {tool_desc} (first round)\n");
@@ -733,7 +743,7 @@ fn main() {
     for round in 0..rounds {
         for w in &p.closed {
             let label = w.label();
-            for peer in &p.peers {
+            for peer in round_order(&p.peers, round) {
                 let Some(row) = rows.iter_mut().find(|r| r.workload == label && r.peer == *peer) else {
                     continue;
                 };
@@ -781,7 +791,7 @@ fn main() {
     for round in 0..rounds {
         for w in &p.open {
             let label = w.label();
-            for peer in &p.peers {
+            for peer in round_order(&p.peers, round) {
                 let Some(row) = lat.iter_mut().find(|r| r.workload == label && r.peer == *peer) else {
                     continue;
                 };
@@ -834,7 +844,7 @@ fn main() {
         for round in 0..rounds {
             for w in &p.wrk {
                 let label = w.label();
-                for peer in &p.peers {
+                for peer in round_order(&p.peers, round) {
                     let Some(row) = wrk_rows.iter_mut().find(|r| r.workload == label && r.peer == *peer) else {
                         continue;
                     };
