@@ -262,8 +262,16 @@ impl LoopInner {
         // 5. Run exactly the entries that are ready now.
         let n = self.ready.borrow().len();
         for _ in 0..n {
-            let Some(r) = self.ready.borrow_mut().pop_front() else {
-                break;
+            let r = {
+                let mut ready = self.ready.borrow_mut();
+                let Some(r) = ready.pop_front() else {
+                    break;
+                };
+                // The next task's memory loads while this entry runs.
+                if let Some(Runnable::Task(next)) = ready.front() {
+                    next.prefetch();
+                }
+                r
             };
             let start = self.debug.get().then(Instant::now);
             let what = match r {

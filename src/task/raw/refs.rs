@@ -113,6 +113,25 @@ impl RawRef {
         }
     }
 
+    /// Asks the CPU to start loading the task's first four cache lines (the
+    /// header, its bookkeeping and the start of its future), for a task
+    /// that runs next: its cache misses then overlap with the current
+    /// task's step instead of stalling its own (an echo server's tasks are
+    /// cold by the time their completions come back).
+    #[inline]
+    pub(crate) fn prefetch(&self) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let p = self.ptr.as_ptr().cast::<i8>().cast_const();
+            for line in 0..4 {
+                // SAFETY: a prefetch is a hint that never faults, whatever
+                // the address; SSE is part of the x86_64 baseline.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(line * 64)) };
+            }
+        }
+    }
+
     /// Whether both refer to the same task.
     pub(crate) fn ptr_eq(&self, other: &RawRef) -> bool {
         self.ptr == other.ptr
