@@ -319,13 +319,11 @@ fn fd_replaced(lp: &EventLoop) {
         let (client, _peer) = pair_with_std_peer().await;
         let devnull = std::fs::File::open("/dev/null").unwrap();
         use std::os::fd::AsRawFd;
-        // SAFETY: dup2 atomically makes the stream's fd number refer to
-        // /dev/null. No operation of the stream is in flight, the number
-        // stays owned by the stream (closed exactly once, when it drops),
-        // and no memory is involved: only the kind of file changes, which
-        // is what this test is about. (Closing the stream's fd instead
-        // would break I/O safety: the number could be reused and closed
-        // twice, so that is not something safe code can do.)
+        // dup2 atomically makes the stream's fd number refer to /dev/null:
+        // only the kind of file changes, which is what this test is about.
+        // (Closing the stream's fd instead would break I/O safety: the
+        // number could be reused and closed twice.)
+        // SAFETY: no op of the stream is in flight; the number stays owned by the stream (closed once).
         let rc = unsafe { libc::dup2(devnull.as_raw_fd(), client.as_raw_fd()) };
         assert!(rc >= 0, "dup2: {}", std::io::Error::last_os_error());
         let e = timeout(NO_HANG, client.read(Vec::with_capacity(8)))

@@ -261,9 +261,9 @@ pub fn timers(rt: Rt, size: Size) -> Sample {
                 for i in 0..n {
                     v.push(Some(tokio::time::sleep(timer_delay(i))));
                     let s = v.last_mut().and_then(Option::as_mut).expect("just pushed");
-                    // SAFETY: `v` has capacity `n` and is never grown past it, so
-                    // the element is never moved; it is only dropped in place
-                    // (assigning `None`, or dropping `v`).
+                    // `v` has capacity `n` and is never grown past it; the element
+                    // is only dropped in place (assigning `None`, or dropping `v`).
+                    // SAFETY: so the pinned element is never moved.
                     poll_once(unsafe { Pin::new_unchecked(s) }).await;
                 }
                 for (i, s) in v.iter_mut().enumerate() {

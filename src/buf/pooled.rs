@@ -99,10 +99,9 @@ impl Deref for PooledBuf {
         match &self.inner {
             #[cfg(target_os = "linux")]
             Inner::Ring { pool, bid, off, len } => {
-                // SAFETY: the kernel wrote `off + len` bytes (clamped to the
-                // buffer size) into buffer `bid` before posting the
-                // completion, and the buffer is not in the ring (so not
-                // written again) until this value is dropped.
+                // The buffer is not in the ring (so not written again) until
+                // this value is dropped.
+                // SAFETY: the kernel wrote `off + len` bytes (clamped to the buffer) into `bid`.
                 unsafe { std::slice::from_raw_parts(pool.buf_ptr(*bid).add(*off as usize), *len) }
             }
             Inner::Heap(v) => v,

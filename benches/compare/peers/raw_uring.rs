@@ -23,10 +23,9 @@ struct Conn {
 
 fn push(ring: &mut IoUring, e: squeue::Entry) -> io::Result<()> {
     loop {
-        // SAFETY: every pointer an entry carries goes into heap storage that
-        // stays allocated and in place until its op's CQE has been reaped: a
-        // connection's buffers (kept in `conns`, not resized meanwhile) or
-        // the boxed UDP `Dgram`.
+        // Entries point into a connection's buffers (kept in `conns`, not
+        // resized meanwhile) or the boxed UDP `Dgram`.
+        // SAFETY: every pointer an entry carries stays allocated and in place until its CQE.
         if unsafe { ring.submission().push(&e) }.is_ok() {
             return Ok(());
         }

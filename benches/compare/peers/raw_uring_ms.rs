@@ -106,9 +106,10 @@ impl BufRing {
     fn give(&mut self, bid: u16) {
         let e = (self.tail & (NBUF - 1)) as usize;
         let addr = self.buf_ptr(bid) as u64;
-        // SAFETY: e < NBUF entries of the live mapping. The kernel reads
-        // only entries between its head and the published tail, and this one
-        // is past the tail; `resv` (entry 0's tail) is not written here.
+        // The kernel reads only entries between its head and the published
+        // tail, and this one is past the tail; `resv` (entry 0's tail) is not
+        // written here.
+        // SAFETY: e < NBUF entries of the live mapping, not read by the kernel yet.
         unsafe {
             let p = self.entries.add(e);
             std::ptr::addr_of_mut!((*p).addr).write(addr);
@@ -170,10 +171,10 @@ fn setup(bufs: &mut BufRing) -> io::Result<IoUring> {
 
 fn push(ring: &mut IoUring, e: squeue::Entry) -> io::Result<()> {
     loop {
-        // SAFETY: every pointer an entry carries stays valid until its CQE:
-        // the provided buffers (in the `BufRing`, which outlives the ring),
-        // a connection's HTTP output `Vec` (not touched while its send is in
-        // flight) or the probe's byte.
+        // Entries point into the provided buffers (in the `BufRing`, which
+        // outlives the ring), a connection's HTTP output `Vec` (not touched
+        // while its send is in flight) or the probe's byte.
+        // SAFETY: every pointer an entry carries stays valid until its CQE.
         if unsafe { ring.submission().push(&e) }.is_ok() {
             return Ok(());
         }
@@ -286,9 +287,9 @@ impl Conn {
                 true
             }
             Out::Http { input, next, .. } => {
-                // SAFETY: the kernel wrote `len` <= BUFSZ bytes into buffer
-                // `bid`, which it does not touch again until we give it back
-                // (below, after this copy).
+                // The kernel does not touch buffer `bid` again until we give
+                // it back (below, after this copy).
+                // SAFETY: the kernel wrote `len` <= BUFSZ bytes into buffer `bid`.
                 let data = unsafe { std::slice::from_raw_parts(bufs.buf_ptr(bid), len) };
                 let mut ok = true;
                 let mut rest = data;

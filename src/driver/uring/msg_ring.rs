@@ -160,9 +160,9 @@ fn send_from_this_thread(target: i32) -> bool {
                 .build()
                 .flags(squeue::Flags::SKIP_SUCCESS)
                 .user_data(MSG_RING_SENT_UD);
-            // SAFETY: a MSG_RING data message references no memory; the
-            // target fd stays open while `self` (its owner) is borrowed by
+            // The target fd stays open while `self` (its owner) is borrowed by
             // our caller, and the kernel takes its own reference at submit.
+            // SAFETY: a MSG_RING data message references no memory; its fd stays open (above).
             if unsafe { core.ring.submission().push(&entry) }.is_err() {
                 return false;
             }

@@ -359,9 +359,9 @@ impl<T: 'static> Op<T> {
         let old = mem::replace(&mut core.slots[key], Lifecycle::Lingering(Box::new(linger)));
         core.note_linger(deadline);
         if let Some(entry) = first {
-            // SAFETY: the entry satisfies `submit`'s contract (this
-            // function's), with the state now owned by the slot until the
-            // final CQE.
+            // The state the entry points into is now owned by the slot until
+            // the final CQE.
+            // SAFETY: the entry satisfies `submit`'s contract (this function's).
             unsafe { core.push(entry.user_data(key as u64)) };
         }
         drop(core);

@@ -89,11 +89,11 @@ impl Pool {
             pool.push(bid);
         }
         pool.publish();
+        // The ring memory stays allocated as long as the kernel may read it:
+        // the pool is only freed once no `Rc` is left, and the driver core
+        // keeps (or leaks) one until the ring itself is gone.
         #[allow(deprecated)] // `_with_flags` only adds a flags argument (0 here).
-        // SAFETY: the ring memory is page-aligned, `entries` entries long and
-        // stays allocated as long as the kernel may read it: the pool is
-        // only freed once no `Rc` is left, and the driver core keeps (or
-        // leaks) one until the ring itself is gone.
+        // SAFETY: page-aligned ring memory of `entries` entries that outlives the kernel's use (above).
         let res = unsafe {
             ring.submitter()
                 .register_buf_ring(ring_nn.as_ptr() as u64, entries, POOL_GROUP)
@@ -118,9 +118,9 @@ impl Pool {
     fn push(&self, bid: u16) {
         let tail = self.tail.get();
         let index = usize::from(tail & (self.entries - 1));
-        // SAFETY: `index < entries`, so the entry lies inside the ring
-        // allocation. The fields are written one by one because entry 0's
-        // last two bytes are the shared tail, which must not be overwritten.
+        // The fields are written one by one because entry 0's last two bytes
+        // are the shared tail, which must not be overwritten.
+        // SAFETY: `index < entries`, so the entry lies inside the ring allocation.
         unsafe {
             let entry = self.ring.as_ptr().add(index * ENTRY_SIZE);
             entry.cast::<u64>().write(self.buf_ptr(bid) as u64);
@@ -132,10 +132,9 @@ impl Pool {
 
     /// Makes the pushed entries visible to the kernel.
     fn publish(&self) {
-        // SAFETY: the tail is the `u16` at offset 14 of the page-aligned ring
-        // (so aligned for an atomic); the kernel reads it concurrently, which
-        // is why it is accessed atomically, with release order so the
-        // entries written before are visible first.
+        // The kernel reads the tail concurrently, hence the atomic access,
+        // with release order so the entries written before are visible first.
+        // SAFETY: the tail is the `u16` at offset 14 of the page-aligned ring (aligned for an atomic).
         let tail = unsafe { AtomicU16::from_ptr(self.ring.as_ptr().add(14).cast::<u16>()) };
         tail.store(self.tail.get(), Ordering::Release);
     }

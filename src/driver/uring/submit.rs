@@ -47,9 +47,10 @@ impl UringDriver {
     pub(crate) fn submit_op<O: OpCode>(&self, op: O) -> Op<O> {
         #[cfg(test)]
         self.count_op(O::CODE);
-        // SAFETY: `OpCode` implementors promise that `sqe` only points into
-        // heap memory the op owns (or 'static memory) and that the op keeps
-        // any fd in the SQE open: `submit`'s contract.
+        // `OpCode` implementors promise that `sqe` only points into heap
+        // memory the op owns (or 'static memory) and that the op keeps any
+        // fd in the SQE open.
+        // SAFETY: that promise is `submit`'s contract.
         let mut op = unsafe { self.submit(op, O::sqe) };
         op.raw.orphan = O::ORPHAN;
         op
