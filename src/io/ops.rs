@@ -72,7 +72,8 @@ impl<'a, B: IoBuf> SendOne<'a, B> {
         send(self.drv, self.fd, buf, self.flags)
     }
 
-    /// Submits the send: zero-copy from the driver's threshold on.
+    /// Submits the send: zero-copy from the driver's threshold on, unless
+    /// the socket refused zero-copy before.
     fn start(&self, buf: B) -> SendState<B> {
         #[cfg(target_os = "linux")]
         if self.fd.zero_copy() && self.drv.send_zc_threshold().is_some_and(|t| buf.bytes_init() >= t) {
@@ -101,7 +102,7 @@ impl<B: IoBuf> Future for SendOne<'_, B> {
                     // A socket that cannot send zero-copy: plain sends from now on.
                     Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL)) => {
                         this.fd.set_zero_copy(false);
-                        this.op = SendState::Plain(submit(this.drv, ops::Send::new(this.fd, buf, this.flags)));
+                        this.op = this.start(buf);
                         Pin::new(this).poll(cx)
                     }
                     res => Poll::Ready((res, buf)),
