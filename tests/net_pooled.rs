@@ -219,3 +219,242 @@ fn recv_stream_ends_at_end_of_stream(lp: &EventLoop) {
     })
     .unwrap();
 }
+
+/// Whether this loop's stream pool is consumed incrementally
+/// (`IOU_PBUF_RING_INC`): known once the pool was registered, i.e. after a
+/// first `recv_stream` receive.
+fn incremental_in_use(lp: &EventLoop) -> bool {
+    ring_buffers_in_use(lp) && lp.driver_description().contains(", incremental)")
+}
+
+/// Offset of a ring chunk inside its pool buffer (the pool's buffers are
+/// `size`-byte slots of one page-aligned allocation).
+fn offset_in_buffer(buf: &[u8], size: usize) -> usize {
+    buf.as_ptr() as usize % size
+}
+
+#[ringloop::test]
+fn small_receives_share_a_pool_buffer_when_consumed_incrementally(lp: &EventLoop) {
+    // Two 4 KiB buffers; forty 100-byte messages, each received (and held)
+    // before the next is sent. Consumed incrementally they all fit in the
+    // first buffer; otherwise each takes a whole buffer and the ring runs
+    // dry after two (the rest arrive in heap buffers).
+    let own = loop_with_pool(lp, 2, 4096);
+    own.run_until_complete(async move {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut rx = b.recv_stream();
+        let mut held = Vec::new();
+        for i in 0..40 {
+            let (r, _) = a.write_all(pattern(i, 100)).await;
+            r.unwrap();
+            let mut got = Vec::new();
+            while got.len() < 100 {
+                let chunk = rx.next().await.unwrap().unwrap();
+                got.extend_from_slice(&chunk);
+                held.push(chunk);
+            }
+            assert_eq!(got, pattern(i, 100), "message {i}");
+        }
+        let lp = ringloop::current().unwrap();
+        let ring = held.iter().filter(|c| c.is_ring_buffer()).count();
+        if incremental_in_use(&lp) {
+            assert_eq!(ring, held.len(), "every small receive fits the shared buffers");
+            let shared = held.iter().filter(|c| offset_in_buffer(c, 4096) != 0).count();
+            assert!(shared >= 38, "only {shared} chunks start inside a buffer");
+            // Each chunk starts where the previous one in its buffer ended.
+            for w in held.windows(2) {
+                let (p, q) = (w[0].as_ptr() as usize, w[1].as_ptr() as usize);
+                if offset_in_buffer(&w[1], 4096) != 0 {
+                    assert_eq!(q, p + w[0].len(), "chunks of one buffer are contiguous");
+                }
+            }
+        } else if ring_buffers_in_use(&lp) {
+            assert!(ring <= 2, "{ring} whole buffers held out of two");
+        }
+        // Everything held goes back: messages received (and dropped) one at
+        // a time, three times the pool's size in all, never find the ring
+        // empty.
+        drop(held);
+        let mut heap = 0;
+        for i in 0..40 {
+            let msg = pattern(100 + i, 300);
+            let (r, _) = a.write_all(msg.clone()).await;
+            r.unwrap();
+            let mut got = Vec::new();
+            while got.len() < msg.len() {
+                let chunk = rx.next().await.unwrap().unwrap();
+                heap += !chunk.is_ring_buffer() as usize;
+                got.extend_from_slice(&chunk);
+            }
+            assert_eq!(got, msg, "message {i} after the held ones");
+        }
+        if ring_buffers_in_use(&lp) {
+            assert_eq!(heap, 0, "a pool buffer was lost");
+        }
+    })
+    .unwrap();
+}
+
+#[ringloop::test]
+fn pooled_receives_over_shared_buffers_keep_every_byte(lp: &EventLoop) {
+    // Eight connections share four 256-byte buffers; writers send random
+    // sizes, readers keep a random number of recent chunks. Receives of
+    // different connections interleave inside one buffer, the ring runs dry
+    // over and over, streams end (zero-length results) while buffers are
+    // partly filled: every byte must still arrive, in order, untouched.
+    let seed = common::net::XorShift::seed_from_env();
+    eprintln!("RINGLOOP_TEST_SEED={seed}");
+    let own = loop_with_pool(lp, 4, 256);
+    own.run_until_complete(async move {
+        let mut rng = common::net::XorShift::new(seed);
+        let mut tasks = Vec::new();
+        for conn in 0..8usize {
+            for round in 0..3usize {
+                let (a, b) = UnixStream::pair().unwrap();
+                let mut data = vec![0u8; 2000 + rng.below(3000) as usize];
+                rng.fill(&mut data);
+                let sizes: Vec<usize> = (0..64).map(|_| 1 + rng.below(700) as usize).collect();
+                let keep: Vec<usize> = (0..64).map(|_| rng.below(6) as usize).collect();
+                let expect = data.clone();
+                tasks.push(spawn(async move {
+                    let mut at = 0;
+                    let mut i = 0;
+                    while at < data.len() {
+                        let end = (at + sizes[i % sizes.len()]).min(data.len());
+                        let (r, _) = a.write_all(data[at..end].to_vec()).await;
+                        r.unwrap();
+                        at = end;
+                        i += 1;
+                        if i % 3 == 0 {
+                            ringloop::yield_now().await;
+                        }
+                    }
+                    drop(a);
+                    (0usize, 0usize)
+                }));
+                tasks.push(spawn(async move {
+                    let mut rx = b.recv_stream();
+                    // Chunks kept, with where they start in the stream.
+                    let mut held: Vec<(usize, ringloop::buf::PooledBuf)> = Vec::new();
+                    let mut got = Vec::new();
+                    let (mut heap, mut shared) = (0, 0);
+                    let mut i = 0;
+                    let unchanged = |at: usize, chunk: &[u8]| {
+                        assert!(
+                            chunk == &expect[at..at + chunk.len()],
+                            "connection {conn} round {round}: a held chunk at {at} was overwritten"
+                        );
+                    };
+                    while let Some(chunk) = rx.next().await {
+                        let chunk = chunk.unwrap();
+                        if chunk.is_ring_buffer() {
+                            shared += (offset_in_buffer(&chunk, 256) != 0) as usize;
+                        } else {
+                            heap += 1;
+                        }
+                        held.push((got.len(), chunk));
+                        got.extend_from_slice(&held.last().unwrap().1);
+                        while held.len() > keep[i % keep.len()] {
+                            let (at, old) = held.remove(0);
+                            unchanged(at, &old);
+                        }
+                        i += 1;
+                    }
+                    for (at, chunk) in &held {
+                        unchanged(*at, chunk);
+                    }
+                    assert!(
+                        got == expect,
+                        "connection {conn} round {round}: {} of {} bytes, or changed",
+                        got.len(),
+                        expect.len()
+                    );
+                    (heap, shared)
+                }));
+            }
+        }
+        let (mut heap, mut shared) = (0, 0);
+        for t in tasks {
+            let (h, s) = t.await.unwrap();
+            heap += h;
+            shared += s;
+        }
+        let lp = ringloop::current().unwrap();
+        if ring_buffers_in_use(&lp) {
+            assert!(heap > 0, "the ring never ran dry: the test proves less than it should");
+        }
+        if incremental_in_use(&lp) {
+            assert!(shared > 0, "no receive shared a buffer");
+        }
+        // Every buffer came back (none leaked by a dropped stream, an end
+        // of stream or a failed receive): receives that each drop their
+        // chunk at once never find the ring empty.
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut rx = b.recv_stream();
+        let mut heap = 0;
+        for i in 0..40u8 {
+            let (r, _) = a.write_all(vec![i; 100]).await;
+            r.unwrap();
+            let mut n = 0;
+            while n < 100 {
+                let chunk = rx.next().await.unwrap().unwrap();
+                assert!(chunk.iter().all(|&x| x == i));
+                heap += !chunk.is_ring_buffer() as usize;
+                n += chunk.len();
+            }
+        }
+        if ring_buffers_in_use(&lp) {
+            assert_eq!(heap, 0, "a pool buffer was lost");
+        }
+    })
+    .unwrap();
+}
+
+#[ringloop::test]
+fn dropping_streams_with_unread_results_in_shared_buffers_returns_them(lp: &EventLoop) {
+    // Results queued for a stream that is dropped (and results that arrive
+    // after) name buffers that other connections' chunks share: they are
+    // released without disturbing the chunks still held.
+    let own = loop_with_pool(lp, 2, 512);
+    own.run_until_complete(async move {
+        let mut kept = Vec::new();
+        for round in 0..12u8 {
+            let (a, b) = UnixStream::pair().unwrap();
+            {
+                let mut rx = b.recv_stream();
+                let (r, _) = a.write_all(vec![round; 40]).await;
+                r.unwrap();
+                kept.push((round, rx.next().await.unwrap().unwrap()));
+                for _ in 0..3 {
+                    let (r, _) = a.write_all(vec![0xee; 40]).await;
+                    r.unwrap();
+                    ringloop::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            }
+            drop((a, b));
+        }
+        for (round, chunk) in &kept {
+            assert!(chunk.iter().all(|x| x == round), "round {round}: {chunk:?}");
+        }
+        drop(kept);
+        let lp = ringloop::current().unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut rx = b.recv_stream();
+        let mut heap = 0;
+        for i in 0..30u8 {
+            let (r, _) = a.write_all(vec![i; 200]).await;
+            r.unwrap();
+            let mut n = 0;
+            while n < 200 {
+                let chunk = rx.next().await.unwrap().unwrap();
+                assert!(chunk.iter().all(|&x| x == i));
+                heap += !chunk.is_ring_buffer() as usize;
+                n += chunk.len();
+            }
+        }
+        if ring_buffers_in_use(&lp) {
+            assert_eq!(heap, 0, "a pool buffer was lost");
+        }
+    })
+    .unwrap();
+}

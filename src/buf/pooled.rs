@@ -16,8 +16,9 @@ pub(crate) trait BufRing {
     fn buf_size(&self) -> u32;
     /// Start of buffer `bid` (valid while the ring lives).
     fn buf_ptr(&self, bid: u16) -> *mut u8;
-    /// Hands buffer `bid` back to the kernel.
-    fn recycle(&self, bid: u16);
+    /// Drops this value's hold on buffer `bid` (the buffer goes back to the
+    /// kernel once nothing holds it).
+    fn release(&self, bid: u16);
 }
 
 /// Bytes a pooled receive produced ([`TcpStream::recv_stream`](crate::net::TcpStream::recv_stream)).
@@ -38,7 +39,8 @@ enum Inner {
         pool: Rc<dyn BufRing>,
         bid: u16,
         /// Where the bytes start in the buffer (after a multishot
-        /// `recvmsg`'s header and address).
+        /// `recvmsg`'s header and address; past earlier receives in an
+        /// incrementally consumed buffer).
         off: u32,
         len: usize,
     },
@@ -46,11 +48,6 @@ enum Inner {
 }
 
 impl PooledBuf {
-    #[cfg(target_os = "linux")]
-    pub(crate) fn from_ring(pool: Rc<dyn BufRing>, bid: u16, len: usize) -> PooledBuf {
-        PooledBuf::from_ring_at(pool, bid, 0, len)
-    }
-
     /// The `len` bytes at `off` in ring buffer `bid` (both clamped to the
     /// buffer).
     #[cfg(target_os = "linux")]
@@ -99,8 +96,9 @@ impl Deref for PooledBuf {
         match &self.inner {
             #[cfg(target_os = "linux")]
             Inner::Ring { pool, bid, off, len } => {
-                // The buffer is not in the ring (so not written again) until
-                // this value is dropped.
+                // The bytes are not written again until this value is
+                // dropped: the buffer is out of the ring, or (consumed
+                // incrementally) the kernel only fills it past them.
                 // SAFETY: the kernel wrote `off + len` bytes (clamped to the buffer) into `bid`.
                 unsafe { std::slice::from_raw_parts(pool.buf_ptr(*bid).add(*off as usize), *len) }
             }
@@ -128,15 +126,15 @@ impl Drop for PooledBuf {
     fn drop(&mut self) {
         #[cfg(target_os = "linux")]
         if let Inner::Ring { pool, bid, .. } = &self.inner {
-            pool.recycle(*bid);
+            pool.release(*bid);
         }
     }
 }
 
-// SAFETY: the bytes are either a ring buffer (fixed memory owned by the
-// pool, which this value keeps alive through its `Rc`, not handed back to
-// the kernel before the value is dropped) or a `Vec`'s heap buffer; neither
-// moves with the value, and `len` bytes are initialised.
+// SAFETY: the bytes are either in a ring buffer (fixed memory owned by the
+// pool, which this value keeps alive through its `Rc`, and not written by
+// the kernel again before the value is dropped) or a `Vec`'s heap buffer;
+// neither moves with the value, and `len` bytes are initialised.
 unsafe impl IoBuf for PooledBuf {
     fn stable_ptr(&self) -> *const u8 {
         self.deref().as_ptr()

@@ -140,7 +140,8 @@ pub(crate) struct UringConfig {
 /// has them (each is probed and degrades on its own). All are on by
 /// default; turning one off (for a benchmark, or to isolate a bug) selects
 /// the plain path it replaces. `RINGLOOP_URING_DISABLE` (a comma-separated
-/// list of `multishot_accept`, `multishot_recv`, `send_zc`, `msg_ring`, `fixed_files`, or `all`) turns
+/// list of `multishot_accept`, `multishot_recv`, `incremental_recv`, `send_zc`, `msg_ring`,
+/// `fixed_files`, or `all`) turns
 /// features off for every loop of the process, on top of the builder's
 /// choice. [`EventLoop::driver_description`](crate::EventLoop::driver_description)
 /// lists the ones in use.
@@ -154,6 +155,13 @@ pub struct UringFeatures {
     /// behind `recv_stream()`, instead of one `RECV` into a heap buffer per
     /// chunk.
     pub multishot_recv: bool,
+    /// The stream receive pool's buffers are consumed incrementally
+    /// (`IOU_PBUF_RING_INC`, 6.12): a receive takes only the bytes it
+    /// filled, so small messages share a buffer instead of taking one each
+    /// (a 128-byte message holds 128 bytes of the pool, not a whole
+    /// buffer). Off, or on an older kernel, every receive takes a buffer.
+    /// Datagram receives never share buffers.
+    pub incremental_recv: bool,
     /// Zero-copy `SEND_ZC` (6.0) for sends at or above the threshold
     /// ([`Builder::send_zc_threshold`](crate::Builder::send_zc_threshold)).
     pub send_zc: bool,
@@ -174,6 +182,7 @@ impl UringFeatures {
         UringFeatures {
             multishot_accept: true,
             multishot_recv: true,
+            incremental_recv: true,
             send_zc: true,
             msg_ring: true,
             fixed_files: true,
@@ -185,6 +194,7 @@ impl UringFeatures {
         UringFeatures {
             multishot_accept: false,
             multishot_recv: false,
+            incremental_recv: false,
             send_zc: false,
             msg_ring: false,
             fixed_files: false,
@@ -202,6 +212,7 @@ impl UringFeatures {
                 "all" => self = UringFeatures::none(),
                 "multishot_accept" => self.multishot_accept = false,
                 "multishot_recv" => self.multishot_recv = false,
+                "incremental_recv" => self.incremental_recv = false,
                 "send_zc" => self.send_zc = false,
                 "msg_ring" => self.msg_ring = false,
                 "fixed_files" => self.fixed_files = false,
@@ -211,7 +222,7 @@ impl UringFeatures {
                     WARNED.call_once(move || {
                         crate::debug::warn_log(format_args!(
                             "ringloop: RINGLOOP_URING_DISABLE: unknown feature {other:?} ignored \
-                             (known: multishot_accept, multishot_recv, send_zc, msg_ring, fixed_files, all)"
+                             (known: multishot_accept, multishot_recv, incremental_recv, send_zc, msg_ring, fixed_files, all)"
                         ))
                     });
                 }

@@ -79,7 +79,7 @@ unsafe impl super::OpCode for RecvMsgMulti {
         fd_sqe!(&self.fd, t => io_uring::opcode::RecvMsgMulti::new(
             t,
             hdr,
-            crate::driver::uring::pool::POOL_GROUP,
+            crate::driver::uring::pool::DGRAM_GROUP,
         )
         .build())
     }
@@ -163,14 +163,14 @@ impl PooledRecvFrom {
                 d.uses(crate::driver::Feature::MultishotRecv) && d.supports(<RecvMsgMulti as super::OpCode>::CODE);
             // A buffer must hold the header and the address at least.
             let pool = usable
-                .then(|| d.recv_pool())
+                .then(|| d.dgram_pool())
                 .flatten()
                 .filter(|p| p.buf_size() as usize > HEADER + NAME_LEN)?;
             Some((d.submit_multi(RecvMsgMulti::new(fd)), pool))
         };
         match ready!(self.multi.poll_step(arm, cx)) {
             Err(e) => Poll::Ready(Some(Err(e))),
-            Ok(MultiStep::Data(pool, Some(bid), n)) => Poll::Ready(Some(parse(pool, bid, n))),
+            Ok(MultiStep::Data(pool, Some((bid, off)), n)) => Poll::Ready(Some(parse(pool, bid, off, n))),
             Ok(MultiStep::Data(_, None, _)) => Poll::Ready(Some(Err(io::Error::other(
                 "ringloop: io_uring multishot recvmsg without a buffer",
             )))),
@@ -187,15 +187,20 @@ impl PooledRecvFrom {
 #[cfg(target_os = "linux")]
 const HEADER: usize = 16;
 
-/// Splits pool buffer `bid`, of which the kernel wrote `n` bytes, into the
-/// sender's address and the payload (which stays in the buffer).
+/// Splits the `n` bytes the kernel wrote at `off` in pool buffer `bid`
+/// into the sender's address and the payload (which stays in the buffer).
 #[cfg(target_os = "linux")]
-fn parse(pool: std::rc::Rc<Pool>, bid: u16, n: usize) -> io::Result<Datagram> {
+fn parse(pool: std::rc::Rc<Pool>, bid: u16, off: usize, n: usize) -> io::Result<Datagram> {
     let size = pool.buf_size() as usize;
-    let base = pool.buf_ptr(bid);
-    // SAFETY: the kernel wrote `n` bytes (at most the buffer size) into
-    // buffer `bid`, which is ours until recycled (when `buf` below drops).
-    let written = unsafe { std::slice::from_raw_parts(base, n.min(size)) };
+    let start = pool.buf_ptr(bid);
+    let off = off.min(size);
+    // SAFETY: `off <= size`, so the pointer stays inside buffer `bid`.
+    let base = unsafe { start.add(off) };
+    // The kernel wrote `n` bytes (at most what is left of the buffer) at
+    // `off` in buffer `bid`, which is ours until released (when `buf`
+    // below drops).
+    // SAFETY: those bytes are initialised and nothing writes them meanwhile.
+    let written = unsafe { std::slice::from_raw_parts(base, n.min(size - off)) };
     let hdr = libc::msghdr {
         msg_namelen: NAME_LEN as libc::socklen_t,
         // SAFETY: zero is valid for the remaining plain fields.
@@ -218,11 +223,11 @@ fn parse(pool: std::rc::Rc<Pool>, bid: u16, n: usize) -> io::Result<Datagram> {
             // as the kernel wrote it.
             let addr = unsafe { SockAddr::new(storage, name_len as libc::socklen_t) };
             let payload = out.payload_data();
-            let off = payload.as_ptr() as usize - base as usize;
+            let off = payload.as_ptr() as usize - start as usize;
             (addr, off, payload.len(), out.is_payload_truncated())
         }
         Err(()) => {
-            pool.recycle(bid);
+            pool.release(bid);
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "ringloop: malformed io_uring multishot recvmsg buffer",

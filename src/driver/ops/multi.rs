@@ -13,8 +13,10 @@
 //! each item is one `recv` into a fresh heap buffer.
 //!
 //! Dropping it cancels the armed receive; buffers it picked but never
-//! handed out go back to the pool (the driver recycles them from the queued
-//! and the late completions).
+//! handed out go back to the pool (the driver releases them from the queued
+//! and the late completions). Where the kernel consumes the pool
+//! incrementally (`pool.rs`), small receives share a buffer: each chunk is
+//! the bytes at the offset the driver recorded when it reaped the CQE.
 
 use std::io;
 use std::pin::Pin;
@@ -47,7 +49,7 @@ unsafe impl super::OpCode for RecvMulti {
     fn sqe(&mut self) -> io_uring::squeue::Entry {
         fd_sqe!(&self.fd, t => io_uring::opcode::RecvMulti::new(
             t,
-            crate::driver::uring::pool::POOL_GROUP,
+            crate::driver::uring::pool::STREAM_GROUP,
         )
         .build())
     }
@@ -95,9 +97,10 @@ impl PooledRecv {
 /// What one completion of a pooled multishot receive means to its owner.
 #[cfg(target_os = "linux")]
 pub(super) enum MultiStep {
-    /// `n` bytes in pool buffer `bid` (`None`: the kernel named no buffer,
-    /// which it must for a result).
-    Data(std::rc::Rc<Pool>, Option<u16>, usize),
+    /// `n` bytes at offset `off` of pool buffer `bid`, given as
+    /// `Some((bid, off))` and held until released (`None`: no buffer, which
+    /// a result with data must have; a zero-length result never holds one).
+    Data(std::rc::Rc<Pool>, Option<(u16, usize)>, usize),
     /// Every pool buffer is out and no data was consumed: receive once
     /// single-shot, then poll again.
     NoBuffers,
@@ -134,7 +137,8 @@ impl<Op: 'static> Default for MultiRecv<Op> {
 impl<Op: 'static> MultiRecv<Op> {
     /// The next completion. `arm` submits the receive when none is armed;
     /// `None` from it means multishot cannot be used here (single-shot from
-    /// now on). Buffers of failed completions go back to the pool here.
+    /// now on). Buffers of failed and zero-length completions go back to the
+    /// pool here.
     pub(super) fn poll_step(
         &mut self,
         arm: impl FnOnce() -> Option<(MultiOp<Op>, std::rc::Rc<Pool>)>,
@@ -151,7 +155,7 @@ impl<Op: 'static> MultiRecv<Op> {
             }
         }
         let (op, pool) = self.armed.as_mut().expect("multishot receive armed");
-        let Some((res, flags)) = ready!(op.poll_next_cqe(cx)) else {
+        let Some((res, flags, off)) = ready!(op.poll_next_cqe(cx)) else {
             // The kernel ended it and every result was taken: re-arm.
             self.armed = None;
             return Poll::Ready(Ok(MultiStep::Again));
@@ -165,11 +169,19 @@ impl<Op: 'static> MultiRecv<Op> {
         match res {
             Ok(n) => {
                 self.worked = true;
-                Poll::Ready(Ok(MultiStep::Data(pool, bid, n as usize)))
+                let held = match bid {
+                    Some(bid) if n > 0 => Some((bid, off as usize)),
+                    Some(bid) => {
+                        pool.release(bid);
+                        None
+                    }
+                    None => None,
+                };
+                Poll::Ready(Ok(MultiStep::Data(pool, held, n as usize)))
             }
             Err(e) => {
                 if let Some(bid) = bid {
-                    pool.recycle(bid);
+                    pool.release(bid);
                 }
                 match e.raw_os_error() {
                     // Every pool buffer is out; no data was consumed.
@@ -216,13 +228,13 @@ impl UringRecv {
             let arm = || {
                 let pool = d
                     .uses(crate::driver::Feature::MultishotRecv)
-                    .then(|| d.recv_pool())
+                    .then(|| d.stream_pool())
                     .flatten()?;
                 Some((d.submit_multi(RecvMulti { fd: fd.clone() }), pool))
             };
             match ready!(self.multi.poll_step(arm, cx))? {
-                MultiStep::Data(pool, Some(bid), n) if n > 0 => {
-                    return Poll::Ready(Ok(Some(PooledBuf::from_ring(pool, bid, n))));
+                MultiStep::Data(pool, Some((bid, off)), n) => {
+                    return Poll::Ready(Ok(Some(PooledBuf::from_ring_at(pool, bid, off, n))));
                 }
                 MultiStep::Data(_, None, n) if n > 0 => {
                     return Poll::Ready(Err(io::Error::other(
@@ -230,12 +242,7 @@ impl UringRecv {
                     )));
                 }
                 // End of stream.
-                MultiStep::Data(pool, bid, _) => {
-                    if let Some(bid) = bid {
-                        pool.recycle(bid);
-                    }
-                    return Poll::Ready(Ok(None));
-                }
+                MultiStep::Data(..) => return Poll::Ready(Ok(None)),
                 MultiStep::NoBuffers => self.single = Some(submit_single(drv, fd)),
                 MultiStep::Again => {}
             }
@@ -318,7 +325,7 @@ impl AcceptLoop {
                 let op = self
                     .multi
                     .get_or_insert_with(|| d.submit_multi(AcceptMulti { fd: fd.clone() }));
-                let Some((res, flags)) = ready!(op.poll_next_cqe(cx)) else {
+                let Some((res, flags, _)) = ready!(op.poll_next_cqe(cx)) else {
                     // Ended and every result taken: re-arm.
                     self.multi = None;
                     continue;

@@ -136,8 +136,14 @@ impl UringDriver {
         }
         if f.multishot_recv {
             let (n, size) = core.pool_config;
-            path.push(match core.pool {
+            path.push(match &core.pools.stream {
                 PoolState::Failed => "multishot recv (no buffer ring: single-shot)".to_owned(),
+                PoolState::Ready(p) if p.is_incremental() => {
+                    format!("multishot recv (buffer ring {n} x {size} B, incremental)")
+                }
+                PoolState::Unset if f.incremental_recv => {
+                    format!("multishot recv (buffer ring {n} x {size} B, incremental if the kernel has it)")
+                }
                 _ => format!("multishot recv (buffer ring {n} x {size} B)"),
             });
         }
@@ -222,13 +228,46 @@ impl UringDriver {
         self.inner.notifier.clone()
     }
 
-    /// The loop's receive-buffer pool, registered on first use; `None` if
-    /// this kernel (or the configuration) cannot have one.
-    pub(crate) fn recv_pool(&self) -> Option<Rc<pool::Pool>> {
+    /// The loop's stream receive pool (incrementally consumed where the
+    /// kernel has it), registered on first use; `None` if this kernel (or
+    /// the configuration) cannot have one.
+    pub(crate) fn stream_pool(&self) -> Option<Rc<pool::Pool>> {
+        self.recv_pool(false)
+    }
+
+    /// The loop's datagram receive pool (its buffers are never shared by
+    /// two datagrams), registered on first use; `None` as for
+    /// [`stream_pool`](Self::stream_pool).
+    pub(crate) fn dgram_pool(&self) -> Option<Rc<pool::Pool>> {
+        self.recv_pool(true)
+    }
+
+    fn recv_pool(&self, dgram: bool) -> Option<Rc<pool::Pool>> {
         let mut core = self.inner.core.borrow_mut();
-        if let PoolState::Unset = core.pool {
-            let (entries, size) = core.pool_config;
-            core.pool = match pool::Pool::register(&core.ring, entries, size) {
+        let core = &mut *core;
+        let (entries, size) = core.pool_config;
+        let (state, spec) = if dgram {
+            let spec = pool::PoolSpec {
+                entries,
+                size,
+                group: pool::DGRAM_GROUP,
+                // After the stream pool's ids (both fit: at most 32768 each).
+                first_bid: entries,
+                incremental: false,
+            };
+            (&mut core.pools.dgram, spec)
+        } else {
+            let spec = pool::PoolSpec {
+                entries,
+                size,
+                group: pool::STREAM_GROUP,
+                first_bid: 0,
+                incremental: self.inner.features.incremental_recv,
+            };
+            (&mut core.pools.stream, spec)
+        };
+        if let PoolState::Unset = state {
+            *state = match pool::Pool::register(&core.ring, spec) {
                 Ok(p) => PoolState::Ready(Rc::new(p)),
                 Err(e) => {
                     crate::debug::debug_log(format_args!(
@@ -238,7 +277,7 @@ impl UringDriver {
                 }
             };
         }
-        match &core.pool {
+        match state {
             PoolState::Ready(p) => Some(p.clone()),
             _ => None,
         }
@@ -266,7 +305,7 @@ impl UringDriver {
         if core.closed {
             // Nothing will ever enter this ring again: complete at once
             // without queueing the SQE (so nothing points at the resources).
-            return core.slots.insert(Lifecycle::Completed(-libc::ECANCELED, 0));
+            return core.slots.insert(Lifecycle::Completed(-libc::ECANCELED, 0, 0));
         }
         let key = core.slots.insert(Lifecycle::Submitted);
         debug_assert!((key as u64) < INTERNAL);

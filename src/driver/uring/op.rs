@@ -12,7 +12,7 @@
 //! Slot states:
 //!
 //! ```text
-//! Submitted ──poll──> Waiting(waker) ──CQE──> Completed(res, flags) ──poll──> (freed)
+//! Submitted ──poll──> Waiting(waker) ──CQE──> Completed(res, flags, off) ──poll──> (freed)
 //!     │  └──────────────CQE─────────────────────────┘
 //!     ├── CQE with F_MORE ──> Streaming(queue) ── final CQE ──> finished ──> (freed)
 //!     ├── future dropped ──> Ignored(resources) ── final CQE ──> (freed, resources dropped)
@@ -54,8 +54,10 @@ pub(crate) enum Lifecycle {
     Submitted,
     /// In flight; wake this on the next CQE.
     Waiting(WakeHandle),
-    /// The operation's only CQE arrived: `(res, flags)`.
-    Completed(i32, u32),
+    /// The operation's only CQE arrived: `(res, flags, off)`, `off` being
+    /// where the bytes start in the pool buffer the flags name (0 unless
+    /// the pool is consumed incrementally; see `pool.rs`).
+    Completed(i32, u32, u32),
     /// CQEs with `IORING_CQE_F_MORE` arrived (multishot operations, or the
     /// two-CQE zero-copy sends); boxed to keep the common slot small.
     Streaming(Box<Stream>),
@@ -83,7 +85,8 @@ pub(crate) struct Linger {
 
 /// Completions of a multi-CQE operation not yet taken by its future.
 pub(crate) struct Stream {
-    queue: VecDeque<(i32, u32)>,
+    /// `(res, flags, off)` per CQE, as in [`Lifecycle::Completed`].
+    queue: VecDeque<(i32, u32, u32)>,
     waker: Option<WakeHandle>,
     /// The final CQE (without `F_MORE`) is in `queue` (or was taken).
     finished: bool,
@@ -117,10 +120,12 @@ pub(super) fn dispatch(
     to_wake: &mut Vec<WakeHandle>,
     graveyard: &mut Vec<Box<dyn Any>>,
     resubmit: &mut Vec<squeue::Entry>,
-    pool: Option<&super::pool::Pool>,
+    pools: &super::ring::Pools,
     (key, res, flags): (usize, i32, u32),
 ) {
     let more = cqueue::more(flags);
+    // Pool buffer bookkeeping happens here, in CQE order (see `pool.rs`).
+    let off = pools.hold(res, flags);
     let Some(slot) = slots.get_mut(key) else {
         debug_assert!(false, "io_uring CQE for unknown slot {key}");
         return;
@@ -129,20 +134,20 @@ pub(super) fn dispatch(
         Lifecycle::Submitted | Lifecycle::Waiting(_) => {
             let next = if more {
                 Lifecycle::Streaming(Box::new(Stream {
-                    queue: VecDeque::from([(res, flags)]),
+                    queue: VecDeque::from([(res, flags, off)]),
                     waker: None,
                     finished: false,
                     cancel_sent: false,
                 }))
             } else {
-                Lifecycle::Completed(res, flags)
+                Lifecycle::Completed(res, flags, off)
             };
             if let Lifecycle::Waiting(waker) = mem::replace(slot, next) {
                 to_wake.push(waker);
             }
         }
         Lifecycle::Streaming(stream) => {
-            stream.queue.push_back((res, flags));
+            stream.queue.push_back((res, flags, off));
             stream.finished = !more;
             if more && !stream.cancel_sent && stream.queue.len() >= STREAM_QUEUE_LIMIT {
                 stream.cancel_sent = true;
@@ -157,9 +162,7 @@ pub(super) fn dispatch(
                 orphan(res, flags);
             }
             // A pool buffer picked for a result nobody collects goes back.
-            if let (Some(pool), Some(bid)) = (pool, cqueue::buffer_select(flags)) {
-                pool.recycle(bid);
-            }
+            pools.release(flags);
             if !more && let Lifecycle::Ignored { resources, .. } = slots.remove(key) {
                 graveyard.push(resources);
             }
@@ -251,30 +254,22 @@ impl<T: 'static> Drop for RawOp<T> {
             old
         };
         // Pool buffers picked for results that will never be collected.
-        if let Some(pool) = core.pool.get() {
-            match &old {
-                Lifecycle::Completed(_, flags) => {
-                    if let Some(bid) = cqueue::buffer_select(*flags) {
-                        pool.recycle(bid);
-                    }
+        match &old {
+            Lifecycle::Completed(_, flags, _) => core.pools.release(*flags),
+            Lifecycle::Streaming(stream) => {
+                for &(_, flags, _) in &stream.queue {
+                    core.pools.release(flags);
                 }
-                Lifecycle::Streaming(stream) => {
-                    for &(_, flags) in &stream.queue {
-                        if let Some(bid) = cqueue::buffer_select(flags) {
-                            pool.recycle(bid);
-                        }
-                    }
-                }
-                _ => {}
             }
+            _ => {}
         }
         drop(core);
         // Results that arrived but will never be collected.
         if let Some(orphan) = self.orphan {
             match &old {
-                Lifecycle::Completed(res, flags) => orphan(*res, *flags),
+                Lifecycle::Completed(res, flags, _) => orphan(*res, *flags),
                 Lifecycle::Streaming(stream) => {
-                    for &(res, flags) in &stream.queue {
+                    for &(res, flags, _) in &stream.queue {
                         orphan(res, flags);
                     }
                 }
@@ -332,7 +327,7 @@ impl<T: 'static> Op<T> {
         };
         let key = raw.key;
         let done = match &core.slots[key] {
-            Lifecycle::Completed(res, _) => Some(*res),
+            Lifecycle::Completed(res, ..) => Some(*res),
             Lifecycle::Submitted | Lifecycle::Waiting(_) => None,
             // Multishot or already finished: an ordinary drop handles it.
             _ => return,
@@ -380,9 +375,10 @@ impl<T: 'static> Op<T> {
         let mut core = raw.driver.core.borrow_mut();
         let slot = &mut core.slots[raw.key];
         let (res, flags) = match slot {
-            Lifecycle::Completed(res, flags) => (*res, *flags),
+            Lifecycle::Completed(res, flags, _) => (*res, *flags),
             Lifecycle::Streaming(stream) if stream.finished => {
-                *stream.queue.front().expect("finished stream has its CQEs")
+                let &(res, flags, _) = stream.queue.front().expect("finished stream has its CQEs");
+                (res, flags)
             }
             Lifecycle::Streaming(stream) => {
                 let old = register(&mut stream.waker, cx, &raw.driver);
@@ -437,18 +433,19 @@ pub(crate) struct MultiOp<T: 'static> {
 impl<T: 'static> Unpin for MultiOp<T> {}
 
 impl<T: 'static> MultiOp<T> {
-    /// The next completion, or `None` once the final one has been taken.
-    pub(crate) fn poll_next_cqe(&mut self, cx: &mut Context<'_>) -> Poll<Option<(io::Result<u32>, u32)>> {
+    /// The next completion, `(result, flags, offset in the pool buffer the
+    /// flags name)`, or `None` once the final one has been taken.
+    pub(crate) fn poll_next_cqe(&mut self, cx: &mut Context<'_>) -> Poll<Option<(io::Result<u32>, u32, u32)>> {
         let raw = &mut self.raw;
         if !raw.live {
             return Poll::Ready(None);
         }
         let mut core = raw.driver.core.borrow_mut();
         let slot = &mut core.slots[raw.key];
-        let (res, flags, last) = match slot {
-            Lifecycle::Completed(res, flags) => (*res, *flags, true),
+        let (res, flags, off, last) = match slot {
+            Lifecycle::Completed(res, flags, off) => (*res, *flags, *off, true),
             Lifecycle::Streaming(stream) => match stream.queue.pop_front() {
-                Some((res, flags)) => (res, flags, stream.finished && stream.queue.is_empty()),
+                Some((res, flags, off)) => (res, flags, off, stream.finished && stream.queue.is_empty()),
                 None => {
                     let old = register(&mut stream.waker, cx, &raw.driver);
                     drop(core);
@@ -479,7 +476,7 @@ impl<T: 'static> MultiOp<T> {
             drop(old);
             raw.live = false;
         }
-        Poll::Ready(Some((cvt(res), flags)))
+        Poll::Ready(Some((cvt(res), flags, off)))
     }
 
     #[cfg(test)]
@@ -499,6 +496,8 @@ impl<T: 'static> futures_core::Stream for MultiOp<T> {
     type Item = (io::Result<u32>, u32);
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().poll_next_cqe(cx)
+        self.get_mut()
+            .poll_next_cqe(cx)
+            .map(|next| next.map(|(res, flags, _off)| (res, flags)))
     }
 }

@@ -1,16 +1,43 @@
-//! The loop's receive-buffer pool: a provided-buffer ring
+//! The loop's receive-buffer pools: provided-buffer rings
 //! (`IORING_REGISTER_PBUF_RING`, Linux 5.19) that multishot receives pick
-//! buffers from.
+//! buffers from. A loop has up to two, each registered on first use: one
+//! for stream receives ([`STREAM_GROUP`]) and one for datagrams
+//! ([`DGRAM_GROUP`]). Their buffer ids are disjoint (the datagram pool's
+//! start after the stream pool's), so a CQE's buffer id alone names the pool.
 //!
 //! Memory: one page-aligned allocation for the ring of `io_uring_buf`
 //! entries (16 bytes each; the kernel reads it, we write entries and publish
 //! the tail) and one for the buffers themselves (`entries × size` bytes,
-//! buffer `bid` at `bid × size`). The kernel picks a buffer from the ring's
-//! head when data arrives and reports its id in the CQE; the buffer is ours
-//! until we put it back at the tail ([`Pool::recycle`], called when a
-//! [`PooledBuf`](crate::buf::PooledBuf) is dropped).
+//! buffer `bid` at `(bid - first_bid) × size`). The kernel picks a buffer
+//! from the ring's head when data arrives and reports its id in the CQE; the
+//! buffer is ours until we put it back at the tail.
 //!
-//! Lifetime: the pool is an `Rc` shared by the driver core and every
+//! Incremental consumption (`IOU_PBUF_RING_INC`, Linux 6.12; the stream
+//! pool only, where the kernel has it): the kernel keeps the buffer at the
+//! head of the ring until it is full, and each receive takes only the bytes
+//! it needed, so a 100-byte message uses 100 bytes of a buffer instead of a
+//! whole one. A CQE then reports bytes at the buffer's *current fill
+//! offset*, which user space must track per buffer, in CQE order: the driver
+//! calls [`Pool::hold`] for every CQE naming a buffer as it reaps it (the
+//! order in which the kernel committed the bytes, whichever connection
+//! takes the result later), which returns the offset and counts one holder.
+//! The kernel has retired a buffer (it is no longer in the ring) once it is
+//! full, or once a CQE with data comes without `IORING_CQE_F_BUF_MORE`; it
+//! goes back to the ring when it is retired and its last holder released it
+//! ([`Pool::release`]). A zero-length or failed receive names no buffer
+//! when it ran inline (the kernel puts the buffer back at the ring's head
+//! untouched); one that ran in io-wq (`IOSQE_ASYNC`) names the buffer it
+//! selected, which the kernel then took whole, so it counts as retired.
+//! (That is why the stream pool is only used by receives without a length
+//! limit: an io-wq receive of at most `n` bytes would take only `n` bytes
+//! of the buffer yet report fewer and no `F_BUF_MORE`.) Datagram receives
+//! never use incremental consumption: a datagram that met a nearly full
+//! buffer would be truncated.
+//!
+//! Without incremental consumption every CQE naming a buffer consumed it
+//! whole (one holder), and releasing it puts it back at once.
+//!
+//! Lifetime: a pool is an `Rc` shared by the driver core and every
 //! outstanding buffer, so it is freed after the last of them. The driver's
 //! teardown forgets its reference if receives are still in flight when it
 //! gives up waiting (the kernel could still write into a buffer), so the
@@ -24,11 +51,41 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::IoUring;
 
-/// Buffer group id of the loop's pool (one group per ring).
-pub(crate) const POOL_GROUP: u16 = 0;
+/// Buffer group id of the stream receive pool.
+pub(crate) const STREAM_GROUP: u16 = 0;
+/// Buffer group id of the datagram receive pool.
+pub(crate) const DGRAM_GROUP: u16 = 1;
 
 const ENTRY_SIZE: usize = 16;
 const PAGE: usize = 4096;
+/// `IOU_PBUF_RING_INC`: the ring's buffers are consumed incrementally.
+const PBUF_RING_INC: u16 = 2;
+
+/// What [`Pool::register`] sets up.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PoolSpec {
+    /// Number of buffers: a power of two, at most 32768.
+    pub(crate) entries: u16,
+    /// Size of each buffer in bytes.
+    pub(crate) size: u32,
+    /// Buffer group id.
+    pub(crate) group: u16,
+    /// Id of the first buffer (the others follow).
+    pub(crate) first_bid: u16,
+    /// Ask for incremental consumption (falls back without it).
+    pub(crate) incremental: bool,
+}
+
+/// Per-buffer bookkeeping of an incrementally consumed pool.
+#[derive(Default)]
+struct Fill {
+    /// Bytes the kernel has filled from the buffer's start.
+    filled: Cell<u32>,
+    /// Results that name this buffer and have not been released.
+    holders: Cell<u32>,
+    /// The kernel is done with it (it left the ring).
+    retired: Cell<bool>,
+}
 
 pub(crate) struct Pool {
     ring: NonNull<u8>,
@@ -37,16 +94,30 @@ pub(crate) struct Pool {
     bufs_layout: Layout,
     entries: u16,
     size: u32,
+    first_bid: u16,
     /// Our copy of the tail (the kernel's head chases it).
     tail: Cell<u16>,
+    /// Incremental consumption is on: one entry per buffer.
+    fill: Option<Box<[Fill]>>,
 }
 
 impl Pool {
-    /// Allocates `entries` (a power of two, at most 32768) buffers of `size`
-    /// bytes, fills the ring with all of them and registers it with `ring`
-    /// as group [`POOL_GROUP`].
-    pub(crate) fn register(ring: &IoUring, entries: u16, size: u32) -> io::Result<Pool> {
-        if !entries.is_power_of_two() || entries > 32768 || size == 0 {
+    /// Allocates `spec.entries` buffers of `spec.size` bytes, fills the
+    /// ring with all of them and registers it with `ring` (incrementally
+    /// consumed if asked for and the kernel accepts it).
+    pub(crate) fn register(ring: &IoUring, spec: PoolSpec) -> io::Result<Pool> {
+        let PoolSpec {
+            entries,
+            size,
+            group,
+            first_bid,
+            incremental,
+        } = spec;
+        if !entries.is_power_of_two()
+            || entries > 32768
+            || size == 0
+            || u32::from(first_bid) + u32::from(entries) > 65536
+        {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "ringloop: the receive pool needs a power-of-two buffer count (at most 32768) and a non-zero size",
@@ -76,30 +147,81 @@ impl Pool {
                 "ringloop: receive pool allocation failed",
             ));
         };
-        let pool = Pool {
+        let mut pool = Pool {
             ring: ring_nn,
             ring_layout,
             bufs: bufs_nn,
             bufs_layout,
             entries,
             size,
+            first_bid,
             tail: Cell::new(0),
+            fill: None,
         };
-        for bid in 0..entries {
-            pool.push(bid);
+        for i in 0..entries {
+            pool.push(first_bid + i);
         }
         pool.publish();
         // The ring memory stays allocated as long as the kernel may read it:
         // the pool is only freed once no `Rc` is left, and the driver core
         // keeps (or leaks) one until the ring itself is gone.
-        #[allow(deprecated)] // `_with_flags` only adds a flags argument (0 here).
-        // SAFETY: page-aligned ring memory of `entries` entries that outlives the kernel's use (above).
-        let res = unsafe {
-            ring.submitter()
-                .register_buf_ring(ring_nn.as_ptr() as u64, entries, POOL_GROUP)
+        let register = |flags: u16| {
+            // SAFETY: page-aligned ring memory of `entries` entries that outlives the kernel's use (above).
+            unsafe {
+                ring.submitter()
+                    .register_buf_ring_with_flags(ring_nn.as_ptr() as u64, entries, group, flags)
+            }
         };
-        res.map_err(|e| io::Error::new(e.kind(), format!("io_uring_register(IORING_REGISTER_PBUF_RING): {e}")))?;
+        // Kernels before 6.12 reject the flag with EINVAL: register plainly.
+        let inc = incremental && register(PBUF_RING_INC).is_ok();
+        if inc {
+            pool.fill = Some((0..entries).map(|_| Fill::default()).collect());
+        } else {
+            register(0)
+                .map_err(|e| io::Error::new(e.kind(), format!("io_uring_register(IORING_REGISTER_PBUF_RING): {e}")))?;
+        }
         Ok(pool)
+    }
+
+    /// Whether buffer `bid` is one of this pool's.
+    pub(crate) fn owns(&self, bid: u16) -> bool {
+        bid.wrapping_sub(self.first_bid) < self.entries
+    }
+
+    /// Whether the kernel consumes this pool's buffers incrementally.
+    pub(crate) fn is_incremental(&self) -> bool {
+        self.fill.is_some()
+    }
+
+    /// Counts one holder of buffer `bid`, named by a CQE with result `res`
+    /// and (`more`) `IORING_CQE_F_BUF_MORE` or not, in the order CQEs are
+    /// reaped. Returns where the CQE's bytes start in the buffer (0 unless
+    /// the pool is incremental).
+    pub(crate) fn hold(&self, bid: u16, res: i32, more: bool) -> u32 {
+        let Some(f) = self.fill.as_ref().and_then(|fill| fill.get(self.index(bid))) else {
+            return 0;
+        };
+        debug_assert!(!f.retired.get(), "io_uring CQE for retired pool buffer {bid}");
+        let off = f.filled.get();
+        f.holders.set(f.holders.get() + 1);
+        if res <= 0 {
+            // A result without data names a buffer only when the receive
+            // ran in io-wq, which took the whole rest of the buffer when it
+            // selected it (an inline one names none).
+            f.retired.set(true);
+            return off;
+        }
+        let end = off.saturating_add(res as u32).min(self.size);
+        f.filled.set(end);
+        if end >= self.size || !more {
+            f.retired.set(true);
+        }
+        off
+    }
+
+    fn index(&self, bid: u16) -> usize {
+        debug_assert!(self.owns(bid));
+        usize::from(bid.wrapping_sub(self.first_bid))
     }
 
     /// Buffer size in bytes.
@@ -109,9 +231,9 @@ impl Pool {
 
     /// The start of buffer `bid`.
     pub(crate) fn buf_ptr(&self, bid: u16) -> *mut u8 {
-        debug_assert!(bid < self.entries);
-        // SAFETY: `bid < entries`, so the offset is inside the allocation.
-        unsafe { self.bufs.as_ptr().add(usize::from(bid) * self.size as usize) }
+        let index = self.index(bid).min(usize::from(self.entries) - 1);
+        // SAFETY: `index < entries`, so the offset is inside the allocation.
+        unsafe { self.bufs.as_ptr().add(index * self.size as usize) }
     }
 
     /// Writes the ring entry for `bid` at our tail (not yet visible).
@@ -139,12 +261,28 @@ impl Pool {
         tail.store(self.tail.get(), Ordering::Release);
     }
 
-    /// Gives buffer `bid` back to the kernel.
-    pub(crate) fn recycle(&self, bid: u16) {
-        if bid < self.entries {
-            self.push(bid);
-            self.publish();
+    /// Drops one holder of buffer `bid` (see [`Pool::hold`]); the buffer
+    /// goes back to the kernel once it has none and the kernel retired it.
+    pub(crate) fn release(&self, bid: u16) {
+        if !self.owns(bid) {
+            return;
         }
+        if let Some(fill) = &self.fill {
+            let f = &fill[self.index(bid)];
+            let holders = f.holders.get();
+            if holders == 0 {
+                debug_assert!(false, "pool buffer {bid} released more often than held");
+                return;
+            }
+            f.holders.set(holders - 1);
+            if holders > 1 || !f.retired.get() {
+                return;
+            }
+            f.filled.set(0);
+            f.retired.set(false);
+        }
+        self.push(bid);
+        self.publish();
     }
 }
 
@@ -166,7 +304,7 @@ impl crate::buf::BufRing for Pool {
     fn buf_ptr(&self, bid: u16) -> *mut u8 {
         Pool::buf_ptr(self, bid)
     }
-    fn recycle(&self, bid: u16) {
-        Pool::recycle(self, bid)
+    fn release(&self, bid: u16) {
+        Pool::release(self, bid)
     }
 }

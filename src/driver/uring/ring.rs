@@ -77,8 +77,8 @@ pub(crate) struct Core {
     pub(super) resubmit: Vec<squeue::Entry>,
     /// The earliest deadline of a lingering operation not yet cancelled.
     pub(super) linger_deadline: Option<Instant>,
-    /// The receive-buffer pool, registered on first use.
-    pub(super) pool: PoolState,
+    /// The receive-buffer pools, each registered on first use.
+    pub(super) pools: Pools,
     pub(super) pool_config: (u16, u32),
     pub(super) eventfd: Arc<EventFd>,
     /// Target of the armed eventfd read. Raw (from `Box::into_raw`) because
@@ -117,6 +117,41 @@ impl PoolState {
         match self {
             PoolState::Ready(p) => Some(p),
             _ => None,
+        }
+    }
+}
+
+/// The loop's two receive pools (`pool.rs`): stream and datagram.
+pub(crate) struct Pools {
+    pub(crate) stream: PoolState,
+    pub(crate) dgram: PoolState,
+}
+
+impl Pools {
+    /// The pool buffer `bid` belongs to.
+    fn owner(&self, bid: u16) -> Option<&pool::Pool> {
+        [&self.stream, &self.dgram]
+            .into_iter()
+            .filter_map(PoolState::get)
+            .find(|p| p.owns(bid))
+    }
+
+    /// Counts the holder of the buffer a CQE names, as it is reaped, and
+    /// returns where its bytes start in the buffer (see
+    /// [`pool::Pool::hold`]).
+    pub(crate) fn hold(&self, res: i32, flags: u32) -> u32 {
+        match io_uring::cqueue::buffer_select(flags).and_then(|bid| Some((bid, self.owner(bid)?))) {
+            Some((bid, p)) => p.hold(bid, res, io_uring::cqueue::buffer_more(flags)),
+            None => 0,
+        }
+    }
+
+    /// Releases the buffer of a recorded CQE whose result nobody collects.
+    pub(crate) fn release(&self, flags: u32) {
+        if let Some(bid) = io_uring::cqueue::buffer_select(flags)
+            && let Some(p) = self.owner(bid)
+        {
+            p.release(bid);
         }
     }
 }
@@ -402,7 +437,7 @@ impl Core {
                     to_wake,
                     graveyard,
                     resubmit,
-                    pool,
+                    pools,
                     legacy,
                     stats,
                     eventfd_armed,
@@ -421,7 +456,7 @@ impl Core {
                             to_wake,
                             graveyard,
                             resubmit,
-                            pool.get(),
+                            pools,
                             (user_data as usize, cqe.result(), cqe.flags()),
                         );
                     } else if user_data == MSG_RING_WAKE_UD {
@@ -576,7 +611,8 @@ impl Drop for Core {
         let leaked = self.slots.len();
         if leaked > 0 {
             // A receive still in flight may write into a pool buffer.
-            mem::forget(mem::replace(&mut self.pool, PoolState::Failed));
+            mem::forget(mem::replace(&mut self.pools.stream, PoolState::Failed));
+            mem::forget(mem::replace(&mut self.pools.dgram, PoolState::Failed));
         }
         for slot in self.slots.drain() {
             match slot {

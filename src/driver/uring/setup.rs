@@ -239,7 +239,10 @@ impl UringDriver {
             graveyard: Vec::new(),
             resubmit: Vec::new(),
             linger_deadline: None,
-            pool: PoolState::Unset,
+            pools: super::ring::Pools {
+                stream: PoolState::Unset,
+                dgram: PoolState::Unset,
+            },
             pool_config: (cfg.recv_pool_entries, cfg.recv_pool_buf_size),
             eventfd,
             eventfd_buf: NonNull::from(Box::leak(Box::new(0u64))),

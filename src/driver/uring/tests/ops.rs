@@ -135,7 +135,7 @@ fn multishot_op_yields_each_completion_then_ends() {
     let drops = Rc::new(Cell::new(0));
     let mut op = multishot_timeout(&d, Duration::from_millis(5), 3, &drops);
     let mut seen = Vec::new();
-    while let Some((res, flags)) = block_on(&d, poll_fn(|cx| op.poll_next_cqe(cx))) {
+    while let Some((res, flags, _)) = block_on(&d, poll_fn(|cx| op.poll_next_cqe(cx))) {
         if seen.is_empty() && res.as_ref().err().and_then(io::Error::raw_os_error) == Some(libc::EINVAL) {
             println!("skipped: multishot timeouts need kernel 6.4+");
             return;
@@ -164,7 +164,7 @@ fn dropping_a_live_multishot_op_cancels_it_and_frees_resources_once() {
     let mut op = multishot_timeout(&d, Duration::from_millis(5), 0, &drops);
     for _ in 0..2 {
         let item = block_on(&d, poll_fn(|cx| op.poll_next_cqe(cx)));
-        let (res, flags) = item.expect("an infinite multishot timeout keeps going");
+        let (res, flags, _) = item.expect("an infinite multishot timeout keeps going");
         if res.as_ref().err().and_then(io::Error::raw_os_error) == Some(libc::EINVAL) {
             println!("skipped: multishot timeouts need kernel 6.4+");
             return;
@@ -259,4 +259,187 @@ fn dropping_an_op_while_the_driver_is_borrowed_leaks_its_resources() {
     // wait for a completion that will never come.
     let left: Vec<_> = d.inner.core.borrow_mut().slots.drain().collect();
     assert_eq!(left.len(), 1);
+}
+
+/// A driver whose stream pool is `n` buffers of 4 KiB, registered; `None`
+/// (a skip, said on stdout) where the kernel cannot consume it
+/// incrementally.
+fn incremental_pool_driver(n: u16) -> Option<(UringDriver, Rc<crate::driver::uring::pool::Pool>)> {
+    let d = try_driver(UringConfig {
+        recv_pool_entries: n,
+        recv_pool_buf_size: 4096,
+        ..UringConfig::default()
+    })?;
+    match d.stream_pool() {
+        Some(pool) if pool.is_incremental() => Some((d, pool)),
+        _ => {
+            println!("skipped: no incrementally consumed buffer ring (kernel before 6.12)");
+            None
+        }
+    }
+}
+
+/// The next CQE of `op`: `(result, buffer id, offset, BUF_MORE)`.
+fn next_pooled<T: 'static>(
+    d: &UringDriver,
+    op: &mut crate::driver::uring::MultiOp<T>,
+) -> (io::Result<u32>, Option<u16>, u32, bool) {
+    let (res, flags, off) = block_on(d, poll_fn(|cx| op.poll_next_cqe(cx))).expect("a completion");
+    (
+        res,
+        io_uring::cqueue::buffer_select(flags),
+        off,
+        io_uring::cqueue::buffer_more(flags),
+    )
+}
+
+/// A pollable socket pair (the receive side non-blocking, as ringloop's are).
+fn socket_pair() -> (std::os::unix::net::UnixStream, std::os::unix::net::UnixStream) {
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    b.set_nonblocking(true).unwrap();
+    (a, b)
+}
+
+#[test]
+fn incremental_pool_offsets_follow_the_kernels_fill_order() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let Some((d, pool)) = incremental_pool_driver(2) else {
+        return;
+    };
+    let group = crate::driver::uring::pool::STREAM_GROUP;
+    // Two connections, each with a multishot receive into the pool.
+    let ((mut a1, b1), (mut a2, b2)) = (socket_pair(), socket_pair());
+    // SAFETY: the SQEs reference no memory of ours (the kernel picks pool
+    // buffers, which outlive the driver); the sockets outlive the ops.
+    let (mut r1, mut r2) = unsafe {
+        (
+            d.submit_multishot((), |_| opcode::RecvMulti::new(types::Fd(b1.as_raw_fd()), group).build()),
+            d.submit_multishot((), |_| opcode::RecvMulti::new(types::Fd(b2.as_raw_fd()), group).build()),
+        )
+    };
+    // Interleaved receives of both share buffer 0, each at the offset where
+    // the previous one ended, in the order the kernel filled them.
+    let mut expect = 0;
+    for (i, len) in [100usize, 30, 7, 200].into_iter().enumerate() {
+        let (w, r) = if i % 2 == 0 {
+            (&mut a1, &mut r1)
+        } else {
+            (&mut a2, &mut r2)
+        };
+        w.write_all(&vec![i as u8; len]).unwrap();
+        let (res, bid, off, more) = next_pooled(&d, r);
+        assert_eq!((res.unwrap(), bid, off, more), (len as u32, Some(0), expect, true));
+        // SAFETY: the kernel wrote `len` bytes at `off` in buffer 0, which
+        // is held (not back in the ring) until released below.
+        let got = unsafe { std::slice::from_raw_parts(pool.buf_ptr(0).add(off as usize), len) };
+        assert!(got.iter().all(|&x| x == i as u8), "receive {i} at {off}");
+        expect += len as u32;
+    }
+    for _ in 0..4 {
+        pool.release(0);
+    }
+    drop((r1, r2));
+    drain_slots(&d, Duration::from_secs(2));
+}
+
+#[test]
+fn incremental_pool_buffer_committed_whole_by_an_async_receive_comes_back() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let Some((d, pool)) = incremental_pool_driver(2) else {
+        return;
+    };
+    let group = crate::driver::uring::pool::STREAM_GROUP;
+    let ((mut a1, b1), (mut a2, b2)) = (socket_pair(), socket_pair());
+    // SAFETY: as above: no memory of ours in the SQE; `b1` outlives the op.
+    let mut multi =
+        unsafe { d.submit_multishot((), |_| opcode::RecvMulti::new(types::Fd(b1.as_raw_fd()), group).build()) };
+    a1.write_all(&[1; 100]).unwrap();
+    let (res, bid, off, more) = next_pooled(&d, &mut multi);
+    assert_eq!((res.unwrap(), bid, off, more), (100, Some(0), 0, true));
+    // A receive forced to io-wq (IOSQE_ASYNC) commits the whole rest of the
+    // buffer when it selects it: its CQE has data but no BUF_MORE, and the
+    // buffer left the ring although it is not full.
+    a2.write_all(&[2; 50]).unwrap();
+    // SAFETY: as above.
+    let mut forced = unsafe {
+        d.submit_multishot((), |_| {
+            opcode::Recv::new(types::Fd(b2.as_raw_fd()), std::ptr::null_mut(), 4096)
+                .buf_group(group)
+                .build()
+                .flags(io_uring::squeue::Flags::BUFFER_SELECT | io_uring::squeue::Flags::ASYNC)
+        })
+    };
+    let (res, bid, off, more) = next_pooled(&d, &mut forced);
+    assert_eq!((res.unwrap(), bid, off, more), (50, Some(0), 100, false));
+    // The next receive goes to buffer 1.
+    a1.write_all(&[3; 10]).unwrap();
+    let (res, bid, off, _) = next_pooled(&d, &mut multi);
+    assert_eq!((res.unwrap(), bid, off), (10, Some(1), 0));
+    // Buffer 0 goes back once both of its holders let go; buffer 1 fills
+    // up and retires, and the receive after that lands in buffer 0 again.
+    pool.release(0);
+    pool.release(0);
+    pool.release(1);
+    a1.write_all(&[4; 4086]).unwrap();
+    let (res, bid, off, more) = next_pooled(&d, &mut multi);
+    assert_eq!((res.unwrap(), bid, off, more), (4086, Some(1), 10, false));
+    a1.write_all(&[5; 20]).unwrap();
+    let (res, bid, off, _) = next_pooled(&d, &mut multi);
+    assert_eq!((res.unwrap(), bid, off), (20, Some(0), 0), "buffer 0 did not come back");
+    pool.release(1);
+    pool.release(0);
+    drop(multi);
+    drain_slots(&d, Duration::from_secs(2));
+}
+
+#[test]
+fn incremental_pool_buffer_taken_by_an_async_receive_at_end_of_stream_comes_back() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let Some((d, pool)) = incremental_pool_driver(2) else {
+        return;
+    };
+    let group = crate::driver::uring::pool::STREAM_GROUP;
+    let (mut a1, b1) = socket_pair();
+    let (closed, b2) = socket_pair();
+    drop(closed);
+    // SAFETY: no memory of ours in the SQEs; the sockets outlive the ops.
+    let mut multi =
+        unsafe { d.submit_multishot((), |_| opcode::RecvMulti::new(types::Fd(b1.as_raw_fd()), group).build()) };
+    a1.write_all(&[1; 100]).unwrap();
+    let (res, bid, off, _) = next_pooled(&d, &mut multi);
+    assert_eq!((res.unwrap(), bid, off), (100, Some(0), 0));
+    let recv = |flags| {
+        // SAFETY: as above.
+        unsafe {
+            d.submit_multishot((), |_| {
+                opcode::Recv::new(types::Fd(b2.as_raw_fd()), std::ptr::null_mut(), 0)
+                    .buf_group(group)
+                    .build()
+                    .flags(io_uring::squeue::Flags::BUFFER_SELECT | flags)
+            })
+        }
+    };
+    // At end of stream an inline receive names no buffer (buffer 0 stays
+    // at the ring's head) ...
+    let (res, bid, _, _) = next_pooled(&d, &mut recv(io_uring::squeue::Flags::empty()));
+    assert_eq!((res.unwrap(), bid), (0, None));
+    // ... and one forced to io-wq names the buffer it took whole.
+    let (res, bid, _, _) = next_pooled(&d, &mut recv(io_uring::squeue::Flags::ASYNC));
+    assert_eq!((res.unwrap(), bid), (0, Some(0)));
+    a1.write_all(&[2; 4096]).unwrap();
+    let (res, bid, off, more) = next_pooled(&d, &mut multi);
+    assert_eq!((res.unwrap(), bid, off, more), (4096, Some(1), 0, false));
+    // Both of buffer 0's holders let go: it is back, and is the next one.
+    pool.release(0);
+    pool.release(0);
+    a1.write_all(&[3; 20]).unwrap();
+    let (res, bid, off, _) = next_pooled(&d, &mut multi);
+    assert_eq!((res.unwrap(), bid, off), (20, Some(0), 0), "buffer 0 did not come back");
+    pool.release(1);
+    pool.release(0);
+    drop(multi);
+    drain_slots(&d, Duration::from_secs(2));
 }
