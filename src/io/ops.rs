@@ -14,21 +14,32 @@ use socket2::SockAddr;
 use super::{SharedFd, cvt};
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::driver::Driver;
-use crate::driver::ops::{self, submit};
+use crate::driver::ops::{self, OnPoll, submit, submit_on_poll};
 
-/// `read(2)` (or `pread(2)` with an offset) into the buffer's spare capacity.
-pub(crate) async fn read<B: IoBufMut>(drv: &Driver, fd: &SharedFd, buf: B, offset: Option<u64>) -> BufResult<usize, B> {
-    submit(drv, ops::Read::new(fd, buf, offset)).await
+/// `read(2)` (or `pread(2)` with an offset) into the buffer's spare
+/// capacity. Like the others here, submitted at the first poll.
+pub(crate) fn read<'a, B: IoBufMut>(
+    drv: &'a Driver,
+    fd: &SharedFd,
+    buf: B,
+    offset: Option<u64>,
+) -> OnPoll<'a, ops::Read<B>> {
+    submit_on_poll(drv, ops::Read::new(fd, buf, offset))
 }
 
 /// `write(2)` (or `pwrite(2)` with an offset) of the buffer's initialised bytes.
-pub(crate) async fn write<B: IoBuf>(drv: &Driver, fd: &SharedFd, buf: B, offset: Option<u64>) -> BufResult<usize, B> {
-    submit(drv, ops::Write::new(fd, buf, offset)).await
+pub(crate) fn write<'a, B: IoBuf>(
+    drv: &'a Driver,
+    fd: &SharedFd,
+    buf: B,
+    offset: Option<u64>,
+) -> OnPoll<'a, ops::Write<B>> {
+    submit_on_poll(drv, ops::Write::new(fd, buf, offset))
 }
 
 /// `recv(2)` into the buffer's capacity.
-pub(crate) async fn recv<B: IoBufMut>(drv: &Driver, fd: &SharedFd, buf: B, flags: i32) -> BufResult<usize, B> {
-    submit(drv, ops::Recv::new(fd, buf, flags)).await
+pub(crate) fn recv<'a, B: IoBufMut>(drv: &'a Driver, fd: &SharedFd, buf: B, flags: i32) -> OnPoll<'a, ops::Recv<B>> {
+    submit_on_poll(drv, ops::Recv::new(fd, buf, flags))
 }
 
 /// `send(2)` of the buffer's initialised bytes, with `MSG_NOSIGNAL`; on

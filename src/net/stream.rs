@@ -191,8 +191,8 @@ impl<F: Family> std::os::fd::AsFd for SocketStream<F> {
 }
 
 impl<F: Family> AsyncReadOwned for SocketStream<F> {
-    async fn read<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
-        ops::recv(&self.drv, &self.fd, buf, 0).await
+    fn read<B: IoBufMut>(&self, buf: B) -> impl Future<Output = BufResult<usize, B>> {
+        ops::recv(&self.drv, &self.fd, buf, 0)
     }
 
     async fn read_exact(&self, buf: Vec<u8>, len: usize) -> BufResult<(), Vec<u8>> {

@@ -200,6 +200,47 @@ pub(crate) fn submit<O: OpCode>(drv: &Driver, mut op: O) -> Submit<O> {
 
 impl<O: OpCode> Unpin for Submit<O> {}
 
+/// Submits `op` at the first poll, as an `async fn` wrapping [`submit`]
+/// would, without the extra future layer (whose state kept its own copy of
+/// the operation beside the `Submit`): a future dropped unpolled submits
+/// nothing.
+pub(crate) fn submit_on_poll<O: OpCode>(drv: &Driver, op: O) -> OnPoll<'_, O> {
+    OnPoll {
+        drv,
+        state: OnPollState::Start(Some(op)),
+    }
+}
+
+/// The future of [`submit_on_poll`].
+#[must_use = "futures do nothing unless polled"]
+pub(crate) struct OnPoll<'a, O: OpCode> {
+    drv: &'a Driver,
+    state: OnPollState<O>,
+}
+
+enum OnPollState<O: OpCode> {
+    Start(Option<O>),
+    Submitted(Submit<O>),
+}
+
+impl<O: OpCode> Unpin for OnPoll<'_, O> {}
+
+impl<O: OpCode> Future for OnPoll<'_, O> {
+    type Output = O::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O::Output> {
+        let this = self.get_mut();
+        if let OnPollState::Start(op) = &mut this.state {
+            let op = op.take().expect("operation polled after completion");
+            this.state = OnPollState::Submitted(submit(this.drv, op));
+        }
+        match &mut this.state {
+            OnPollState::Submitted(op) => Pin::new(op).poll(cx),
+            OnPollState::Start(_) => unreachable!("submitted just above"),
+        }
+    }
+}
+
 impl<O: OpCode> Submit<O> {
     /// The io_uring op, for the few driver-level features built on it
     /// (lingering sends).
