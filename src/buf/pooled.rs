@@ -23,9 +23,11 @@ pub(crate) trait BufRing {
 
 /// Bytes a pooled receive produced ([`TcpStream::recv_stream`](crate::net::TcpStream::recv_stream)).
 ///
-/// On io_uring it is a buffer of the loop's provided-buffer ring that the
-/// kernel filled: no copy, and it goes back to the ring when dropped, so
-/// keep it only as long as needed (an echo server writes it straight back:
+/// On io_uring it is (part of) a buffer of the loop's provided-buffer ring
+/// that the kernel filled: no copy, and the buffer goes back to the ring
+/// when dropped (where the kernel consumes buffers incrementally, once
+/// every chunk received into it is dropped), so keep it only as long as
+/// needed (an echo server writes it straight back:
 /// `stream.write_all(buf)`). Elsewhere (and when the ring ran out of
 /// buffers) it owns a heap buffer. Dereferences to the received bytes and
 /// implements [`IoBuf`], so it can be written out without copying.

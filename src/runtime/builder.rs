@@ -43,9 +43,14 @@ impl Builder {
         self.uring.tuned_flags = on;
         self
     }
-    /// The io_uring receive pool used by `recv_stream` (default 256 buffers
-    /// of 4 KiB): `buffers` must be a power of two (at most 32768). With 0
-    /// buffers, pooled receives use single-shot receives into heap buffers.
+    /// The io_uring receive pools used by `recv_stream` and
+    /// `recv_from_stream` (default 256 buffers of 4 KiB): `buffers` must be
+    /// a power of two (at most 32768). Each pool is registered on first use;
+    /// stream and datagram receives have one each of this size, so a loop
+    /// that uses both holds two. Where the kernel consumes buffers
+    /// incrementally (6.12, [`UringFeatures::incremental_recv`](crate::UringFeatures::incremental_recv)),
+    /// small stream receives share a buffer. With 0 buffers, pooled
+    /// receives use single-shot receives into heap buffers.
     pub fn recv_pool(mut self, buffers: u16, buffer_size: u32) -> Self {
         self.uring.recv_pool_entries = buffers;
         self.uring.recv_pool_buf_size = buffer_size;
