@@ -158,8 +158,10 @@ pub struct UringFeatures {
     /// The stream receive pool's buffers are consumed incrementally
     /// (`IOU_PBUF_RING_INC`, 6.12): a receive takes only the bytes it
     /// filled, so small messages share a buffer instead of taking one each
-    /// (a 128-byte message holds 128 bytes of the pool, not a whole
-    /// buffer). Off, or on an older kernel, every receive takes a buffer.
+    /// (a 128-byte message fills 128 bytes of a buffer, not a whole one; a
+    /// buffer goes back to the ring once it is full and every chunk
+    /// received into it was dropped). Off, or on an older kernel, every
+    /// receive takes a buffer.
     /// Datagram receives never share buffers.
     pub incremental_recv: bool,
     /// Zero-copy `SEND_ZC` (6.0) for sends at or above the threshold

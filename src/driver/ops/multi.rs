@@ -170,6 +170,13 @@ impl<Op: 'static> MultiRecv<Op> {
             Ok(n) => {
                 self.worked = true;
                 let held = match bid {
+                    Some(bid) if n > 0 && off == crate::driver::uring::pool::UNKNOWN_OFFSET => {
+                        pool.release(bid);
+                        return Poll::Ready(Err(io::Error::other(
+                            "ringloop: the kernel dropped io_uring completions (out of memory); \
+                             where this receive's bytes are in the shared buffer is unknown",
+                        )));
+                    }
                     Some(bid) if n > 0 => Some((bid, off as usize)),
                     Some(bid) => {
                         pool.release(bid);

@@ -21,10 +21,13 @@
 //! calls [`Pool::hold`] for every CQE naming a buffer as it reaps it (the
 //! order in which the kernel committed the bytes, whichever connection
 //! takes the result later), which returns the offset and counts one holder.
-//! The kernel has retired a buffer (it is no longer in the ring) once it is
-//! full, or once a CQE with data comes without `IORING_CQE_F_BUF_MORE`; it
-//! goes back to the ring when it is retired and its last holder released it
-//! ([`Pool::release`]). A zero-length or failed receive names no buffer
+//! The kernel has retired a buffer (it is no longer in the ring) once a CQE
+//! naming it comes without `IORING_CQE_F_BUF_MORE` (the kernel clears it
+//! when the buffer is full); it goes back to the ring when it is retired
+//! and its last holder released it ([`Pool::release`]). A CQE the kernel
+//! drops (it could not allocate its overflow list) would shift every later
+//! offset in its buffer: the driver then [poisons](Pool::poison) the pool,
+//! whose results fail from then on rather than hand out the wrong bytes. A zero-length or failed receive names no buffer
 //! when it ran inline (the kernel puts the buffer back at the ring's head
 //! untouched); one that ran in io-wq (`IOSQE_ASYNC`) names the buffer it
 //! selected, which the kernel then took whole, so it counts as retired.
@@ -60,6 +63,10 @@ const ENTRY_SIZE: usize = 16;
 const PAGE: usize = 4096;
 /// `IOU_PBUF_RING_INC`: the ring's buffers are consumed incrementally.
 const PBUF_RING_INC: u16 = 2;
+
+/// The offset [`Pool::hold`] reports when it cannot know where a result's
+/// bytes are (a [poisoned](Pool::poison) incremental pool).
+pub(crate) const UNKNOWN_OFFSET: u32 = u32::MAX;
 
 /// What [`Pool::register`] sets up.
 #[derive(Clone, Copy, Debug)]
@@ -99,6 +106,8 @@ pub(crate) struct Pool {
     tail: Cell<u16>,
     /// Incremental consumption is on: one entry per buffer.
     fill: Option<Box<[Fill]>>,
+    /// See [`Pool::poison`].
+    poisoned: Cell<bool>,
 }
 
 impl Pool {
@@ -120,7 +129,7 @@ impl Pool {
         {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "ringloop: the receive pool needs a power-of-two buffer count (at most 32768) and a non-zero size",
+                "ringloop: the receive pool needs a power-of-two buffer count (at most 32768), a non-zero size and buffer ids below 65536",
             ));
         }
         let ring_layout = Layout::from_size_align(usize::from(entries) * ENTRY_SIZE, PAGE)
@@ -157,6 +166,7 @@ impl Pool {
             first_bid,
             tail: Cell::new(0),
             fill: None,
+            poisoned: Cell::new(false),
         };
         for i in 0..entries {
             pool.push(first_bid + i);
@@ -196,11 +206,15 @@ impl Pool {
     /// Counts one holder of buffer `bid`, named by a CQE with result `res`
     /// and (`more`) `IORING_CQE_F_BUF_MORE` or not, in the order CQEs are
     /// reaped. Returns where the CQE's bytes start in the buffer (0 unless
-    /// the pool is incremental).
+    /// the pool is incremental; [`UNKNOWN_OFFSET`] once it is
+    /// [poisoned](Pool::poison)).
     pub(crate) fn hold(&self, bid: u16, res: i32, more: bool) -> u32 {
         let Some(f) = self.fill.as_ref().and_then(|fill| fill.get(self.index(bid))) else {
             return 0;
         };
+        if self.poisoned.get() {
+            return UNKNOWN_OFFSET;
+        }
         debug_assert!(!f.retired.get(), "io_uring CQE for retired pool buffer {bid}");
         let off = f.filled.get();
         f.holders.set(f.holders.get() + 1);
@@ -211,12 +225,25 @@ impl Pool {
             f.retired.set(true);
             return off;
         }
-        let end = off.saturating_add(res as u32).min(self.size);
-        f.filled.set(end);
-        if end >= self.size || !more {
+        let end = off.saturating_add(res as u32);
+        debug_assert!(end <= self.size, "pool buffer {bid} filled past its end");
+        f.filled.set(end.min(self.size));
+        // The kernel's word, not our count: it clears `F_BUF_MORE` exactly
+        // when the buffer leaves the ring (full, or taken whole by io-wq).
+        if !more {
             f.retired.set(true);
         }
         off
+    }
+
+    /// The kernel dropped CQEs (it could not allocate its overflow list):
+    /// an incremental pool's fill offsets can no longer be trusted, so
+    /// from now on its results report [`UNKNOWN_OFFSET`] and none of its
+    /// buffers goes back to the ring (one could still be the kernel's).
+    pub(crate) fn poison(&self) {
+        if self.fill.is_some() {
+            self.poisoned.set(true);
+        }
     }
 
     fn index(&self, bid: u16) -> usize {
@@ -268,6 +295,9 @@ impl Pool {
             return;
         }
         if let Some(fill) = &self.fill {
+            if self.poisoned.get() {
+                return;
+            }
             let f = &fill[self.index(bid)];
             let holders = f.holders.get();
             if holders == 0 {

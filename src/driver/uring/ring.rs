@@ -146,6 +146,13 @@ impl Pools {
         }
     }
 
+    /// See [`pool::Pool::poison`].
+    pub(crate) fn poison(&self) {
+        for p in [&self.stream, &self.dgram].into_iter().filter_map(PoolState::get) {
+            p.poison();
+        }
+    }
+
     /// Releases the buffer of a recorded CQE whose result nobody collects.
     pub(crate) fn release(&self, flags: u32) {
         if let Some(bid) = io_uring::cqueue::buffer_select(flags)
@@ -543,6 +550,9 @@ impl Core {
             crate::debug::debug_log(format_args!(
                 "ringloop: the kernel dropped {dropped} io_uring completions (out of memory)"
             ));
+            // A dropped receive result would shift every later offset in its
+            // buffer: results of an incremental pool fail from now on.
+            self.pools.poison();
         }
         progress
     }

@@ -443,3 +443,46 @@ fn incremental_pool_buffer_taken_by_an_async_receive_at_end_of_stream_comes_back
     drop(multi);
     drain_slots(&d, Duration::from_secs(2));
 }
+
+#[test]
+fn a_poisoned_incremental_pool_reports_unknown_offsets_and_keeps_its_buffers() {
+    use crate::driver::uring::pool::UNKNOWN_OFFSET;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let Some((d, pool)) = incremental_pool_driver(2) else {
+        return;
+    };
+    let group = crate::driver::uring::pool::STREAM_GROUP;
+    let (mut a, b) = socket_pair();
+    // SAFETY: no memory of ours in the SQE; `b` outlives the op.
+    let mut multi =
+        unsafe { d.submit_multishot((), |_| opcode::RecvMulti::new(types::Fd(b.as_raw_fd()), group).build()) };
+    a.write_all(&[1; 100]).unwrap();
+    let (res, bid, off, _) = next_pooled(&d, &mut multi);
+    assert_eq!((res.unwrap(), bid, off), (100, Some(0), 0));
+    // What the driver does when the kernel reports dropped CQEs.
+    pool.poison();
+    a.write_all(&[2; 50]).unwrap();
+    let (res, bid, off, _) = next_pooled(&d, &mut multi);
+    assert_eq!((res.unwrap(), bid, off), (50, Some(0), UNKNOWN_OFFSET));
+    // Releasing does not put buffer 0 back (the kernel may still fill it):
+    // once the kernel used up both buffers, the ring is empty.
+    pool.release(0);
+    pool.release(0);
+    a.write_all(&[3; 4096 - 150]).unwrap();
+    let (res, bid, off, more) = next_pooled(&d, &mut multi);
+    assert_eq!(
+        (res.unwrap(), bid, off, more),
+        (4096 - 150, Some(0), UNKNOWN_OFFSET, false)
+    );
+    pool.release(0);
+    a.write_all(&[4; 4096]).unwrap();
+    let (res, bid, _, _) = next_pooled(&d, &mut multi);
+    assert_eq!((res.unwrap(), bid), (4096, Some(1)));
+    pool.release(1);
+    a.write_all(&[5; 10]).unwrap();
+    let (res, _, _, _) = next_pooled(&d, &mut multi);
+    assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ENOBUFS));
+    drop(multi);
+    drain_slots(&d, Duration::from_secs(2));
+}
