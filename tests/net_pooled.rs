@@ -233,6 +233,29 @@ fn offset_in_buffer(buf: &[u8], size: usize) -> usize {
     buf.as_ptr() as usize % size
 }
 
+/// Sends `count` messages of `len` bytes over a fresh pair, receiving each
+/// (and dropping its chunks) before the next: with every pool buffer back
+/// in the ring this never finds it empty, so no chunk is a heap buffer.
+async fn assert_no_buffer_lost(lp: &EventLoop, count: u8, len: usize) {
+    let (a, b) = UnixStream::pair().unwrap();
+    let mut rx = b.recv_stream();
+    let mut heap = 0;
+    for i in 0..count {
+        let (r, _) = a.write_all(vec![i; len]).await;
+        r.unwrap();
+        let mut n = 0;
+        while n < len {
+            let chunk = rx.next().await.unwrap().unwrap();
+            assert!(chunk.iter().all(|&x| x == i), "message {i}: {chunk:?}");
+            heap += !chunk.is_ring_buffer() as usize;
+            n += chunk.len();
+        }
+    }
+    if ring_buffers_in_use(lp) {
+        assert_eq!(heap, 0, "a pool buffer was lost");
+    }
+}
+
 #[ringloop::test]
 fn small_receives_share_a_pool_buffer_when_consumed_incrementally(lp: &EventLoop) {
     // Two 4 KiB buffers; forty 100-byte messages, each received (and held)
@@ -387,25 +410,8 @@ fn pooled_receives_over_shared_buffers_keep_every_byte(lp: &EventLoop) {
             assert!(shared > 0, "no receive shared a buffer");
         }
         // Every buffer came back (none leaked by a dropped stream, an end
-        // of stream or a failed receive): receives that each drop their
-        // chunk at once never find the ring empty.
-        let (a, b) = UnixStream::pair().unwrap();
-        let mut rx = b.recv_stream();
-        let mut heap = 0;
-        for i in 0..40u8 {
-            let (r, _) = a.write_all(vec![i; 100]).await;
-            r.unwrap();
-            let mut n = 0;
-            while n < 100 {
-                let chunk = rx.next().await.unwrap().unwrap();
-                assert!(chunk.iter().all(|&x| x == i));
-                heap += !chunk.is_ring_buffer() as usize;
-                n += chunk.len();
-            }
-        }
-        if ring_buffers_in_use(&lp) {
-            assert_eq!(heap, 0, "a pool buffer was lost");
-        }
+        // of stream or a failed receive).
+        assert_no_buffer_lost(&lp, 40, 100).await;
     })
     .unwrap();
 }
@@ -437,24 +443,7 @@ fn dropping_streams_with_unread_results_in_shared_buffers_returns_them(lp: &Even
             assert!(chunk.iter().all(|x| x == round), "round {round}: {chunk:?}");
         }
         drop(kept);
-        let lp = ringloop::current().unwrap();
-        let (a, b) = UnixStream::pair().unwrap();
-        let mut rx = b.recv_stream();
-        let mut heap = 0;
-        for i in 0..30u8 {
-            let (r, _) = a.write_all(vec![i; 200]).await;
-            r.unwrap();
-            let mut n = 0;
-            while n < 200 {
-                let chunk = rx.next().await.unwrap().unwrap();
-                assert!(chunk.iter().all(|&x| x == i));
-                heap += !chunk.is_ring_buffer() as usize;
-                n += chunk.len();
-            }
-        }
-        if ring_buffers_in_use(&lp) {
-            assert_eq!(heap, 0, "a pool buffer was lost");
-        }
+        assert_no_buffer_lost(&ringloop::current().unwrap(), 30, 200).await;
     })
     .unwrap();
 }

@@ -293,6 +293,43 @@ fn next_pooled<T: 'static>(
     )
 }
 
+/// A multishot receive on `fd` into the stream pool.
+fn recv_multi(d: &UringDriver, fd: std::os::fd::RawFd) -> crate::driver::uring::MultiOp<()> {
+    let group = crate::driver::uring::pool::STREAM_GROUP;
+    // SAFETY: the SQE references no memory of ours (the kernel picks pool
+    // buffers, which outlive the driver); the callers' sockets outlive it.
+    unsafe { d.submit_multishot((), |_| opcode::RecvMulti::new(types::Fd(fd), group).build()) }
+}
+
+/// Writes `bytes` to `w` and returns the next CQE of `op` (as
+/// [`next_pooled`]).
+fn send_then_next<T: 'static>(
+    d: &UringDriver,
+    w: &mut std::os::unix::net::UnixStream,
+    bytes: &[u8],
+    op: &mut crate::driver::uring::MultiOp<T>,
+) -> (io::Result<u32>, Option<u16>, u32, bool) {
+    std::io::Write::write_all(w, bytes).unwrap();
+    next_pooled(d, op)
+}
+
+/// Sends 20 bytes through `w` and checks `multi` received them at the start
+/// of buffer 0 (it came back to the ring), then lets go of buffers 0 and 1
+/// and of the receive.
+fn expect_buffer_zero_back(
+    d: &UringDriver,
+    pool: &crate::driver::uring::pool::Pool,
+    w: &mut std::os::unix::net::UnixStream,
+    mut multi: crate::driver::uring::MultiOp<()>,
+) {
+    let (res, bid, off, _) = send_then_next(d, w, &[7; 20], &mut multi);
+    assert_eq!((res.unwrap(), bid, off), (20, Some(0), 0), "buffer 0 did not come back");
+    pool.release(1);
+    pool.release(0);
+    drop(multi);
+    drain_slots(d, Duration::from_secs(2));
+}
+
 /// A pollable socket pair (the receive side non-blocking, as ringloop's are).
 fn socket_pair() -> (std::os::unix::net::UnixStream, std::os::unix::net::UnixStream) {
     let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
@@ -302,22 +339,13 @@ fn socket_pair() -> (std::os::unix::net::UnixStream, std::os::unix::net::UnixStr
 
 #[test]
 fn incremental_pool_offsets_follow_the_kernels_fill_order() {
-    use std::io::Write;
     use std::os::fd::AsRawFd;
     let Some((d, pool)) = incremental_pool_driver(2) else {
         return;
     };
-    let group = crate::driver::uring::pool::STREAM_GROUP;
     // Two connections, each with a multishot receive into the pool.
     let ((mut a1, b1), (mut a2, b2)) = (socket_pair(), socket_pair());
-    // SAFETY: the SQEs reference no memory of ours (the kernel picks pool
-    // buffers, which outlive the driver); the sockets outlive the ops.
-    let (mut r1, mut r2) = unsafe {
-        (
-            d.submit_multishot((), |_| opcode::RecvMulti::new(types::Fd(b1.as_raw_fd()), group).build()),
-            d.submit_multishot((), |_| opcode::RecvMulti::new(types::Fd(b2.as_raw_fd()), group).build()),
-        )
-    };
+    let (mut r1, mut r2) = (recv_multi(&d, b1.as_raw_fd()), recv_multi(&d, b2.as_raw_fd()));
     // Interleaved receives of both share buffer 0, each at the offset where
     // the previous one ended, in the order the kernel filled them.
     let mut expect = 0;
@@ -327,8 +355,7 @@ fn incremental_pool_offsets_follow_the_kernels_fill_order() {
         } else {
             (&mut a2, &mut r2)
         };
-        w.write_all(&vec![i as u8; len]).unwrap();
-        let (res, bid, off, more) = next_pooled(&d, r);
+        let (res, bid, off, more) = send_then_next(&d, w, &vec![i as u8; len], r);
         assert_eq!((res.unwrap(), bid, off, more), (len as u32, Some(0), expect, true));
         // SAFETY: the kernel wrote `len` bytes at `off` in buffer 0, which
         // is held (not back in the ring) until released below.
@@ -343,145 +370,117 @@ fn incremental_pool_offsets_follow_the_kernels_fill_order() {
     drain_slots(&d, Duration::from_secs(2));
 }
 
+/// A single-shot receive on `fd` selecting a stream-pool buffer, with
+/// `flags` (e.g. `IOSQE_ASYNC`) added.
+fn recv_selecting(
+    d: &UringDriver,
+    fd: std::os::fd::RawFd,
+    flags: io_uring::squeue::Flags,
+) -> crate::driver::uring::MultiOp<()> {
+    let group = crate::driver::uring::pool::STREAM_GROUP;
+    // SAFETY: no memory of ours in the SQE (the kernel picks a pool
+    // buffer); the callers' sockets outlive the op.
+    unsafe {
+        d.submit_multishot((), |_| {
+            opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), 0)
+                .buf_group(group)
+                .build()
+                .flags(io_uring::squeue::Flags::BUFFER_SELECT | flags)
+        })
+    }
+}
+
 #[test]
 fn incremental_pool_buffer_committed_whole_by_an_async_receive_comes_back() {
-    use std::io::Write;
+    use io_uring::squeue::Flags;
     use std::os::fd::AsRawFd;
     let Some((d, pool)) = incremental_pool_driver(2) else {
         return;
     };
-    let group = crate::driver::uring::pool::STREAM_GROUP;
     let ((mut a1, b1), (mut a2, b2)) = (socket_pair(), socket_pair());
-    // SAFETY: as above: no memory of ours in the SQE; `b1` outlives the op.
-    let mut multi =
-        unsafe { d.submit_multishot((), |_| opcode::RecvMulti::new(types::Fd(b1.as_raw_fd()), group).build()) };
-    a1.write_all(&[1; 100]).unwrap();
-    let (res, bid, off, more) = next_pooled(&d, &mut multi);
+    let mut multi = recv_multi(&d, b1.as_raw_fd());
+    let (res, bid, off, more) = send_then_next(&d, &mut a1, &[1; 100], &mut multi);
     assert_eq!((res.unwrap(), bid, off, more), (100, Some(0), 0, true));
     // A receive forced to io-wq (IOSQE_ASYNC) commits the whole rest of the
     // buffer when it selects it: its CQE has data but no BUF_MORE, and the
     // buffer left the ring although it is not full.
-    a2.write_all(&[2; 50]).unwrap();
-    // SAFETY: as above.
-    let mut forced = unsafe {
-        d.submit_multishot((), |_| {
-            opcode::Recv::new(types::Fd(b2.as_raw_fd()), std::ptr::null_mut(), 4096)
-                .buf_group(group)
-                .build()
-                .flags(io_uring::squeue::Flags::BUFFER_SELECT | io_uring::squeue::Flags::ASYNC)
-        })
-    };
-    let (res, bid, off, more) = next_pooled(&d, &mut forced);
+    let (res, bid, off, more) = send_then_next(
+        &d,
+        &mut a2,
+        &[2; 50],
+        &mut recv_selecting(&d, b2.as_raw_fd(), Flags::ASYNC),
+    );
     assert_eq!((res.unwrap(), bid, off, more), (50, Some(0), 100, false));
     // The next receive goes to buffer 1.
-    a1.write_all(&[3; 10]).unwrap();
-    let (res, bid, off, _) = next_pooled(&d, &mut multi);
+    let (res, bid, off, _) = send_then_next(&d, &mut a1, &[3; 10], &mut multi);
     assert_eq!((res.unwrap(), bid, off), (10, Some(1), 0));
     // Buffer 0 goes back once both of its holders let go; buffer 1 fills
     // up and retires, and the receive after that lands in buffer 0 again.
     pool.release(0);
     pool.release(0);
     pool.release(1);
-    a1.write_all(&[4; 4086]).unwrap();
-    let (res, bid, off, more) = next_pooled(&d, &mut multi);
+    let (res, bid, off, more) = send_then_next(&d, &mut a1, &[4; 4086], &mut multi);
     assert_eq!((res.unwrap(), bid, off, more), (4086, Some(1), 10, false));
-    a1.write_all(&[5; 20]).unwrap();
-    let (res, bid, off, _) = next_pooled(&d, &mut multi);
-    assert_eq!((res.unwrap(), bid, off), (20, Some(0), 0), "buffer 0 did not come back");
-    pool.release(1);
-    pool.release(0);
-    drop(multi);
-    drain_slots(&d, Duration::from_secs(2));
+    expect_buffer_zero_back(&d, &pool, &mut a1, multi);
 }
 
 #[test]
 fn incremental_pool_buffer_taken_by_an_async_receive_at_end_of_stream_comes_back() {
-    use std::io::Write;
+    use io_uring::squeue::Flags;
     use std::os::fd::AsRawFd;
     let Some((d, pool)) = incremental_pool_driver(2) else {
         return;
     };
-    let group = crate::driver::uring::pool::STREAM_GROUP;
     let (mut a1, b1) = socket_pair();
     let (closed, b2) = socket_pair();
     drop(closed);
-    // SAFETY: no memory of ours in the SQEs; the sockets outlive the ops.
-    let mut multi =
-        unsafe { d.submit_multishot((), |_| opcode::RecvMulti::new(types::Fd(b1.as_raw_fd()), group).build()) };
-    a1.write_all(&[1; 100]).unwrap();
-    let (res, bid, off, _) = next_pooled(&d, &mut multi);
+    let mut multi = recv_multi(&d, b1.as_raw_fd());
+    let (res, bid, off, _) = send_then_next(&d, &mut a1, &[1; 100], &mut multi);
     assert_eq!((res.unwrap(), bid, off), (100, Some(0), 0));
-    let recv = |flags| {
-        // SAFETY: as above.
-        unsafe {
-            d.submit_multishot((), |_| {
-                opcode::Recv::new(types::Fd(b2.as_raw_fd()), std::ptr::null_mut(), 0)
-                    .buf_group(group)
-                    .build()
-                    .flags(io_uring::squeue::Flags::BUFFER_SELECT | flags)
-            })
-        }
-    };
     // At end of stream an inline receive names no buffer (buffer 0 stays
     // at the ring's head) ...
-    let (res, bid, _, _) = next_pooled(&d, &mut recv(io_uring::squeue::Flags::empty()));
+    let (res, bid, _, _) = next_pooled(&d, &mut recv_selecting(&d, b2.as_raw_fd(), Flags::empty()));
     assert_eq!((res.unwrap(), bid), (0, None));
     // ... and one forced to io-wq names the buffer it took whole.
-    let (res, bid, _, _) = next_pooled(&d, &mut recv(io_uring::squeue::Flags::ASYNC));
+    let (res, bid, _, _) = next_pooled(&d, &mut recv_selecting(&d, b2.as_raw_fd(), Flags::ASYNC));
     assert_eq!((res.unwrap(), bid), (0, Some(0)));
-    a1.write_all(&[2; 4096]).unwrap();
-    let (res, bid, off, more) = next_pooled(&d, &mut multi);
+    let (res, bid, off, more) = send_then_next(&d, &mut a1, &[2; 4096], &mut multi);
     assert_eq!((res.unwrap(), bid, off, more), (4096, Some(1), 0, false));
     // Both of buffer 0's holders let go: it is back, and is the next one.
     pool.release(0);
     pool.release(0);
-    a1.write_all(&[3; 20]).unwrap();
-    let (res, bid, off, _) = next_pooled(&d, &mut multi);
-    assert_eq!((res.unwrap(), bid, off), (20, Some(0), 0), "buffer 0 did not come back");
-    pool.release(1);
-    pool.release(0);
-    drop(multi);
-    drain_slots(&d, Duration::from_secs(2));
+    expect_buffer_zero_back(&d, &pool, &mut a1, multi);
 }
 
 #[test]
 fn a_poisoned_incremental_pool_reports_unknown_offsets_and_keeps_its_buffers() {
     use crate::driver::uring::pool::UNKNOWN_OFFSET;
-    use std::io::Write;
     use std::os::fd::AsRawFd;
     let Some((d, pool)) = incremental_pool_driver(2) else {
         return;
     };
-    let group = crate::driver::uring::pool::STREAM_GROUP;
     let (mut a, b) = socket_pair();
-    // SAFETY: no memory of ours in the SQE; `b` outlives the op.
-    let mut multi =
-        unsafe { d.submit_multishot((), |_| opcode::RecvMulti::new(types::Fd(b.as_raw_fd()), group).build()) };
-    a.write_all(&[1; 100]).unwrap();
-    let (res, bid, off, _) = next_pooled(&d, &mut multi);
+    let mut multi = recv_multi(&d, b.as_raw_fd());
+    let (res, bid, off, _) = send_then_next(&d, &mut a, &[1; 100], &mut multi);
     assert_eq!((res.unwrap(), bid, off), (100, Some(0), 0));
     // What the driver does when the kernel reports dropped CQEs.
     pool.poison();
-    a.write_all(&[2; 50]).unwrap();
-    let (res, bid, off, _) = next_pooled(&d, &mut multi);
+    let (res, bid, off, _) = send_then_next(&d, &mut a, &[2; 50], &mut multi);
     assert_eq!((res.unwrap(), bid, off), (50, Some(0), UNKNOWN_OFFSET));
     // Releasing does not put buffer 0 back (the kernel may still fill it):
     // once the kernel used up both buffers, the ring is empty.
     pool.release(0);
     pool.release(0);
-    a.write_all(&[3; 4096 - 150]).unwrap();
-    let (res, bid, off, more) = next_pooled(&d, &mut multi);
+    let (res, bid, off, more) = send_then_next(&d, &mut a, &[3; 4096 - 150], &mut multi);
     assert_eq!(
         (res.unwrap(), bid, off, more),
         (4096 - 150, Some(0), UNKNOWN_OFFSET, false)
     );
     pool.release(0);
-    a.write_all(&[4; 4096]).unwrap();
-    let (res, bid, _, _) = next_pooled(&d, &mut multi);
+    let (res, bid, _, _) = send_then_next(&d, &mut a, &[4; 4096], &mut multi);
     assert_eq!((res.unwrap(), bid), (4096, Some(1)));
     pool.release(1);
-    a.write_all(&[5; 10]).unwrap();
-    let (res, _, _, _) = next_pooled(&d, &mut multi);
+    let (res, _, _, _) = send_then_next(&d, &mut a, &[5; 10], &mut multi);
     assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ENOBUFS));
     drop(multi);
     drain_slots(&d, Duration::from_secs(2));
