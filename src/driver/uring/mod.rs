@@ -246,27 +246,22 @@ impl UringDriver {
         let mut core = self.inner.core.borrow_mut();
         let core = &mut *core;
         let (entries, size) = core.pool_config;
-        let (state, spec) = if dgram {
-            let spec = pool::PoolSpec {
-                entries,
-                size,
-                group: pool::DGRAM_GROUP,
-                // After the stream pool's ids (both fit: at most 32768 each).
-                first_bid: entries,
-                incremental: false,
-            };
-            (&mut core.pools.dgram, spec)
+        // The datagram pool's ids follow the stream pool's (both fit: at
+        // most 32768 each); only the stream pool may be incremental.
+        let (state, group, first_bid, incremental) = if dgram {
+            (&mut core.pools.dgram, pool::DGRAM_GROUP, entries, false)
         } else {
-            let spec = pool::PoolSpec {
-                entries,
-                size,
-                group: pool::STREAM_GROUP,
-                first_bid: 0,
-                incremental: self.inner.features.incremental_recv,
-            };
-            (&mut core.pools.stream, spec)
+            let inc = self.inner.features.incremental_recv;
+            (&mut core.pools.stream, pool::STREAM_GROUP, 0, inc)
         };
         if let PoolState::Unset = state {
+            let spec = pool::PoolSpec {
+                entries,
+                size,
+                group,
+                first_bid,
+                incremental,
+            };
             *state = match pool::Pool::register(&core.ring, spec) {
                 Ok(p) => PoolState::Ready(Rc::new(p)),
                 Err(e) => {

@@ -140,8 +140,11 @@ impl Pools {
     /// returns where its bytes start in the buffer (see
     /// [`pool::Pool::hold`]).
     pub(crate) fn hold(&self, res: i32, flags: u32) -> u32 {
-        match io_uring::cqueue::buffer_select(flags).and_then(|bid| Some((bid, self.owner(bid)?))) {
-            Some((bid, p)) => p.hold(bid, res, io_uring::cqueue::buffer_more(flags)),
+        let Some(bid) = io_uring::cqueue::buffer_select(flags) else {
+            return 0;
+        };
+        match self.owner(bid) {
+            Some(p) => p.hold(bid, res, io_uring::cqueue::buffer_more(flags)),
             None => 0,
         }
     }
