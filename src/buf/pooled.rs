@@ -40,10 +40,12 @@ enum Inner {
     Ring {
         pool: Rc<dyn BufRing>,
         bid: u16,
-        /// Where the bytes start in the buffer (after a multishot
+        /// The first byte: `off` bytes into buffer `bid` (after a multishot
         /// `recvmsg`'s header and address; past earlier receives in an
-        /// incrementally consumed buffer).
-        off: u32,
+        /// incrementally consumed buffer). Kept rather than recomputed:
+        /// every `len()` and deref of a ring buffer would otherwise be a
+        /// dynamic call into the pool.
+        ptr: std::ptr::NonNull<u8>,
         len: usize,
     },
     Heap(Vec<u8>),
@@ -53,22 +55,30 @@ impl PooledBuf {
     /// The `len` bytes at `off` in ring buffer `bid` (both clamped to the
     /// buffer).
     #[cfg(target_os = "linux")]
-    pub(crate) fn from_ring_at(pool: Rc<dyn BufRing>, bid: u16, off: usize, len: usize) -> PooledBuf {
+    pub(crate) fn from_ring_at<P: BufRing + 'static>(pool: Rc<P>, bid: u16, off: usize, len: usize) -> PooledBuf {
         let size = pool.buf_size() as usize;
         let off = off.min(size);
         let len = len.min(size - off);
+        // SAFETY: `off <= size`, so the pointer stays inside buffer `bid`
+        // (or one past its end), which `buf_ptr` points at.
+        let ptr = unsafe { pool.buf_ptr(bid).add(off) };
+        let ptr = std::ptr::NonNull::new(ptr).expect("pool buffers are not at address 0");
         PooledBuf {
-            inner: Inner::Ring {
-                pool,
-                bid,
-                off: off as u32,
-                len,
-            },
+            inner: Inner::Ring { pool, bid, ptr, len },
         }
     }
 
     pub(crate) fn from_vec(v: Vec<u8>) -> PooledBuf {
         PooledBuf { inner: Inner::Heap(v) }
+    }
+
+    /// The number of bytes (without forming the slice).
+    fn byte_len(&self) -> usize {
+        match &self.inner {
+            #[cfg(target_os = "linux")]
+            Inner::Ring { len, .. } => *len,
+            Inner::Heap(v) => v.len(),
+        }
     }
 
     /// Whether the bytes live in the loop's buffer ring (else on the heap).
@@ -97,12 +107,12 @@ impl Deref for PooledBuf {
     fn deref(&self) -> &[u8] {
         match &self.inner {
             #[cfg(target_os = "linux")]
-            Inner::Ring { pool, bid, off, len } => {
+            Inner::Ring { ptr, len, .. } => {
                 // The bytes are not written again until this value is
                 // dropped: the buffer is out of the ring, or (consumed
                 // incrementally) the kernel only fills it past them.
-                // SAFETY: the kernel wrote `off + len` bytes (clamped to the buffer) into `bid`.
-                unsafe { std::slice::from_raw_parts(pool.buf_ptr(*bid).add(*off as usize), *len) }
+                // SAFETY: the kernel wrote `len` bytes at `ptr` (clamped to the buffer in `from_ring_at`).
+                unsafe { std::slice::from_raw_parts(ptr.as_ptr(), *len) }
             }
             Inner::Heap(v) => v,
         }
@@ -142,9 +152,9 @@ unsafe impl IoBuf for PooledBuf {
         self.deref().as_ptr()
     }
     fn bytes_init(&self) -> usize {
-        self.len()
+        self.byte_len()
     }
     fn bytes_total(&self) -> usize {
-        self.len()
+        self.byte_len()
     }
 }

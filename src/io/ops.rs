@@ -14,7 +14,7 @@ use socket2::SockAddr;
 use super::{SharedFd, cvt};
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::driver::Driver;
-use crate::driver::ops::{self, OnPoll, submit, submit_on_poll};
+use crate::driver::ops::{self, OnPoll, submit, submit_on_poll, submit_polled};
 
 /// `read(2)` (or `pread(2)` with an offset) into the buffer's spare
 /// capacity. Like the others here, submitted at the first poll.
@@ -83,14 +83,17 @@ impl<'a, B: IoBuf> SendOne<'a, B> {
         send(self.drv, self.fd, buf, self.flags)
     }
 
-    /// Submits the send: zero-copy from the driver's threshold on, unless
-    /// the socket refused zero-copy before.
-    fn start(&self, buf: B) -> SendState<B> {
+    /// Submits the send (zero-copy from the driver's threshold on, unless
+    /// the socket refused zero-copy before) and polls it once.
+    fn start(&mut self, buf: B, cx: &mut Context<'_>) -> Poll<BufResult<usize, B>> {
         #[cfg(target_os = "linux")]
         if self.fd.zero_copy() && self.drv.send_zc_threshold().is_some_and(|t| buf.bytes_init() >= t) {
-            return SendState::ZeroCopy(submit(self.drv, ops::SendZc::new(self.fd, buf, self.flags)));
+            self.op = SendState::ZeroCopy(submit(self.drv, ops::SendZc::new(self.fd, buf, self.flags)));
+            return Pin::new(self).poll(cx);
         }
-        SendState::Plain(submit(self.drv, ops::Send::new(self.fd, buf, self.flags)))
+        let (op, res) = submit_polled(self.drv, ops::Send::new(self.fd, buf, self.flags), cx);
+        self.op = SendState::Plain(op);
+        res
     }
 }
 
@@ -102,8 +105,7 @@ impl<B: IoBuf> Future for SendOne<'_, B> {
         match &mut this.op {
             SendState::Start(buf) => {
                 let buf = buf.take().expect("send polled after completion");
-                this.op = this.start(buf);
-                Pin::new(this).poll(cx)
+                this.start(buf, cx)
             }
             SendState::Plain(op) => Pin::new(op).poll(cx),
             #[cfg(target_os = "linux")]
@@ -113,8 +115,7 @@ impl<B: IoBuf> Future for SendOne<'_, B> {
                     // A socket that cannot send zero-copy: plain sends from now on.
                     Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL)) => {
                         this.fd.set_zero_copy(false);
-                        this.op = this.start(buf);
-                        Pin::new(this).poll(cx)
+                        this.start(buf, cx)
                     }
                     res => Poll::Ready((res, buf)),
                 }

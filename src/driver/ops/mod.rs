@@ -198,6 +198,37 @@ pub(crate) fn submit<O: OpCode>(drv: &Driver, mut op: O) -> Submit<O> {
     Submit { state }
 }
 
+/// Submits `op` from a poll and polls it once, as `submit` followed by a
+/// poll would, minus that poll's work on io_uring: the operation is queued
+/// already waiting for `cx`'s task (it cannot have completed before the
+/// loop's next wait), so the answer is `Pending` without looking.
+pub(crate) fn submit_polled<O: OpCode>(drv: &Driver, mut op: O, cx: &mut Context<'_>) -> (Submit<O>, Poll<O::Output>) {
+    #[cfg(target_os = "linux")]
+    if let Driver::Uring(d) = drv {
+        let mut sub = match op.immediate() {
+            Some(res) => Submit {
+                state: State::Done(Some(op), Some(res)),
+            },
+            None => {
+                let (op, queued) = d.submit_op_waiting(op, cx);
+                let sub = Submit {
+                    state: State::Uring(op),
+                };
+                if queued {
+                    crate::debug::note_wait(std::any::type_name::<O>);
+                    return (sub, Poll::Pending);
+                }
+                sub
+            }
+        };
+        let res = Pin::new(&mut sub).poll(cx);
+        return (sub, res);
+    }
+    let mut sub = submit(drv, op);
+    let res = Pin::new(&mut sub).poll(cx);
+    (sub, res)
+}
+
 impl<O: OpCode> Unpin for Submit<O> {}
 
 /// Submits `op` at the first poll, as an `async fn` wrapping [`submit`]
@@ -232,7 +263,9 @@ impl<O: OpCode> Future for OnPoll<'_, O> {
         let this = self.get_mut();
         if let OnPollState::Start(op) = &mut this.state {
             let op = op.take().expect("operation polled after completion");
-            this.state = OnPollState::Submitted(submit(this.drv, op));
+            let (sub, res) = submit_polled(this.drv, op, cx);
+            this.state = OnPollState::Submitted(sub);
+            return res;
         }
         match &mut this.state {
             OnPollState::Submitted(op) => Pin::new(op).poll(cx),

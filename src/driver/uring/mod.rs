@@ -296,16 +296,34 @@ impl UringDriver {
     ///
     /// As for [`Core::push`], with the operation's final CQE as the end.
     unsafe fn submit_entry(&self, entry: squeue::Entry) -> usize {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.submit_entry_for(entry, None) }.0
+    }
+
+    /// [`submit_entry`](Self::submit_entry) whose slot starts out waiting
+    /// for `waiter` when one is given (the caller is a poll that would
+    /// otherwise register it at once). Also returns whether the operation
+    /// was queued (false: the ring is closed and the slot already holds
+    /// `ECANCELED`).
+    ///
+    /// # Safety
+    ///
+    /// As for [`submit_entry`](Self::submit_entry).
+    unsafe fn submit_entry_for(&self, entry: squeue::Entry, waiter: Option<&std::task::Context<'_>>) -> (usize, bool) {
         let mut core = self.inner.core.borrow_mut();
         if core.closed {
             // Nothing will ever enter this ring again: complete at once
             // without queueing the SQE (so nothing points at the resources).
-            return core.slots.insert(Lifecycle::Completed(-libc::ECANCELED, 0, 0));
+            return (core.slots.insert(Lifecycle::Completed(-libc::ECANCELED, 0, 0)), false);
         }
-        let key = core.slots.insert(Lifecycle::Submitted);
+        let slot = match waiter {
+            Some(cx) => Lifecycle::Waiting(self.inner.waiter(cx)),
+            None => Lifecycle::Submitted,
+        };
+        let key = core.slots.insert(slot);
         debug_assert!((key as u64) < INTERNAL);
         // SAFETY: forwarded from this function's contract.
         unsafe { core.push(entry.user_data(key as u64)) };
-        key
+        (key, true)
     }
 }

@@ -56,6 +56,30 @@ impl UringDriver {
         op
     }
 
+    /// [`submit_op`](Self::submit_op) from a poll: the operation starts out
+    /// waiting for `cx`'s task, as the poll that follows a submission would
+    /// arrange (the SQE cannot complete before the loop's next wait).
+    /// The flag is false when the ring is closed: the `Op` is complete
+    /// already (with `ECANCELED`) and must be polled instead.
+    pub(crate) fn submit_op_waiting<O: OpCode>(&self, mut op: O, cx: &std::task::Context<'_>) -> (Op<O>, bool) {
+        #[cfg(test)]
+        self.count_op(O::CODE);
+        let entry = O::sqe(&mut op);
+        // SAFETY: as in `submit_op` (`OpCode`'s promise is `submit`'s
+        // contract, which is `submit_entry_for`'s).
+        let (key, queued) = unsafe { self.submit_entry_for(entry, Some(cx)) };
+        let op = Op {
+            raw: RawOp {
+                driver: self.inner.clone(),
+                key,
+                live: true,
+                resources: Some(op),
+                orphan: O::ORPHAN,
+            },
+        };
+        (op, queued)
+    }
+
     /// Submits a multishot `op` (its completions are a stream); see
     /// [`submit_op`](Self::submit_op).
     pub(crate) fn submit_multi<O: OpCode>(&self, op: O) -> MultiOp<O> {

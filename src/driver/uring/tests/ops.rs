@@ -485,3 +485,62 @@ fn a_poisoned_incremental_pool_reports_unknown_offsets_and_keeps_its_buffers() {
     drop(multi);
     drain_slots(&d, Duration::from_secs(2));
 }
+
+/// `submit_polled` (how sends and reads start from their first poll) queues
+/// the operation already waiting for the polling task: `Pending` without a
+/// look at the slot, the completion wakes that task, the next poll has the
+/// result; on a closed driver the result (`ECANCELED`) is there at once.
+#[test]
+fn an_op_submitted_from_a_poll_waits_for_that_task() {
+    use std::io::Read;
+
+    use crate::driver::ops::{Send, submit_polled};
+    use crate::driver::uring::op::Lifecycle;
+
+    let Some(d) = default_driver() else {
+        return;
+    };
+    let drv = crate::driver::Driver::Uring(d.clone());
+    let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let fd = crate::driver::fd::SharedFd::new(a.into(), &drv).unwrap();
+    let flag = Arc::new(FlagWaker(AtomicBool::new(false)));
+    let waker = Waker::from(flag.clone());
+    let mut cx = Context::from_waker(&waker);
+
+    let (mut sent, first) = submit_polled(&drv, Send::new(&fd, b"ping".to_vec(), 0), &mut cx);
+    assert!(first.is_pending());
+    assert!(
+        d.inner
+            .core
+            .borrow()
+            .slots
+            .iter()
+            .all(|(_, s)| matches!(s, Lifecycle::Waiting(_))),
+        "the new slot waits for the polling task"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !flag.0.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "the completion never woke the task");
+        d.wait(Some(Duration::from_millis(100))).unwrap();
+    }
+    let Poll::Ready((res, buf)) = Pin::new(&mut sent).poll(&mut cx) else {
+        panic!("woken but not complete");
+    };
+    assert_eq!(res.unwrap(), 4);
+    assert_eq!(buf, b"ping");
+    let mut got = [0u8; 4];
+    b.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ping");
+    assert_eq!(d.slots_in_use(), 0);
+
+    d.close();
+    let (_sent, first) = submit_polled(&drv, Send::new(&fd, b"late".to_vec(), 0), &mut cx);
+    match first {
+        Poll::Ready((Err(e), buf)) => {
+            assert_eq!(e.raw_os_error(), Some(libc::ECANCELED));
+            assert_eq!(buf, b"late");
+        }
+        other => panic!("a closed driver answers at once, got {:?}", other.map(|(r, _)| r)),
+    }
+    assert_eq!(d.slots_in_use(), 0);
+}
