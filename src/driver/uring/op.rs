@@ -177,6 +177,9 @@ pub(super) fn dispatch(
     // Pool buffer bookkeeping happens here, in CQE order (see `pool.rs`).
     let off = pools.hold(res, flags);
     let Some(slot) = slots.get_mut(key) else {
+        // Nobody can take this result: its pool buffer (if any) goes back
+        // rather than staying held forever.
+        pools.release(flags);
         debug_assert!(false, "io_uring CQE for unknown slot {key}");
         return;
     };
@@ -236,6 +239,8 @@ pub(super) fn dispatch(
             }
         }
         Lifecycle::Completed(..) => {
+            // As for an unknown slot: nobody takes this result.
+            pools.release(flags);
             debug_assert!(false, "io_uring CQE after the final one for slot {key}");
         }
     }
