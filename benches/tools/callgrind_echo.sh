@@ -25,7 +25,6 @@ python3 "$HERE/echo_client.py" "$PORT" "$CONNS" 2000
 callgrind_control -z "$VG" > /dev/null 2>&1
 python3 "$HERE/echo_client.py" "$PORT" "$CONNS" "$N"
 callgrind_control -d measured "$VG" > /dev/null 2>&1
-kill -KILL "$VG" 2> /dev/null || true
-wait "$VG" 2> /dev/null || true
+{ kill -KILL "$VG" && wait "$VG"; } 2> /dev/null || true
 python3 "$HERE/callgrind_self.py" "$(ls "$D"/cg.out.* | tail -1)" "$N"
 rm -rf "$D"

@@ -290,26 +290,16 @@ impl UringDriver {
         self.inner.core.borrow().slots.len()
     }
 
-    /// Allocates a slot and queues `entry` with the slot's key as user_data.
+    /// Allocates a slot and queues `entry` with the slot's key as user_data;
+    /// the slot starts out waiting for `waiter`'s task when one is given
+    /// (the caller is a poll that would otherwise register it at once).
+    /// Returns the key and whether the operation was queued (false: the
+    /// ring is closed and the slot already holds `ECANCELED`).
     ///
     /// # Safety
     ///
     /// As for [`Core::push`], with the operation's final CQE as the end.
-    unsafe fn submit_entry(&self, entry: squeue::Entry) -> usize {
-        // SAFETY: forwarded from this function's contract.
-        unsafe { self.submit_entry_for(entry, None) }.0
-    }
-
-    /// [`submit_entry`](Self::submit_entry) whose slot starts out waiting
-    /// for `waiter` when one is given (the caller is a poll that would
-    /// otherwise register it at once). Also returns whether the operation
-    /// was queued (false: the ring is closed and the slot already holds
-    /// `ECANCELED`).
-    ///
-    /// # Safety
-    ///
-    /// As for [`submit_entry`](Self::submit_entry).
-    unsafe fn submit_entry_for(&self, entry: squeue::Entry, waiter: Option<&std::task::Context<'_>>) -> (usize, bool) {
+    unsafe fn submit_entry(&self, entry: squeue::Entry, waiter: Option<&std::task::Context<'_>>) -> (usize, bool) {
         let mut core = self.inner.core.borrow_mut();
         if core.closed {
             // Nothing will ever enter this ring again: complete at once

@@ -61,22 +61,12 @@ impl UringDriver {
     /// arrange (the SQE cannot complete before the loop's next wait).
     /// The flag is false when the ring is closed: the `Op` is complete
     /// already (with `ECANCELED`) and must be polled instead.
-    pub(crate) fn submit_op_waiting<O: OpCode>(&self, mut op: O, cx: &std::task::Context<'_>) -> (Op<O>, bool) {
+    pub(crate) fn submit_op_waiting<O: OpCode>(&self, op: O, cx: &std::task::Context<'_>) -> (Op<O>, bool) {
         #[cfg(test)]
         self.count_op(O::CODE);
-        let entry = O::sqe(&mut op);
-        // SAFETY: as in `submit_op` (`OpCode`'s promise is `submit`'s
-        // contract, which is `submit_entry_for`'s).
-        let (key, queued) = unsafe { self.submit_entry_for(entry, Some(cx)) };
-        let op = Op {
-            raw: RawOp {
-                driver: self.inner.clone(),
-                key,
-                live: true,
-                resources: Some(op),
-                orphan: O::ORPHAN,
-            },
-        };
+        // SAFETY: as in `submit_op`.
+        let (mut op, queued) = unsafe { self.submit_for(op, O::sqe, Some(cx)) };
+        op.raw.orphan = O::ORPHAN;
         (op, queued)
     }
 
@@ -121,16 +111,28 @@ impl UringDriver {
     /// kernel's access until the operation completes (`resources` is only
     /// handed back then). Any fd in the SQE must stay open as long, or be
     /// owned by `resources`.
-    pub(super) unsafe fn submit<T: 'static>(
+    pub(super) unsafe fn submit<T: 'static>(&self, resources: T, build: impl FnOnce(&mut T) -> squeue::Entry) -> Op<T> {
+        // SAFETY: the caller upholds `submit`'s contract.
+        unsafe { self.submit_for(resources, build, None) }.0
+    }
+
+    /// [`submit`](Self::submit), the slot waiting for `waiter`'s task from
+    /// the start when one is given; the flag is `submit_entry`'s.
+    ///
+    /// # Safety
+    ///
+    /// As for [`submit`](Self::submit).
+    unsafe fn submit_for<T: 'static>(
         &self,
         mut resources: T,
         build: impl FnOnce(&mut T) -> squeue::Entry,
-    ) -> Op<T> {
+        waiter: Option<&std::task::Context<'_>>,
+    ) -> (Op<T>, bool) {
         let entry = build(&mut resources);
         // SAFETY: the caller upholds `submit`'s contract, which is
         // `submit_entry`'s.
-        let key = unsafe { self.submit_entry(entry) };
-        Op {
+        let (key, queued) = unsafe { self.submit_entry(entry, waiter) };
+        let op = Op {
             raw: RawOp {
                 driver: self.inner.clone(),
                 key,
@@ -138,7 +140,8 @@ impl UringDriver {
                 resources: Some(resources),
                 orphan: None,
             },
-        }
+        };
+        (op, queued)
     }
 
     /// Like [`submit`](Self::submit), for operations that post several CQEs.
@@ -148,21 +151,12 @@ impl UringDriver {
     /// As for [`submit`](Self::submit), until the final CQE.
     pub(super) unsafe fn submit_multishot<T: 'static>(
         &self,
-        mut resources: T,
+        resources: T,
         build: impl FnOnce(&mut T) -> squeue::Entry,
     ) -> MultiOp<T> {
-        let entry = build(&mut resources);
         // SAFETY: forwarded from this function's contract.
-        let key = unsafe { self.submit_entry(entry) };
-        MultiOp {
-            raw: RawOp {
-                driver: self.inner.clone(),
-                key,
-                live: true,
-                resources: Some(resources),
-                orphan: None,
-            },
-        }
+        let (op, _) = unsafe { self.submit_for(resources, build, None) };
+        MultiOp { raw: op.raw }
     }
 
     #[cfg(test)]
