@@ -57,10 +57,8 @@ fn reset(peer: std::net::TcpStream) {
 #[ringloop::test]
 fn connecting_to_a_port_nobody_listens_on_is_connection_refused(lp: &EventLoop) {
     lp.run_until_complete(async {
-        // Bind then drop to get a port nobody listens on.
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        drop(l);
+        // A port nobody listens on (and nobody else can take meanwhile).
+        let (_held, addr) = common::refusing_port();
         let e = TcpStream::connect_addr(addr).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e:?}");
         // Through name resolution (blocking pool) too.

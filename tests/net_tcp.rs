@@ -57,10 +57,8 @@ fn tcp_echo_round_trips_and_integrity(lp: &EventLoop) {
 fn connecting_to_a_closed_port_is_connection_refused(lp: &EventLoop) {
     let err = lp
         .run_until_complete(async {
-            // Bind then drop to get a port nobody listens on.
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = l.local_addr().unwrap();
-            drop(l);
+            // A port nobody listens on (and nobody else can take meanwhile).
+            let (_held, addr) = common::refusing_port();
             TcpStream::connect(addr).await.unwrap_err()
         })
         .unwrap();

@@ -119,8 +119,12 @@ async fn peer_close_gives_end_of_stream_then_broken_pipe() {
 
 #[ringloop::test]
 async fn connect_refused_is_connection_refused() {
-    let (l, addr) = listener();
-    drop(l);
+    // Bound, never listening: refuses, and no parallel test can take the
+    // port meanwhile (as a dropped listener's port could be).
+    let held = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    held.bind(&SockAddr::from("127.0.0.1:0".parse::<SocketAddr>().unwrap()))
+        .unwrap();
+    let addr = held.local_addr().unwrap().as_socket().unwrap();
     let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
     let err = sock_connect(&s, addr).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err:?}");

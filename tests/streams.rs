@@ -394,9 +394,7 @@ fn server_wait_closed_waits_for_its_connections(lp: &EventLoop) {
 #[ringloop::test]
 fn open_connection_to_a_closed_port_fails(lp: &EventLoop) {
     lp.run_until_complete(async move {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        drop(l);
+        let (_held, addr) = common::refusing_port();
         let e = open_connection(addr).await.unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
     })

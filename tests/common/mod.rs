@@ -127,3 +127,17 @@ pub fn build(choice: DriverChoice, virtual_clock: bool) -> Option<EventLoop> {
         },
     )
 }
+
+/// A local TCP port that refuses connections for as long as the returned
+/// socket lives: bound, never listening, so a connect gets a reset
+/// (`ConnectionRefused`) and no other socket of a parallel test can take
+/// the port (binding a listener and dropping it would free the port for
+/// the next `bind(":0")`, which then accepts the "refused" connection).
+pub fn refusing_port() -> (socket2::Socket, std::net::SocketAddr) {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&SockAddr::from(std::net::SocketAddr::from(([127, 0, 0, 1], 0))))
+        .unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    (s, addr)
+}
