@@ -121,10 +121,8 @@ fn udp_send_to_an_invalid_address_is_an_error(lp: &EventLoop) {
 #[ringloop::test]
 fn a_connected_udp_socket_reports_an_unreachable_port_as_refused(lp: &EventLoop) {
     lp.run_until_complete(async {
-        // A port nobody listens on: bind, note it, close.
-        let gone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let dead = gone.local_addr().unwrap();
-        drop(gone);
+        // A port nobody else takes meanwhile and nothing of ours reaches.
+        let (_held, dead) = common::refusing_udp_port();
         let a = UdpSocket::bind(local()).unwrap();
         a.connect(dead).await.unwrap();
         let (r, _) = a.send(b"anyone?".as_slice()).await;

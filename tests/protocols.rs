@@ -398,9 +398,8 @@ fn datagram_echo_endpoints_keep_boundaries(lp: &EventLoop) {
 #[ringloop::test]
 fn datagram_send_to_a_closed_port_goes_to_error_received(lp: &EventLoop) {
     lp.run_until_complete(async {
-        let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = dead.local_addr().unwrap();
-        drop(dead);
+        // A port nobody else takes meanwhile and nothing of ours reaches.
+        let (_held, addr) = common::refusing_udp_port();
         let (t, client) = create_datagram_endpoint(UdpClient::default, None, Some(addr))
             .await
             .unwrap();

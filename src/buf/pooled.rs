@@ -10,8 +10,14 @@ use super::IoBuf;
 /// The memory behind ring-backed [`PooledBuf`]s: the driver's
 /// provided-buffer ring (`driver/uring/pool.rs`), seen through this trait so
 /// that `buf` does not depend on the driver.
+///
+/// # Safety
+///
+/// For every `bid`, `buf_ptr(bid)` points at `buf_size()` bytes of one
+/// allocation that stays valid while the value lives: a `PooledBuf` reads
+/// its bytes through that pointer.
 #[cfg(target_os = "linux")]
-pub(crate) trait BufRing {
+pub(crate) unsafe trait BufRing {
     /// Size of each buffer.
     fn buf_size(&self) -> u32;
     /// Start of buffer `bid` (valid while the ring lives).
@@ -46,7 +52,8 @@ enum Inner {
         /// every `len()` and deref of a ring buffer would otherwise be a
         /// dynamic call into the pool.
         ptr: std::ptr::NonNull<u8>,
-        len: usize,
+        /// At most the buffer size (a `u32`): keeps the value at 32 bytes.
+        len: u32,
     },
     Heap(Vec<u8>),
 }
@@ -58,10 +65,10 @@ impl PooledBuf {
     pub(crate) fn from_ring_at<P: BufRing + 'static>(pool: Rc<P>, bid: u16, off: usize, len: usize) -> PooledBuf {
         let size = pool.buf_size() as usize;
         let off = off.min(size);
-        let len = len.min(size - off);
-        // SAFETY: `off <= size`, so the pointer stays inside buffer `bid`
-        // (or one past its end), which `buf_ptr` points at.
-        let ptr = unsafe { pool.buf_ptr(bid).add(off) };
+        let len = len.min(size - off) as u32;
+        // `off <= size`: inside buffer `bid` or one past its end (the
+        // deref relies on it, not this arithmetic).
+        let ptr = pool.buf_ptr(bid).wrapping_add(off);
         let ptr = std::ptr::NonNull::new(ptr).expect("pool buffers are not at address 0");
         PooledBuf {
             inner: Inner::Ring { pool, bid, ptr, len },
@@ -76,7 +83,7 @@ impl PooledBuf {
     fn byte_len(&self) -> usize {
         match &self.inner {
             #[cfg(target_os = "linux")]
-            Inner::Ring { len, .. } => *len,
+            Inner::Ring { len, .. } => *len as usize,
             Inner::Heap(v) => v.len(),
         }
     }
@@ -112,7 +119,7 @@ impl Deref for PooledBuf {
                 // dropped: the buffer is out of the ring, or (consumed
                 // incrementally) the kernel only fills it past them.
                 // SAFETY: the kernel wrote `len` bytes at `ptr` (clamped to the buffer in `from_ring_at`).
-                unsafe { std::slice::from_raw_parts(ptr.as_ptr(), *len) }
+                unsafe { std::slice::from_raw_parts(ptr.as_ptr(), *len as usize) }
             }
             Inner::Heap(v) => v,
         }

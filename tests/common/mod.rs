@@ -141,3 +141,14 @@ pub fn refusing_port() -> (socket2::Socket, std::net::SocketAddr) {
     let addr = s.local_addr().unwrap().as_socket().unwrap();
     (s, addr)
 }
+
+/// The UDP counterpart of [`refusing_port`]: a socket that holds a local
+/// port but takes datagrams only from `127.0.0.1:9` (it is connected
+/// there), so a datagram from anywhere else finds no socket and draws an
+/// ICMP port-unreachable, and no parallel test's `bind(":0")` gets the port.
+pub fn refusing_udp_port() -> (std::net::UdpSocket, std::net::SocketAddr) {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.connect("127.0.0.1:9").unwrap();
+    let addr = s.local_addr().unwrap();
+    (s, addr)
+}

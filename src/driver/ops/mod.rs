@@ -202,9 +202,10 @@ pub(crate) fn submit<O: OpCode>(drv: &Driver, mut op: O) -> Submit<O> {
 /// poll would, minus that poll's work on io_uring: the operation is queued
 /// already waiting for `cx`'s task (it cannot have completed before the
 /// loop's next wait), so the answer is `Pending` without looking.
-pub(crate) fn submit_polled<O: OpCode>(drv: &Driver, mut op: O, cx: &mut Context<'_>) -> (Submit<O>, Poll<O::Output>) {
+pub(crate) fn submit_polled<O: OpCode>(drv: &Driver, op: O, cx: &mut Context<'_>) -> (Submit<O>, Poll<O::Output>) {
     #[cfg(target_os = "linux")]
     if let Driver::Uring(d) = drv {
+        let mut op = op;
         let mut sub = match op.immediate() {
             Some(res) => Submit {
                 state: State::Done(Some(op), Some(res)),

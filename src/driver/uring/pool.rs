@@ -327,7 +327,9 @@ impl Drop for Pool {
     }
 }
 
-impl crate::buf::BufRing for Pool {
+// SAFETY: `buf_ptr` clamps the buffer index into the pool's allocation of
+// `entries * size` bytes, which lives until the pool is dropped.
+unsafe impl crate::buf::BufRing for Pool {
     fn buf_size(&self) -> u32 {
         Pool::buf_size(self)
     }

@@ -509,6 +509,7 @@ fn an_op_submitted_from_a_poll_waits_for_that_task() {
 
     let (mut sent, first) = submit_polled(&drv, Send::new(&fd, b"ping".to_vec(), 0), &mut cx);
     assert!(first.is_pending());
+    assert_eq!(d.slots_in_use(), 1);
     assert!(
         d.inner
             .core
