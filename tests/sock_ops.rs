@@ -1,6 +1,8 @@
 //! asyncio's low-level `loop.sock_*` operations (`ringloop::net::sock_*`)
 //! on sockets the test owns (socket2 / std), on both backends.
 
+mod common;
+
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -119,12 +121,7 @@ async fn peer_close_gives_end_of_stream_then_broken_pipe() {
 
 #[ringloop::test]
 async fn connect_refused_is_connection_refused() {
-    // Bound, never listening: refuses, and no parallel test can take the
-    // port meanwhile (as a dropped listener's port could be).
-    let held = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    held.bind(&SockAddr::from("127.0.0.1:0".parse::<SocketAddr>().unwrap()))
-        .unwrap();
-    let addr = held.local_addr().unwrap().as_socket().unwrap();
+    let (_held, addr) = common::refusing_port();
     let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
     let err = sock_connect(&s, addr).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err:?}");

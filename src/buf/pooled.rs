@@ -79,15 +79,6 @@ impl PooledBuf {
         PooledBuf { inner: Inner::Heap(v) }
     }
 
-    /// The number of bytes (without forming the slice).
-    fn byte_len(&self) -> usize {
-        match &self.inner {
-            #[cfg(target_os = "linux")]
-            Inner::Ring { len, .. } => *len as usize,
-            Inner::Heap(v) => v.len(),
-        }
-    }
-
     /// Whether the bytes live in the loop's buffer ring (else on the heap).
     pub fn is_ring_buffer(&self) -> bool {
         match &self.inner {
@@ -159,9 +150,9 @@ unsafe impl IoBuf for PooledBuf {
         self.deref().as_ptr()
     }
     fn bytes_init(&self) -> usize {
-        self.byte_len()
+        self.len()
     }
     fn bytes_total(&self) -> usize {
-        self.byte_len()
+        self.len()
     }
 }

@@ -179,23 +179,8 @@ enum State<O: OpCode> {
 
 /// Submits `op` to `drv` (on io_uring the SQE is queued now and reaches the
 /// kernel with the loop's next wait).
-pub(crate) fn submit<O: OpCode>(drv: &Driver, mut op: O) -> Submit<O> {
-    if let Some(res) = op.immediate() {
-        return Submit {
-            state: State::Done(Some(op), Some(res)),
-        };
-    }
-    let state = match drv {
-        #[cfg(target_os = "linux")]
-        Driver::Uring(d) => State::Uring(d.submit_op(op)),
-        Driver::Fallback(r) => State::Readiness {
-            drv: r.clone(),
-            op: Some(op),
-            token: None,
-            armed: false,
-        },
-    };
-    Submit { state }
+pub(crate) fn submit<O: OpCode>(drv: &Driver, op: O) -> Submit<O> {
+    submit_for(drv, op, None).0
 }
 
 /// Submits `op` from a poll and polls it once, as `submit` followed by a
@@ -203,31 +188,42 @@ pub(crate) fn submit<O: OpCode>(drv: &Driver, mut op: O) -> Submit<O> {
 /// already waiting for `cx`'s task (it cannot have completed before the
 /// loop's next wait), so the answer is `Pending` without looking.
 pub(crate) fn submit_polled<O: OpCode>(drv: &Driver, op: O, cx: &mut Context<'_>) -> (Submit<O>, Poll<O::Output>) {
-    #[cfg(target_os = "linux")]
-    if let Driver::Uring(d) = drv {
-        let mut op = op;
-        let mut sub = match op.immediate() {
-            Some(res) => Submit {
-                state: State::Done(Some(op), Some(res)),
-            },
-            None => {
-                let (op, queued) = d.submit_op_waiting(op, cx);
-                let sub = Submit {
-                    state: State::Uring(op),
-                };
-                if queued {
-                    crate::debug::note_wait(std::any::type_name::<O>);
-                    return (sub, Poll::Pending);
-                }
-                sub
-            }
-        };
-        let res = Pin::new(&mut sub).poll(cx);
-        return (sub, res);
+    let (mut sub, waiting) = submit_for(drv, op, Some(cx));
+    if waiting {
+        crate::debug::note_wait(std::any::type_name::<O>);
+        return (sub, Poll::Pending);
     }
-    let mut sub = submit(drv, op);
     let res = Pin::new(&mut sub).poll(cx);
     (sub, res)
+}
+
+/// [`submit`], on io_uring with the operation waiting for `waiter`'s task
+/// from the start when one is given; the flag says it does (else the
+/// future must be polled: an immediate result, a closed ring, or the
+/// readiness backend, which tries the syscall when polled).
+#[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
+fn submit_for<O: OpCode>(drv: &Driver, mut op: O, waiter: Option<&Context<'_>>) -> (Submit<O>, bool) {
+    if let Some(res) = op.immediate() {
+        let state = State::Done(Some(op), Some(res));
+        return (Submit { state }, false);
+    }
+    let (state, waiting) = match drv {
+        #[cfg(target_os = "linux")]
+        Driver::Uring(d) => {
+            let (op, queued) = d.submit_op(op, waiter);
+            (State::Uring(op), queued && waiter.is_some())
+        }
+        Driver::Fallback(r) => {
+            let state = State::Readiness {
+                drv: r.clone(),
+                op: Some(op),
+                token: None,
+                armed: false,
+            };
+            (state, false)
+        }
+    };
+    (Submit { state }, waiting)
 }
 
 impl<O: OpCode> Unpin for Submit<O> {}

@@ -43,29 +43,19 @@ impl Future for Timeout {
 
 impl UringDriver {
     /// Submits `op` (the one safe entry point: [`OpCode`]'s contract is
-    /// [`submit`](Self::submit)'s).
-    pub(crate) fn submit_op<O: OpCode>(&self, op: O) -> Op<O> {
+    /// [`submit`](Self::submit)'s). With `waiter` (a poll submitting it),
+    /// the operation starts out waiting for that task, as the poll that
+    /// follows a submission would arrange (the SQE cannot complete before
+    /// the loop's next wait). The flag is false when the ring is closed:
+    /// the `Op` is complete already (with `ECANCELED`) and must be polled.
+    pub(crate) fn submit_op<O: OpCode>(&self, op: O, waiter: Option<&std::task::Context<'_>>) -> (Op<O>, bool) {
         #[cfg(test)]
         self.count_op(O::CODE);
         // `OpCode` implementors promise that `sqe` only points into heap
         // memory the op owns (or 'static memory) and that the op keeps any
         // fd in the SQE open.
         // SAFETY: that promise is `submit`'s contract.
-        let mut op = unsafe { self.submit(op, O::sqe) };
-        op.raw.orphan = O::ORPHAN;
-        op
-    }
-
-    /// [`submit_op`](Self::submit_op) from a poll: the operation starts out
-    /// waiting for `cx`'s task, as the poll that follows a submission would
-    /// arrange (the SQE cannot complete before the loop's next wait).
-    /// The flag is false when the ring is closed: the `Op` is complete
-    /// already (with `ECANCELED`) and must be polled instead.
-    pub(crate) fn submit_op_waiting<O: OpCode>(&self, op: O, cx: &std::task::Context<'_>) -> (Op<O>, bool) {
-        #[cfg(test)]
-        self.count_op(O::CODE);
-        // SAFETY: as in `submit_op`.
-        let (mut op, queued) = unsafe { self.submit_for(op, O::sqe, Some(cx)) };
+        let (mut op, queued) = unsafe { self.submit(op, O::sqe, waiter) };
         op.raw.orphan = O::ORPHAN;
         (op, queued)
     }
@@ -99,7 +89,10 @@ impl UringDriver {
 
     /// Submits an operation: `build` gets the resources and returns the SQE
     /// (its user_data is overwritten). The SQE is queued now and handed to
-    /// the kernel by the next `wait` (or sooner, if the SQ fills up).
+    /// the kernel by the next `wait` (or sooner, if the SQ fills up). With
+    /// `waiter` (a poll submitting it) the slot waits for that task from the
+    /// start; the flag is false when the ring is closed (the `Op` is
+    /// complete already, with `ECANCELED`).
     ///
     /// # Safety
     ///
@@ -111,18 +104,7 @@ impl UringDriver {
     /// kernel's access until the operation completes (`resources` is only
     /// handed back then). Any fd in the SQE must stay open as long, or be
     /// owned by `resources`.
-    pub(super) unsafe fn submit<T: 'static>(&self, resources: T, build: impl FnOnce(&mut T) -> squeue::Entry) -> Op<T> {
-        // SAFETY: the caller upholds `submit`'s contract.
-        unsafe { self.submit_for(resources, build, None) }.0
-    }
-
-    /// [`submit`](Self::submit), the slot waiting for `waiter`'s task from
-    /// the start when one is given; the flag is `submit_entry`'s.
-    ///
-    /// # Safety
-    ///
-    /// As for [`submit`](Self::submit).
-    unsafe fn submit_for<T: 'static>(
+    pub(super) unsafe fn submit<T: 'static>(
         &self,
         mut resources: T,
         build: impl FnOnce(&mut T) -> squeue::Entry,
@@ -155,7 +137,7 @@ impl UringDriver {
         build: impl FnOnce(&mut T) -> squeue::Entry,
     ) -> MultiOp<T> {
         // SAFETY: forwarded from this function's contract.
-        let (op, _) = unsafe { self.submit_for(resources, build, None) };
+        let (op, _) = unsafe { self.submit(resources, build, None) };
         MultiOp { raw: op.raw }
     }
 
@@ -163,7 +145,7 @@ impl UringDriver {
     /// `IORING_OP_NOP`: completes with 0 as soon as the kernel sees it.
     pub(crate) fn nop(&self) -> Op<()> {
         // SAFETY: a NOP references no memory.
-        unsafe { self.submit((), |_| opcode::Nop::new().build()) }
+        unsafe { self.submit((), |_| opcode::Nop::new().build(), None) }.0
     }
 
     #[cfg(test)]
@@ -173,7 +155,13 @@ impl UringDriver {
         let ts = Box::new(super::timespec(duration));
         // SAFETY: the SQE points at the boxed timespec, whose heap address
         // does not change when the Box moves, and which the kernel only reads.
-        let op = unsafe { self.submit(ts, |ts| opcode::Timeout::new(&**ts as *const types::Timespec).build()) };
+        let (op, _) = unsafe {
+            self.submit(
+                ts,
+                |ts| opcode::Timeout::new(&**ts as *const types::Timespec).build(),
+                None,
+            )
+        };
         Timeout { op }
     }
 }

@@ -123,11 +123,14 @@ fn probed_timeout(
     let resources = (Box::new(timespec(duration)), DropProbe(drops.clone()));
     // SAFETY: the SQE points at the boxed timespec, whose heap address is
     // stable and which the kernel only reads.
-    unsafe {
-        driver.submit(resources, |(ts, _)| {
-            opcode::Timeout::new(&**ts as *const types::Timespec).build()
-        })
-    }
+    let (op, _) = unsafe {
+        driver.submit(
+            resources,
+            |(ts, _)| opcode::Timeout::new(&**ts as *const types::Timespec).build(),
+            None,
+        )
+    };
+    op
 }
 
 /// Waits until no operation slot is in use, failing after `limit`.

@@ -29,10 +29,12 @@ fn negative_results_map_to_io_errors() {
     let Some(d) = default_driver() else { return };
     // SAFETY: the SQE points into the Vec's heap buffer, stable while the Vec
     // moves with the op and untouched until the op returns it.
-    let op = unsafe {
-        d.submit(vec![0u8; 8], |buf| {
-            opcode::Read::new(types::Fd(-1), buf.as_mut_ptr(), 8).build()
-        })
+    let (op, _) = unsafe {
+        d.submit(
+            vec![0u8; 8],
+            |buf| opcode::Read::new(types::Fd(-1), buf.as_mut_ptr(), 8).build(),
+            None,
+        )
     };
     let (res, buf) = block_on(&d, op);
     assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::EBADF));
@@ -223,7 +225,7 @@ fn closed_driver_probed_nop(drops: &Rc<Cell<u32>>) -> Option<(UringDriver, Op<Dr
     let d = default_driver()?;
     d.close();
     // SAFETY: a NOP references no memory (and is not even queued: closed).
-    let op = unsafe { d.submit(DropProbe(drops.clone()), |_| opcode::Nop::new().build()) };
+    let (op, _) = unsafe { d.submit(DropProbe(drops.clone()), |_| opcode::Nop::new().build(), None) };
     Some((d, op))
 }
 
