@@ -36,11 +36,17 @@
 //! 127.0.0.1:0 and prints its port. Load generators run in the parent, one
 //! closed-loop load thread per load-generator CPU (`--client-cpus`, default
 //! 1; the connections split between them), and verify every reply byte
-//! (`compare/load.rs`). For each round, workload and
-//! peer (peers interleaved within a workload, the order rotated by one each
-//! round so that no peer always runs first): fresh server, connect, a
-//! discarded warm-up window, then a measured closed-loop window (one
-//! request in flight per connection). The headline is the server's CPU time
+//! (`compare/load.rs`). For each round and workload: every peer's server
+//! started fresh and connected (one request in flight per connection), a
+//! discarded warm-up window each, then the measured closed-loop window cut
+//! into slices of about 200 ms that the peers take in turns (the order
+//! rotated by one each turn and each round), their slices summed. The idle
+//! servers wait in their loops meanwhile. Interleaving matters on a shared
+//! host whose speed shifts every few seconds: measured one after the other,
+//! each peer's window met a different host (rounds of the same peer 25%
+//! apart); in turns, every peer sees the same mix. When the bench's
+//! descriptor limit (raised to its hard limit) cannot hold every peer's
+//! connections, the peers run in consecutive groups. The headline is the server's CPU time
 //! per request (sum of the per-thread `/proc/<pid>/task/*/schedstat` run
 //! times, i.e. utime+stime at nanosecond resolution), because on 2 loopback
 //! cores the load generator saturates before a lean server does. Also
@@ -283,6 +289,9 @@ struct Cfg {
     /// CPUs of the load generators, one closed-loop load thread per CPU
     /// (empty when not pinned: one unpinned load thread).
     client_cpus: Vec<usize>,
+    /// Client connections the bench process may hold at once (its
+    /// descriptor limit, less a reserve).
+    fd_budget: usize,
 }
 
 /// One closed-loop load thread: pinned to `cpu`, its own tokio
@@ -411,49 +420,124 @@ fn round_order<'a>(peers: &'a [&'static str], round: usize) -> impl Iterator<Ite
     peers[k..].iter().chain(&peers[..k])
 }
 
-/// Closed loop: warm-up, measured window, then (when `count_sys`) a
-/// syscall-counting window. The load threads end when `load` is dropped
-/// (or, after a failure, when the server is killed).
-fn measure(peer: &str, wl: Workload, cfg: &Cfg, count_sys: bool) -> Result<Sample, String> {
-    let srv = Server::start(peer, wl.proto, &cfg.server_cpus)?;
-    let pid = srv.pid();
-    let load = Load::start(srv.addr, wl, cfg)?;
-    load.phase(cfg.warm)?;
-    let busy = || {
-        if cfg.pin {
-            sys::cores_busy_us(&cfg.server_cpus)
-        } else {
-            f64::NAN
-        }
-    };
-    let (s0, x0, b0, t0) = (sys::proc_cpu_ns(pid), sys::proc_ctxt(pid), busy(), Instant::now());
-    let (reqs, lg_ns) = load.phase(cfg.window)?;
-    let (s1, x1, b1, wall) = (sys::proc_cpu_ns(pid), sys::proc_ctxt(pid), busy(), t0.elapsed());
-    let reqs_f = reqs.max(1) as f64;
-    let mut k = sys::Counts::default();
-    let mut k_reqs = 1.0;
-    if count_sys && !cfg.sys_window.is_zero() {
-        if let Some(counter) = SysCount::start(cfg.tool, pid) {
-            // The server is idle while the tool attaches and detaches.
-            std::thread::sleep(Duration::from_millis(300));
-            let (r, _) = load.phase(cfg.sys_window)?;
-            std::thread::sleep(Duration::from_millis(50));
-            k = counter.stop();
-            k_reqs = r.max(1) as f64;
-        }
+/// The length of one measured slice of a closed-loop window.
+const SLICE: Duration = Duration::from_millis(200);
+
+/// One peer's server and connected load threads in a closed-loop round,
+/// and what its measured slices added up to.
+struct Live {
+    srv: Server,
+    load: Load,
+    cpu_ns: u64,
+    ctxt: u64,
+    busy_us: f64,
+    wall: Duration,
+    reqs: u64,
+    lg_ns: u64,
+}
+
+impl Live {
+    /// Starts `peer`'s server, connects the load and runs the discarded warm-up.
+    fn start(peer: &str, wl: Workload, cfg: &Cfg) -> Result<Live, String> {
+        let srv = Server::start(peer, wl.proto, &cfg.server_cpus)?;
+        let load = Load::start(srv.addr, wl, cfg)?;
+        load.phase(cfg.warm)?;
+        Ok(Live {
+            srv,
+            load,
+            cpu_ns: 0,
+            ctxt: 0,
+            busy_us: 0.0,
+            wall: Duration::ZERO,
+            reqs: 0,
+            lg_ns: 0,
+        })
     }
-    let per_req = |n: Option<u64>| n.map(|n| n as f64 / k_reqs);
-    Ok(Sample {
-        rps: reqs as f64 / wall.as_secs_f64(),
-        cpu_us: (s1 - s0) as f64 / 1e3 / reqs_f,
-        core_us: (b1 - b0) / reqs_f,
-        ctxt: (x1 - x0) as f64 / reqs_f,
-        sys: per_req(k.syscalls),
-        sqes: per_req(k.sqes),
-        poll_arms: per_req(k.poll_arms),
-        punts: per_req(k.punts),
-        lg_cpu: lg_ns as f64 / 1e9 / wall.as_secs_f64(),
-    })
+
+    /// One measured slice of `d`.
+    fn slice(&mut self, d: Duration, cfg: &Cfg) -> Result<(), String> {
+        let pid = self.srv.pid();
+        let busy = || {
+            if cfg.pin {
+                sys::cores_busy_us(&cfg.server_cpus)
+            } else {
+                f64::NAN
+            }
+        };
+        let (s0, x0, b0, t0) = (sys::proc_cpu_ns(pid), sys::proc_ctxt(pid), busy(), Instant::now());
+        let (reqs, lg_ns) = self.load.phase(d)?;
+        let (s1, x1, b1, wall) = (sys::proc_cpu_ns(pid), sys::proc_ctxt(pid), busy(), t0.elapsed());
+        self.cpu_ns += s1.saturating_sub(s0);
+        self.ctxt += x1.saturating_sub(x0);
+        self.busy_us += b1 - b0;
+        self.wall += wall;
+        self.reqs += reqs;
+        self.lg_ns += lg_ns;
+        Ok(())
+    }
+
+    /// The round's sample, after (when `count_sys`) a kernel-counting window.
+    fn finish(self, cfg: &Cfg, count_sys: bool) -> Result<Sample, String> {
+        let mut k = sys::Counts::default();
+        let mut k_reqs = 1.0;
+        if count_sys && !cfg.sys_window.is_zero() {
+            if let Some(counter) = SysCount::start(cfg.tool, self.srv.pid()) {
+                // The server is idle while the tool attaches and detaches.
+                std::thread::sleep(Duration::from_millis(300));
+                let (r, _) = self.load.phase(cfg.sys_window)?;
+                std::thread::sleep(Duration::from_millis(50));
+                k = counter.stop();
+                k_reqs = r.max(1) as f64;
+            }
+        }
+        let reqs_f = self.reqs.max(1) as f64;
+        let per_req = |n: Option<u64>| n.map(|n| n as f64 / k_reqs);
+        let secs = self.wall.as_secs_f64().max(1e-9);
+        Ok(Sample {
+            rps: self.reqs as f64 / secs,
+            cpu_us: self.cpu_ns as f64 / 1e3 / reqs_f,
+            core_us: self.busy_us / reqs_f,
+            ctxt: self.ctxt as f64 / reqs_f,
+            sys: per_req(k.syscalls),
+            sqes: per_req(k.sqes),
+            poll_arms: per_req(k.poll_arms),
+            punts: per_req(k.punts),
+            lg_cpu: self.lg_ns as f64 / 1e9 / secs,
+        })
+    }
+}
+
+/// Closed loop, one round of `wl` for `peers` (in that order): every
+/// server started and warmed up, then the measured window cut into slices
+/// of about [`SLICE`] that the peers take in turns (the order rotated by
+/// one each turn), so every peer is measured over the same stretch of time
+/// and a host that changes speed every few seconds moves all of them
+/// alike; then, when `count_sys`, each one's kernel-counting window. The
+/// idle servers wait in their event loop meanwhile. When the load
+/// generator's descriptor limit cannot hold every peer's connections at
+/// once, the peers run in as many consecutive groups as needed.
+fn measure_round(peers: &[&'static str], wl: Workload, cfg: &Cfg, count_sys: bool) -> Vec<Result<Sample, String>> {
+    let group = (cfg.fd_budget / wl.conns.max(1)).clamp(1, peers.len().max(1));
+    let slices = (cfg.window.as_millis() / SLICE.as_millis()).max(1) as u32;
+    let slice = cfg.window / slices;
+    let mut out = Vec::with_capacity(peers.len());
+    for chunk in peers.chunks(group) {
+        let mut live: Vec<Result<Live, String>> = chunk.iter().map(|peer| Live::start(peer, wl, cfg)).collect();
+        for turn in 0..slices as usize {
+            let n = live.len();
+            for i in 0..n {
+                let l = &mut live[(i + turn) % n];
+                if let Ok(x) = l
+                    && let Err(e) = x.slice(slice, cfg)
+                {
+                    // Dropping the server ends its load threads too.
+                    *l = Err(e);
+                }
+            }
+        }
+        out.extend(live.into_iter().map(|l| l.and_then(|x| x.finish(cfg, count_sys))));
+    }
+    out
 }
 
 fn measure_open(
@@ -684,6 +768,7 @@ fn main() {
         tool,
         server_cpus: if pinned { server_cpus } else { Vec::new() },
         client_cpus: if pinned { client_cpus } else { Vec::new() },
+        fd_budget: sys::raise_nofile().saturating_sub(256),
     };
     // Ping-pong CPUs (`none`: unpinned).
     let pingpong_cpus: Option<[usize; 2]> = match cpus_opt("--pingpong-cpus") {
@@ -718,8 +803,12 @@ fn main() {
     };
     println!("- {placement}");
     println!(
-        "- {rounds} round(s), peers interleaved (order rotated each round); closed loop: warm-up {:?} discarded, measured window {:?}; open loop: warm-up {:?}, window {:?}",
-        cfg.warm, cfg.window, open_t.0, open_t.1
+        "- {rounds} round(s); closed loop: all peers' servers up at once, warm-up {:?} each discarded, measured window {:?} per peer taken in slices of {:?} in turns (order rotated each turn and round); open loop (peers one after the other, order rotated each round): warm-up {:?}, window {:?}",
+        cfg.warm,
+        cfg.window,
+        cfg.window / (cfg.window.as_millis() / SLICE.as_millis()).max(1) as u32,
+        open_t.0,
+        open_t.1
     );
     println!("- syscalls: {tool_desc} (first round)\n");
     let started = Instant::now();
@@ -743,14 +832,18 @@ fn main() {
     for round in 0..rounds {
         for w in &p.closed {
             let label = w.label();
-            for peer in round_order(&p.peers, round) {
+            let order: Vec<&'static str> = round_order(&p.peers, round)
+                .copied()
+                .filter(|peer| {
+                    rows.iter()
+                        .any(|r| r.workload == label && r.peer == *peer && r.error.is_none())
+                })
+                .collect();
+            for (peer, res) in order.iter().zip(measure_round(&order, *w, &cfg, round == 0)) {
                 let Some(row) = rows.iter_mut().find(|r| r.workload == label && r.peer == *peer) else {
                     continue;
                 };
-                if row.error.is_some() {
-                    continue;
-                }
-                match measure(peer, *w, &cfg, round == 0) {
+                match res {
                     Ok(s) => row.samples.push(s),
                     Err(e) => {
                         eprintln!("{peer} {label}: {}", report::why(&e));

@@ -27,6 +27,29 @@ pub fn pin_to_set(cpus: &[usize]) -> bool {
 }
 
 /// Parses a CPU list: `0,2,4`, ranges `0-3`, or both (`0-1,6`).
+/// Raises this process's soft descriptor limit to its hard limit (servers
+/// started later inherit it) and returns the soft limit now in force.
+pub fn raise_nofile() -> usize {
+    // SAFETY: an all-zero `rlimit` is a valid value; getrlimit/setrlimit
+    // only read or write the one struct passed.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return 1024;
+        }
+        if r.rlim_cur < r.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: r.rlim_max,
+                rlim_max: r.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                r = raised;
+            }
+        }
+        usize::try_from(r.rlim_cur).unwrap_or(usize::MAX).min(1 << 20)
+    }
+}
+
 pub fn parse_cpus(list: &str) -> Result<Vec<usize>, String> {
     let mut out = Vec::new();
     for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
