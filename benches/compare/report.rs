@@ -45,6 +45,23 @@ impl Row {
     pub fn med(&self, f: impl Fn(&Sample) -> f64) -> f64 {
         median(self.samples.iter().map(f).collect())
     }
+    /// `f` of this row relative to `base`: the median over rounds of each
+    /// round's ratio (the peers of a round take their slices in turns, so
+    /// a round's ratio compares like with like), or the ratio of the
+    /// medians when the rows do not have the same rounds.
+    pub fn ratio_to(&self, base: Option<&Row>, f: impl Fn(&Sample) -> f64) -> f64 {
+        let Some(base) = base else { return f64::NAN };
+        if self.samples.len() != base.samples.len() || self.samples.is_empty() {
+            return self.med(&f) / base.med(&f);
+        }
+        median(
+            self.samples
+                .iter()
+                .zip(&base.samples)
+                .map(|(a, b)| f(a) / f(b))
+                .collect(),
+        )
+    }
     /// Median of a per-request kernel count over the samples that have it.
     fn counted(&self, f: impl Fn(&Sample) -> Option<f64>) -> Option<f64> {
         let v: Vec<f64> = self.samples.iter().filter_map(f).collect();
@@ -306,12 +323,15 @@ impl Report<'_> {
         }
         let _ = writeln!(
             m,
+            "\nMedians over rounds; the `vs tokio` columns are the median of each round's ratio (a round's peers are measured in turns)."
+        );
+        let _ = writeln!(
+            m,
             "\n| workload | peer | server CPU µs/req | CPU vs tokio | server CPUs busy µs/req | req/s | req/s vs tokio | ctx sw/req | syscalls/req | SQEs/req | poll arms/req | io-wq punts/req | load-gen CPU |"
         );
         let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for w in &self.workloads {
             let base = self.row(w, BASELINE).filter(|r| r.error.is_none());
-            let (bc, br) = base.map_or((f64::NAN, f64::NAN), |b| (b.med(|s| s.cpu_us), b.med(|s| s.rps)));
             for p in &self.peers {
                 let Some(r) = self.row(w, p) else { continue };
                 if let Some(e) = &r.error {
@@ -322,9 +342,9 @@ impl Report<'_> {
                 let _ = writeln!(
                     m,
                     "| {w} | {p} | {c:.2} | {} | {:.2} | {q:.0} | {} | {:.3} | {} | {} | {} | {} | {:.0}% |",
-                    fmt_ratio(c, bc),
+                    fmt_ratio(r.ratio_to(base, |s| s.cpu_us), 1.0),
                     r.med(|s| s.core_us),
-                    fmt_ratio(q, br),
+                    fmt_ratio(r.ratio_to(base, |s| s.rps), 1.0),
                     r.med(|s| s.ctxt),
                     fmt_count(r.counted(|s| s.sys)),
                     fmt_count(r.counted(|s| s.sqes)),
