@@ -184,7 +184,7 @@ pub fn create_future<T: 'static>() -> LoopFuture<T> {
 }
 
 impl EventLoop {
-    /// A new pending [`LoopFuture`](crate::LoopFuture) bound to this loop
+    /// A new pending [`LoopFuture`] bound to this loop
     /// (asyncio's `loop.create_future()`; like it, works on a closed loop).
     pub fn create_future<T: 'static>(&self) -> crate::LoopFuture<T> {
         crate::LoopFuture::new(self.inner())

@@ -25,7 +25,7 @@ pub(super) struct Inner {
 }
 
 /// A `Send + Sync + Clone` handle to the loops of a running
-/// [`cores`](super) runtime. Inside a loop, [`handle()`](super::handle)
+/// [`cores`](super) runtime. Inside a loop, [`handle()`](super::handle())
 /// returns it.
 #[derive(Clone)]
 pub struct CoresHandle {

@@ -12,7 +12,7 @@
 //!   `RLIMIT_NOFILE` slots (the kernel refuses more). Loops that never open
 //!   a socket never register one.
 //! * Table full, or any registration error: the socket simply uses its
-//!   plain fd (counted in [`Stats::fixed_full`]); nothing fails.
+//!   plain fd (counted in [`Stats::fixed_full`](super::ring::Stats::fixed_full)); nothing fails.
 //! * A table entry holds its own reference to the socket: the socket is
 //!   released (a TCP FIN sent) only when both the fd is closed and the slot
 //!   is emptied. [`FixedSlot`] lives in the fd's shared handle and empties

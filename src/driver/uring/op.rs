@@ -362,7 +362,7 @@ impl<T: 'static> Op<T> {
     ///
     /// # Safety
     ///
-    /// Every SQE `step` returns must satisfy [`UringDriver::submit`]'s
+    /// Every SQE `step` returns must satisfy [`UringDriver::submit`](super::UringDriver::submit)'s
     /// contract with the state `S` as the resources (pointers into its heap
     /// memory only, valid until the next completion).
     pub(crate) unsafe fn linger<S: 'static>(

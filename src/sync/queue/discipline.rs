@@ -54,7 +54,7 @@ pub(super) mod sealed {
         }
     }
 
-    /// [`PriorityQueue`](super::PriorityQueue)(super::PriorityQueue)'s buffer: a min-heap plus the next sequence number.
+    /// [`PriorityQueue`](crate::sync::PriorityQueue)'s buffer: a min-heap plus the next sequence number.
     pub struct PriorityBuf<T> {
         pub(crate) heap: BinaryHeap<Reverse<PriorityEntry<T>>>,
         pub(crate) next_seq: u64,
