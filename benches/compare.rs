@@ -420,8 +420,15 @@ fn round_order<'a>(peers: &'a [&'static str], round: usize) -> impl Iterator<Ite
     peers[k..].iter().chain(&peers[..k])
 }
 
-/// The length of one measured slice of a closed-loop window.
+/// The length of one measured slice of a closed-loop window (about).
 const SLICE: Duration = Duration::from_millis(200);
+
+/// How a measured window of `window` is cut: the number of slices and the
+/// length of each.
+fn slicing(window: Duration) -> (u32, Duration) {
+    let n = (window.as_millis() / SLICE.as_millis()).max(1) as u32;
+    (n, window / n)
+}
 
 /// One peer's server and connected load threads in a closed-loop round,
 /// and what its measured slices added up to.
@@ -518,8 +525,7 @@ impl Live {
 /// once, the peers run in as many consecutive groups as needed.
 fn measure_round(peers: &[&'static str], wl: Workload, cfg: &Cfg, count_sys: bool) -> Vec<Result<Sample, String>> {
     let group = (cfg.fd_budget / wl.conns.max(1)).clamp(1, peers.len().max(1));
-    let slices = (cfg.window.as_millis() / SLICE.as_millis()).max(1) as u32;
-    let slice = cfg.window / slices;
+    let (slices, slice) = slicing(cfg.window);
     let mut out = Vec::with_capacity(peers.len());
     for chunk in peers.chunks(group) {
         let mut live: Vec<Result<Live, String>> = chunk.iter().map(|peer| Live::start(peer, wl, cfg)).collect();
@@ -806,7 +812,7 @@ fn main() {
         "- {rounds} round(s); closed loop: all peers' servers up at once, warm-up {:?} each discarded, measured window {:?} per peer taken in slices of {:?} in turns (order rotated each turn and round); open loop (peers one after the other, order rotated each round): warm-up {:?}, window {:?}",
         cfg.warm,
         cfg.window,
-        cfg.window / (cfg.window.as_millis() / SLICE.as_millis()).max(1) as u32,
+        slicing(cfg.window).1,
         open_t.0,
         open_t.1
     );
