@@ -26,7 +26,6 @@ pub fn pin_to_set(cpus: &[usize]) -> bool {
     unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 }
 }
 
-/// Parses a CPU list: `0,2,4`, ranges `0-3`, or both (`0-1,6`).
 /// Raises this process's soft descriptor limit to its hard limit (servers
 /// started later inherit it) and returns the soft limit now in force.
 pub fn raise_nofile() -> usize {
@@ -50,6 +49,7 @@ pub fn raise_nofile() -> usize {
     }
 }
 
+/// Parses a CPU list: `0,2,4`, ranges `0-3`, or both (`0-1,6`).
 pub fn parse_cpus(list: &str) -> Result<Vec<usize>, String> {
     let mut out = Vec::new();
     for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
