@@ -545,10 +545,10 @@ impl Report<'_> {
                 .map(|r| r.med(|s| s.cpu_us))
         };
         let rps_ratio = |w: &str, p: &str| {
-            let base = self.row(w, BASELINE).filter(|r| r.error.is_none())?.med(|s| s.rps);
+            let base = self.row(w, BASELINE).filter(|r| r.error.is_none())?;
             self.row(w, p)
                 .filter(|r| r.error.is_none())
-                .map(|r| r.med(|s| s.rps) / base)
+                .map(|r| r.ratio_to(Some(base), |s| s.rps))
         };
         let lat_groups: Vec<String> = self
             .lat_workloads
