@@ -344,6 +344,16 @@ impl Driver {
         }
     }
 
+    /// Whether a `SEND_ZC`'s notification says if the kernel copied the
+    /// bytes after all (io_uring on 6.2+).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn send_zc_reports_copies(&self) -> bool {
+        match self {
+            Driver::Uring(d) => d.send_zc_reports_copies(),
+            Driver::Fallback(_) => false,
+        }
+    }
+
     /// SQEs queued on io_uring since the ring was built (`None` on the
     /// fallback backend); tests use it to check how many operations a
     /// workload costs.

@@ -88,7 +88,8 @@ impl<'a, B: IoBuf> SendOne<'a, B> {
     fn start(&mut self, buf: B, cx: &mut Context<'_>) -> Poll<BufResult<usize, B>> {
         #[cfg(target_os = "linux")]
         if self.fd.zero_copy() && self.drv.send_zc_threshold().is_some_and(|t| buf.bytes_init() >= t) {
-            self.op = SendState::ZeroCopy(submit(self.drv, ops::SendZc::new(self.fd, buf, self.flags)));
+            let report = self.drv.send_zc_reports_copies();
+            self.op = SendState::ZeroCopy(submit(self.drv, ops::SendZc::new(self.fd, buf, self.flags, report)));
             return Pin::new(self).poll(cx);
         }
         let (op, res) = submit_polled(self.drv, ops::Send::new(self.fd, buf, self.flags), cx);
@@ -110,14 +111,23 @@ impl<B: IoBuf> Future for SendOne<'_, B> {
             SendState::Plain(op) => Pin::new(op).poll(cx),
             #[cfg(target_os = "linux")]
             SendState::ZeroCopy(op) => {
-                let (res, buf) = ready!(Pin::new(op).poll(cx));
+                let (res, buf, copied) = ready!(Pin::new(op).poll(cx));
                 match res {
                     // A socket that cannot send zero-copy: plain sends from now on.
                     Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL)) => {
                         this.fd.set_zero_copy(false);
                         this.start(buf, cx)
                     }
-                    res => Poll::Ready((res, buf)),
+                    res => {
+                        // The kernel copied the bytes anyway (a loopback
+                        // peer, a device without scatter-gather): zero-copy
+                        // only added the pinning and the notification, so
+                        // this socket sends plainly from now on.
+                        if copied {
+                            this.fd.set_zero_copy(false);
+                        }
+                        Poll::Ready((res, buf))
+                    }
                 }
             }
         }

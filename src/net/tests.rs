@@ -203,6 +203,42 @@ fn large_writes_use_send_zc_on_io_uring_and_every_byte_arrives() {
 }
 
 #[test]
+fn send_zc_stops_on_a_socket_the_kernel_copies_for() {
+    use crate::buf::AsyncWriteOwned;
+    let Some(lp) = build(DriverChoice::Uring) else { return };
+    lp.run_until_complete(async {
+        let drv = crate::io::current_driver().unwrap();
+        if drv.send_zc_threshold().is_none() || !drv.send_zc_reports_copies() {
+            eprintln!("SKIP: this kernel's SEND_ZC does not report copies (6.2+)");
+            return;
+        }
+        let zc_before = drv.ops_submitted::<crate::driver::ops::SendZc<Vec<u8>>>().unwrap();
+        let (a, b) = connected_pair().await;
+        const ROUNDS: usize = 4;
+        const LEN: usize = 256 << 10;
+        let reader = crate::spawn(async move {
+            let (res, buf) = b.read_exact(Vec::new(), ROUNDS * LEN).await;
+            res.unwrap();
+            buf
+        });
+        let mut expect = Vec::new();
+        for round in 0..ROUNDS {
+            let data: Vec<u8> = (0..LEN).map(|i| (i % 241 + round) as u8).collect();
+            expect.extend_from_slice(&data);
+            let (res, _) = a.write_all(data).await;
+            res.unwrap();
+        }
+        assert!(reader.await.ok().unwrap() == expect, "bytes differ");
+        // Loopback always copies: the first large send is zero-copy, its
+        // notification says the bytes were copied, and every later send on
+        // the socket is a plain SEND.
+        let zc = drv.ops_submitted::<crate::driver::ops::SendZc<Vec<u8>>>().unwrap() - zc_before;
+        assert_eq!(zc, 1, "SEND_ZC kept being used on a loopback socket");
+    })
+    .unwrap();
+}
+
+#[test]
 fn a_dropped_send_zc_keeps_its_buffer_until_the_kernel_is_done_with_it() {
     use crate::buf::AsyncWriteOwned;
     let Some(lp) = build(DriverChoice::Uring) else { return };

@@ -403,22 +403,32 @@ pub(crate) fn poll_send_slice(
 /// buffer. It completes twice: the result, then (`IORING_CQE_F_NOTIF`) the
 /// notification that the kernel no longer reads the buffer; the future
 /// resolves — and a dropped one releases the buffer — only after the
-/// second. io_uring only: the fallback backend and smaller sends use
-/// [`Send`].
+/// second. With `report` (`IORING_SEND_ZC_REPORT_USAGE`, 6.2) the output
+/// also tells whether the kernel copied the bytes anyway (loopback, or a
+/// device that cannot send from user pages), in which case zero-copy only
+/// cost the page pinning and the extra CQE. io_uring only: the fallback
+/// backend and smaller sends use [`Send`].
 #[cfg(target_os = "linux")]
 pub(crate) struct SendZc<B> {
     fd: SharedFd,
     buf: B,
     flags: i32,
+    report: bool,
 }
+
+/// What a [`SendZc`] resolves to: the send's result, the buffer, and
+/// whether the notification reported that the kernel copied the bytes.
+#[cfg(target_os = "linux")]
+pub(crate) type SendZcOutput<B> = (io::Result<usize>, B, bool);
 
 #[cfg(target_os = "linux")]
 impl<B: IoBuf> SendZc<B> {
-    pub(crate) fn new(fd: &SharedFd, buf: B, flags: i32) -> Self {
+    pub(crate) fn new(fd: &SharedFd, buf: B, flags: i32, report: bool) -> Self {
         SendZc {
             fd: fd.clone(),
             buf,
             flags: flags | libc::MSG_NOSIGNAL,
+            report,
         }
     }
 }
@@ -427,13 +437,15 @@ impl<B: IoBuf> SendZc<B> {
 // the notification, the final CQE, has arrived.
 #[cfg(target_os = "linux")]
 unsafe impl<B: IoBuf> OpCode for SendZc<B> {
-    type Output = BufResult<usize, B>;
+    type Output = SendZcOutput<B>;
     const CODE: u8 = opcode::SendZc::CODE;
 
     fn sqe(&mut self) -> squeue::Entry {
         let len = len32(self.buf.bytes_init());
+        let zc_flags = if self.report { crate::driver::uring::ZC_REPORT_USAGE } else { 0 };
         fd_sqe!(&self.fd, t => opcode::SendZc::new(t, self.buf.stable_ptr(), len)
             .flags(self.flags)
+            .zc_flags(zc_flags)
             .build())
     }
 
@@ -441,7 +453,9 @@ unsafe impl<B: IoBuf> OpCode for SendZc<B> {
         Readiness::Unsupported
     }
 
-    fn complete(self, res: io::Result<usize>, _flags: u32) -> Self::Output {
-        (res, self.buf)
+    /// `flags` carries `IORING_CQE_F_NOTIF` when the notification reported
+    /// a copy (see `Op::poll_with_flags`).
+    fn complete(self, res: io::Result<usize>, flags: u32) -> Self::Output {
+        (res, self.buf, io_uring::cqueue::notif(flags))
     }
 }

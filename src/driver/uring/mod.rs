@@ -92,6 +92,7 @@ use notify::{EventFd, WakeMode};
 use op::Lifecycle;
 use ring::{Core, Inner};
 pub(crate) use ring::{PoolState, Stats};
+pub(crate) use setup::ZC_REPORT_USAGE;
 use setup::*;
 use timeout::LegacyTimeout;
 pub(crate) use timeout::timespec;
@@ -148,6 +149,9 @@ impl UringDriver {
             });
         }
         match self.inner.send_zc_threshold {
+            Some(t) if self.inner.zc_report_usage => {
+                path.push(format!("SEND_ZC from {t} B (plain sends on sockets it copies for)"))
+            }
             Some(t) => path.push(format!("SEND_ZC from {t} B")),
             None if f.send_zc => path.push("SEND_ZC unsupported".to_owned()),
             None => {}
@@ -221,6 +225,11 @@ impl UringDriver {
     /// The size from which sends use `SEND_ZC` (`None`: off or unsupported).
     pub(crate) fn send_zc_threshold(&self) -> Option<usize> {
         self.inner.send_zc_threshold
+    }
+
+    /// Whether `SEND_ZC` notifications report copies (probed at setup).
+    pub(crate) fn send_zc_reports_copies(&self) -> bool {
+        self.inner.zc_report_usage
     }
 
     /// A `Send + Sync` handle whose `notify()` wakes a blocked `wait`.

@@ -132,6 +132,10 @@ impl CqeQueue {
         self.first.as_ref()
     }
 
+    fn back(&self) -> Option<&(i32, u32, u32)> {
+        self.rest.back().or(self.first.as_ref())
+    }
+
     fn len(&self) -> usize {
         usize::from(self.first.is_some()) + self.rest.len()
     }
@@ -432,7 +436,16 @@ impl<T: 'static> Op<T> {
         let (res, flags) = match slot {
             Lifecycle::Completed(res, flags, _) => (*res, *flags),
             Lifecycle::Streaming(stream) if stream.finished => {
-                let &(res, flags, _) = stream.queue.front().expect("finished stream has its CQEs");
+                let &(res, mut flags, _) = stream.queue.front().expect("finished stream has its CQEs");
+                // A zero-copy send's final CQE is its notification; when
+                // that reports a copy, the result's flags say so with
+                // F_NOTIF (which a result CQE never carries itself).
+                if let Some(&(usage, last, _)) = stream.queue.back()
+                    && cqueue::notif(last)
+                    && usage & super::setup::ZC_COPIED != 0
+                {
+                    flags |= last;
+                }
                 (res, flags)
             }
             Lifecycle::Streaming(stream) => {

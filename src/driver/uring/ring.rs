@@ -175,6 +175,10 @@ pub(crate) struct Inner {
     pub(super) features: crate::driver::UringFeatures,
     /// Sends of at least this size use `SEND_ZC` (asked for and probed).
     pub(super) send_zc_threshold: Option<usize>,
+    /// `SEND_ZC` notifications report whether the kernel copied the bytes
+    /// (6.2; probed): a socket whose sends get copied (loopback, a device
+    /// without scatter-gather) goes back to plain sends.
+    pub(super) zc_report_usage: bool,
     /// The wake-up handle other threads get (`msg_ring::RingNotifier`).
     pub(super) notifier: Arc<dyn crate::driver::Notify>,
     /// The fixed-file table for sockets (`fixed.rs`).

@@ -140,6 +140,46 @@ pub(super) fn enter_works(ring: &mut IoUring) -> io::Result<()> {
     Ok(())
 }
 
+/// `IORING_SEND_ZC_REPORT_USAGE` (Linux 6.2): the notification of a
+/// `SEND_ZC` says whether the kernel had to copy the bytes after all.
+pub(crate) const ZC_REPORT_USAGE: u16 = 1 << 3;
+/// `IORING_NOTIF_USAGE_ZC_COPIED`: set in such a notification's result.
+pub(super) const ZC_COPIED: i32 = i32::MIN;
+
+/// Whether `SEND_ZC` accepts [`ZC_REPORT_USAGE`]: a kernel without it
+/// rejects the flag while preparing the request (`EINVAL`), one with it
+/// gets as far as looking up the descriptor (`EBADF` for -1). No opcode
+/// probe can tell, so one such request is submitted on the new ring.
+pub(super) fn zc_reports_usage(ring: &mut IoUring) -> bool {
+    let sqe = opcode::SendZc::new(types::Fd(-1), std::ptr::null(), 0)
+        .zc_flags(ZC_REPORT_USAGE)
+        .build()
+        .user_data(CANCEL_UD);
+    // SAFETY: a zero-length send from a null pointer references no memory.
+    if unsafe { ring.submission().push(&sqe) }.is_err() {
+        return false;
+    }
+    // A failed SEND_ZC may post a notification after its result
+    // (`IORING_CQE_F_MORE` on the first): wait for the final CQE.
+    let mut first = None;
+    for _ in 0..4 {
+        match ring.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(_) => return false,
+        }
+        let mut done = false;
+        for cqe in ring.completion() {
+            first.get_or_insert(cqe.result());
+            done |= !io_uring::cqueue::more(cqe.flags());
+        }
+        if done {
+            break;
+        }
+    }
+    first == Some(-libc::EBADF)
+}
+
 pub(super) fn enter_error(e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("io_uring_enter failed: {e}"))
 }
@@ -189,6 +229,8 @@ impl UringDriver {
             }
         }
         enter_works(&mut ring)?;
+        let features = cfg.features.without_env();
+        let zc_report_usage = features.send_zc && probe.is_supported(opcode::SendZc::CODE) && zc_reports_usage(&mut ring);
         let params = ring.params();
         if !params.is_feature_nodrop() {
             return Err(io::Error::new(
@@ -264,7 +306,6 @@ impl UringDriver {
             closed: false,
         };
         core.arm_eventfd();
-        let features = cfg.features.without_env();
         let msg_ring = features.msg_ring && probe.is_supported(opcode::MsgRingData::CODE);
         let notifier = Arc::new(RingNotifier {
             eventfd: core.eventfd.clone(),
@@ -284,6 +325,7 @@ impl UringDriver {
             probe,
             features,
             send_zc_threshold,
+            zc_report_usage,
             notifier,
             fixed: super::fixed::FixedFiles::new(if features.fixed_files { cfg.fixed_files } else { 0 }),
             task_hook: std::cell::OnceCell::new(),
