@@ -7,13 +7,23 @@ use futures_util::StreamExt;
 use ringloop::net::{TcpListener, TcpStream, UnixStream};
 use ringloop::{AsyncWriteOwned, DriverKind, EventLoop, spawn};
 
-/// A loop like `lp` with a receive pool of `n` buffers of `size` bytes.
+/// A loop like `lp` with a receive pool of `n` buffers of `size` bytes that
+/// never grows.
 fn loop_with_pool(lp: &EventLoop, n: u16, size: u32) -> EventLoop {
     EventLoop::builder()
         .driver(common::choice_of(lp))
         .recv_pool(n, size)
+        .recv_pool_limit(0)
         .build()
         .unwrap()
+}
+
+/// A connected TCP pair on loopback: (client, accepted).
+async fn tcp_pair() -> (TcpStream, TcpStream) {
+    let l = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    let (s, _) = l.accept().await.unwrap();
+    (c, s)
 }
 
 fn pattern(conn: usize, len: usize) -> Vec<u8> {
@@ -92,7 +102,7 @@ fn recv_stream_survives_pool_exhaustion_without_losing_bytes(lp: &EventLoop) {
     own.run_until_complete(async move {
         let mut pairs = Vec::new();
         for _ in 0..4 {
-            pairs.push(UnixStream::pair().unwrap());
+            pairs.push(tcp_pair().await);
         }
         let mut readers = Vec::new();
         let mut writers = Vec::new();
@@ -141,7 +151,7 @@ fn recv_stream_survives_pool_exhaustion_without_losing_bytes(lp: &EventLoop) {
             assert!(heap > 0, "the ring never ran dry: the test proves nothing");
         }
         // Every buffer came back: both can be held at once again.
-        let (a, b) = UnixStream::pair().unwrap();
+        let (a, b) = tcp_pair().await;
         let (r, _) = a.write_all(vec![1u8; 64]).await;
         r.unwrap();
         let mut rx = b.recv_stream();
@@ -166,7 +176,7 @@ fn dropped_recv_stream_returns_every_buffer(lp: &EventLoop) {
     let uring = ring_buffers_in_use(&own);
     own.run_until_complete(async move {
         for round in 0..3 {
-            let (a, b) = UnixStream::pair().unwrap();
+            let (a, b) = tcp_pair().await;
             {
                 let mut rx = b.recv_stream();
                 let (r, _) = a.write_all(vec![round as u8; 32]).await;
@@ -181,7 +191,7 @@ fn dropped_recv_stream_returns_every_buffer(lp: &EventLoop) {
             drop((a, b));
         }
         // All four buffers can be held at once.
-        let (a, b) = UnixStream::pair().unwrap();
+        let (a, b) = tcp_pair().await;
         let mut rx = b.recv_stream();
         let mut held = Vec::new();
         for i in 0..4u8 {
@@ -205,7 +215,7 @@ fn dropped_recv_stream_returns_every_buffer(lp: &EventLoop) {
 #[ringloop::test]
 fn recv_stream_ends_at_end_of_stream(lp: &EventLoop) {
     lp.run_until_complete(async {
-        let (a, b) = UnixStream::pair().unwrap();
+        let (a, b) = tcp_pair().await;
         let (r, _) = a.write_all(b"last words".to_vec()).await;
         r.unwrap();
         drop(a);
@@ -216,6 +226,104 @@ fn recv_stream_ends_at_end_of_stream(lp: &EventLoop) {
         }
         assert_eq!(got, b"last words");
         assert!(rx.next().await.is_none(), "stays ended");
+    })
+    .unwrap();
+}
+
+#[ringloop::test]
+fn a_pool_that_runs_dry_grows_to_its_limit_then_receives_into_heap_buffers(lp: &EventLoop) {
+    // Two 64-byte buffers to start with, at most sixteen; the reader holds
+    // everything it receives, so only growth gives the kernel more room.
+    let own = EventLoop::builder()
+        .driver(common::choice_of(lp))
+        .recv_pool(2, 64)
+        .recv_pool_limit(16 * 64)
+        .build()
+        .unwrap();
+    let uring = ring_buffers_in_use(&own);
+    own.run_until_complete(async move {
+        let (a, b) = tcp_pair().await;
+        let data = pattern(3, 4000);
+        let expect = data.clone();
+        let writer = spawn(async move {
+            let (r, _) = a.write_all(data).await;
+            r.unwrap();
+        });
+        let mut rx = b.recv_stream();
+        let mut held = Vec::new();
+        let mut got = Vec::new();
+        while got.len() < expect.len() {
+            let buf = rx.next().await.unwrap().unwrap();
+            got.extend_from_slice(&buf);
+            held.push(buf);
+        }
+        writer.await.unwrap();
+        assert!(got == expect, "bytes lost or reordered");
+        let ring_bytes: usize = held.iter().filter(|b| b.is_ring_buffer()).map(|b| b.len()).sum();
+        let ring_chunks = held.iter().filter(|b| b.is_ring_buffer()).count();
+        if uring {
+            // Every buffer of the grown pool was filled (whole buffers, or
+            // shared ones filled to the end), and the rest came in heap
+            // buffers once the pool was at its limit.
+            assert_eq!(ring_bytes, 16 * 64, "{ring_chunks} ring chunks");
+            assert!(held.iter().any(|b| !b.is_ring_buffer()), "no heap receive at the limit");
+        } else {
+            assert_eq!(ring_chunks, 0);
+        }
+    })
+    .unwrap();
+    let desc = own.driver_description();
+    if uring {
+        assert!(desc.contains("buffer ring 16 x 64 B, growing to 16"), "{desc}");
+    }
+}
+
+#[ringloop::test]
+fn unix_recv_streams_reach_end_of_stream_after_bulk_data(lp: &EventLoop) {
+    // Writers that send 64 KiB and close before their readers, which hold
+    // on to a few chunks each, have caught up. (On Linux 6.17+ a multishot
+    // receive on AF_UNIX could then miss the end of stream, so AF_UNIX
+    // streams receive single-shot; this hung before that.)
+    let own = EventLoop::builder()
+        .driver(common::choice_of(lp))
+        .recv_pool(2, 64)
+        .build()
+        .unwrap();
+    own.run_until_complete(async move {
+        let mut tasks = Vec::new();
+        for i in 0..4 {
+            let (a, b) = UnixStream::pair().unwrap();
+            let data = pattern(i, 64 * 1024 + i * 13);
+            let expect = data.clone();
+            spawn(async move {
+                for chunk in data.chunks(1000) {
+                    let (r, _) = a.write_all(chunk.to_vec()).await;
+                    r.unwrap();
+                }
+            })
+            .detach();
+            tasks.push(spawn(async move {
+                let mut rx = b.recv_stream();
+                let mut held = Vec::new();
+                let mut got = Vec::new();
+                while let Some(buf) = rx.next().await {
+                    let buf = buf.unwrap();
+                    got.extend_from_slice(&buf);
+                    held.push(buf);
+                    if held.len() > 3 {
+                        held.remove(0);
+                    }
+                }
+                got == expect
+            }));
+        }
+        for (i, t) in tasks.into_iter().enumerate() {
+            let done = ringloop::timeout(std::time::Duration::from_secs(20), t).await;
+            assert!(
+                done.expect("end of stream never arrived").unwrap(),
+                "stream {i}: bytes differ"
+            );
+        }
     })
     .unwrap();
 }
@@ -237,7 +345,7 @@ fn offset_in_buffer(buf: &[u8], size: usize) -> usize {
 /// (and dropping its chunks) before the next: with every pool buffer back
 /// in the ring this never finds it empty, so no chunk is a heap buffer.
 async fn assert_no_buffer_lost(lp: &EventLoop, count: u8, len: usize) {
-    let (a, b) = UnixStream::pair().unwrap();
+    let (a, b) = tcp_pair().await;
     let mut rx = b.recv_stream();
     let mut heap = 0;
     for i in 0..count {
@@ -264,7 +372,7 @@ fn small_receives_share_a_pool_buffer_when_consumed_incrementally(lp: &EventLoop
     // dry after two (the rest arrive in heap buffers).
     let own = loop_with_pool(lp, 2, 4096);
     own.run_until_complete(async move {
-        let (a, b) = UnixStream::pair().unwrap();
+        let (a, b) = tcp_pair().await;
         let mut rx = b.recv_stream();
         let mut held = Vec::new();
         for i in 0..40 {
@@ -333,7 +441,7 @@ fn pooled_receives_over_shared_buffers_keep_every_byte(lp: &EventLoop) {
         let mut tasks = Vec::new();
         for conn in 0..8usize {
             for round in 0..3usize {
-                let (a, b) = UnixStream::pair().unwrap();
+                let (a, b) = tcp_pair().await;
                 let mut data = vec![0u8; 2000 + rng.below(3000) as usize];
                 rng.fill(&mut data);
                 let sizes: Vec<usize> = (0..64).map(|_| 1 + rng.below(700) as usize).collect();
@@ -425,7 +533,7 @@ fn dropping_streams_with_unread_results_in_shared_buffers_returns_them(lp: &Even
     own.run_until_complete(async move {
         let mut kept = Vec::new();
         for round in 0..12u8 {
-            let (a, b) = UnixStream::pair().unwrap();
+            let (a, b) = tcp_pair().await;
             {
                 let mut rx = b.recv_stream();
                 let (r, _) = a.write_all(vec![round; 40]).await;

@@ -57,6 +57,8 @@ struct FdInner {
     short_read: Cell<ShortRead>,
     /// Sends may use `SEND_ZC` (TCP sockets; cleared if the kernel refuses).
     zero_copy: Cell<bool>,
+    /// Pooled receives may use a multishot `RECV` (see `set_multishot_recv`).
+    multishot_recv: Cell<bool>,
     /// The socket's slot in the ring's fixed-file table, if it has one;
     /// dropped (emptied) after the fd is closed, or before it is handed out.
     #[cfg(target_os = "linux")]
@@ -105,6 +107,7 @@ impl SharedFd {
             reg,
             short_read: Cell::new(ShortRead::Inconclusive),
             zero_copy: Cell::new(false),
+            multishot_recv: Cell::new(true),
             #[cfg(target_os = "linux")]
             fixed: OnceCell::new(),
         })))
@@ -139,8 +142,6 @@ impl SharedFd {
         self.0.fixed.get().map(super::uring::FixedSlot::index)
     }
 
-    /// Declares what a short read on this fd proves (default: nothing). Set
-    /// by the stream and pipe types right after creation.
     /// Declares whether sends on this fd may use zero-copy `SEND_ZC`
     /// (default: no; TCP streams say yes, AF_UNIX refuses it).
     pub(crate) fn set_zero_copy(&self, on: bool) {
@@ -151,6 +152,23 @@ impl SharedFd {
         self.0.zero_copy.get()
     }
 
+    /// Declares whether pooled receives on this fd may keep a multishot
+    /// `RECV` armed (default: yes). AF_UNIX stream sockets say no: since
+    /// Linux 6.17 they report how many bytes are left after a receive
+    /// (`SO_INQ`), and report 0 at end of stream too (TCP reports 1 there),
+    /// so a multishot receive whose read emptied a socket whose peer had
+    /// already closed goes back to waiting for a wake-up that was already
+    /// given, and the end of stream never arrives.
+    pub(crate) fn set_multishot_recv(&self, on: bool) {
+        self.0.multishot_recv.set(on);
+    }
+
+    pub(crate) fn multishot_recv(&self) -> bool {
+        self.0.multishot_recv.get()
+    }
+
+    /// Declares what a short read on this fd proves (default: nothing). Set
+    /// by the stream and pipe types right after creation.
     pub(crate) fn set_short_read(&self, kind: ShortRead) {
         self.0.short_read.set(kind);
     }

@@ -116,6 +116,18 @@ impl Notify for ringloop_fallback::Notifier {
     }
 }
 
+/// The default most bytes a receive pool grows to.
+pub(crate) const DEFAULT_RECV_POOL_LIMIT: usize = 32 << 20;
+
+/// The receive pool a loop starts with unless the builder says otherwise:
+/// where the kernel consumes buffers incrementally, 16 buffers of 64 KiB
+/// (small receives share a buffer, and a large message fills one in one
+/// pass instead of sixteen); otherwise 256 of 4 KiB (each receive takes a
+/// whole buffer). Both are 1 MiB.
+pub(crate) fn default_recv_pool(incremental: bool) -> (u16, u32) {
+    if incremental { (16, 64 << 10) } else { (256, 4 << 10) }
+}
+
 /// Settings the builder passes to the io_uring driver.
 #[derive(Clone, Debug)]
 pub(crate) struct UringConfig {
@@ -125,9 +137,11 @@ pub(crate) struct UringConfig {
     pub tuned_flags: bool,
     /// Pretend the kernel lacks IORING_FEAT_EXT_ARG (tests the Timeout-SQE path).
     pub disable_ext_arg: bool,
-    /// Receive pool: number of buffers (a power of two) and their size.
-    pub recv_pool_entries: u16,
-    pub recv_pool_buf_size: u32,
+    /// Receive pools: number of buffers to start with (a power of two) and
+    /// their size; `None`: [`default_recv_pool`].
+    pub recv_pool: Option<(u16, u32)>,
+    /// The most bytes a receive pool grows to.
+    pub recv_pool_limit: usize,
     /// io_uring features to use where the kernel has them.
     pub features: UringFeatures,
     /// Sends of at least this many bytes use `SEND_ZC`.
@@ -246,8 +260,8 @@ impl Default for UringConfig {
             entries: 256,
             tuned_flags: true,
             disable_ext_arg: false,
-            recv_pool_entries: 256,
-            recv_pool_buf_size: 4096,
+            recv_pool: None,
+            recv_pool_limit: DEFAULT_RECV_POOL_LIMIT,
             features: UringFeatures::all(),
             send_zc_threshold: 16 * 1024,
             fixed_files: 4096,

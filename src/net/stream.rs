@@ -112,8 +112,10 @@ impl<F: Family> SocketStream<F> {
         } else {
             ShortRead::Drains
         });
-        // AF_UNIX has no zero-copy send (EOPNOTSUPP).
+        // AF_UNIX has no zero-copy send (EOPNOTSUPP), and its end of
+        // stream can be lost by a multishot receive (see `set_multishot_recv`).
         fd.set_zero_copy(!F::ANCILLARY);
+        fd.set_multishot_recv(!F::ANCILLARY);
         fd.use_fixed(&drv);
         SocketStream {
             fd,

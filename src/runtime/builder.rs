@@ -44,16 +44,32 @@ impl Builder {
         self
     }
     /// The io_uring receive pools used by `recv_stream` and
-    /// `recv_from_stream` (default 256 buffers of 4 KiB): `buffers` must be
-    /// a power of two (at most 32768). Each pool is registered on first use;
-    /// stream and datagram receives have one each of this size, so a loop
-    /// that uses both holds two. Where the kernel consumes buffers
-    /// incrementally (6.12, [`UringFeatures::incremental_recv`](crate::UringFeatures::incremental_recv)),
-    /// small stream receives share a buffer. With 0 buffers, pooled
-    /// receives use single-shot receives into heap buffers.
+    /// `recv_from_stream`: the number of buffers each starts with (a power
+    /// of two, at most 32768) and their size. Each pool is registered on
+    /// first use; stream and datagram receives have one each, so a loop
+    /// that uses both holds two. A pool grows by this many buffers when a
+    /// receive finds every buffer out, up to
+    /// [`recv_pool_limit`](Self::recv_pool_limit). Default: where the
+    /// kernel consumes stream buffers incrementally (6.12,
+    /// [`UringFeatures::incremental_recv`](crate::UringFeatures::incremental_recv)),
+    /// 16 buffers of 64 KiB for streams (small receives share a buffer, a
+    /// large message fills one at once); otherwise, and for datagrams, 256
+    /// of 4 KiB. With 0 buffers, pooled receives use single-shot receives
+    /// into heap buffers.
     pub fn recv_pool(mut self, buffers: u16, buffer_size: u32) -> Self {
-        self.uring.recv_pool_entries = buffers;
-        self.uring.recv_pool_buf_size = buffer_size;
+        self.uring.recv_pool = Some((buffers, buffer_size));
+        self
+    }
+    /// The most bytes each io_uring receive pool grows to (default 32 MiB,
+    /// and never more than 32768 buffers): when a multishot receive finds
+    /// every buffer out (`ENOBUFS`: the application holds them, or many
+    /// connections receive at once), the pool adds another step of
+    /// buffers (the starting number of [`recv_pool`](Self::recv_pool))
+    /// and the receive goes on; at the limit that receive goes to a heap
+    /// buffer instead. The memory stays with the loop. A limit at or below
+    /// the starting size keeps the pool at that size.
+    pub fn recv_pool_limit(mut self, bytes: usize) -> Self {
+        self.uring.recv_pool_limit = bytes;
         self
     }
     /// Which io_uring data-path features to use where the kernel has them

@@ -30,8 +30,37 @@ use crate::driver::fd::SharedFd;
 #[cfg(target_os = "linux")]
 use crate::driver::uring::{MultiOp, pool::Pool};
 
-/// Receive size on the fallback backend and for single-shot fallbacks.
-const HEAP_RECV: usize = 4096;
+/// The size of a heap receive (the fallback backend, and single-shot
+/// receives on io_uring): it starts at the smallest, doubles after a
+/// receive that filled the buffer and halves after one that used less than
+/// a quarter, so a bulk stream reads up to 64 KiB per call and a chatty one
+/// allocates little.
+#[derive(Clone, Copy, Debug)]
+struct HeapSize(usize);
+
+impl HeapSize {
+    const MIN: usize = 4 << 10;
+    const MAX: usize = 64 << 10;
+
+    fn buf(self) -> Vec<u8> {
+        Vec::with_capacity(self.0)
+    }
+
+    /// Adjusts the next size to a receive of `n` bytes.
+    fn after(&mut self, n: usize) {
+        if n >= self.0 {
+            self.0 = (self.0 * 2).min(Self::MAX);
+        } else if n < self.0 / 4 {
+            self.0 = (self.0 / 2).max(Self::MIN);
+        }
+    }
+}
+
+impl Default for HeapSize {
+    fn default() -> Self {
+        HeapSize(Self::MIN)
+    }
+}
 
 /// Multishot `RECV` selecting buffers from the loop's pool (io_uring only).
 #[cfg(target_os = "linux")]
@@ -69,6 +98,8 @@ pub(crate) struct PooledRecv {
     uring: UringRecv,
     /// Fallback backend: the receive in progress.
     heap: Option<Submit<Recv<Vec<u8>>>>,
+    /// The size of the next heap receive (either backend).
+    heap_size: HeapSize,
 }
 
 impl PooledRecv {
@@ -81,17 +112,25 @@ impl PooledRecv {
     ) -> Poll<io::Result<Option<PooledBuf>>> {
         match drv {
             #[cfg(target_os = "linux")]
-            Driver::Uring(_) => self.uring.poll(drv, fd, cx),
+            Driver::Uring(_) => self.uring.poll(drv, fd, &mut self.heap_size, cx),
             Driver::Fallback(_) => {
+                let size = self.heap_size;
                 let op = self
                     .heap
-                    .get_or_insert_with(|| super::submit(drv, Recv::new(fd, Vec::with_capacity(HEAP_RECV), 0)));
+                    .get_or_insert_with(|| super::submit(drv, Recv::new(fd, size.buf(), 0)));
                 let (res, buf) = ready!(Pin::new(op).poll(cx));
                 self.heap = None;
-                Poll::Ready(res.map(|n| (n > 0).then(|| PooledBuf::from_vec(buf))))
+                Poll::Ready(heap_chunk(res, buf, &mut self.heap_size))
             }
         }
     }
+}
+
+/// The chunk a heap receive produced (`None`: end of stream).
+fn heap_chunk(res: io::Result<usize>, buf: Vec<u8>, size: &mut HeapSize) -> io::Result<Option<PooledBuf>> {
+    let n = res?;
+    size.after(n);
+    Ok((n > 0).then(|| PooledBuf::from_vec(buf)))
 }
 
 /// What one completion of a pooled multishot receive means to its owner.
@@ -101,8 +140,8 @@ pub(super) enum MultiStep {
     /// `Some((bid, off))` and held until released (`None`: no buffer, which
     /// a result with data must have; a zero-length result never holds one).
     Data(std::rc::Rc<Pool>, Option<(u16, usize)>, usize),
-    /// Every pool buffer is out and no data was consumed: receive once
-    /// single-shot, then poll again.
+    /// Every pool buffer is out, the pool is at its limit, and no data was
+    /// consumed: receive once single-shot, then poll again.
     NoBuffers,
     /// The receive ended (or multishot turned out unsupported): poll again,
     /// which re-arms it or goes single-shot for good.
@@ -115,6 +154,8 @@ pub(super) enum MultiStep {
 #[cfg(target_os = "linux")]
 pub(super) struct MultiRecv<Op: 'static> {
     armed: Option<(MultiOp<Op>, std::rc::Rc<Pool>)>,
+    /// The pool's [generation](Pool::generation) when the receive was armed.
+    armed_at: u32,
     /// Multishot receive unavailable (no pool, or the kernel refused it).
     pub(super) single_only: bool,
     /// A multishot receive produced at least one result (so an `EINVAL`
@@ -127,6 +168,7 @@ impl<Op: 'static> Default for MultiRecv<Op> {
     fn default() -> Self {
         MultiRecv {
             armed: None,
+            armed_at: 0,
             single_only: false,
             worked: false,
         }
@@ -147,7 +189,10 @@ impl<Op: 'static> MultiRecv<Op> {
         use io_uring::cqueue;
         if self.armed.is_none() {
             match arm() {
-                Some(armed) => self.armed = Some(armed),
+                Some(armed) => {
+                    self.armed_at = armed.1.generation();
+                    self.armed = Some(armed);
+                }
                 None => {
                     self.single_only = true;
                     return Poll::Ready(Ok(MultiStep::Again));
@@ -191,7 +236,13 @@ impl<Op: 'static> MultiRecv<Op> {
                     pool.release(bid);
                 }
                 match e.raw_os_error() {
-                    // Every pool buffer is out; no data was consumed.
+                    // Every pool buffer is out; no data was consumed. If
+                    // the pool grew since this receive was armed, it may
+                    // have run dry before that: re-arm. Otherwise grow it
+                    // (and re-arm) unless it is at its limit.
+                    Some(libc::ENOBUFS) if pool.generation() != self.armed_at || pool.grow() => {
+                        Poll::Ready(Ok(MultiStep::Again))
+                    }
                     Some(libc::ENOBUFS) => Poll::Ready(Ok(MultiStep::NoBuffers)),
                     // Ended by a cancel that was not ours: re-arm.
                     Some(libc::ECANCELED) => Poll::Ready(Ok(MultiStep::Again)),
@@ -218,7 +269,13 @@ struct UringRecv {
 #[cfg(target_os = "linux")]
 impl UringRecv {
     /// One received chunk (`None`: end of stream).
-    fn poll(&mut self, drv: &Driver, fd: &SharedFd, cx: &mut Context<'_>) -> Poll<io::Result<Option<PooledBuf>>> {
+    fn poll(
+        &mut self,
+        drv: &Driver,
+        fd: &SharedFd,
+        heap_size: &mut HeapSize,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<Option<PooledBuf>>> {
         let Driver::Uring(d) = drv else {
             return Poll::Ready(Err(io::Error::other("ringloop: io_uring receive on another backend")));
         };
@@ -226,10 +283,10 @@ impl UringRecv {
             if let Some(op) = self.single.as_mut() {
                 let (res, buf) = ready!(Pin::new(op).poll(cx));
                 self.single = None;
-                return Poll::Ready(res.map(|n| (n > 0).then(|| PooledBuf::from_vec(buf))));
+                return Poll::Ready(heap_chunk(res, buf, heap_size));
             }
-            if self.multi.single_only {
-                self.single = Some(submit_single(drv, fd));
+            if self.multi.single_only || !fd.multishot_recv() {
+                self.single = Some(submit_single(drv, fd, *heap_size));
                 continue;
             }
             let arm = || {
@@ -250,15 +307,15 @@ impl UringRecv {
                 }
                 // End of stream.
                 MultiStep::Data(..) => return Poll::Ready(Ok(None)),
-                MultiStep::NoBuffers => self.single = Some(submit_single(drv, fd)),
+                MultiStep::NoBuffers => self.single = Some(submit_single(drv, fd, *heap_size)),
                 MultiStep::Again => {}
             }
         }
     }
 }
 
-fn submit_single(drv: &Driver, fd: &SharedFd) -> Submit<Recv<Vec<u8>>> {
-    super::submit(drv, Recv::new(fd, Vec::with_capacity(HEAP_RECV), 0))
+fn submit_single(drv: &Driver, fd: &SharedFd, size: HeapSize) -> Submit<Recv<Vec<u8>>> {
+    super::submit(drv, Recv::new(fd, size.buf(), 0))
 }
 
 /// Multishot `ACCEPT` (5.19): one SQE accepts connections until the kernel

@@ -442,7 +442,11 @@ unsafe impl<B: IoBuf> OpCode for SendZc<B> {
 
     fn sqe(&mut self) -> squeue::Entry {
         let len = len32(self.buf.bytes_init());
-        let zc_flags = if self.report { crate::driver::uring::ZC_REPORT_USAGE } else { 0 };
+        let zc_flags = if self.report {
+            crate::driver::uring::ZC_REPORT_USAGE
+        } else {
+            0
+        };
         fd_sqe!(&self.fd, t => opcode::SendZc::new(t, self.buf.stable_ptr(), len)
             .flags(self.flags)
             .zc_flags(zc_flags)

@@ -117,6 +117,17 @@ pub(crate) struct UringDriver {
     inner: Rc<Inner>,
 }
 
+/// The ring size of a pool starting with `entries` buffers of `size` bytes
+/// that may grow to `limit` bytes: the largest power of two of buffers
+/// within the limit (at most 32768), at least `entries`.
+fn max_buffers(entries: u16, size: u32, limit: usize) -> u16 {
+    let fit = (limit / (size.max(1) as usize)).min(32768) as u16;
+    if !entries.is_power_of_two() || fit <= entries {
+        return entries;
+    }
+    1 << (15 - fit.leading_zeros())
+}
+
 impl UringDriver {
     /// Sets up a ring of `cfg.entries` SQEs (CQ twice that), with the tuned
     /// flags the kernel accepts, probes the opcodes the driver needs and arms
@@ -136,16 +147,20 @@ impl UringDriver {
             path.push("multishot accept".to_owned());
         }
         if f.multishot_recv {
-            let (n, size) = core.pool_config;
-            path.push(match &core.pools.stream {
-                PoolState::Failed => "multishot recv (no buffer ring: single-shot)".to_owned(),
-                PoolState::Ready(p) if p.is_incremental() => {
-                    format!("multishot recv (buffer ring {n} x {size} B, incremental)")
-                }
-                PoolState::Unset if f.incremental_recv => {
-                    format!("multishot recv (buffer ring {n} x {size} B, incremental if the kernel has it)")
-                }
-                _ => format!("multishot recv (buffer ring {n} x {size} B)"),
+            let described = |p: &pool::Pool| {
+                format!(
+                    "multishot recv (buffer ring {} x {} B, growing to {}{})",
+                    p.buffers(),
+                    p.buf_size(),
+                    p.max_buffers(),
+                    if p.is_incremental() { ", incremental" } else { "" }
+                )
+            };
+            path.push(match (&core.pools.stream, core.pool_config.0) {
+                (PoolState::Failed, _) => "multishot recv (no buffer ring: single-shot)".to_owned(),
+                (PoolState::Ready(p), _) => described(p),
+                (PoolState::Unset, Some((n, size))) => format!("multishot recv (buffer ring {n} x {size} B)"),
+                (PoolState::Unset, None) => "multishot recv (buffer ring of the default size)".to_owned(),
             });
         }
         match self.inner.send_zc_threshold {
@@ -254,24 +269,32 @@ impl UringDriver {
     fn recv_pool(&self, dgram: bool) -> Option<Rc<pool::Pool>> {
         let mut core = self.inner.core.borrow_mut();
         let core = &mut *core;
-        let (entries, size) = core.pool_config;
-        // The datagram pool's ids follow the stream pool's (both fit: at
-        // most 32768 each); only the stream pool may be incremental.
-        let (state, group, first_bid, incremental) = if dgram {
-            (&mut core.pools.dgram, pool::DGRAM_GROUP, entries, false)
+        let (asked, limit) = core.pool_config;
+        let (state, group, first_bid) = if dgram {
+            (&mut core.pools.dgram, pool::DGRAM_GROUP, pool::DGRAM_FIRST_BID)
         } else {
-            let inc = self.inner.features.incremental_recv;
-            (&mut core.pools.stream, pool::STREAM_GROUP, 0, inc)
+            (&mut core.pools.stream, pool::STREAM_GROUP, 0)
         };
         if let PoolState::Unset = state {
-            let spec = pool::PoolSpec {
-                entries,
-                size,
-                group,
-                first_bid,
-                incremental,
+            let register = |incremental: bool| {
+                let (entries, size) = asked.unwrap_or(crate::driver::default_recv_pool(incremental));
+                let spec = pool::PoolSpec {
+                    entries,
+                    max_entries: max_buffers(entries, size, limit),
+                    size,
+                    group,
+                    first_bid,
+                    incremental,
+                };
+                pool::Pool::register(&core.ring, spec)
             };
-            *state = match pool::Pool::register(&core.ring, spec) {
+            // Only the stream pool may be incremental (see `pool.rs`).
+            let inc = !dgram && self.inner.features.incremental_recv;
+            let registered = match register(inc) {
+                Err(e) if inc && e.kind() == io::ErrorKind::Unsupported => register(false),
+                res => res,
+            };
+            *state = match registered {
                 Ok(p) => PoolState::Ready(Rc::new(p)),
                 Err(e) => {
                     crate::debug::debug_log(format_args!(

@@ -2,13 +2,17 @@
 //! (`IORING_REGISTER_PBUF_RING`, Linux 5.19) that multishot receives pick
 //! buffers from. A loop has up to two, each registered on first use: one
 //! for stream receives ([`STREAM_GROUP`]) and one for datagrams
-//! ([`DGRAM_GROUP`]). Their buffer ids are disjoint (the datagram pool's
-//! start after the stream pool's), so a CQE's buffer id alone names the pool.
+//! ([`DGRAM_GROUP`]). Their buffer ids are disjoint (the stream pool's are
+//! below [`DGRAM_FIRST_BID`], the datagram pool's from it), so a CQE's
+//! buffer id alone names the pool.
 //!
 //! Memory: one page-aligned allocation for the ring of `io_uring_buf`
-//! entries (16 bytes each; the kernel reads it, we write entries and publish
-//! the tail) and one for the buffers themselves (`entries × size` bytes,
-//! buffer `bid` at `(bid - first_bid) × size`). The kernel picks a buffer
+//! entries (16 bytes each, room for the most buffers the pool may grow to;
+//! the kernel reads it, we write entries and publish the tail) and one per
+//! *step* of buffers: the pool starts with one step of `entries × size`
+//! bytes and [grows](Pool::grow) by another when a receive finds every
+//! buffer out (`ENOBUFS`), up to its limit. Buffer `bid` is at index
+//! `bid - first_bid`, in step `index / entries`. The kernel picks a buffer
 //! from the ring's head when data arrives and reports its id in the CQE; the
 //! buffer is ours until we put it back at the tail.
 //!
@@ -58,6 +62,9 @@ use io_uring::IoUring;
 pub(crate) const STREAM_GROUP: u16 = 0;
 /// Buffer group id of the datagram receive pool.
 pub(crate) const DGRAM_GROUP: u16 = 1;
+/// The datagram pool's first buffer id (the stream pool's is 0); each pool
+/// has at most this many buffers.
+pub(crate) const DGRAM_FIRST_BID: u16 = 32768;
 
 const ENTRY_SIZE: usize = 16;
 const PAGE: usize = 4096;
@@ -71,15 +78,20 @@ pub(crate) const UNKNOWN_OFFSET: u32 = u32::MAX;
 /// What [`Pool::register`] sets up.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PoolSpec {
-    /// Number of buffers: a power of two, at most 32768.
+    /// Number of buffers to start with, and to add at each growth step: a
+    /// power of two, at most 32768.
     pub(crate) entries: u16,
+    /// The most buffers the pool grows to: a power of two, from `entries`
+    /// to 32768 (`entries`: it never grows).
+    pub(crate) max_entries: u16,
     /// Size of each buffer in bytes.
     pub(crate) size: u32,
     /// Buffer group id.
     pub(crate) group: u16,
     /// Id of the first buffer (the others follow).
     pub(crate) first_bid: u16,
-    /// Ask for incremental consumption (falls back without it).
+    /// Register for incremental consumption; a kernel without it (before
+    /// 6.12) makes `register` fail with [`io::ErrorKind::Unsupported`].
     pub(crate) incremental: bool,
 }
 
@@ -97,9 +109,17 @@ struct Fill {
 pub(crate) struct Pool {
     ring: NonNull<u8>,
     ring_layout: Layout,
-    bufs: NonNull<u8>,
-    bufs_layout: Layout,
-    entries: u16,
+    /// Buffer memory, one allocation per growth step (null: not yet).
+    steps: Box<[Cell<*mut u8>]>,
+    step_layout: Layout,
+    /// Buffers per step (a power of two).
+    step: u16,
+    /// Ring entries: the most buffers the pool can have.
+    cap: u16,
+    /// Buffers allocated and handed to the ring (a multiple of `step`).
+    count: Cell<u16>,
+    /// Growth steps taken (see [`Pool::generation`]).
+    grown: Cell<u32>,
     size: u32,
     first_bid: u16,
     /// Our copy of the tail (the kernel's head chases it).
@@ -111,91 +131,138 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    /// Allocates `spec.entries` buffers of `spec.size` bytes, fills the
-    /// ring with all of them and registers it with `ring` (incrementally
-    /// consumed if asked for and the kernel accepts it).
+    /// Allocates `spec.entries` buffers of `spec.size` bytes and a ring
+    /// with room for `spec.max_entries`, fills the ring with the buffers and
+    /// registers it with `ring` (incrementally consumed if asked for).
     pub(crate) fn register(ring: &IoUring, spec: PoolSpec) -> io::Result<Pool> {
         let PoolSpec {
             entries,
+            max_entries,
             size,
             group,
             first_bid,
             incremental,
         } = spec;
         if !entries.is_power_of_two()
-            || entries > 32768
+            || !max_entries.is_power_of_two()
+            || max_entries < entries
+            || max_entries > 32768
             || size == 0
-            || u32::from(first_bid) + u32::from(entries) > 65536
+            || u32::from(first_bid) + u32::from(max_entries) > 65536
         {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "ringloop: the receive pool needs a power-of-two buffer count (at most 32768), a non-zero size and buffer ids below 65536",
             ));
         }
-        let ring_layout = Layout::from_size_align(usize::from(entries) * ENTRY_SIZE, PAGE)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let invalid = |e| io::Error::new(io::ErrorKind::InvalidInput, e);
+        let ring_layout = Layout::from_size_align(usize::from(max_entries) * ENTRY_SIZE, PAGE).map_err(invalid)?;
         let total = usize::from(entries)
             .checked_mul(size as usize)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "ringloop: receive pool too large"))?;
-        let bufs_layout =
-            Layout::from_size_align(total, PAGE).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        // SAFETY: both layouts have a non-zero size (entries >= 1, size >= 1).
-        let (ring_ptr, bufs_ptr) = unsafe { (alloc_zeroed(ring_layout), alloc_zeroed(bufs_layout)) };
-        let (Some(ring_nn), Some(bufs_nn)) = (NonNull::new(ring_ptr), NonNull::new(bufs_ptr)) else {
-            // SAFETY: each pointer is freed only if it was allocated, with its layout.
-            unsafe {
-                if !ring_ptr.is_null() {
-                    dealloc(ring_ptr, ring_layout);
-                }
-                if !bufs_ptr.is_null() {
-                    dealloc(bufs_ptr, bufs_layout);
-                }
-            }
+        // Page-aligned steps, but a tiny pool's steps need not take a page each.
+        let step_layout = Layout::from_size_align(total, if total >= PAGE { PAGE } else { 64 }).map_err(invalid)?;
+        // SAFETY: the layout has a non-zero size (entries >= 1).
+        let ring_nn = NonNull::new(unsafe { alloc_zeroed(ring_layout) })
+            .ok_or_else(|| io::Error::new(io::ErrorKind::OutOfMemory, "ringloop: receive pool allocation failed"))?;
+        let steps = usize::from(max_entries / entries);
+        let pool = Pool {
+            ring: ring_nn,
+            ring_layout,
+            steps: (0..steps).map(|_| Cell::new(std::ptr::null_mut())).collect(),
+            step_layout,
+            step: entries,
+            cap: max_entries,
+            count: Cell::new(0),
+            grown: Cell::new(0),
+            size,
+            first_bid,
+            tail: Cell::new(0),
+            fill: incremental.then(|| (0..max_entries).map(|_| Fill::default()).collect()),
+            poisoned: Cell::new(false),
+        };
+        // (From here on `pool`'s drop frees what was allocated.)
+        if !pool.add_step() {
             return Err(io::Error::new(
                 io::ErrorKind::OutOfMemory,
                 "ringloop: receive pool allocation failed",
             ));
-        };
-        let mut pool = Pool {
-            ring: ring_nn,
-            ring_layout,
-            bufs: bufs_nn,
-            bufs_layout,
-            entries,
-            size,
-            first_bid,
-            tail: Cell::new(0),
-            fill: None,
-            poisoned: Cell::new(false),
-        };
-        for i in 0..entries {
-            pool.push(first_bid + i);
         }
-        pool.publish();
         // The ring memory stays allocated as long as the kernel may read it:
         // the pool is only freed once no `Rc` is left, and the driver core
         // keeps (or leaks) one until the ring itself is gone.
-        let register = |flags: u16| {
-            // SAFETY: page-aligned ring memory of `entries` entries that outlives the kernel's use (above).
-            unsafe {
-                ring.submitter()
-                    .register_buf_ring_with_flags(ring_nn.as_ptr() as u64, entries, group, flags)
-            }
+        let flags = if incremental { PBUF_RING_INC } else { 0 };
+        // SAFETY: page-aligned ring memory of `max_entries` entries that outlives the kernel's use (above).
+        let registered = unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(ring_nn.as_ptr() as u64, max_entries, group, flags)
         };
-        // Kernels before 6.12 reject the flag with EINVAL: register plainly.
-        let inc = incremental && register(PBUF_RING_INC).is_ok();
-        if inc {
-            pool.fill = Some((0..entries).map(|_| Fill::default()).collect());
-        } else {
-            register(0)
-                .map_err(|e| io::Error::new(e.kind(), format!("io_uring_register(IORING_REGISTER_PBUF_RING): {e}")))?;
+        match registered {
+            Ok(()) => Ok(pool),
+            // Kernels before 6.12 reject the flag.
+            Err(e) if incremental && e.raw_os_error() == Some(libc::EINVAL) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "io_uring: no incrementally consumed buffer rings (Linux 6.12)",
+            )),
+            Err(e) => Err(io::Error::new(
+                e.kind(),
+                format!("io_uring_register(IORING_REGISTER_PBUF_RING): {e}"),
+            )),
         }
-        Ok(pool)
+    }
+
+    /// Allocates one more step of buffers and puts them in the ring;
+    /// false if the pool is at its limit or the allocation failed.
+    fn add_step(&self) -> bool {
+        let count = self.count.get();
+        if count >= self.cap {
+            return false;
+        }
+        // SAFETY: the layout has a non-zero size (step >= 1, size >= 1).
+        let mem = unsafe { alloc_zeroed(self.step_layout) };
+        if mem.is_null() {
+            return false;
+        }
+        self.steps[usize::from(count / self.step)].set(mem);
+        self.count.set(count + self.step);
+        for i in count..count + self.step {
+            self.push(self.first_bid + i);
+        }
+        self.publish();
+        true
+    }
+
+    /// Adds a step of buffers after a receive found every buffer out, unless
+    /// the pool is at its limit: whether it grew. Call it only for an
+    /// `ENOBUFS` of a receive armed at the current
+    /// [`generation`](Self::generation): one armed before the last growth
+    /// may have run dry before the new buffers were there.
+    pub(crate) fn grow(&self) -> bool {
+        let grew = self.add_step();
+        if grew {
+            self.grown.set(self.grown.get() + 1);
+        }
+        grew
+    }
+
+    /// Counts the growth steps taken.
+    pub(crate) fn generation(&self) -> u32 {
+        self.grown.get()
+    }
+
+    /// Buffers allocated so far.
+    pub(crate) fn buffers(&self) -> u16 {
+        self.count.get()
+    }
+
+    /// The most buffers it grows to.
+    pub(crate) fn max_buffers(&self) -> u16 {
+        self.cap
     }
 
     /// Whether buffer `bid` is one of this pool's.
     pub(crate) fn owns(&self, bid: u16) -> bool {
-        bid.wrapping_sub(self.first_bid) < self.entries
+        bid.wrapping_sub(self.first_bid) < self.count.get()
     }
 
     /// Whether the kernel consumes this pool's buffers incrementally.
@@ -256,20 +323,26 @@ impl Pool {
         self.size
     }
 
-    /// The start of buffer `bid`.
+    /// The start of buffer `bid` (one of the pool's buffers; any other id
+    /// gives the first buffer's start).
     pub(crate) fn buf_ptr(&self, bid: u16) -> *mut u8 {
-        let index = self.index(bid).min(usize::from(self.entries) - 1);
-        // SAFETY: `index < entries`, so the offset is inside the allocation.
-        unsafe { self.bufs.as_ptr().add(index * self.size as usize) }
+        let index = bid.wrapping_sub(self.first_bid);
+        let index = if index < self.count.get() { index } else { 0 };
+        let step = self.steps[usize::from(index / self.step)].get();
+        let at = usize::from(index % self.step) * self.size as usize;
+        // SAFETY: `index < count`, so its step is allocated (`add_step`
+        // allocates steps in order before counting their buffers) and `at`
+        // is inside it.
+        unsafe { step.add(at) }
     }
 
     /// Writes the ring entry for `bid` at our tail (not yet visible).
     fn push(&self, bid: u16) {
         let tail = self.tail.get();
-        let index = usize::from(tail & (self.entries - 1));
+        let index = usize::from(tail & (self.cap - 1));
         // The fields are written one by one because entry 0's last two bytes
         // are the shared tail, which must not be overwritten.
-        // SAFETY: `index < entries`, so the entry lies inside the ring allocation.
+        // SAFETY: `index < cap`, so the entry lies inside the ring allocation.
         unsafe {
             let entry = self.ring.as_ptr().add(index * ENTRY_SIZE);
             entry.cast::<u64>().write(self.buf_ptr(bid) as u64);
@@ -318,17 +391,21 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        // SAFETY: allocated in `register` with these layouts; the kernel no
-        // longer uses them (see the module docs for how that is ensured).
+        // SAFETY: allocated in `register` / `add_step` with these layouts;
+        // the kernel no longer uses them (see the module docs for how that
+        // is ensured).
         unsafe {
             dealloc(self.ring.as_ptr(), self.ring_layout);
-            dealloc(self.bufs.as_ptr(), self.bufs_layout);
+            for step in self.steps.iter().map(Cell::get).filter(|p| !p.is_null()) {
+                dealloc(step, self.step_layout);
+            }
         }
     }
 }
 
-// SAFETY: `buf_ptr` clamps the buffer index into the pool's allocation of
-// `entries * size` bytes, which lives until the pool is dropped.
+// SAFETY: `buf_ptr` maps every id to the start of an allocated buffer of
+// `size` bytes (another id to the first), which lives until the pool is
+// dropped.
 unsafe impl crate::buf::BufRing for Pool {
     fn buf_size(&self) -> u32 {
         Pool::buf_size(self)

@@ -79,7 +79,9 @@ pub(crate) struct Core {
     pub(super) linger_deadline: Option<Instant>,
     /// The receive-buffer pools, each registered on first use.
     pub(super) pools: Pools,
-    pub(super) pool_config: (u16, u32),
+    /// The receive pools asked for (`UringConfig::recv_pool`) and their
+    /// growth limit in bytes.
+    pub(super) pool_config: (Option<(u16, u32)>, usize),
     pub(super) eventfd: Arc<EventFd>,
     /// Target of the armed eventfd read. Raw (from `Box::into_raw`) because
     /// the kernel writes it behind Rust's back; freed in `Drop` only when no

@@ -230,7 +230,8 @@ impl UringDriver {
         }
         enter_works(&mut ring)?;
         let features = cfg.features.without_env();
-        let zc_report_usage = features.send_zc && probe.is_supported(opcode::SendZc::CODE) && zc_reports_usage(&mut ring);
+        let zc_report_usage =
+            features.send_zc && probe.is_supported(opcode::SendZc::CODE) && zc_reports_usage(&mut ring);
         let params = ring.params();
         if !params.is_feature_nodrop() {
             return Err(io::Error::new(
@@ -285,7 +286,7 @@ impl UringDriver {
                 stream: PoolState::Unset,
                 dgram: PoolState::Unset,
             },
-            pool_config: (cfg.recv_pool_entries, cfg.recv_pool_buf_size),
+            pool_config: (cfg.recv_pool, cfg.recv_pool_limit),
             eventfd,
             eventfd_buf: NonNull::from(Box::leak(Box::new(0u64))),
             eventfd_armed: false,

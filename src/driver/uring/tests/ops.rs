@@ -268,8 +268,8 @@ fn dropping_an_op_while_the_driver_is_borrowed_leaks_its_resources() {
 /// incrementally.
 fn incremental_pool_driver(n: u16) -> Option<(UringDriver, Rc<crate::driver::uring::pool::Pool>)> {
     let d = try_driver(UringConfig {
-        recv_pool_entries: n,
-        recv_pool_buf_size: 4096,
+        recv_pool: Some((n, 4096)),
+        recv_pool_limit: 0,
         ..UringConfig::default()
     })?;
     match d.stream_pool() {
