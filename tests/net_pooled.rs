@@ -231,6 +231,32 @@ fn recv_stream_ends_at_end_of_stream(lp: &EventLoop) {
 }
 
 #[ringloop::test]
+fn a_chunk_says_whether_it_filled_its_buffer(lp: &EventLoop) {
+    let own = loop_with_pool(lp, 2, 64);
+    let uring = ring_buffers_in_use(&own);
+    own.run_until_complete(async move {
+        let (a, b) = tcp_pair().await;
+        let (r, _) = a.write_all(pattern(1, 100)).await;
+        r.unwrap();
+        drop(a);
+        let mut rx = b.recv_stream();
+        let mut chunks = Vec::new();
+        while let Some(buf) = rx.next().await {
+            let buf = buf.unwrap();
+            chunks.push((buf.len(), buf.filled_its_buffer()));
+        }
+        if uring {
+            // 64-byte buffers: the first is filled, the rest drained the socket.
+            assert_eq!(chunks, [(64, true), (36, false)]);
+        } else {
+            // One heap receive of up to 4 KiB.
+            assert_eq!(chunks, [(100, false)]);
+        }
+    })
+    .unwrap();
+}
+
+#[ringloop::test]
 fn a_pool_that_runs_dry_grows_to_its_limit_then_receives_into_heap_buffers(lp: &EventLoop) {
     // Two 64-byte buffers to start with, at most sixteen; the reader holds
     // everything it receives, so only growth gives the kernel more room.

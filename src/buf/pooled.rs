@@ -88,6 +88,23 @@ impl PooledBuf {
         }
     }
 
+    /// Whether the receive that produced this chunk stopped because its
+    /// buffer was full (a ring buffer filled to its end, a heap buffer to
+    /// its capacity) rather than because the socket was empty: then more
+    /// of the same message may already be waiting, and a server that writes
+    /// a message back in one piece can look for the next chunk first. A
+    /// chunk that ends before its buffer does drained the socket.
+    pub fn filled_its_buffer(&self) -> bool {
+        match &self.inner {
+            #[cfg(target_os = "linux")]
+            Inner::Ring { pool, bid, ptr, len } => {
+                let end = pool.buf_ptr(*bid) as usize + pool.buf_size() as usize;
+                ptr.as_ptr() as usize + *len as usize == end
+            }
+            Inner::Heap(v) => v.len() == v.capacity(),
+        }
+    }
+
     /// The bytes as a `Vec` (a copy for a ring buffer, which goes back to
     /// the ring).
     pub fn into_vec(mut self) -> Vec<u8> {

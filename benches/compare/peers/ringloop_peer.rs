@@ -35,28 +35,22 @@ pub fn serve(
     accept_loop(l, driver, ready, echo)
 }
 
-/// The size of the loop's pool buffers (the default of
-/// `Builder::recv_pool`, and of the readiness backend's heap chunks).
-const POOL_BUF: usize = 4096;
-
 pub async fn echo(s: ringloop::net::TcpStream) {
     // Pooled receives: on io_uring one multishot RECV per connection fills
     // buffers of the loop's ring. A message that fits one buffer is written
     // straight back from it. A larger one arrives as several buffers at
     // once: what is already here goes back in one write (like the other
     // peers' one read of up to 64 KiB, then one write), since a write per
-    // 4 KiB buffer costs a TCP segment each.
+    // chunk costs a TCP segment each.
     //
-    // Only a chunk that filled a whole buffer can have more behind it (a
-    // receive that found less data than a buffer holds drained the socket),
-    // so only then does the peer look: the look costs ~200 instructions,
-    // 10% of a small request's user-space work. (Incremental consumption
-    // can also end a chunk at the end of a partly used buffer; that chunk
-    // then goes alone and the rest are gathered.)
+    // Only a chunk that filled its buffer can have more behind it (a
+    // receive that ended before its buffer did drained the socket), so
+    // only then does the peer look: the look costs ~200 instructions, 10%
+    // of a small request's user-space work.
     let mut rx = s.recv_stream();
     let mut out = Vec::new();
     while let Some(Ok(buf)) = rx.next_buf().await {
-        let mut next = if buf.len() >= POOL_BUF {
+        let mut next = if buf.filled_its_buffer() {
             ready_now(&mut rx).await
         } else {
             None
