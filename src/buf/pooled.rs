@@ -54,9 +54,16 @@ enum Inner {
         ptr: std::ptr::NonNull<u8>,
         /// At most the buffer size (a `u32`): keeps the value at 32 bytes.
         len: u32,
+        /// The bytes end where the buffer does (see `filled_its_buffer`);
+        /// known when the value is made, where the buffer size is at hand.
+        filled: bool,
     },
     Heap(Vec<u8>),
 }
+
+// Kept small: a `PooledBuf` travels by value through every echo write.
+#[cfg(target_os = "linux")]
+const _: () = assert!(std::mem::size_of::<PooledBuf>() == 32);
 
 impl PooledBuf {
     /// The `len` bytes at `off` in ring buffer `bid` (both clamped to the
@@ -65,13 +72,21 @@ impl PooledBuf {
     pub(crate) fn from_ring_at<P: BufRing + 'static>(pool: Rc<P>, bid: u16, off: usize, len: usize) -> PooledBuf {
         let size = pool.buf_size() as usize;
         let off = off.min(size);
-        let len = len.min(size - off) as u32;
+        let len = len.min(size - off);
+        let filled = off + len == size;
+        let len = len as u32;
         // `off <= size`: inside buffer `bid` or one past its end (the
         // deref relies on it, not this arithmetic).
         let ptr = pool.buf_ptr(bid).wrapping_add(off);
         let ptr = std::ptr::NonNull::new(ptr).expect("pool buffers are not at address 0");
         PooledBuf {
-            inner: Inner::Ring { pool, bid, ptr, len },
+            inner: Inner::Ring {
+                pool,
+                bid,
+                ptr,
+                len,
+                filled,
+            },
         }
     }
 
@@ -97,10 +112,7 @@ impl PooledBuf {
     pub fn filled_its_buffer(&self) -> bool {
         match &self.inner {
             #[cfg(target_os = "linux")]
-            Inner::Ring { pool, bid, ptr, len } => {
-                let end = pool.buf_ptr(*bid) as usize + pool.buf_size() as usize;
-                ptr.as_ptr() as usize + *len as usize == end
-            }
+            Inner::Ring { filled, .. } => *filled,
             Inner::Heap(v) => v.len() == v.capacity(),
         }
     }

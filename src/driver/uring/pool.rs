@@ -112,8 +112,9 @@ pub(crate) struct Pool {
     /// Buffer memory, one allocation per growth step (null: not yet).
     steps: Box<[Cell<*mut u8>]>,
     step_layout: Layout,
-    /// Buffers per step (a power of two).
+    /// Buffers per step (a power of two) and its log2.
     step: u16,
+    step_shift: u32,
     /// Ring entries: the most buffers the pool can have.
     cap: u16,
     /// Buffers allocated and handed to the ring (a multiple of `step`).
@@ -172,6 +173,7 @@ impl Pool {
             steps: (0..steps).map(|_| Cell::new(std::ptr::null_mut())).collect(),
             step_layout,
             step: entries,
+            step_shift: entries.trailing_zeros(),
             cap: max_entries,
             count: Cell::new(0),
             grown: Cell::new(0),
@@ -328,8 +330,8 @@ impl Pool {
     pub(crate) fn buf_ptr(&self, bid: u16) -> *mut u8 {
         let index = bid.wrapping_sub(self.first_bid);
         let index = if index < self.count.get() { index } else { 0 };
-        let step = self.steps[usize::from(index / self.step)].get();
-        let at = usize::from(index % self.step) * self.size as usize;
+        let step = self.steps[usize::from(index >> self.step_shift)].get();
+        let at = usize::from(index & (self.step - 1)) * self.size as usize;
         // SAFETY: `index < count`, so its step is allocated (`add_step`
         // allocates steps in order before counting their buffers) and `at`
         // is inside it.
