@@ -5,12 +5,14 @@
 //! pool when data arrives and posts a CQE, so a request costs no SQE and no
 //! poll arm on the receive side. The operation ends when the kernel ends it
 //! (end of stream, an error, or `ENOBUFS` when every pool buffer is out); it
-//! is then re-armed on the next poll. `ENOBUFS` consumed no data: that one
-//! receive runs as a single-shot `RECV` into a heap buffer, and the next
-//! poll re-arms the multishot one. Kernels without a buffer ring (before
-//! 5.19) or without multishot receive (before 6.0, which rejects it with
-//! `EINVAL`) get single-shot receives throughout. On the fallback backend
-//! each item is one `recv` into a fresh heap buffer.
+//! is then re-armed on the next poll. `ENOBUFS` consumed no data: the pool
+//! grows by a step and the receive re-arms at once; a pool at its limit
+//! makes that one receive a single-shot `RECV` into a heap buffer, and the
+//! next poll re-arms the multishot one. Kernels without a buffer ring
+//! (before 5.19) or without multishot receive (before 6.0, which rejects
+//! it with `EINVAL`) get single-shot receives throughout, and so do AF_UNIX
+//! streams (`SharedFd::set_multishot_recv`). On the fallback backend each
+//! item is one `recv` into a fresh heap buffer ([`HeapSize`]).
 //!
 //! Dropping it cancels the armed receive; buffers it picked but never
 //! handed out go back to the pool (the driver releases them from the queued
