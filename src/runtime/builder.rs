@@ -60,8 +60,9 @@ impl Builder {
         self.uring.recv_pool = Some((buffers, buffer_size));
         self
     }
-    /// The most bytes each io_uring receive pool grows to (default 32 MiB,
-    /// and never more than 32768 buffers): when a multishot receive finds
+    /// The most bytes each io_uring receive pool grows to (default 32 MiB;
+    /// rounded down to a power-of-two number of buffers, at most 32768):
+    /// when a multishot receive finds
     /// every buffer out (`ENOBUFS`: the application holds them, or many
     /// connections receive at once), the pool adds another step of
     /// buffers (the starting number of [`recv_pool`](Self::recv_pool))
