@@ -156,8 +156,9 @@ pub(super) enum MultiStep {
 #[cfg(target_os = "linux")]
 pub(super) struct MultiRecv<Op: 'static> {
     armed: Option<(MultiOp<Op>, std::rc::Rc<Pool>)>,
-    /// The pool's [generation](Pool::generation) when the receive was armed.
-    armed_at: u32,
+    /// The pool's number of [buffers](Pool::buffers) when the receive was
+    /// armed (it changes only when the pool grows).
+    armed_at: u16,
     /// Multishot receive unavailable (no pool, or the kernel refused it).
     pub(super) single_only: bool,
     /// A multishot receive produced at least one result (so an `EINVAL`
@@ -192,7 +193,7 @@ impl<Op: 'static> MultiRecv<Op> {
         if self.armed.is_none() {
             match arm() {
                 Some(armed) => {
-                    self.armed_at = armed.1.generation();
+                    self.armed_at = armed.1.buffers();
                     self.armed = Some(armed);
                 }
                 None => {
@@ -242,7 +243,7 @@ impl<Op: 'static> MultiRecv<Op> {
                     // the pool grew since this receive was armed, it may
                     // have run dry before that: re-arm. Otherwise grow it
                     // (and re-arm) unless it is at its limit.
-                    Some(libc::ENOBUFS) if pool.generation() != self.armed_at || pool.grow() => {
+                    Some(libc::ENOBUFS) if pool.buffers() != self.armed_at || pool.grow() => {
                         Poll::Ready(Ok(MultiStep::Again))
                     }
                     Some(libc::ENOBUFS) => Poll::Ready(Ok(MultiStep::NoBuffers)),

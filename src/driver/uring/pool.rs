@@ -119,8 +119,6 @@ pub(crate) struct Pool {
     cap: u16,
     /// Buffers allocated and handed to the ring (a multiple of `step`).
     count: Cell<u16>,
-    /// Growth steps taken (see [`Pool::generation`]).
-    grown: Cell<u32>,
     size: u32,
     first_bid: u16,
     /// Our copy of the tail (the kernel's head chases it).
@@ -176,7 +174,6 @@ impl Pool {
             step_shift: entries.trailing_zeros(),
             cap: max_entries,
             count: Cell::new(0),
-            grown: Cell::new(0),
             size,
             first_bid,
             tail: Cell::new(0),
@@ -184,7 +181,7 @@ impl Pool {
             poisoned: Cell::new(false),
         };
         // (From here on `pool`'s drop frees what was allocated.)
-        if !pool.add_step() {
+        if !pool.grow() {
             return Err(io::Error::new(
                 io::ErrorKind::OutOfMemory,
                 "ringloop: receive pool allocation failed",
@@ -213,9 +210,13 @@ impl Pool {
         }
     }
 
-    /// Allocates one more step of buffers and puts them in the ring;
-    /// false if the pool is at its limit or the allocation failed.
-    fn add_step(&self) -> bool {
+    /// Allocates one more step of buffers and puts them in the ring (the
+    /// first step at registration, another when a receive found every
+    /// buffer out); false if the pool is at its limit or the allocation
+    /// failed. Grow only for an `ENOBUFS` of a receive armed when the pool
+    /// had as many [buffers](Self::buffers) as now: one armed before the
+    /// last growth may have run dry before the new buffers were there.
+    pub(crate) fn grow(&self) -> bool {
         let count = self.count.get();
         if count >= self.cap {
             return false;
@@ -225,31 +226,13 @@ impl Pool {
         if mem.is_null() {
             return false;
         }
-        self.steps[usize::from(count / self.step)].set(mem);
+        self.steps[usize::from(count >> self.step_shift)].set(mem);
         self.count.set(count + self.step);
         for i in count..count + self.step {
             self.push(self.first_bid + i);
         }
         self.publish();
         true
-    }
-
-    /// Adds a step of buffers after a receive found every buffer out, unless
-    /// the pool is at its limit: whether it grew. Call it only for an
-    /// `ENOBUFS` of a receive armed at the current
-    /// [`generation`](Self::generation): one armed before the last growth
-    /// may have run dry before the new buffers were there.
-    pub(crate) fn grow(&self) -> bool {
-        let grew = self.add_step();
-        if grew {
-            self.grown.set(self.grown.get() + 1);
-        }
-        grew
-    }
-
-    /// Counts the growth steps taken.
-    pub(crate) fn generation(&self) -> u32 {
-        self.grown.get()
     }
 
     /// Buffers allocated so far.
@@ -332,9 +315,9 @@ impl Pool {
         let index = if index < self.count.get() { index } else { 0 };
         let step = self.steps[usize::from(index >> self.step_shift)].get();
         let at = usize::from(index & (self.step - 1)) * self.size as usize;
-        // SAFETY: `index < count`, so its step is allocated (`add_step`
-        // allocates steps in order before counting their buffers) and `at`
-        // is inside it.
+        // `index < count`, so its step is allocated (`grow` allocates
+        // steps in order before counting their buffers).
+        // SAFETY: `at` is inside that step's allocation.
         unsafe { step.add(at) }
     }
 
@@ -393,9 +376,9 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        // SAFETY: allocated in `register` / `add_step` with these layouts;
-        // the kernel no longer uses them (see the module docs for how that
-        // is ensured).
+        // Allocated in `register` / `grow` with these layouts; the kernel no
+        // longer uses them (see the module docs for how that is ensured).
+        // SAFETY: each pointer is freed once, with its own layout.
         unsafe {
             dealloc(self.ring.as_ptr(), self.ring_layout);
             for step in self.steps.iter().map(Cell::get).filter(|p| !p.is_null()) {

@@ -9,7 +9,7 @@ use std::ptr::NonNull;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use io_uring::{IoUring, Probe, opcode, types};
+use io_uring::{IoUring, Probe, opcode, squeue, types};
 use slab::Slab;
 
 use super::*;
@@ -115,29 +115,50 @@ pub(super) fn setup_error(e: io::Error, entries: u32, tried: &str) -> io::Error 
 /// latter, and a ring that cannot be entered must be rejected at setup (so
 /// `Auto` falls back) rather than fail every wait of the loop.
 pub(super) fn enter_works(ring: &mut IoUring) -> io::Result<()> {
-    let nop = opcode::Nop::new().build().user_data(CANCEL_UD);
     // SAFETY: a NOP references no memory.
-    if unsafe { ring.submission().push(&nop) }.is_err() {
-        return Err(io::Error::other("io_uring: no room for one NOP in a new SQ"));
+    unsafe { run_alone(ring, opcode::Nop::new().build()) }
+        .map(drop)
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "io_uring_enter on a new ring failed: {e} (io_uring_setup is allowed but \
+                 io_uring_enter is not, e.g. by a seccomp filter)"
+                ),
+            )
+        })
+}
+
+/// Submits `sqe` on a ring nothing else uses yet and waits for its final
+/// CQE (the first without `IORING_CQE_F_MORE`), returning the results of
+/// all its CQEs. User data `CANCEL_UD`: nothing is dispatched.
+///
+/// # Safety
+///
+/// `sqe` must satisfy `SubmissionQueue::push`'s contract: any memory it
+/// names stays valid until the call returns.
+unsafe fn run_alone(ring: &mut IoUring, sqe: squeue::Entry) -> io::Result<Vec<i32>> {
+    let sqe = sqe.user_data(CANCEL_UD);
+    // SAFETY: the caller's contract; the call waits for the final CQE.
+    if unsafe { ring.submission().push(&sqe) }.is_err() {
+        return Err(io::Error::other("io_uring: no room for one SQE in a new SQ"));
     }
+    let mut results = Vec::new();
     loop {
         match ring.submit_and_wait(1) {
-            Ok(_) => break,
+            Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-            Err(e) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!(
-                        "io_uring_enter on a new ring failed: {e} (io_uring_setup is allowed but \
-                         io_uring_enter is not, e.g. by a seccomp filter)"
-                    ),
-                ));
-            }
+            Err(e) => return Err(e),
+        }
+        let mut done = false;
+        for cqe in ring.completion() {
+            results.push(cqe.result());
+            done |= !io_uring::cqueue::more(cqe.flags());
+        }
+        if done {
+            return Ok(results);
         }
     }
-    // The NOP's CQE (user_data CANCEL_UD: nothing to dispatch).
-    ring.completion().for_each(drop);
-    Ok(())
 }
 
 /// `IORING_SEND_ZC_REPORT_USAGE` (Linux 6.2): the notification of a
@@ -153,31 +174,11 @@ pub(super) const ZC_COPIED: i32 = i32::MIN;
 pub(super) fn zc_reports_usage(ring: &mut IoUring) -> bool {
     let sqe = opcode::SendZc::new(types::Fd(-1), std::ptr::null(), 0)
         .zc_flags(ZC_REPORT_USAGE)
-        .build()
-        .user_data(CANCEL_UD);
+        .build();
+    // (A failed SEND_ZC may post a notification after its result.)
     // SAFETY: a zero-length send from a null pointer references no memory.
-    if unsafe { ring.submission().push(&sqe) }.is_err() {
-        return false;
-    }
-    // A failed SEND_ZC may post a notification after its result
-    // (`IORING_CQE_F_MORE` on the first): wait for the final CQE.
-    let mut first = None;
-    for _ in 0..4 {
-        match ring.submit_and_wait(1) {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-            Err(_) => return false,
-        }
-        let mut done = false;
-        for cqe in ring.completion() {
-            first.get_or_insert(cqe.result());
-            done |= !io_uring::cqueue::more(cqe.flags());
-        }
-        if done {
-            break;
-        }
-    }
-    first == Some(-libc::EBADF)
+    let results = unsafe { run_alone(ring, sqe) };
+    matches!(results.as_deref(), Ok([first, ..]) if *first == -libc::EBADF)
 }
 
 pub(super) fn enter_error(e: io::Error) -> io::Error {
