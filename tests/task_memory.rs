@@ -120,58 +120,121 @@ fn hammer(w: Waker) {
     w.wake();
 }
 
-#[ringloop::test]
-fn spawn_and_join_of_a_non_allocating_future_is_one_allocation(lp: &EventLoop) {
-    let (n, v) = lp
-        .run_until_complete(async {
-            // Warm-up: the slab, the ready queue and the id block exist.
-            for i in 0..4u64 {
-                assert_eq!(spawn(async move { i }).await.unwrap(), i);
+/// Runs `body` on a loop of each backend whose thread keeps at most
+/// `cache_limit` bytes of freed task memory (`Builder::task_cache_limit`).
+fn on_both_backends(cache_limit: usize, body: impl Fn(&EventLoop)) {
+    for choice in [ringloop::DriverChoice::Uring, ringloop::DriverChoice::Fallback] {
+        match EventLoop::builder()
+            .driver(choice)
+            .task_cache_limit(cache_limit)
+            .build()
+        {
+            Ok(lp) => body(&lp),
+            Err(e) if choice == ringloop::DriverChoice::Uring && !ringloop::__macros::require_uring() => {
+                eprintln!("SKIP [uring]: io_uring unavailable here: {e}");
             }
-            let mut per_task = Vec::with_capacity(16);
-            for i in 0..16u64 {
-                let (n, v) = count(async move { spawn(async move { i * 2 }).await.unwrap() }).await;
-                assert_eq!(v, i * 2);
-                per_task.push(n);
-            }
-            (per_task, 7)
-        })
-        .unwrap();
-    assert_eq!(v, 7);
-    assert!(n.iter().all(|&a| a == 1), "allocations per spawn+join: {n:?}");
+            Err(e) => panic!("cannot build a {choice:?} loop: {e}"),
+        }
+    }
 }
 
-#[ringloop::test]
-fn detached_spawns_cost_one_allocation_each(lp: &EventLoop) {
-    let rounds = lp
-        .run_until_complete(async {
-            let sum = Rc::new(Cell::new(0u64));
-            let mut rounds = Vec::new();
-            // The first round grows the slab and the ready queue; the
-            // second reuses them.
-            for round in 1..=2u64 {
-                let s2 = sum.clone();
-                let (n, ()) = count(async move {
-                    for i in 0..100u64 {
-                        let s = s2.clone();
-                        spawn(async move { s.set(s.get() + i) }).detach();
-                    }
-                    while s2.get() < round * 4950 {
-                        yield_now().await;
-                    }
-                })
-                .await;
-                rounds.push(n);
-            }
-            assert_eq!(sum.get(), 2 * 4950);
-            rounds
-        })
-        .unwrap();
-    assert_eq!(
-        rounds[1], 100,
-        "allocations for 100 detached spawns (first round: {})",
-        rounds[0]
-    );
+/// Allocations of each of 16 spawn+joins after a warm-up.
+fn allocations_per_spawn_and_join(lp: &EventLoop) -> Vec<u64> {
+    lp.run_until_complete(async {
+        // Warm-up: the slab, the ready queue and the id block exist.
+        for i in 0..4u64 {
+            assert_eq!(spawn(async move { i }).await.unwrap(), i);
+        }
+        let mut per_task = Vec::with_capacity(16);
+        for i in 0..16u64 {
+            let (n, v) = count(async move { spawn(async move { i * 2 }).await.unwrap() }).await;
+            assert_eq!(v, i * 2);
+            per_task.push(n);
+        }
+        per_task
+    })
+    .unwrap()
+}
+
+#[test]
+fn spawn_and_join_of_a_non_allocating_future_is_one_allocation() {
+    on_both_backends(0, |lp| {
+        let n = allocations_per_spawn_and_join(lp);
+        assert!(n.iter().all(|&a| a == 1), "allocations per spawn+join: {n:?}");
+    });
+}
+
+/// With the task cache on, a spawn takes the memory of a task freed before
+/// it: no allocation at all once warm.
+#[test]
+fn with_the_task_cache_a_spawn_reuses_freed_task_memory() {
+    on_both_backends(ringloop::task::DEFAULT_TASK_CACHE_LIMIT, |lp| {
+        let n = allocations_per_spawn_and_join(lp);
+        assert!(n.iter().all(|&a| a == 0), "allocations per spawn+join: {n:?}");
+    });
+}
+
+/// Allocations of two rounds of 100 detached spawns (each round waits
+/// until all 100 ran).
+fn allocations_per_detached_round(lp: &EventLoop) -> Vec<u64> {
+    lp.run_until_complete(async {
+        let sum = Rc::new(Cell::new(0u64));
+        let mut rounds = Vec::new();
+        // The first round grows the slab and the ready queue; the
+        // second reuses them.
+        for round in 1..=2u64 {
+            let s2 = sum.clone();
+            let (n, ()) = count(async move {
+                for i in 0..100u64 {
+                    let s = s2.clone();
+                    spawn(async move { s.set(s.get() + i) }).detach();
+                }
+                while s2.get() < round * 4950 {
+                    yield_now().await;
+                }
+            })
+            .await;
+            rounds.push(n);
+        }
+        assert_eq!(sum.get(), 2 * 4950);
+        rounds
+    })
+    .unwrap()
+}
+
+#[test]
+fn detached_spawns_cost_one_allocation_each() {
+    on_both_backends(0, |lp| {
+        let rounds = allocations_per_detached_round(lp);
+        assert_eq!(
+            rounds[1], 100,
+            "allocations for 100 detached spawns (first round: {})",
+            rounds[0]
+        );
+    });
+}
+
+/// The second burst of detached tasks lives in the first one's memory; a
+/// cache too small for a whole burst keeps what fits and allocates the rest.
+#[test]
+fn a_second_burst_of_detached_tasks_reuses_the_first_ones_memory() {
+    on_both_backends(ringloop::task::DEFAULT_TASK_CACHE_LIMIT, |lp| {
+        let rounds = allocations_per_detached_round(lp);
+        assert_eq!(
+            rounds[1], 0,
+            "allocations for 100 detached spawns (first round: {})",
+            rounds[0]
+        );
+    });
+    // Room for 40 blocks of the detached task's class (at most 128 bytes).
+    on_both_backends(40 * 128, |lp| {
+        let rounds = allocations_per_detached_round(lp);
+        assert!(
+            (60..=100).contains(&rounds[1]),
+            "allocations for 100 detached spawns: {}",
+            rounds[1]
+        );
+    });
 }
 
 #[ringloop::test]

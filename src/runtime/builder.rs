@@ -25,6 +25,7 @@ pub struct Builder {
     debug: Option<bool>,
     slow_callback: Option<Duration>,
     pool: PoolConfig,
+    task_cache_limit: Option<usize>,
 }
 
 impl Builder {
@@ -95,6 +96,17 @@ impl Builder {
         self.uring.fixed_files = slots;
         self
     }
+    /// How many bytes of freed task memory the loop's thread keeps for
+    /// reuse by later spawns (default
+    /// [`DEFAULT_TASK_CACHE_LIMIT`](crate::task::DEFAULT_TASK_CACHE_LIMIT),
+    /// 16 MiB, or `RINGLOOP_TASK_CACHE_LIMIT` in bytes; 0 turns the cache
+    /// off, e.g. to let AddressSanitizer see every freed task). Tasks up to
+    /// 1 KiB are kept; the cache belongs to the thread, so the latest loop
+    /// built on it sets the limit, and closing a loop empties it.
+    pub fn task_cache_limit(mut self, bytes: usize) -> Self {
+        self.task_cache_limit = Some(bytes);
+        self
+    }
     /// Test hook: behave as if the kernel lacked `IORING_FEAT_EXT_ARG`
     /// (the wait timeout then goes through a Timeout SQE).
     #[doc(hidden)]
@@ -137,6 +149,7 @@ impl Builder {
             warn_on_unknown_driver_env();
         }
         let driver = Driver::build(self.driver, &self.uring)?;
+        crate::task::set_task_cache_limit(self.task_cache_limit.unwrap_or_else(task_cache_limit_from_env));
         let shared = Arc::new(Shared::new(driver.notifier()));
         let debug = self
             .debug
@@ -169,6 +182,19 @@ impl Builder {
         ));
         DEFAULT.with(|d| *d.borrow_mut() = Rc::downgrade(&inner));
         Ok(EventLoop { inner, owner: true })
+    }
+}
+
+/// `RINGLOOP_TASK_CACHE_LIMIT` (bytes) if set and valid, else the default.
+fn task_cache_limit_from_env() -> usize {
+    match std::env::var("RINGLOOP_TASK_CACHE_LIMIT") {
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
+            crate::debug::warn_log(format_args!(
+                "ringloop: ignoring RINGLOOP_TASK_CACHE_LIMIT={v:?}: expected a number of bytes"
+            ));
+            crate::task::DEFAULT_TASK_CACHE_LIMIT
+        }),
+        Err(_) => crate::task::DEFAULT_TASK_CACHE_LIMIT,
     }
 }
 

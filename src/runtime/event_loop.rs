@@ -347,6 +347,8 @@ impl EventLoop {
             t.discard();
         }
         drop(self.inner.shared.take_remote());
+        // The freed tasks' memory, kept for this loop's spawns, goes back.
+        crate::task::release_task_cache();
         self.inner.pool.shutdown();
         Ok(())
     }

@@ -32,8 +32,9 @@ pub use dump::{TaskDump, TaskInfo, TaskState};
 pub use error::TaskError;
 pub(crate) use error::panic_message;
 pub use handle::{CancelOnDrop, DoneCallbackId, Finished, Task, TaskRef};
+pub use raw::DEFAULT_TASK_CACHE_LIMIT;
 use raw::{DropFuture, Init, OutputKind, RawRef, StepResult};
-pub(crate) use raw::{OkWrap, RemoteWake, SchedHook, TaskBox, Wakeup};
+pub(crate) use raw::{OkWrap, RemoteWake, SchedHook, TaskBox, Wakeup, release_task_cache, set_task_cache_limit};
 
 // The spawning entry points need the current loop, so the runtime defines
 // them (`ringloop::spawn`, `try_spawn`, `current_task`, `all_tasks` at the

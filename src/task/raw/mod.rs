@@ -408,13 +408,21 @@ where
     unsafe fn dealloc(ptr: NonNull<Header>) {
         // The `ManuallyDrop` parts are not dropped again, the header holds no
         // owning field, the stage is `Empty` (dropping it is a no-op).
-        // SAFETY: from `Box::new_uninit` of this type, fully initialized, unreferenced.
-        drop(unsafe { Box::from_raw(ptr.cast::<TaskCell<F, T>>().as_ptr()) });
+        // SAFETY: from `cache::allocate` with this type's layout, fully
+        // initialized, unreferenced: dropped in place once, then freed.
+        unsafe {
+            std::ptr::drop_in_place(ptr.cast::<TaskCell<F, T>>().as_ptr());
+            cache::free(ptr.cast(), std::alloc::Layout::new::<TaskCell<F, T>>());
+        }
     }
 }
 
+mod cache;
 mod refs;
 mod waker;
+
+pub use cache::DEFAULT_LIMIT as DEFAULT_TASK_CACHE_LIMIT;
+pub(crate) use cache::{release as release_task_cache, set_limit as set_task_cache_limit};
 
 pub(crate) use refs::{OkWrap, RawRef, TaskBox, TypedRef};
 use waker::*;
@@ -429,8 +437,9 @@ mod tests {
     }
 
     /// The benchmark's detached task (an `Rc` and an index captured, no
-    /// output) needs at most 120 bytes: glibc's largest fast-bin request, so
-    /// a burst of such tasks is allocated and freed without bin coalescing.
+    /// output) needs at most 120 bytes, so it takes a 128-byte block of the
+    /// task cache (and, with the cache off, a glibc fast-bin chunk: no bin
+    /// coalescing on free).
     #[test]
     fn a_small_task_fits_a_fast_bin_chunk() {
         let sum = Rc::new(Cell::new(0u64));

@@ -1,5 +1,6 @@
 //! Local task references ([`RawRef`], [`TypedRef`]) and [`OkWrap`].
 
+use std::alloc::Layout;
 use std::cell::{Cell, UnsafeCell};
 use std::future::Future;
 use std::marker::PhantomData;
@@ -65,7 +66,7 @@ impl RawRef {
             });
         }
         // Every field is initialized above, so the cell may be used as a
-        // `TaskCell<F, T>` (`dealloc` frees it as a `Box<TaskCell<F, T>>`).
+        // `TaskCell<F, T>` (`dealloc` drops it in place and frees the block).
         // SAFETY: `p` came from a `NonNull`.
         let ptr = unsafe { NonNull::new_unchecked(p) }.cast::<Header>();
         TypedRef {
@@ -408,7 +409,8 @@ impl RawRef {
 /// had landed (a store-forwarding stall, ~8% of a spawn). Dropped, it
 /// drops the future and frees the memory.
 pub(crate) struct TaskBox<F, T> {
-    /// From `Box::<TaskCell<F, T>>::new_uninit`; only `stage` is written.
+    /// From `cache::allocate` with `TaskCell<F, T>`'s layout; only `stage`
+    /// is written.
     cell: NonNull<TaskCell<F, T>>,
 }
 
@@ -419,15 +421,12 @@ where
 {
     #[inline(always)]
     pub(crate) fn new(future: F) -> TaskBox<F, T> {
-        let cell = Box::<TaskCell<F, T>>::new_uninit();
-        let p = Box::into_raw(cell).cast::<TaskCell<F, T>>();
-        // SAFETY: one field of the fresh, uninitialized allocation is
-        // written in place (nothing is read or dropped).
-        unsafe { (&raw mut (*p).stage).write(UnsafeCell::new(Stage::Running(future))) };
-        TaskBox {
-            // SAFETY: `Box::into_raw` never returns null.
-            cell: unsafe { NonNull::new_unchecked(p) },
-        }
+        let cell = cache::allocate(Layout::new::<TaskCell<F, T>>()).cast::<TaskCell<F, T>>();
+        // SAFETY: one field of the fresh, uninitialized allocation (sized
+        // and aligned for the cell) is written in place (nothing is read or
+        // dropped).
+        unsafe { (&raw mut (*cell.as_ptr()).stage).write(UnsafeCell::new(Stage::Running(future))) };
+        TaskBox { cell }
     }
 }
 
@@ -436,10 +435,10 @@ impl<F, T> Drop for TaskBox<F, T> {
         let p = self.cell.as_ptr();
         // If the future's destructor unwinds, the memory leaks.
         // SAFETY: only the stage is initialized (`new`): dropped in
-        // place once, then freed as the uninitialized box it came from.
+        // place once, then the block goes back with the layout it came with.
         unsafe {
             std::ptr::drop_in_place(&raw mut (*p).stage);
-            drop(Box::from_raw(p.cast::<MaybeUninit<TaskCell<F, T>>>()));
+            cache::free(self.cell.cast(), Layout::new::<TaskCell<F, T>>());
         }
     }
 }
