@@ -101,8 +101,9 @@ impl Builder {
     /// [`DEFAULT_TASK_CACHE_LIMIT`](crate::task::DEFAULT_TASK_CACHE_LIMIT),
     /// 16 MiB, or `RINGLOOP_TASK_CACHE_LIMIT` in bytes; 0 turns the cache
     /// off, e.g. to let AddressSanitizer see every freed task). Tasks up to
-    /// 1 KiB are kept; the cache belongs to the thread, so the latest loop
-    /// built on it sets the limit, and closing a loop empties it.
+    /// 1 KiB with alignment ≤ 16 are kept; the cache belongs to the
+    /// thread, so the latest loop built on it sets the limit, and closing a
+    /// loop empties it.
     pub fn task_cache_limit(mut self, bytes: usize) -> Self {
         self.task_cache_limit = Some(bytes);
         self
@@ -189,9 +190,12 @@ impl Builder {
 fn task_cache_limit_from_env() -> usize {
     match std::env::var("RINGLOOP_TASK_CACHE_LIMIT") {
         Ok(v) => v.trim().parse().unwrap_or_else(|_| {
-            crate::debug::warn_log(format_args!(
-                "ringloop: ignoring RINGLOOP_TASK_CACHE_LIMIT={v:?}: expected a number of bytes"
-            ));
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                crate::debug::warn_log(format_args!(
+                    "ringloop: ignoring RINGLOOP_TASK_CACHE_LIMIT={v:?}: expected a number of bytes"
+                ))
+            });
             crate::task::DEFAULT_TASK_CACHE_LIMIT
         }),
         Err(_) => crate::task::DEFAULT_TASK_CACHE_LIMIT,

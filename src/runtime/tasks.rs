@@ -178,9 +178,19 @@ where
     // The allocation first: the future moves into it before anything
     // else (see `TaskBox`); on an error it is dropped with the box.
     let fut = TaskBox::new(OkWrap(fut));
-    let lp = current_inner().ok_or(LoopError::NoLoop)?;
-    lp.check_open()?;
-    Ok(spawn_boxed(&lp, fut, at))
+    let lp = current_inner()
+        .ok_or(LoopError::NoLoop)
+        .and_then(|lp| lp.check_open().map(|()| lp));
+    match lp {
+        Ok(lp) => Ok(spawn_boxed(&lp, fut, at)),
+        Err(e) => {
+            drop(fut);
+            // No open loop here: the thread gives back the task memory it
+            // just started to keep (see `task/raw/cache.rs`).
+            crate::task::release_task_cache();
+            Err(e)
+        }
+    }
 }
 
 /// The task whose step is running now, if any.

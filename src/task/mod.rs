@@ -33,6 +33,8 @@ pub use error::TaskError;
 pub(crate) use error::panic_message;
 pub use handle::{CancelOnDrop, DoneCallbackId, Finished, Task, TaskRef};
 pub use raw::DEFAULT_TASK_CACHE_LIMIT;
+#[doc(hidden)]
+pub use raw::cached_task_bytes;
 use raw::{DropFuture, Init, OutputKind, RawRef, StepResult};
 pub(crate) use raw::{OkWrap, RemoteWake, SchedHook, TaskBox, Wakeup, release_task_cache, set_task_cache_limit};
 

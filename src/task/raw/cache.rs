@@ -17,9 +17,14 @@
 //!   class and a block that leaves the cache is freed with the layout it was
 //!   made with. Larger or over-aligned tasks use the global allocator
 //!   directly.
-//! * The cache holds at most `limit` bytes per thread
+//! * The cache holds at most `limit` bytes of blocks per thread
 //!   ([`DEFAULT_LIMIT`], `Builder::task_cache_limit`; 0 turns it off);
-//!   blocks beyond it go back to the global allocator.
+//!   blocks beyond it go back to the global allocator. The stacks of
+//!   pointers themselves (8 bytes per cached block, kept at their peak
+//!   capacity until the cache is emptied) are not counted.
+//! * A spawn that fails (no loop, or a closed one) empties the cache and
+//!   makes the thread inactive again, so a thread without a loop does not
+//!   start keeping blocks by trying.
 //! * Only a thread that allocated a task since the cache was last emptied
 //!   keeps blocks: a thread that merely drops the last waker of some task
 //!   frees the memory at once (it would never reuse it).
@@ -103,14 +108,17 @@ const fn class_of(layout: Layout) -> Option<usize> {
 
 #[inline(always)]
 const fn class_layout(class: usize) -> Layout {
+    debug_assert!(class < CLASSES);
     // SAFETY: a non-zero multiple of 16, aligned to 16, far below isize::MAX.
     unsafe { Layout::from_size_align_unchecked((class + 1) * GRAIN, GRAIN) }
 }
 
-/// Allocates a block for a value of `layout` (never zero-sized), from this
-/// thread's cache when it holds one of the class.
+/// Allocates a block for a value of `layout`, from this thread's cache when
+/// it holds one of the class. Panics on a zero-sized layout (a task never
+/// is one; the check folds away for a constant layout).
 #[inline]
 pub(super) fn allocate(layout: Layout) -> NonNull<u8> {
+    assert!(layout.size() != 0, "zero-sized task allocation");
     let actual = match class_of(layout) {
         Some(class) => {
             let cached = CACHE
@@ -132,7 +140,8 @@ pub(super) fn allocate(layout: Layout) -> NonNull<u8> {
         }
         None => layout,
     };
-    // SAFETY: `actual` has a non-zero size (tasks always have a header).
+    // SAFETY: `actual` has a non-zero size (asserted above; a class layout
+    // is at least 16 bytes).
     let p = unsafe { alloc(actual) };
     NonNull::new(p).unwrap_or_else(|| handle_alloc_error(actual))
 }
@@ -191,10 +200,10 @@ pub(crate) fn release() {
     });
 }
 
-/// Bytes this thread's cache holds.
-#[cfg(test)]
-pub(crate) fn cached_bytes() -> usize {
-    CACHE.with(|c| c.borrow().bytes)
+/// Bytes of freed task memory this thread's cache holds (for tests).
+#[doc(hidden)]
+pub fn cached_bytes() -> usize {
+    CACHE.try_with(|c| c.borrow().bytes).unwrap_or(0)
 }
 
 #[cfg(test)]

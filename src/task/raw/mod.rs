@@ -422,6 +422,8 @@ mod refs;
 mod waker;
 
 pub use cache::DEFAULT_LIMIT as DEFAULT_TASK_CACHE_LIMIT;
+#[doc(hidden)]
+pub use cache::cached_bytes as cached_task_bytes;
 pub(crate) use cache::{release as release_task_cache, set_limit as set_task_cache_limit};
 
 pub(crate) use refs::{OkWrap, RawRef, TaskBox, TypedRef};
