@@ -422,9 +422,8 @@ where
     #[inline(always)]
     pub(crate) fn new(future: F) -> TaskBox<F, T> {
         let cell = cache::allocate(Layout::new::<TaskCell<F, T>>()).cast::<TaskCell<F, T>>();
-        // SAFETY: one field of the fresh, uninitialized allocation (sized
-        // and aligned for the cell) is written in place (nothing is read or
-        // dropped).
+        // The block is sized and aligned for the cell (`cache::allocate`).
+        // SAFETY: one field of the fresh block is written in place; nothing is read or dropped.
         unsafe { (&raw mut (*cell.as_ptr()).stage).write(UnsafeCell::new(Stage::Running(future))) };
         TaskBox { cell }
     }
